@@ -1,0 +1,953 @@
+/*  hgp_codec.c - encode and validate HGP/1 bodies (schemas/PROTOCOL.md)
+ *
+ *  Encoding uses msgpack-c's packer. Decoding does NOT use msgpack-c's
+ *  unpacker, on purpose: the unpacker allocates a whole array or map as
+ *  soon as it reads the header, so five hostile bytes claiming four billion
+ *  elements make it ask for gigabytes. Our reader is a cursor over the
+ *  bytes that never allocates more than the bytes in hand can justify, reads
+ *  only the shapes the spec allows, and turns every deviation into a typed
+ *  error: structural damage is 400 "malformed", a bad field 400 "invalid",
+ *  a body or key list over the limits 413 "too_large".
+ */
+#include "hgp_codec.h"
+#include <msgpack.h>
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAP_MAX 32          /* more keys than any body can legally have */
+
+/*  --------------------------------------------------------------------
+ *  Small helpers
+ */
+
+void
+hgp_buf_clear (hgp_buf_t *self)
+{
+    free (self->data);
+    self->data = NULL;
+    self->size = self->alloc = 0;
+}
+
+static int
+s_buf_write (void *data, const char *bytes, size_t len)
+{
+    hgp_buf_t *buf = (hgp_buf_t *) data;
+    if (buf->size + len > buf->alloc) {
+        size_t alloc = buf->alloc ? buf->alloc : 256;
+        while (alloc < buf->size + len)
+            alloc *= 2;
+        uint8_t *grown = (uint8_t *) realloc (buf->data, alloc);
+        if (!grown)
+            return -1;
+        buf->data = grown;
+        buf->alloc = alloc;
+    }
+    memcpy (buf->data + buf->size, bytes, len);
+    buf->size += len;
+    return 0;
+}
+
+int
+hgp_error_set (hgp_error_t *err, uint16_t status, const char *code,
+               const char *fmt, ...)
+{
+    if (!err)
+        return -1;
+    err->status = status;
+    snprintf (err->code, sizeof err->code, "%s", code);
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (err->message, sizeof err->message, fmt, args);
+    va_end (args);
+    return -1;
+}
+
+static const char *s_op_names [] = {
+    "", "incr", "get", "mget", "ping", "actors"
+};
+
+const char *
+hgp_op_name (hgp_op_t op)
+{
+    return (op > HGP_OP_NONE && op <= HGP_OP_ACTORS) ? s_op_names [op] : "";
+}
+
+hgp_op_t
+hgp_op_from_name (const char *name)
+{
+    for (int op = HGP_OP_INCR; op <= HGP_OP_ACTORS; op++)
+        if (strcmp (name, s_op_names [op]) == 0)
+            return (hgp_op_t) op;
+    return HGP_OP_NONE;
+}
+
+bool
+hgp_id_valid (const char *s, size_t len)
+{
+    if (len < 1 || len > HGP_ID_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s [i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+        ||    (c >= '0' && c <= '9') || c == '_' || c == '-'
+        ||    c == '.' || c == ':'))
+            return false;
+    }
+    return true;
+}
+
+/*  --------------------------------------------------------------------
+ *  The reader: a cursor over untrusted bytes
+ */
+
+typedef struct {
+    const uint8_t *p;           /* next byte                                */
+    const uint8_t *end;         /* one past the last byte                   */
+    hgp_error_t *err;           /* where failures are described             */
+} s_cur_t;
+
+static int
+s_truncated (s_cur_t *cur)
+{
+    return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "malformed",
+                          "msgpack body is truncated");
+}
+
+static int
+s_need (s_cur_t *cur, size_t n)
+{
+    return (size_t) (cur->end - cur->p) >= n ? 0 : s_truncated (cur);
+}
+
+static uint64_t
+s_be (const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = (v << 8) | p [i];
+    return v;
+}
+
+/*  Read a length header of a family (fixed range, 8/16/32-bit forms) */
+static int
+s_read_len (s_cur_t *cur, uint8_t fix_lo, uint8_t fix_hi, uint8_t fix_mask,
+            int op8, int op16, int op32, uint32_t *len)
+{
+    if (s_need (cur, 1))
+        return -1;
+    uint8_t b = *cur->p;
+    int width = 0;
+    if (b >= fix_lo && b <= fix_hi) {
+        *len = b & fix_mask;
+        cur->p++;
+        return 0;
+    }
+    if (op8 >= 0 && b == op8)
+        width = 1;
+    else
+    if (b == op16)
+        width = 2;
+    else
+    if (b == op32)
+        width = 4;
+    else
+        return 1;               /* not this family; caller reports */
+    if (s_need (cur, 1 + width))
+        return -1;
+    *len = (uint32_t) s_be (cur->p + 1, width);
+    cur->p += 1 + width;
+    return 0;
+}
+
+static int
+s_map (s_cur_t *cur, uint32_t *n, const char *what)
+{
+    int rc = s_read_len (cur, 0x80, 0x8f, 0x0f, -1, 0xde, 0xdf, n);
+    if (rc > 0)
+        return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "invalid",
+                              "%s must be a map", what);
+    if (rc == 0 && *n > MAP_MAX)
+        return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "malformed",
+                              "%s has %u keys, more than any valid body",
+                              what, *n);
+    return rc;
+}
+
+static int
+s_array (s_cur_t *cur, uint32_t *n, const char *what)
+{
+    int rc = s_read_len (cur, 0x90, 0x9f, 0x0f, -1, 0xdc, 0xdd, n);
+    if (rc > 0)
+        return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "invalid",
+                              "%s must be an array", what);
+    return rc;
+}
+
+/*  A str; *s points into the input, not terminated */
+static int
+s_str (s_cur_t *cur, const char **s, uint32_t *len, const char *what)
+{
+    int rc = s_read_len (cur, 0xa0, 0xbf, 0x1f, 0xd9, 0xda, 0xdb, len);
+    if (rc > 0)
+        return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "invalid",
+                              "%s must be a string", what);
+    if (rc < 0 || s_need (cur, *len))
+        return -1;
+    *s = (const char *) cur->p;
+    cur->p += *len;
+    return 0;
+}
+
+/*  A str that must be an id; copied, terminated, into out */
+static int
+s_id (s_cur_t *cur, char *out, const char *what)
+{
+    const char *s;
+    uint32_t len;
+    if (s_str (cur, &s, &len, what))
+        return -1;
+    if (!hgp_id_valid (s, len))
+        return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "invalid",
+            "%s must be 1-%d bytes of A-Z a-z 0-9 _ - . :", what, HGP_ID_MAX);
+    memcpy (out, s, len);
+    out [len] = 0;
+    return 0;
+}
+
+/*  A str of any content up to max bytes (error messages), terminated */
+static int
+s_text (s_cur_t *cur, char *out, size_t max, const char *what)
+{
+    const char *s;
+    uint32_t len;
+    if (s_str (cur, &s, &len, what))
+        return -1;
+    if (len > max)
+        len = (uint32_t) max;   /* messages are for humans; cut, not fail */
+    memcpy (out, s, len);
+    out [len] = 0;
+    return 0;
+}
+
+/*  Any msgpack integer that fits int64 */
+static int
+s_int (s_cur_t *cur, int64_t *v, const char *what)
+{
+    if (s_need (cur, 1))
+        return -1;
+    uint8_t b = *cur->p;
+    if (b <= 0x7f) { *v = b; cur->p++; return 0; }
+    if (b >= 0xe0) { *v = (int8_t) b; cur->p++; return 0; }
+    int width;
+    bool is_signed;
+    switch (b) {
+        case 0xcc: width = 1; is_signed = false; break;
+        case 0xcd: width = 2; is_signed = false; break;
+        case 0xce: width = 4; is_signed = false; break;
+        case 0xcf: width = 8; is_signed = false; break;
+        case 0xd0: width = 1; is_signed = true; break;
+        case 0xd1: width = 2; is_signed = true; break;
+        case 0xd2: width = 4; is_signed = true; break;
+        case 0xd3: width = 8; is_signed = true; break;
+        default:
+            return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "invalid",
+                                  "%s must be an integer", what);
+    }
+    if (s_need (cur, 1 + width))
+        return -1;
+    uint64_t raw = s_be (cur->p + 1, width);
+    cur->p += 1 + width;
+    if (is_signed) {
+        int shift = 64 - 8 * width;
+        /*  sign-extend through an unsigned shift, no UB */
+        *v = (int64_t) (raw << shift) >> shift;
+    }
+    else {
+        if (raw > (uint64_t) INT64_MAX)
+            return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "invalid",
+                                  "%s is out of the signed 64-bit range", what);
+        *v = (int64_t) raw;
+    }
+    return 0;
+}
+
+static int
+s_uint (s_cur_t *cur, uint64_t max, uint64_t *v, const char *what)
+{
+    int64_t n;
+    if (s_int (cur, &n, what))
+        return -1;
+    if (n < 0 || (uint64_t) n > max)
+        return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "invalid",
+                              "%s must be from 0 to %llu", what,
+                              (unsigned long long) max);
+    *v = (uint64_t) n;
+    return 0;
+}
+
+static int
+s_bool (s_cur_t *cur, bool *v, const char *what)
+{
+    if (s_need (cur, 1))
+        return -1;
+    if (*cur->p != 0xc2 && *cur->p != 0xc3)
+        return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "invalid",
+                              "%s must be a boolean", what);
+    *v = *cur->p++ == 0xc3;
+    return 0;
+}
+
+/*  Read a map key and return its index in names, or -1 with an error.
+    seen is a bitmask that catches repeated keys. */
+static int
+s_key (s_cur_t *cur, const char *const *names, int count, uint32_t *seen)
+{
+    const char *s;
+    uint32_t len;
+    if (s_str (cur, &s, &len, "map key"))
+        return -1;
+    for (int i = 0; i < count; i++)
+        if (strlen (names [i]) == len && memcmp (names [i], s, len) == 0) {
+            if (*seen & (1u << i))
+                return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST,
+                    "malformed", "key '%s' appears twice", names [i]);
+            *seen |= 1u << i;
+            return i;
+        }
+    char shown [48];
+    uint32_t n = len < 40 ? len : 40;
+    for (uint32_t i = 0; i < n; i++)
+        shown [i] = (s [i] >= 0x20 && s [i] < 0x7f) ? s [i] : '?';
+    shown [n] = 0;
+    return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "invalid",
+                          "unknown key '%s%s'", shown, len > 40 ? "..." : "");
+}
+
+static int
+s_begin (s_cur_t *cur, const uint8_t *data, size_t size, hgp_error_t *err)
+{
+    cur->p = data;
+    cur->end = data + size;
+    cur->err = err;
+    if (size > HGP_BODY_MAX)
+        return hgp_error_set (err, HGP_STATUS_TOO_LARGE, "too_large",
+                              "body is %zu bytes, over the limit of %d",
+                              size, HGP_BODY_MAX);
+    if (size == 0)
+        return hgp_error_set (err, HGP_STATUS_BAD_REQUEST, "malformed",
+                              "body is empty");
+    return 0;
+}
+
+static int
+s_finish (s_cur_t *cur)
+{
+    if (cur->p != cur->end)
+        return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "malformed",
+                              "%zu trailing bytes after the msgpack map",
+                              (size_t) (cur->end - cur->p));
+    return 0;
+}
+
+/*  --------------------------------------------------------------------
+ *  Requests
+ */
+
+enum {
+    RQ_OP, RQ_ID, RQ_TIMEOUT, RQ_TRACE, RQ_RESOURCE, RQ_TYPE, RQ_DELTA,
+    RQ_USER, RQ_KEYS, RQ_COUNT
+};
+static const char *const s_request_keys [RQ_COUNT] = {
+    "op", "id", "timeout_ms", "trace", "resource_id", "counter_type",
+    "delta", "user_id", "keys"
+};
+
+/*  Which keys each op takes (bitmask over RQ_*) */
+#define BIT(k) (1u << (k))
+#define COMMON (BIT (RQ_OP) | BIT (RQ_ID) | BIT (RQ_TIMEOUT) | BIT (RQ_TRACE))
+
+static uint32_t
+s_allowed (hgp_op_t op)
+{
+    switch (op) {
+        case HGP_OP_INCR:
+            return COMMON | BIT (RQ_RESOURCE) | BIT (RQ_TYPE) | BIT (RQ_DELTA)
+                          | BIT (RQ_USER);
+        case HGP_OP_GET:
+            return COMMON | BIT (RQ_RESOURCE) | BIT (RQ_TYPE);
+        case HGP_OP_MGET:
+            return COMMON | BIT (RQ_KEYS);
+        default:
+            return COMMON;
+    }
+}
+
+static uint32_t
+s_required (hgp_op_t op)
+{
+    uint32_t base = BIT (RQ_OP) | BIT (RQ_ID);
+    switch (op) {
+        case HGP_OP_INCR:
+            return base | BIT (RQ_RESOURCE) | BIT (RQ_TYPE) | BIT (RQ_DELTA);
+        case HGP_OP_GET:
+            return base | BIT (RQ_RESOURCE) | BIT (RQ_TYPE);
+        case HGP_OP_MGET:
+            return base | BIT (RQ_KEYS);
+        default:
+            return base;
+    }
+}
+
+void
+hgp_request_init (hgp_request_t *req)
+{
+    memset (req, 0, sizeof *req);
+    req->timeout_ms = HGP_TIMEOUT_DEFAULT;
+}
+
+void
+hgp_request_clear (hgp_request_t *req)
+{
+    free (req->keys);
+    hgp_request_init (req);
+}
+
+static int
+s_keys (s_cur_t *cur, hgp_request_t *req)
+{
+    uint32_t n;
+    if (s_array (cur, &n, "keys"))
+        return -1;
+    if (n == 0)
+        return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "invalid",
+                              "keys must not be empty");
+    if (n > HGP_MGET_MAX)
+        return hgp_error_set (cur->err, HGP_STATUS_TOO_LARGE, "too_large",
+                              "%u keys, more than the limit of %d",
+                              n, HGP_MGET_MAX);
+    /*  Each pair takes at least 5 bytes: never allocate for bytes we
+        do not have */
+    if ((size_t) (cur->end - cur->p) < (size_t) n * 5)
+        return s_truncated (cur);
+    req->keys = (hgp_key_t *) calloc (n, sizeof (hgp_key_t));
+    if (!req->keys)
+        return hgp_error_set (cur->err, HGP_STATUS_INTERNAL, "internal",
+                              "out of memory");
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t pair;
+        if (s_array (cur, &pair, "each entry of keys"))
+            return -1;
+        if (pair != 2)
+            return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "invalid",
+                "each entry of keys must be [resource_id, counter_type]");
+        if (s_id (cur, req->keys [i].resource_id, "keys[].resource_id")
+        ||  s_id (cur, req->keys [i].counter_type, "keys[].counter_type"))
+            return -1;
+        req->nkeys = i + 1;
+    }
+    return 0;
+}
+
+static int
+s_request_field (s_cur_t *cur, hgp_request_t *req, int key)
+{
+    const char *s;
+    uint32_t len;
+    uint64_t u;
+    switch (key) {
+        case RQ_OP:
+            if (s_str (cur, &s, &len, "op"))
+                return -1;
+            char name [8] = "";
+            if (len < sizeof name) {
+                memcpy (name, s, len);
+                name [len] = 0;
+            }
+            req->op = hgp_op_from_name (name);
+            if (req->op == HGP_OP_NONE)
+                return hgp_error_set (cur->err, HGP_STATUS_NOT_FOUND,
+                    "unknown_op",
+                    "op must be one of incr, get, mget, ping, actors");
+            return 0;
+        case RQ_ID:
+            return s_id (cur, req->id, "id");
+        case RQ_TIMEOUT:
+            if (s_uint (cur, HGP_TIMEOUT_MAX, &u, "timeout_ms"))
+                return -1;
+            if (u == 0)
+                return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST,
+                    "invalid", "timeout_ms must be from 1 to %d",
+                    HGP_TIMEOUT_MAX);
+            req->timeout_ms = (uint32_t) u;
+            return 0;
+        case RQ_TRACE:
+            return s_id (cur, req->trace, "trace");
+        case RQ_RESOURCE:
+            return s_id (cur, req->key.resource_id, "resource_id");
+        case RQ_TYPE:
+            return s_id (cur, req->key.counter_type, "counter_type");
+        case RQ_DELTA:
+            if (s_int (cur, &req->delta, "delta"))
+                return -1;
+            if (req->delta == 0)
+                return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST,
+                    "invalid", "delta must not be 0");
+            return 0;
+        case RQ_USER:
+            return s_id (cur, req->user_id, "user_id");
+        case RQ_KEYS:
+            return s_keys (cur, req);
+    }
+    assert (false);
+    return -1;
+}
+
+int
+hgp_request_decode (hgp_request_t *req, const uint8_t *data, size_t size,
+                    hgp_error_t *err)
+{
+    hgp_request_init (req);
+    s_cur_t cur;
+    if (s_begin (&cur, data, size, err))
+        return -1;
+    uint32_t n;
+    if (s_map (&cur, &n, "request body"))
+        goto fail;
+    uint32_t seen = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        int key = s_key (&cur, s_request_keys, RQ_COUNT, &seen);
+        if (key < 0 || s_request_field (&cur, req, key))
+            goto fail;
+    }
+    if (s_finish (&cur))
+        goto fail;
+    if (!(seen & BIT (RQ_OP))) {
+        hgp_error_set (err, HGP_STATUS_BAD_REQUEST, "invalid", "op is missing");
+        goto fail;
+    }
+    uint32_t missing = s_required (req->op) & ~seen;
+    uint32_t extra = seen & ~s_allowed (req->op);
+    for (int k = 0; k < RQ_COUNT; k++) {
+        if (missing & BIT (k)) {
+            hgp_error_set (err, HGP_STATUS_BAD_REQUEST, "invalid",
+                           "%s is required for %s", s_request_keys [k],
+                           hgp_op_name (req->op));
+            goto fail;
+        }
+        if (extra & BIT (k)) {
+            hgp_error_set (err, HGP_STATUS_BAD_REQUEST, "invalid",
+                           "%s is not allowed for %s", s_request_keys [k],
+                           hgp_op_name (req->op));
+            goto fail;
+        }
+    }
+    return 0;
+
+fail:
+    {
+        /*  Keep the id, if we got it, so the error reply can carry it */
+        char id [HGP_ID_MAX + 1];
+        memcpy (id, req->id, sizeof id);
+        hgp_request_clear (req);
+        memcpy (req->id, id, sizeof id);
+    }
+    return -1;
+}
+
+/*  --------------------------------------------------------------------
+ *  Encoding
+ */
+
+static void
+s_pack_str (msgpack_packer *pk, const char *s)
+{
+    size_t len = strlen (s);
+    msgpack_pack_str (pk, len);
+    msgpack_pack_str_body (pk, s, len);
+}
+
+static void
+s_pack_key (msgpack_packer *pk, const hgp_key_t *key)
+{
+    msgpack_pack_array (pk, 2);
+    s_pack_str (pk, key->resource_id);
+    s_pack_str (pk, key->counter_type);
+}
+
+int
+hgp_request_encode (const hgp_request_t *req, hgp_buf_t *buf)
+{
+    if (req->op == HGP_OP_NONE || !hgp_id_valid (req->id, strlen (req->id)))
+        return -1;
+    bool incr = req->op == HGP_OP_INCR;
+    bool keyed = incr || req->op == HGP_OP_GET;
+    bool mget = req->op == HGP_OP_MGET;
+    if (mget && (req->nkeys < 1 || req->nkeys > HGP_MGET_MAX))
+        return -1;
+    if (incr && req->delta == 0)
+        return -1;
+    size_t count = 3 + (req->trace [0] ? 1 : 0) + (keyed ? 2 : 0)
+                 + (incr ? 1 : 0) + (incr && req->user_id [0] ? 1 : 0)
+                 + (mget ? 1 : 0);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, buf, s_buf_write);
+    msgpack_pack_map (&pk, count);
+    s_pack_str (&pk, "op");
+    s_pack_str (&pk, hgp_op_name (req->op));
+    s_pack_str (&pk, "id");
+    s_pack_str (&pk, req->id);
+    s_pack_str (&pk, "timeout_ms");
+    msgpack_pack_uint32 (&pk, req->timeout_ms);
+    if (req->trace [0]) {
+        s_pack_str (&pk, "trace");
+        s_pack_str (&pk, req->trace);
+    }
+    if (keyed) {
+        s_pack_str (&pk, "resource_id");
+        s_pack_str (&pk, req->key.resource_id);
+        s_pack_str (&pk, "counter_type");
+        s_pack_str (&pk, req->key.counter_type);
+    }
+    if (incr) {
+        s_pack_str (&pk, "delta");
+        msgpack_pack_int64 (&pk, req->delta);
+        if (req->user_id [0]) {
+            s_pack_str (&pk, "user_id");
+            s_pack_str (&pk, req->user_id);
+        }
+    }
+    if (mget) {
+        s_pack_str (&pk, "keys");
+        msgpack_pack_array (&pk, req->nkeys);
+        for (size_t i = 0; i < req->nkeys; i++)
+            s_pack_key (&pk, &req->keys [i]);
+    }
+    return 0;
+}
+
+/*  --------------------------------------------------------------------
+ *  Replies
+ */
+
+void
+hgp_reply_init (hgp_reply_t *rep)
+{
+    memset (rep, 0, sizeof *rep);
+    rep->error.status = HGP_STATUS_OK;
+}
+
+void
+hgp_reply_clear (hgp_reply_t *rep)
+{
+    free (rep->values);
+    free (rep->actors);
+    hgp_reply_init (rep);
+}
+
+static void
+s_pack_error (msgpack_packer *pk, const hgp_error_t *error)
+{
+    s_pack_str (pk, "error");
+    msgpack_pack_map (pk, 2);
+    s_pack_str (pk, "code");
+    s_pack_str (pk, error->code [0] ? error->code : "internal");
+    s_pack_str (pk, "message");
+    s_pack_str (pk, error->message);
+}
+
+static void
+s_pack_actor (msgpack_packer *pk, const hgp_actor_info_t *a)
+{
+    msgpack_pack_map (pk, 7);
+    s_pack_str (pk, "service");   s_pack_str (pk, a->service);
+    s_pack_str (pk, "actor_id");  s_pack_str (pk, a->actor_id);
+    s_pack_str (pk, "capacity");  msgpack_pack_uint32 (pk, a->capacity);
+    s_pack_str (pk, "inflight");  msgpack_pack_uint32 (pk, a->inflight);
+    s_pack_str (pk, "queued");    msgpack_pack_uint32 (pk, a->queued);
+    s_pack_str (pk, "idle_ms");   msgpack_pack_uint32 (pk, a->idle_ms);
+    s_pack_str (pk, "served");    msgpack_pack_uint64 (pk, a->served);
+}
+
+int
+hgp_reply_encode (const hgp_reply_t *rep, hgp_buf_t *buf)
+{
+    if (rep->error.status != HGP_STATUS_OK)
+        return hgp_reply_encode_error (rep->id, &rep->error, buf);
+    if (rep->nactors > HGP_ACTORS_MAX || rep->nvalues > HGP_MGET_MAX)
+        return -1;
+    bool values = rep->values != NULL;
+    bool actors = rep->actors != NULL;
+    size_t count = 2 + (rep->has_value ? 2 : 0) + (values ? 1 : 0)
+                 + (actors ? 1 : 0);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, buf, s_buf_write);
+    msgpack_pack_map (&pk, count);
+    s_pack_str (&pk, "id");
+    s_pack_str (&pk, rep->id);
+    s_pack_str (&pk, "status");
+    msgpack_pack_uint16 (&pk, HGP_STATUS_OK);
+    if (rep->has_value) {
+        s_pack_str (&pk, "value");
+        msgpack_pack_int64 (&pk, rep->value);
+        s_pack_str (&pk, "replayed");
+        if (rep->replayed)
+            msgpack_pack_true (&pk);
+        else
+            msgpack_pack_false (&pk);
+    }
+    if (values) {
+        s_pack_str (&pk, "values");
+        msgpack_pack_array (&pk, rep->nvalues);
+        for (size_t i = 0; i < rep->nvalues; i++)
+            msgpack_pack_int64 (&pk, rep->values [i]);
+    }
+    if (actors) {
+        s_pack_str (&pk, "actors");
+        msgpack_pack_array (&pk, rep->nactors);
+        for (size_t i = 0; i < rep->nactors; i++)
+            s_pack_actor (&pk, &rep->actors [i]);
+    }
+    return 0;
+}
+
+int
+hgp_reply_encode_error (const char *id, const hgp_error_t *error,
+                        hgp_buf_t *buf)
+{
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, buf, s_buf_write);
+    msgpack_pack_map (&pk, 3);
+    s_pack_str (&pk, "id");
+    s_pack_str (&pk, id ? id : "");
+    s_pack_str (&pk, "status");
+    msgpack_pack_uint16 (&pk, error->status == HGP_STATUS_OK
+                              ? HGP_STATUS_INTERNAL : error->status);
+    s_pack_error (&pk, error);
+    return 0;
+}
+
+enum {
+    RP_ID, RP_STATUS, RP_ERROR, RP_VALUE, RP_REPLAYED, RP_VALUES, RP_ACTORS,
+    RP_COUNT
+};
+static const char *const s_reply_keys [RP_COUNT] = {
+    "id", "status", "error", "value", "replayed", "values", "actors"
+};
+
+enum { AC_SERVICE, AC_ID, AC_CAPACITY, AC_INFLIGHT, AC_QUEUED, AC_IDLE,
+       AC_SERVED, AC_COUNT };
+static const char *const s_actor_keys [AC_COUNT] = {
+    "service", "actor_id", "capacity", "inflight", "queued", "idle_ms",
+    "served"
+};
+
+static int
+s_actor (s_cur_t *cur, hgp_actor_info_t *a)
+{
+    uint32_t n, seen = 0;
+    uint64_t u;
+    if (s_map (cur, &n, "actors entry"))
+        return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        int key = s_key (cur, s_actor_keys, AC_COUNT, &seen);
+        int rc = -1;
+        switch (key) {
+            case AC_SERVICE: rc = s_id (cur, a->service, "service"); break;
+            case AC_ID:      rc = s_id (cur, a->actor_id, "actor_id"); break;
+            case AC_SERVED:
+                rc = s_uint (cur, INT64_MAX, &u, "served");
+                a->served = u;
+                break;
+            case AC_CAPACITY: case AC_INFLIGHT: case AC_QUEUED: case AC_IDLE:
+                rc = s_uint (cur, UINT32_MAX, &u, s_actor_keys [key]);
+                if (key == AC_CAPACITY) a->capacity = (uint32_t) u;
+                if (key == AC_INFLIGHT) a->inflight = (uint32_t) u;
+                if (key == AC_QUEUED)   a->queued = (uint32_t) u;
+                if (key == AC_IDLE)     a->idle_ms = (uint32_t) u;
+                break;
+        }
+        if (rc)
+            return -1;
+    }
+    if (!(seen & BIT (AC_SERVICE)) || !(seen & BIT (AC_ID)))
+        return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "invalid",
+                              "actors entry needs service and actor_id");
+    return 0;
+}
+
+static int
+s_error_map (s_cur_t *cur, hgp_error_t *error)
+{
+    static const char *const names [] = { "code", "message" };
+    uint32_t n, seen = 0;
+    if (s_map (cur, &n, "error"))
+        return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        int key = s_key (cur, names, 2, &seen);
+        if (key < 0)
+            return -1;
+        if (key == 0 && s_text (cur, error->code, HGP_CODE_MAX, "error.code"))
+            return -1;
+        if (key == 1
+        &&  s_text (cur, error->message, HGP_MESSAGE_MAX, "error.message"))
+            return -1;
+    }
+    if (!(seen & 1) || !error->code [0])
+        return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "invalid",
+                              "error.code is missing");
+    return 0;
+}
+
+static int
+s_reply_field (s_cur_t *cur, hgp_reply_t *rep, int key)
+{
+    uint32_t n;
+    uint64_t u;
+    switch (key) {
+        case RP_ID:
+            return s_text (cur, rep->id, HGP_ID_MAX, "id");
+        case RP_STATUS:
+            if (s_uint (cur, 599, &u, "status"))
+                return -1;
+            if (u < 100)
+                return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST,
+                                      "invalid", "status must be 100-599");
+            rep->error.status = (uint16_t) u;
+            return 0;
+        case RP_ERROR:
+            return s_error_map (cur, &rep->error);
+        case RP_VALUE:
+            rep->has_value = true;
+            return s_int (cur, &rep->value, "value");
+        case RP_REPLAYED:
+            return s_bool (cur, &rep->replayed, "replayed");
+        case RP_VALUES:
+            if (s_array (cur, &n, "values"))
+                return -1;
+            if (n > HGP_MGET_MAX)
+                return hgp_error_set (cur->err, HGP_STATUS_TOO_LARGE,
+                                      "too_large", "too many values");
+            if ((size_t) (cur->end - cur->p) < n)
+                return s_truncated (cur);
+            rep->values = (int64_t *) calloc (n ? n : 1, sizeof (int64_t));
+            if (!rep->values)
+                return -1;
+            for (uint32_t i = 0; i < n; i++) {
+                if (s_int (cur, &rep->values [i], "values[]"))
+                    return -1;
+                rep->nvalues = i + 1;
+            }
+            return 0;
+        case RP_ACTORS:
+            if (s_array (cur, &n, "actors"))
+                return -1;
+            if (n > HGP_ACTORS_MAX)
+                return hgp_error_set (cur->err, HGP_STATUS_TOO_LARGE,
+                                      "too_large", "too many actors");
+            if ((size_t) (cur->end - cur->p) < (size_t) n * 2)
+                return s_truncated (cur);
+            rep->actors = (hgp_actor_info_t *)
+                calloc (n ? n : 1, sizeof (hgp_actor_info_t));
+            if (!rep->actors)
+                return -1;
+            for (uint32_t i = 0; i < n; i++) {
+                if (s_actor (cur, &rep->actors [i]))
+                    return -1;
+                rep->nactors = i + 1;
+            }
+            return 0;
+    }
+    assert (false);
+    return -1;
+}
+
+int
+hgp_reply_decode (hgp_reply_t *rep, const uint8_t *data, size_t size,
+                  hgp_error_t *err)
+{
+    hgp_reply_init (rep);
+    s_cur_t cur;
+    if (s_begin (&cur, data, size, err))
+        return -1;
+    uint32_t n, seen = 0;
+    if (s_map (&cur, &n, "reply body"))
+        goto fail;
+    for (uint32_t i = 0; i < n; i++) {
+        int key = s_key (&cur, s_reply_keys, RP_COUNT, &seen);
+        if (key < 0 || s_reply_field (&cur, rep, key))
+            goto fail;
+    }
+    if (s_finish (&cur))
+        goto fail;
+    if (!(seen & BIT (RP_ID)) || !(seen & BIT (RP_STATUS))) {
+        hgp_error_set (err, HGP_STATUS_BAD_REQUEST, "invalid",
+                       "reply needs id and status");
+        goto fail;
+    }
+    if ((rep->error.status == HGP_STATUS_OK) == ((seen & BIT (RP_ERROR)) != 0)) {
+        hgp_error_set (err, HGP_STATUS_BAD_REQUEST, "invalid",
+                       "a reply has an error exactly when status is not 200");
+        goto fail;
+    }
+    return 0;
+fail:
+    hgp_reply_clear (rep);
+    return -1;
+}
+
+/*  --------------------------------------------------------------------
+ *  READY
+ */
+
+int
+hgp_ready_encode (const hgp_ready_t *ready, hgp_buf_t *buf)
+{
+    if (!hgp_id_valid (ready->service, strlen (ready->service))
+    ||  !hgp_id_valid (ready->actor_id, strlen (ready->actor_id))
+    ||  ready->capacity < 1 || ready->capacity > 65535)
+        return -1;
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, buf, s_buf_write);
+    msgpack_pack_map (&pk, 3);
+    s_pack_str (&pk, "service");
+    s_pack_str (&pk, ready->service);
+    s_pack_str (&pk, "actor_id");
+    s_pack_str (&pk, ready->actor_id);
+    s_pack_str (&pk, "capacity");
+    msgpack_pack_uint32 (&pk, ready->capacity);
+    return 0;
+}
+
+int
+hgp_ready_decode (hgp_ready_t *ready, const uint8_t *data, size_t size,
+                  hgp_error_t *err)
+{
+    static const char *const names [] = { "service", "actor_id", "capacity" };
+    memset (ready, 0, sizeof *ready);
+    s_cur_t cur;
+    if (s_begin (&cur, data, size, err))
+        return -1;
+    uint32_t n, seen = 0;
+    uint64_t u;
+    if (s_map (&cur, &n, "READY body"))
+        return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        int key = s_key (&cur, names, 3, &seen);
+        if (key < 0
+        || (key == 0 && s_id (&cur, ready->service, "service"))
+        || (key == 1 && s_id (&cur, ready->actor_id, "actor_id"))
+        || (key == 2 && s_uint (&cur, 65535, &u, "capacity")))
+            return -1;
+        if (key == 2)
+            ready->capacity = (uint32_t) u;
+    }
+    if (s_finish (&cur))
+        return -1;
+    if (seen != 7 || ready->capacity == 0)
+        return hgp_error_set (err, HGP_STATUS_BAD_REQUEST, "invalid",
+            "READY needs service, actor_id and capacity 1-65535");
+    return 0;
+}

@@ -1,0 +1,168 @@
+/*  hgp_codec.h - the one C codec of the hgp wire protocol (schemas/PROTOCOL.md)
+ *
+ *  Every byte that arrives from a client or an actor passes through
+ *  hgp_request_decode or hgp_reply_decode before anything looks at it. The
+ *  decoders validate everything the spec says (types, bounds, id character
+ *  set, required fields) and return a typed struct or an error with the
+ *  status, code and message that the sender is to be told. Nothing
+ *  downstream re-checks.
+ *
+ *  The structs are plain values: fixed-size strings live inline, so a
+ *  request can be decoded on the stack without allocation. Only mget keys
+ *  and mget values are heap arrays; hgp_request_clear / hgp_reply_clear
+ *  free them. A decoded struct owns everything it points to.
+ */
+#ifndef HGP_CODEC_H_INCLUDED
+#define HGP_CODEC_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*  Protocol signatures, the first non-empty frame of every message */
+#define HGP_PROTO_CLIENT    "HGPC01"
+#define HGP_PROTO_ACTOR     "HGPA01"
+
+/*  Limits (PROTOCOL.md, "Limits") */
+#define HGP_ID_MAX          128         /* bytes in any id or name */
+#define HGP_MGET_MAX        1000        /* keys in one mget */
+#define HGP_BODY_MAX        (512 * 1024)/* bytes in one msgpack body */
+#define HGP_TIMEOUT_MAX     60000       /* ms */
+#define HGP_TIMEOUT_DEFAULT 5000        /* ms, when timeout_ms is absent */
+#define HGP_ACTORS_MAX      1024        /* entries in an actors reply */
+#define HGP_MESSAGE_MAX     255         /* bytes of an error message */
+#define HGP_CODE_MAX        31          /* bytes of an error code */
+
+/*  Actor protocol commands (second frame, one byte) */
+#define HGP_CMD_READY       0x01
+#define HGP_CMD_REQUEST     0x02
+#define HGP_CMD_REPLY       0x03
+#define HGP_CMD_HEARTBEAT   0x04
+#define HGP_CMD_DISCONNECT  0x05
+
+/*  Status codes, the same numbers as HTTP */
+#define HGP_STATUS_OK           200
+#define HGP_STATUS_BAD_REQUEST  400
+#define HGP_STATUS_NOT_FOUND    404
+#define HGP_STATUS_CONFLICT     409
+#define HGP_STATUS_TOO_LARGE    413
+#define HGP_STATUS_INTERNAL     500
+#define HGP_STATUS_UNAVAILABLE  503
+#define HGP_STATUS_TIMEOUT      504
+
+typedef enum {
+    HGP_OP_NONE = 0,
+    HGP_OP_INCR,                /* counter: add delta, reply value    */
+    HGP_OP_GET,                 /* counter: read one value            */
+    HGP_OP_MGET,                /* counter: read up to 1000 values    */
+    HGP_OP_PING,                /* broker: liveness of the bus itself */
+    HGP_OP_ACTORS               /* broker: what the broker sees       */
+} hgp_op_t;
+
+/*  A counter key: both parts are 1..128 bytes of [A-Za-z0-9_.:-] */
+typedef struct {
+    char resource_id [HGP_ID_MAX + 1];
+    char counter_type [HGP_ID_MAX + 1];
+} hgp_key_t;
+
+/*  An error as data: the status, a stable code, a human message */
+typedef struct {
+    uint16_t status;                    /* HGP_STATUS_*                  */
+    char code [HGP_CODE_MAX + 1];       /* e.g. "invalid", "" if none    */
+    char message [HGP_MESSAGE_MAX + 1]; /* for humans                    */
+} hgp_error_t;
+
+typedef struct {
+    hgp_op_t op;                        /* what to do                       */
+    char id [HGP_ID_MAX + 1];           /* request id, idempotency key      */
+    char trace [HGP_ID_MAX + 1];        /* trace id, "" when absent         */
+    uint32_t timeout_ms;                /* budget from when it was sent     */
+    hgp_key_t key;                      /* incr, get                        */
+    int64_t delta;                      /* incr, non-zero                   */
+    char user_id [HGP_ID_MAX + 1];      /* incr, "" when absent             */
+    size_t nkeys;                       /* mget                             */
+    hgp_key_t *keys;                    /* mget, owned, nkeys entries       */
+} hgp_request_t;
+
+/*  One row of an actors reply */
+typedef struct {
+    char service [HGP_ID_MAX + 1];      /* e.g. "counter"                   */
+    char actor_id [HGP_ID_MAX + 1];     /* the actor's self-chosen id       */
+    uint32_t capacity;                  /* max requests in flight to it     */
+    uint32_t inflight;                  /* requests it holds now            */
+    uint32_t queued;                    /* requests waiting in the broker   */
+    uint32_t idle_ms;                   /* ms since the broker heard it     */
+    uint64_t served;                    /* replies it has sent              */
+} hgp_actor_info_t;
+
+typedef struct {
+    char id [HGP_ID_MAX + 1];           /* the request id it answers        */
+    hgp_error_t error;                  /* status 200 and code "" when ok   */
+    bool has_value;                     /* incr, get                        */
+    int64_t value;                      /* the counter's value              */
+    bool replayed;                      /* incr: answered from the record   */
+    size_t nvalues;                     /* mget                             */
+    int64_t *values;                    /* mget, owned, in request order    */
+    size_t nactors;                     /* actors                           */
+    hgp_actor_info_t *actors;           /* actors, owned                    */
+} hgp_reply_t;
+
+/*  READY body: an actor introduces itself */
+typedef struct {
+    char service [HGP_ID_MAX + 1];
+    char actor_id [HGP_ID_MAX + 1];
+    uint32_t capacity;
+} hgp_ready_t;
+
+/*  Growable output buffer; data is owned, free with hgp_buf_clear */
+typedef struct {
+    uint8_t *data;
+    size_t size;
+    size_t alloc;
+} hgp_buf_t;
+
+void hgp_buf_clear (hgp_buf_t *self);
+
+/*  Names */
+const char *hgp_op_name (hgp_op_t op);
+hgp_op_t hgp_op_from_name (const char *name);
+
+/*  Is s (length len) a valid id: 1..128 bytes of [A-Za-z0-9_.:-]? */
+bool hgp_id_valid (const char *s, size_t len);
+
+/*  Fill an error. Returns -1 so decoders can `return hgp_error_set (...)` */
+int hgp_error_set (hgp_error_t *err, uint16_t status, const char *code,
+                   const char *fmt, ...) __attribute__ ((format (printf, 4, 5)));
+
+/*  Requests. decode: 0 and a filled req (clear it after), or -1 and err.
+    encode appends to buf (caller clears); returns 0 or -1 on bad input. */
+void hgp_request_init (hgp_request_t *req);
+void hgp_request_clear (hgp_request_t *req);
+int  hgp_request_decode (hgp_request_t *req, const uint8_t *data, size_t size,
+                         hgp_error_t *err);
+int  hgp_request_encode (const hgp_request_t *req, hgp_buf_t *buf);
+
+/*  Replies: same conventions */
+void hgp_reply_init (hgp_reply_t *rep);
+void hgp_reply_clear (hgp_reply_t *rep);
+int  hgp_reply_decode (hgp_reply_t *rep, const uint8_t *data, size_t size,
+                       hgp_error_t *err);
+int  hgp_reply_encode (const hgp_reply_t *rep, hgp_buf_t *buf);
+
+/*  Encode an error reply for request id (id may be "" when unknown) */
+int  hgp_reply_encode_error (const char *id, const hgp_error_t *error,
+                             hgp_buf_t *buf);
+
+/*  READY bodies */
+int  hgp_ready_decode (hgp_ready_t *ready, const uint8_t *data, size_t size,
+                       hgp_error_t *err);
+int  hgp_ready_encode (const hgp_ready_t *ready, hgp_buf_t *buf);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

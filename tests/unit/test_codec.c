@@ -1,0 +1,406 @@
+/*  test_codec.c - the wire codec accepts what PROTOCOL.md allows and
+ *  rejects everything else with the right status and code.
+ *
+ *  Bodies are built by hand with msgpack-c's packer where the test needs
+ *  something our encoder would never produce (a duplicate key, a uint64
+ *  over INT64_MAX, a hostile array header).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <msgpack.h>
+#include <string.h>
+#include <stdlib.h>
+#include "hgp_codec.h"
+
+/*  Decode bytes as a request, expect failure with status and code */
+static void
+s_expect_reject (const void *data, size_t size, int status, const char *code)
+{
+    hgp_request_t req;
+    hgp_error_t err = { 0 };
+    assert_int_equal (hgp_request_decode (&req, data, size, &err), -1);
+    assert_int_equal (err.status, status);
+    assert_string_equal (err.code, code);
+    assert_true (strlen (err.message) > 0);
+    assert_null (req.keys);
+}
+
+/*  A packer over an sbuffer, and helpers to write a map of strings */
+typedef struct {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+} body_t;
+
+static void
+s_body_init (body_t *b, size_t entries)
+{
+    msgpack_sbuffer_init (&b->sb);
+    msgpack_packer_init (&b->pk, &b->sb, msgpack_sbuffer_write);
+    msgpack_pack_map (&b->pk, entries);
+}
+
+static void
+s_str (body_t *b, const char *s)
+{
+    msgpack_pack_str (&b->pk, strlen (s));
+    msgpack_pack_str_body (&b->pk, s, strlen (s));
+}
+
+static void
+s_kv (body_t *b, const char *k, const char *v)
+{
+    s_str (b, k);
+    s_str (b, v);
+}
+
+static void
+test_incr_round_trips_with_every_field (void **state)
+{
+    hgp_request_t req, out;
+    hgp_request_init (&req);
+    req.op = HGP_OP_INCR;
+    strcpy (req.id, "req-1");
+    strcpy (req.trace, "trace.9");
+    strcpy (req.key.resource_id, "post:42");
+    strcpy (req.key.counter_type, "like");
+    strcpy (req.user_id, "u_7");
+    req.delta = INT64_MIN;
+    req.timeout_ms = 1234;
+    hgp_buf_t buf = { 0 };
+    assert_int_equal (hgp_request_encode (&req, &buf), 0);
+    hgp_error_t err = { 0 };
+    assert_int_equal (hgp_request_decode (&out, buf.data, buf.size, &err), 0);
+    assert_int_equal (out.op, HGP_OP_INCR);
+    assert_string_equal (out.id, "req-1");
+    assert_string_equal (out.trace, "trace.9");
+    assert_string_equal (out.key.resource_id, "post:42");
+    assert_string_equal (out.key.counter_type, "like");
+    assert_string_equal (out.user_id, "u_7");
+    assert_true (out.delta == INT64_MIN);
+    assert_int_equal (out.timeout_ms, 1234);
+    hgp_request_clear (&out);
+    hgp_buf_clear (&buf);
+}
+
+static void
+test_mget_round_trips_1000_keys (void **state)
+{
+    hgp_request_t req, out;
+    hgp_request_init (&req);
+    req.op = HGP_OP_MGET;
+    strcpy (req.id, "m");
+    req.nkeys = HGP_MGET_MAX;
+    req.keys = calloc (req.nkeys, sizeof (hgp_key_t));
+    for (size_t i = 0; i < req.nkeys; i++) {
+        snprintf (req.keys [i].resource_id, HGP_ID_MAX + 1, "r%zu", i);
+        strcpy (req.keys [i].counter_type, "view");
+    }
+    hgp_buf_t buf = { 0 };
+    assert_int_equal (hgp_request_encode (&req, &buf), 0);
+    hgp_error_t err = { 0 };
+    assert_int_equal (hgp_request_decode (&out, buf.data, buf.size, &err), 0);
+    assert_int_equal (out.nkeys, HGP_MGET_MAX);
+    assert_string_equal (out.keys [999].resource_id, "r999");
+    assert_int_equal (out.timeout_ms, HGP_TIMEOUT_DEFAULT);
+    hgp_request_clear (&out);
+    hgp_request_clear (&req);
+    hgp_buf_clear (&buf);
+}
+
+static void
+test_reply_round_trips_values_and_errors (void **state)
+{
+    hgp_reply_t rep, out;
+    hgp_reply_init (&rep);
+    strcpy (rep.id, "x");
+    rep.has_value = true;
+    rep.value = INT64_MAX;
+    rep.replayed = true;
+    hgp_buf_t buf = { 0 };
+    hgp_error_t err = { 0 };
+    assert_int_equal (hgp_reply_encode (&rep, &buf), 0);
+    assert_int_equal (hgp_reply_decode (&out, buf.data, buf.size, &err), 0);
+    assert_int_equal (out.error.status, 200);
+    assert_true (out.has_value && out.replayed && out.value == INT64_MAX);
+    hgp_reply_clear (&out);
+    hgp_buf_clear (&buf);
+
+    hgp_error_t busy;
+    hgp_error_set (&busy, 503, "busy", "queue full (%d)", 10000);
+    assert_int_equal (hgp_reply_encode_error ("x", &busy, &buf), 0);
+    assert_int_equal (hgp_reply_decode (&out, buf.data, buf.size, &err), 0);
+    assert_int_equal (out.error.status, 503);
+    assert_string_equal (out.error.code, "busy");
+    assert_string_equal (out.error.message, "queue full (10000)");
+    assert_false (out.has_value);
+    hgp_reply_clear (&out);
+    hgp_buf_clear (&buf);
+}
+
+static void
+test_actors_reply_round_trips (void **state)
+{
+    hgp_reply_t rep, out;
+    hgp_reply_init (&rep);
+    strcpy (rep.id, "a");
+    hgp_actor_info_t rows [2] = {
+        { "counter", "abc", 2048, 3, 1, 20, 99 },
+        { "counter", "def", 1, 0, 0, 499, 0 }
+    };
+    rep.actors = rows;
+    rep.nactors = 2;
+    hgp_buf_t buf = { 0 };
+    hgp_error_t err = { 0 };
+    assert_int_equal (hgp_reply_encode (&rep, &buf), 0);
+    assert_int_equal (hgp_reply_decode (&out, buf.data, buf.size, &err), 0);
+    assert_int_equal (out.nactors, 2);
+    assert_string_equal (out.actors [1].actor_id, "def");
+    assert_int_equal (out.actors [0].capacity, 2048);
+    assert_int_equal (out.actors [0].served, 99);
+    hgp_reply_clear (&out);
+    hgp_buf_clear (&buf);
+}
+
+static void
+test_truncated_body_is_malformed_at_every_cut (void **state)
+{
+    hgp_request_t req;
+    hgp_request_init (&req);
+    req.op = HGP_OP_INCR;
+    strcpy (req.id, "cut");
+    strcpy (req.key.resource_id, "r");
+    strcpy (req.key.counter_type, "t");
+    req.delta = 300;
+    hgp_buf_t buf = { 0 };
+    assert_int_equal (hgp_request_encode (&req, &buf), 0);
+    for (size_t cut = 1; cut < buf.size; cut++) {
+        hgp_request_t out;
+        hgp_error_t err = { 0 };
+        assert_int_equal (hgp_request_decode (&out, buf.data, cut, &err), -1);
+        assert_int_equal (err.status, 400);
+    }
+    hgp_buf_clear (&buf);
+}
+
+static void
+test_trailing_bytes_are_malformed (void **state)
+{
+    body_t b;
+    s_body_init (&b, 2);
+    s_kv (&b, "op", "ping");
+    s_kv (&b, "id", "p1");
+    msgpack_pack_nil (&b.pk);
+    s_expect_reject (b.sb.data, b.sb.size, 400, "malformed");
+    msgpack_sbuffer_destroy (&b.sb);
+}
+
+static void
+test_duplicate_key_is_malformed (void **state)
+{
+    body_t b;
+    s_body_init (&b, 3);
+    s_kv (&b, "op", "ping");
+    s_kv (&b, "id", "p1");
+    s_kv (&b, "id", "p2");
+    s_expect_reject (b.sb.data, b.sb.size, 400, "malformed");
+    msgpack_sbuffer_destroy (&b.sb);
+}
+
+static void
+test_unknown_key_is_invalid (void **state)
+{
+    body_t b;
+    s_body_init (&b, 3);
+    s_kv (&b, "op", "ping");
+    s_kv (&b, "id", "p1");
+    s_kv (&b, "detla", "1");
+    s_expect_reject (b.sb.data, b.sb.size, 400, "invalid");
+    msgpack_sbuffer_destroy (&b.sb);
+}
+
+static void
+test_unknown_op_is_404 (void **state)
+{
+    body_t b;
+    s_body_init (&b, 2);
+    s_kv (&b, "op", "decr");
+    s_kv (&b, "id", "p1");
+    s_expect_reject (b.sb.data, b.sb.size, 404, "unknown_op");
+    msgpack_sbuffer_destroy (&b.sb);
+}
+
+static void
+test_ids_outside_charset_or_length_are_invalid (void **state)
+{
+    const char *bad [] = { "", "a b", "a/b", "caf\xc3\xa9", "x\n", NULL };
+    for (int i = 0; bad [i]; i++) {
+        body_t b;
+        s_body_init (&b, 2);
+        s_kv (&b, "op", "ping");
+        s_kv (&b, "id", bad [i]);
+        s_expect_reject (b.sb.data, b.sb.size, 400, "invalid");
+        msgpack_sbuffer_destroy (&b.sb);
+    }
+    char longid [HGP_ID_MAX + 2];
+    memset (longid, 'a', sizeof longid - 1);
+    longid [sizeof longid - 1] = 0;
+    assert_false (hgp_id_valid (longid, strlen (longid)));
+    assert_true (hgp_id_valid (longid, HGP_ID_MAX));
+    assert_true (hgp_id_valid ("A-z_0.9:x", 9));
+}
+
+static void
+test_delta_zero_and_uint64_overflow_are_invalid (void **state)
+{
+    body_t b;
+    s_body_init (&b, 5);
+    s_kv (&b, "op", "incr");
+    s_kv (&b, "id", "d");
+    s_kv (&b, "resource_id", "r");
+    s_kv (&b, "counter_type", "t");
+    s_str (&b, "delta");
+    msgpack_pack_uint64 (&b.pk, (uint64_t) INT64_MAX + 1);
+    s_expect_reject (b.sb.data, b.sb.size, 400, "invalid");
+    msgpack_sbuffer_destroy (&b.sb);
+
+    s_body_init (&b, 5);
+    s_kv (&b, "op", "incr");
+    s_kv (&b, "id", "d");
+    s_kv (&b, "resource_id", "r");
+    s_kv (&b, "counter_type", "t");
+    s_str (&b, "delta");
+    msgpack_pack_int (&b.pk, 0);
+    s_expect_reject (b.sb.data, b.sb.size, 400, "invalid");
+    msgpack_sbuffer_destroy (&b.sb);
+
+    /*  delta as a string is a type error, not a number */
+    s_body_init (&b, 5);
+    s_kv (&b, "op", "incr");
+    s_kv (&b, "id", "d");
+    s_kv (&b, "resource_id", "r");
+    s_kv (&b, "counter_type", "t");
+    s_kv (&b, "delta", "1");
+    s_expect_reject (b.sb.data, b.sb.size, 400, "invalid");
+    msgpack_sbuffer_destroy (&b.sb);
+}
+
+static void
+test_missing_and_misplaced_fields_are_invalid (void **state)
+{
+    body_t b;
+    s_body_init (&b, 3);          /* incr without counter_type, delta */
+    s_kv (&b, "op", "incr");
+    s_kv (&b, "id", "d");
+    s_kv (&b, "resource_id", "r");
+    s_expect_reject (b.sb.data, b.sb.size, 400, "invalid");
+    msgpack_sbuffer_destroy (&b.sb);
+
+    s_body_init (&b, 5);          /* get with a delta */
+    s_kv (&b, "op", "get");
+    s_kv (&b, "id", "d");
+    s_kv (&b, "resource_id", "r");
+    s_kv (&b, "counter_type", "t");
+    s_str (&b, "delta");
+    msgpack_pack_int (&b.pk, 1);
+    s_expect_reject (b.sb.data, b.sb.size, 400, "invalid");
+    msgpack_sbuffer_destroy (&b.sb);
+}
+
+static void
+test_error_reply_keeps_the_request_id (void **state)
+{
+    body_t b;
+    s_body_init (&b, 2);
+    s_kv (&b, "id", "keep-me");
+    s_kv (&b, "op", "nope");
+    hgp_request_t req;
+    hgp_error_t err = { 0 };
+    assert_int_equal (hgp_request_decode (&req, (uint8_t *) b.sb.data, b.sb.size, &err), -1);
+    assert_string_equal (req.id, "keep-me");
+    msgpack_sbuffer_destroy (&b.sb);
+}
+
+static void
+test_oversize_inputs_are_413 (void **state)
+{
+    static uint8_t big [HGP_BODY_MAX + 1];
+    s_expect_reject (big, sizeof big, 413, "too_large");
+
+    body_t b;
+    s_body_init (&b, 3);
+    s_kv (&b, "op", "mget");
+    s_kv (&b, "id", "m");
+    s_str (&b, "keys");
+    msgpack_pack_array (&b.pk, HGP_MGET_MAX + 1);
+    for (int i = 0; i < HGP_MGET_MAX + 1; i++) {
+        msgpack_pack_array (&b.pk, 2);
+        s_str (&b, "r");
+        s_str (&b, "t");
+    }
+    s_expect_reject (b.sb.data, b.sb.size, 413, "too_large");
+    msgpack_sbuffer_destroy (&b.sb);
+}
+
+static void
+test_hostile_array_header_allocates_nothing_big (void **state)
+{
+    /*  {"op":"mget","id":"m","keys": array32 of 1000 claimed, 0 present} */
+    body_t b;
+    s_body_init (&b, 3);
+    s_kv (&b, "op", "mget");
+    s_kv (&b, "id", "m");
+    s_str (&b, "keys");
+    msgpack_pack_array (&b.pk, 1000);
+    s_expect_reject (b.sb.data, b.sb.size, 400, "malformed");
+    msgpack_sbuffer_destroy (&b.sb);
+
+    /*  a map32 header claiming 4 billion entries */
+    const uint8_t map32 [] = { 0xdf, 0xff, 0xff, 0xff, 0xff };
+    s_expect_reject (map32, sizeof map32, 400, "malformed");
+    /*  not a map at all */
+    const uint8_t nil [] = { 0xc0 };
+    s_expect_reject (nil, sizeof nil, 400, "invalid");
+}
+
+static void
+test_ready_round_trips_and_rejects_zero_capacity (void **state)
+{
+    hgp_ready_t ready = { "counter", "f00d", 64 }, out;
+    hgp_buf_t buf = { 0 };
+    hgp_error_t err = { 0 };
+    assert_int_equal (hgp_ready_encode (&ready, &buf), 0);
+    assert_int_equal (hgp_ready_decode (&out, buf.data, buf.size, &err), 0);
+    assert_string_equal (out.service, "counter");
+    assert_int_equal (out.capacity, 64);
+    hgp_buf_clear (&buf);
+    ready.capacity = 0;
+    assert_int_equal (hgp_ready_encode (&ready, &buf), -1);
+    hgp_buf_clear (&buf);
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests [] = {
+        cmocka_unit_test (test_incr_round_trips_with_every_field),
+        cmocka_unit_test (test_mget_round_trips_1000_keys),
+        cmocka_unit_test (test_reply_round_trips_values_and_errors),
+        cmocka_unit_test (test_actors_reply_round_trips),
+        cmocka_unit_test (test_truncated_body_is_malformed_at_every_cut),
+        cmocka_unit_test (test_trailing_bytes_are_malformed),
+        cmocka_unit_test (test_duplicate_key_is_malformed),
+        cmocka_unit_test (test_unknown_key_is_invalid),
+        cmocka_unit_test (test_unknown_op_is_404),
+        cmocka_unit_test (test_ids_outside_charset_or_length_are_invalid),
+        cmocka_unit_test (test_delta_zero_and_uint64_overflow_are_invalid),
+        cmocka_unit_test (test_missing_and_misplaced_fields_are_invalid),
+        cmocka_unit_test (test_error_reply_keeps_the_request_id),
+        cmocka_unit_test (test_oversize_inputs_are_413),
+        cmocka_unit_test (test_hostile_array_header_allocates_nothing_big),
+        cmocka_unit_test (test_ready_round_trips_and_rejects_zero_capacity),
+    };
+    return cmocka_run_group_tests_name ("codec", tests, NULL, NULL);
+}
