@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+#   make run: start the whole local stack in the foreground.
+#   redis-server (unless HGP_REDIS_URL points at one), hgp-broker, two
+#   hgp-counter actors. Logs are prefixed with the process name. Ctrl-C or
+#   SIGTERM stops every process this script started, and nothing else.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export HGP_CONFIG=${HGP_CONFIG:-configs/hgp.cfg}
+mkdir -p var/redis
+pids=()
+
+stop () {
+    trap - INT TERM EXIT
+    echo "run: stopping ${#pids[@]} processes"
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
+    echo "run: stopped"
+    exit 0
+}
+trap stop INT TERM EXIT
+
+#   Start "$@" with its output prefixed by name
+start () {
+    local name=$1; shift
+    ( exec "$@" 2>&1 ) > >(sed -u "s/^/[$name] /") &
+    pids+=($!)
+}
+
+if [ -z "${HGP_REDIS_URL:-}" ]; then
+    port=${HGP_REDIS_PORT:-6379}
+    export HGP_REDIS_URL="redis://127.0.0.1:$port"
+    start redis redis-server --port "$port" --bind 127.0.0.1 --dir var/redis \
+        --appendonly yes --appendfsync everysec --save ""
+    for _ in $(seq 50); do
+        redis-cli -p "$port" ping >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+fi
+start broker bin/hgp-broker -c "$HGP_CONFIG"
+sleep 0.2
+start counter-1 bin/hgp-counter -c "$HGP_CONFIG"
+start counter-2 bin/hgp-counter -c "$HGP_CONFIG"
+echo "run: redis at $HGP_REDIS_URL; try: bin/hgp incr post_1 like; bin/hgp actors"
+wait -n "${pids[@]}"
+echo "run: a process exited; stopping the rest"
+stop

@@ -1,0 +1,317 @@
+"""Test harness: start real hgp processes and talk to them over real sockets.
+
+Everything here is a real process on loopback: redis-server from Debian, the
+hgp broker and counter actors built by `make`. Ports are chosen free at run
+time. The client speaks schemas/PROTOCOL.md directly with pyzmq + msgpack, so
+it is an independent implementation of the spec, not our C client.
+"""
+import os
+import random
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+import msgpack
+import zmq
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.environ.get("HGP_BIN", os.path.join(ROOT, "build", "san", "bin"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def new_id():
+    return uuid.uuid4().hex
+
+
+class Proc:
+    """A child process with its output in a log file."""
+
+    def __init__(self, name, argv, env=None, logdir=None):
+        self.name = name
+        self.log_path = os.path.join(logdir, name + ".log")
+        self.log = open(self.log_path, "wb")
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.p = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                  env=full_env, cwd=ROOT)
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            self.p.send_signal(sig)
+
+    def stop(self, timeout=15):
+        """SIGTERM and wait; returns the exit code (0 = clean, sanitizers quiet)."""
+        if self.alive():
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+                return "hung"
+        self.log.close()
+        return self.p.returncode
+
+    def kill9(self):
+        if self.alive():
+            self.p.kill()
+            self.p.wait()
+        self.log.close()
+
+    def output(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+
+class Redis:
+    def __init__(self, logdir, port=None, aof=False):
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix="hgp-redis-", dir=logdir)
+        self.aof = aof
+        self.proc = None
+        self.start(logdir)
+
+    def start(self, logdir):
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--dir", self.dir, "--daemonize", "no"]
+        argv += (["--appendonly", "yes", "--appendfsync", "always"] if self.aof
+                 else ["--appendonly", "no"])
+        self.proc = Proc("redis-%d" % self.port, argv, logdir=logdir)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                if self.command("PING") == b"+PONG\r\n":
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start:\n" + self.proc.output())
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    def command(self, *args):
+        """One raw RESP command; returns the raw reply bytes."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            out = b"*%d\r\n" % len(args)
+            for a in args:
+                a = a if isinstance(a, bytes) else str(a).encode()
+                out += b"$%d\r\n%s\r\n" % (len(a), a)
+            s.sendall(out)
+            f = s.makefile("rb")
+            line = f.readline()
+            if line.startswith(b"$") and not line.startswith(b"$-1"):
+                line += f.read(int(line[1:]) + 2)
+            return line
+
+    def counter(self, resource_id, counter_type):
+        """The raw value in Redis, read by an independent client."""
+        key = "hgp:c:%d:%s:%s" % (len(resource_id), resource_id, counter_type)
+        reply = self.command("GET", key)
+        if reply.startswith(b"$-1"):
+            return 0
+        return int(reply.split(b"\r\n")[1])
+
+    def stop(self):
+        return self.proc.stop()
+
+
+class Stack:
+    """redis-server + hgp-broker + N hgp-counter, on free ports."""
+
+    def __init__(self, logdir, actors=2, env=None, redis=None):
+        self.logdir = logdir
+        self.redis = redis or Redis(logdir)
+        cport, aport = free_port(), free_port()
+        self.client_endpoint = "tcp://127.0.0.1:%d" % cport
+        self.env = {
+            "HGP_BROKER_CLIENT_ENDPOINT": self.client_endpoint,
+            "HGP_BROKER_ACTOR_ENDPOINT": "tcp://127.0.0.1:%d" % aport,
+            "HGP_REDIS_URL": self.redis.url,
+            "HGP_CONFIG": os.path.join(ROOT, "configs", "hgp.cfg"),
+        }
+        self.env.update(env or {})
+        self.broker = Proc("broker", [os.path.join(BIN, "hgp-broker")],
+                           env=self.env, logdir=logdir)
+        self.counters = []
+        for _ in range(actors):
+            self.add_counter()
+        self.wait_actors(actors)
+
+    def add_counter(self):
+        n = len(self.counters)
+        proc = Proc("counter-%d" % n, [os.path.join(BIN, "hgp-counter")],
+                    env=self.env, logdir=self.logdir)
+        self.counters.append(proc)
+        return proc
+
+    def client(self):
+        return Client(self.client_endpoint)
+
+    def actors(self):
+        with self.client() as c:
+            rep = c.call({"op": "actors"})
+        assert rep["status"] == 200, rep
+        return rep["actors"]
+
+    def wait_actors(self, n, timeout=15):
+        deadline = time.time() + timeout
+        seen = None
+        while time.time() < deadline:
+            try:
+                seen = self.actors()
+                if len(seen) == n:
+                    return seen
+            except TimeoutError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("expected %d actors, broker sees %r\n%s" % (n, seen, self.logs()))
+
+    def logs(self):
+        out = []
+        for p in [self.broker] + self.counters:
+            out.append("---- %s ----\n%s" % (p.name, p.output()[-4000:]))
+        return "\n".join(out)
+
+    def stop(self):
+        """Stop everything; return {name: exit code} of hgp processes."""
+        codes = {}
+        for p in self.counters:
+            if p.alive():
+                codes[p.name] = p.stop()
+        codes["broker"] = self.broker.stop()
+        self.redis.stop()
+        return codes
+
+
+class Client:
+    """A DEALER client of the broker speaking PROTOCOL.md, many requests in flight."""
+
+    def __init__(self, endpoint, ctx=None):
+        self.ctx = ctx or zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(endpoint)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self.sock.close()
+
+    def send(self, body):
+        body = dict(body)
+        body.setdefault("id", new_id())
+        self.sock.send_multipart([b"", b"HGPC01", msgpack.packb(body)])
+        return body["id"]
+
+    def send_raw(self, frames):
+        self.sock.send_multipart(frames)
+
+    def recv(self, timeout=10.0):
+        if not self.sock.poll(int(timeout * 1000)):
+            raise TimeoutError("no reply within %.1fs" % timeout)
+        frames = self.sock.recv_multipart()
+        assert frames[0] == b"" and frames[1] == b"HGPC01", frames
+        assert len(frames) == 3, frames
+        return msgpack.unpackb(frames[2], raw=False)
+
+    def call(self, body, timeout=10.0):
+        rid = self.send(body)
+        while True:
+            rep = self.recv(timeout)
+            if rep["id"] == rid:
+                return rep
+
+    def incr(self, r, t, delta=1, rid=None, **kw):
+        body = {"op": "incr", "resource_id": r, "counter_type": t, "delta": delta}
+        if rid:
+            body["id"] = rid
+        body.update(kw)
+        return self.call(body)
+
+    def get(self, r, t):
+        rep = self.call({"op": "get", "resource_id": r, "counter_type": t})
+        assert rep["status"] == 200, rep
+        return rep["value"]
+
+
+def run_load(endpoint, keys, total, clients, timeout_ms=3000, during=None):
+    """`clients` DEALER sockets, one request in flight each, `total` incr of
+    delta 1 spread over `keys`. Returns (acked, indeterminate, definite_errors)
+    where acked/indeterminate map key -> list of (id, value). `during` is
+    called once, half-way through (to kill something)."""
+    ctx = zmq.Context.instance()
+    poller = zmq.Poller()
+    socks = []
+    for _ in range(clients):
+        c = Client(endpoint, ctx)
+        socks.append(c)
+        poller.register(c.sock, zmq.POLLIN)
+    pending = {}            # sock -> (id, key, sent_at)
+    acked = {k: [] for k in keys}
+    indeterminate = {k: [] for k in keys}
+    errors = {}
+    sent = 0
+    done = 0
+    fired = False
+    rng = random.Random(7)
+
+    def send(c):
+        nonlocal sent
+        key = keys[rng.randrange(len(keys))]
+        rid = c.send({"op": "incr", "resource_id": key[0], "counter_type": key[1],
+                      "delta": 1, "timeout_ms": timeout_ms})
+        pending[c.sock] = (rid, key, time.time())
+        sent += 1
+
+    by_sock = {c.sock: c for c in socks}
+    for c in socks:
+        if sent < total:
+            send(c)
+    while pending:
+        if during and not fired and done >= total // 2:
+            fired = True
+            during()
+        events = dict(poller.poll(1000))
+        now = time.time()
+        for sock in list(pending):
+            rid, key, t0 = pending[sock]
+            if sock in events:
+                frames = sock.recv_multipart()
+                rep = msgpack.unpackb(frames[2], raw=False)
+                if rep["id"] != rid:
+                    continue        # a late reply to an abandoned request
+            elif now - t0 > timeout_ms / 1000.0 + 2.0:
+                rep = {"id": rid, "status": 504, "error": {"code": "client_timeout"}}
+            else:
+                continue
+            del pending[sock]
+            done += 1
+            if rep["status"] == 200:
+                acked[key].append((rid, rep["value"]))
+            elif rep["status"] == 504:
+                indeterminate[key].append((rid, None))
+            else:
+                code = rep["error"]["code"]
+                errors[code] = errors.get(code, 0) + 1
+            if sent < total:
+                send(by_sock[sock])
+    for c in socks:
+        c.close()
+    return acked, indeterminate, errors
