@@ -2,6 +2,7 @@
  */
 #include "hgp_process.h"
 #include <czmq.h>
+#include <signal.h>
 
 void
 hgp_process_init (const char *name)
@@ -14,6 +15,9 @@ hgp_process_init (const char *name)
     /*  Our sockets are few and long-lived; the default 1000 linger would
         make a clean shutdown wait on a dead peer */
     zsys_set_linger (0);
+    /*  A peer (Redis, a client) that closes its end must be an error
+        return from write(), not the death of the process */
+    signal (SIGPIPE, SIG_IGN);
 }
 
 const char *

@@ -166,8 +166,11 @@ static int
 s_map (s_cur_t *cur, uint32_t *n, const char *what)
 {
     int rc = s_read_len (cur, 0x80, 0x8f, 0x0f, -1, 0xde, 0xdf, n);
+    /*  a body that is not a map at all is structural damage; a field
+        that should be a map and is not is a bad field */
     if (rc > 0)
-        return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "invalid",
+        return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST,
+                              strstr (what, "body") ? "malformed" : "invalid",
                               "%s must be a map", what);
     if (rc == 0 && *n > MAP_MAX)
         return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "malformed",
@@ -680,8 +683,8 @@ hgp_reply_encode (const hgp_reply_t *rep, hgp_buf_t *buf)
         return -1;
     bool values = rep->values != NULL;
     bool actors = rep->actors != NULL;
-    size_t count = 2 + (rep->has_value ? 2 : 0) + (values ? 1 : 0)
-                 + (actors ? 1 : 0);
+    size_t count = 2 + (rep->has_value ? 1 : 0) + (rep->replayed ? 1 : 0)
+                 + (values ? 1 : 0) + (actors ? 1 : 0);
     msgpack_packer pk;
     msgpack_packer_init (&pk, buf, s_buf_write);
     msgpack_pack_map (&pk, count);
@@ -692,11 +695,10 @@ hgp_reply_encode (const hgp_reply_t *rep, hgp_buf_t *buf)
     if (rep->has_value) {
         s_pack_str (&pk, "value");
         msgpack_pack_int64 (&pk, rep->value);
+    }
+    if (rep->replayed) {
         s_pack_str (&pk, "replayed");
-        if (rep->replayed)
-            msgpack_pack_true (&pk);
-        else
-            msgpack_pack_false (&pk);
+        msgpack_pack_true (&pk);
     }
     if (values) {
         s_pack_str (&pk, "values");

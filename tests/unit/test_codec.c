@@ -362,7 +362,7 @@ test_hostile_array_header_allocates_nothing_big (void **state)
     s_expect_reject (map32, sizeof map32, 400, "malformed");
     /*  not a map at all */
     const uint8_t nil [] = { 0xc0 };
-    s_expect_reject (nil, sizeof nil, 400, "invalid");
+    s_expect_reject (nil, sizeof nil, 400, "malformed");
 }
 
 static void
