@@ -24,13 +24,13 @@ endif
 CFLAGS_ALL = $(WARN) $(OPT) $(INC) $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CFLAGS)
 LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread $(LDLIBS)
 
-LIB_SRC := schemas/hgp_codec.c lib/hgp_config.c lib/hgp_process.c lib/hgp_keyspace.c
+LIB_SRC := schemas/hgp_codec.c lib/hgp_config.c lib/hgp_process.c lib/hgp_keyspace.c lib/hgp_client.c
 LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/obj/%.o)
 LIB_A   := $(OUT)/libhgp.a
 
 BROKER_SRC  := bus/hgp_broker.c bus/hgp_broker_main.c
 COUNTER_SRC := actors/counter/hgp_counter.c actors/counter/hgp_counter_main.c
-CLI_SRC     := cli/hgp_client.c cli/hgp_cli.c
+CLI_SRC     := cli/hgp_cli.c
 
 BINS := $(BIN)/hgp-broker $(BIN)/hgp-counter $(BIN)/hgp
 

@@ -329,6 +329,89 @@ s_key (s_cur_t *cur, const char *const *names, int count, uint32_t *seen)
                           "unknown key '%s%s'", shown, len > 40 ? "..." : "");
 }
 
+/*  Skip one value of any type, to depth 8. Every element consumes at
+    least one byte, so this is linear in the input however large the
+    headers claim to be. */
+static int
+s_skip (s_cur_t *cur, int depth)
+{
+    if (depth > 8 || s_need (cur, 1))
+        return -1;
+    uint8_t b = *cur->p++;
+    uint64_t n = 0;             /* bytes to skip */
+    uint64_t items = 0;         /* values to skip (maps: 2 per entry) */
+    if (b <= 0x7f || b >= 0xe0 || (b >= 0xc0 && b <= 0xc3 && b != 0xc1))
+        return 0;
+    if (b >= 0x80 && b <= 0x8f) items = 2 * (b & 0x0f);
+    else if (b >= 0x90 && b <= 0x9f) items = b & 0x0f;
+    else if (b >= 0xa0 && b <= 0xbf) n = b & 0x1f;
+    else {
+        static const struct { uint8_t op, len_width, fixed, kind; } forms [] = {
+            /* kind: 0 bytes, 1 array, 2 map, 3 ext (len + type byte) */
+            { 0xc4, 1, 0, 0 }, { 0xc5, 2, 0, 0 }, { 0xc6, 4, 0, 0 },
+            { 0xc7, 1, 0, 3 }, { 0xc8, 2, 0, 3 }, { 0xc9, 4, 0, 3 },
+            { 0xca, 0, 4, 0 }, { 0xcb, 0, 8, 0 },
+            { 0xcc, 0, 1, 0 }, { 0xcd, 0, 2, 0 }, { 0xce, 0, 4, 0 }, { 0xcf, 0, 8, 0 },
+            { 0xd0, 0, 1, 0 }, { 0xd1, 0, 2, 0 }, { 0xd2, 0, 4, 0 }, { 0xd3, 0, 8, 0 },
+            { 0xd4, 0, 2, 0 }, { 0xd5, 0, 3, 0 }, { 0xd6, 0, 5, 0 }, { 0xd7, 0, 9, 0 },
+            { 0xd8, 0, 17, 0 },
+            { 0xd9, 1, 0, 0 }, { 0xda, 2, 0, 0 }, { 0xdb, 4, 0, 0 },
+            { 0xdc, 2, 0, 1 }, { 0xdd, 4, 0, 1 }, { 0xde, 2, 0, 2 }, { 0xdf, 4, 0, 2 },
+        };
+        size_t i;
+        for (i = 0; i < sizeof forms / sizeof forms [0]; i++)
+            if (forms [i].op == b)
+                break;
+        if (i == sizeof forms / sizeof forms [0])
+            return -1;          /* 0xc1, never used */
+        n = forms [i].fixed;
+        if (forms [i].len_width) {
+            if (s_need (cur, forms [i].len_width))
+                return -1;
+            uint64_t len = s_be (cur->p, forms [i].len_width);
+            cur->p += forms [i].len_width;
+            if (forms [i].kind == 0) n = len;
+            if (forms [i].kind == 1) items = len;
+            if (forms [i].kind == 2) items = 2 * len;
+            if (forms [i].kind == 3) n = len + 1;
+        }
+    }
+    if (s_need (cur, n))
+        return -1;
+    cur->p += n;
+    for (uint64_t i = 0; i < items; i++)
+        if (s_skip (cur, depth + 1))
+            return -1;
+    return 0;
+}
+
+/*  After a failed decode: find a valid top-level "id" anywhere in the
+    map, so the error reply can reach a client that matches by id. */
+static void
+s_find_id (const uint8_t *data, size_t size, char *id)
+{
+    hgp_error_t ignored;
+    s_cur_t cur = { data, data + size, &ignored };
+    uint32_t n;
+    if (size > HGP_BODY_MAX
+    ||  s_read_len (&cur, 0x80, 0x8f, 0x0f, -1, 0xde, 0xdf, &n))
+        return;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *s;
+        uint32_t len;
+        if (s_str (&cur, &s, &len, "key"))
+            return;
+        if (len == 2 && memcmp (s, "id", 2) == 0) {
+            char found [HGP_ID_MAX + 1];
+            if (s_id (&cur, found, "id") == 0)
+                memcpy (id, found, sizeof found);
+            return;
+        }
+        if (s_skip (&cur, 0))
+            return;
+    }
+}
+
 static int
 s_begin (s_cur_t *cur, const uint8_t *data, size_t size, hgp_error_t *err)
 {
@@ -551,9 +634,12 @@ hgp_request_decode (hgp_request_t *req, const uint8_t *data, size_t size,
 
 fail:
     {
-        /*  Keep the id, if we got it, so the error reply can carry it */
+        /*  Keep the id, so the error reply can carry it, even when the
+            field that failed came before it */
         char id [HGP_ID_MAX + 1];
         memcpy (id, req->id, sizeof id);
+        if (!id [0])
+            s_find_id (data, size, id);
         hgp_request_clear (req);
         memcpy (req->id, id, sizeof id);
     }

@@ -321,6 +321,24 @@ test_error_reply_keeps_the_request_id (void **state)
     assert_int_equal (hgp_request_decode (&req, (uint8_t *) b.sb.data, b.sb.size, &err), -1);
     assert_string_equal (req.id, "keep-me");
     msgpack_sbuffer_destroy (&b.sb);
+
+    /*  the id comes after the bad field, behind values of other types */
+    s_body_init (&b, 4);
+    s_kv (&b, "op", "incr");
+    s_str (&b, "delta");
+    msgpack_pack_int (&b.pk, 0);
+    s_str (&b, "junk");
+    msgpack_pack_array (&b.pk, 2);
+    msgpack_pack_double (&b.pk, 1.5);
+    msgpack_pack_map (&b.pk, 1);
+    msgpack_pack_bin (&b.pk, 2);
+    msgpack_pack_bin_body (&b.pk, "xy", 2);
+    msgpack_pack_nil (&b.pk);
+    s_kv (&b, "id", "found-later");
+    assert_int_equal (hgp_request_decode (&req, (uint8_t *) b.sb.data, b.sb.size, &err), -1);
+    assert_string_equal (req.id, "found-later");
+    assert_string_equal (err.code, "invalid");
+    msgpack_sbuffer_destroy (&b.sb);
 }
 
 static void
