@@ -6,7 +6,7 @@
 
 SAN ?= 0
 CC ?= cc
-PKGS := libczmq libzmq hiredis msgpack
+PKGS := libczmq libzmq hiredis msgpack rdkafka
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -std=gnu11
 INC := -Ilib -Ischemas
 
@@ -24,15 +24,17 @@ endif
 CFLAGS_ALL = $(WARN) $(OPT) $(INC) $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CFLAGS)
 LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread $(LDLIBS)
 
-LIB_SRC := schemas/hgp_codec.c lib/hgp_config.c lib/hgp_process.c lib/hgp_keyspace.c lib/hgp_client.c
+LIB_SRC := schemas/hgp_codec.c lib/hgp_config.c lib/hgp_process.c lib/hgp_keyspace.c lib/hgp_client.c \
+           lib/hgp_redis.c lib/hgp_eventlog.c lib/hgp_ledger.c
 LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/obj/%.o)
 LIB_A   := $(OUT)/libhgp.a
 
 BROKER_SRC  := bus/hgp_broker.c bus/hgp_broker_main.c
 COUNTER_SRC := actors/counter/hgp_counter.c actors/counter/hgp_counter_main.c
 CLI_SRC     := cli/hgp_cli.c
+MOCK_SRC    := kafka/hgp_kafka_mock.c
 
-BINS := $(BIN)/hgp-broker $(BIN)/hgp-counter $(BIN)/hgp
+BINS := $(BIN)/hgp-broker $(BIN)/hgp-counter $(BIN)/hgp $(BIN)/hgp-kafka-mock
 
 .PHONY: all deps test unit integration fuzz bench run clean help
 all: $(BINS)
@@ -63,6 +65,10 @@ $(BIN)/hgp-counter: $(COUNTER_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
 $(BIN)/hgp: $(CLI_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -lm
+
+$(BIN)/hgp-kafka-mock: $(MOCK_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL)
 
 #   Unit tests (cmocka) and the fuzz-smoke driver
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
