@@ -197,6 +197,7 @@ s_conf (hgp_eventlog_t *self, const char *const *pairs)
         "log_level", "4",
         "log.connection.close", "false",
         "socket.timeout.ms", "10000",
+        "socket.nagle.disable", "true",
         "reconnect.backoff.ms", "50",
         "reconnect.backoff.max.ms", "1000",
         NULL
@@ -227,7 +228,7 @@ s_producer (hgp_eventlog_t *self)
     static const char *const pairs [] = {
         "enable.idempotence", "true",       //  implies acks=all
         "acks", "all",
-        "linger.ms", "0",                   //  we wait for each batch anyway
+        "linger.ms", "0",
         "message.timeout.ms", "$timeout",
         "queue.buffering.max.messages", "1000000",
         NULL

@@ -110,6 +110,12 @@ static const char *s_advance_script =
     "end\n"
     "return 1\n";
 
+/*  An actor that stops cleanly, with all its events applied */
+static const char *s_leave_script =
+    "redis.call('HDEL', KEYS[1], ARGV[1])\n"
+    "redis.call('DEL', KEYS[2], KEYS[3])\n"
+    "return 1\n";
+
 /*  Forget a recovered actor, if we still hold its lock */
 static const char *s_forget_script =
     "if redis.call('GET', KEYS[3]) ~= ARGV[2] then return 0 end\n"
@@ -126,6 +132,7 @@ struct _hgp_ledger_t {
     int register_;
     int advance;
     int forget;
+    int leave;
     const char **argv;          /* one EVALSHA's arguments                 */
     size_t *argvlen;            /* ... and their lengths                   */
     char (*numbers) [24];       /* partition and offset texts of a batch   */
@@ -174,6 +181,7 @@ hgp_ledger_new (hgp_redis_t *redis, const char *who, int64_t dedup_ttl,
     self->register_ = hgp_redis_script (redis, s_register_script);
     self->advance = hgp_redis_script (redis, s_advance_script);
     self->forget = hgp_redis_script (redis, s_forget_script);
+    self->leave = hgp_redis_script (redis, s_leave_script);
     //  The biggest EVALSHA: the apply script over HGP_LEDGER_BATCH_MAX
     //  items, or register over 1000 partitions
     size_t argc = 5 + 6 * (size_t) HGP_LEDGER_BATCH_MAX;
@@ -391,6 +399,26 @@ hgp_ledger_renew (hgp_ledger_t *self, const char *actor)
 }
 
 int
+hgp_ledger_leave (hgp_ledger_t *self, const char *actor)
+{
+    char wm [HGP_ID_MAX + 16], lease [HGP_ID_MAX + 16], reason [256];
+    snprintf (wm, sizeof wm, "hgp:wm:%s", actor);
+    snprintf (lease, sizeof lease, "hgp:lease:%s", actor);
+    int argc = 3;
+    s_arg (self, &argc, S_REGISTRY);
+    s_arg (self, &argc, wm);
+    s_arg (self, &argc, lease);
+    s_arg (self, &argc, actor);
+    bool definite;
+    redisReply *reply = s_evalsha (self, self->leave, argc, 3, &definite,
+                                   reason, sizeof reason);
+    if (!reply)
+        return -1;
+    freeReplyObject (reply);
+    return 0;
+}
+
+int
 hgp_ledger_retire (hgp_ledger_t *self, const char *actor)
 {
     char lease [HGP_ID_MAX + 16];
@@ -399,9 +427,8 @@ hgp_ledger_retire (hgp_ledger_t *self, const char *actor)
     return s_integer (self, 2, argv) < 0 ? -1 : 0;
 }
 
-/*  Move actor's watermark in partition up to offset */
-static int
-s_advance (hgp_ledger_t *self, const char *actor, int32_t partition,
+int
+hgp_ledger_advance (hgp_ledger_t *self, const char *actor, int32_t partition,
            int64_t offset)
 {
     char wm [HGP_ID_MAX + 16], part [16], off [24], reason [256];
@@ -432,6 +459,9 @@ typedef struct {
     hgp_ledger_t *self;
     const char *only;           /* apply only this actor's events, or NULL */
     const char *wm_actor;       /* whose watermark advances, or NULL       */
+    int32_t partition;          /* being read                              */
+    int64_t last;               /* last offset read in it, -1 if none      */
+    uint64_t unsaved;           /* records read since progress was saved   */
     hgp_ledger_item_t *items;   /* batch waiting to be applied             */
     size_t count;               /* items in it                             */
     hgp_ledger_stats_t *stats;  /* what happened                           */
@@ -476,12 +506,33 @@ s_flush (s_reading_t *r)
     return 0;
 }
 
+/*  Apply what waits, then move the watermark over what was read: every
+    event of wm_actor up to r->last is applied now. A long read of other
+    actors' events is not repeated after an interruption. */
+static int
+s_save (s_reading_t *r)
+{
+    if (s_flush (r))
+        return -1;
+    if (r->wm_actor && r->last >= 0 && r->unsaved) {
+        if (hgp_ledger_advance (r->self, r->wm_actor, r->partition, r->last))
+            return -1;
+    }
+    r->unsaved = 0;
+    return 0;
+}
+
 static int
 s_on_event (const hgp_event_t *event, const hgp_error_t *error,
             int32_t partition, int64_t offset, void *arg)
 {
     s_reading_t *r = (s_reading_t *) arg;
     r->stats->read++;
+    //  The previous record is done with (applied or batched)
+    if (r->unsaved >= 4096 && s_save (r))
+        return -1;
+    r->last = offset;
+    r->unsaved++;
     if (!event) {
         r->stats->bad++;
         zsys_error ("%s: record at [%d] %" PRId64 " is not an event: %s",
@@ -504,13 +555,17 @@ s_apply_range (s_reading_t *r, hgp_eventlog_t *log, int32_t partition,
                int64_t from, int64_t to, int64_t deadline)
 {
     r->count = 0;
+    r->partition = partition;
+    r->last = -1;
+    r->unsaved = 0;
     if (hgp_eventlog_read (log, partition, from, to, s_on_event, r, deadline)) {
         if (!r->reason [0])
             snprintf (r->reason, sizeof r->reason, "%s",
                       hgp_eventlog_error (log));
+        s_save (r);             //  keep the progress
         return -1;
     }
-    return s_flush (r);
+    return s_save (r);
 }
 
 /*  Recover one dead actor, whose lock we hold. 0 or -1 (logged). */
@@ -519,7 +574,7 @@ s_recover (hgp_ledger_t *self, hgp_eventlog_t *log, const char *actor,
            int64_t deadline)
 {
     hgp_ledger_stats_t stats = { 0 };
-    s_reading_t r = { self, actor, actor, NULL, 0, &stats, "" };
+    s_reading_t r = { self, actor, actor, 0, -1, 0, NULL, 0, &stats, "" };
     int partitions = hgp_eventlog_partitions (log, (int) hgp_eventlog_timeout (log));
     if (partitions < 0) {
         zsys_warning ("%s: cannot recover actor %s yet: %s", self->who, actor,
@@ -559,7 +614,7 @@ s_recover (hgp_ledger_t *self, hgp_eventlog_t *log, const char *actor,
             rc = s_apply_range (&r, log, p, from, high, deadline);
             //  All of its events below high are applied now
             if (rc == 0)
-                rc = s_advance (self, actor, p, high - 1);
+                rc = hgp_ledger_advance (self, actor, p, high - 1);
         }
     }
     free (r.items);
@@ -669,7 +724,7 @@ hgp_ledger_replay (hgp_ledger_t *self, hgp_eventlog_t *log,
                          " (retention), so a replay would undercount",
                          p, hgp_eventlog_topic (log), low);
     }
-    s_reading_t r = { self, NULL, NULL, NULL, 0, stats, "" };
+    s_reading_t r = { self, NULL, NULL, 0, -1, 0, NULL, 0, stats, "" };
     r.items = (hgp_ledger_item_t *) calloc (S_BATCH, sizeof (hgp_ledger_item_t));
     assert (r.items);
     for (int32_t p = 0; p < partitions && rc == 0; p++) {

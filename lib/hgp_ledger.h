@@ -106,9 +106,19 @@ int hgp_ledger_register (hgp_ledger_t *self, const char *actor,
     must stop producing under this id), -1 Redis failed. */
 int hgp_ledger_renew (hgp_ledger_t *self, const char *actor);
 
+/*  Leave the registry: only for an actor that produces nothing more and
+    whose events are all applied (a clean stop). 0 or -1. */
+int hgp_ledger_leave (hgp_ledger_t *self, const char *actor);
+
 /*  Give up actor's lease now, so that it can be recovered at once.
     0 or -1. */
 int hgp_ledger_retire (hgp_ledger_t *self, const char *actor);
+
+/*  Move actor's watermark in partition up to offset (never down), when
+    actor is registered. Only for offsets up to which every event of actor
+    in that partition is applied. 0 or -1. */
+int hgp_ledger_advance (hgp_ledger_t *self, const char *actor,
+                        int32_t partition, int64_t offset);
 
 /*  Recover every registered actor whose lease expired (not me): apply
     its unapplied events, then forget it. Each recovery holds a lock

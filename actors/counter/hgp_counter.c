@@ -1,70 +1,91 @@
-/*  hgp_counter.c - the counter actor: incr, get and mget on Redis
+/*  hgp_counter.c - the counter actor: incr, get and mget on Redis, every
+ *  increment logged to Kafka first
  *
  *  One zactor thread owns one DEALER to the broker (schemas/PROTOCOL.md
- *  section 5) and one blocking hiredis connection. Nothing else touches
- *  either, so there are no locks and no callbacks: the actor polls, drains
- *  what the broker sent, goes to Redis once, replies, and polls again.
+ *  section 5), one blocking Redis connection (hgp_redis) and one Kafka
+ *  producer (hgp_eventlog). Nothing else touches them, so there are no
+ *  locks and no callbacks: the actor polls, drains a batch, does the
+ *  batch's round trips, replies, and polls again.
+ *
+ *  The write path, with counter/event_log = sync (the default), per batch:
+ *
+ *    1. prepare (one Lua script, pipelined with the batch's reads): for
+ *       each increment, a request record that says "applied" answers it
+ *       (replayed); otherwise write a *pending* record "<ck> <delta>
+ *       ?<log id>" and read the counter, so the event can carry the
+ *       resulting value. The script also renews this actor's lease.
+ *    2. log: produce one event per new increment (idempotent producer,
+ *       acks=all), wait for every delivery report.
+ *    3. apply (hgp_ledger's script): INCRBY + the final record per event,
+ *       and this actor's watermark per partition, atomically.
+ *    4. reply, with the value Redis returned.
  *
  *  Invariants, and why they hold:
  *
- *  - An acknowledged incr is applied exactly once. The increment and its
- *    idempotency record ("hgp:r:<id>" = "<counter key> <delta> <value>",
- *    PROTOCOL.md section 7) are written by one Lua script, so Redis applies
- *    both or neither. A retry of the same id, through this actor or any
- *    other, after a crash or a broker redelivery, finds the record and
- *    replays the recorded value instead of adding again. Nothing about
- *    idempotency lives in this process, so losing the process loses nothing.
- *
+ *  - Every acknowledged increment is in the log exactly once. We reply
+ *    200 only after Kafka acknowledged the event (2) and Redis applied it
+ *    (3). A retry of the same id finds the record: "applied" answers it
+ *    without a new event; "pending" (1) means an attempt may be in the log
+ *    and not applied yet, and it is not logged again: a pending record of
+ *    a live actor is answered 504 (retry later), one of a dead actor that
+ *    is not yet recovered too, and only once recovery has read that
+ *    actor's part of the log (hgp_ledger) may another actor take the
+ *    request over. So a request is logged twice only if its first attempt
+ *    stalled between its lease check and the produce call for longer than
+ *    the lease (a paused process), and another actor served a retry
+ *    meanwhile; see PROTOCOL.md section 9 for what readers do about it.
+ *  - Redis converges to the sum of the log after any single crash. An
+ *    event is applied at most once (its record) and at least once: when we
+ *    die between (2) and (3), or (3) fails or its outcome is unknown, the
+ *    event is above our watermark; we then give up our log identity
+ *    (retire the lease, register a new one) and whoever recovers the old
+ *    identity (any counter actor, us included) applies it from the log.
+ *    After a Redis reconnect we do the same, since Redis may have come back
+ *    older than we left it.
  *  - No error looks like success, and no outcome is claimed that we do not
- *    know. Every request gets exactly one reply. When we know Redis did not
- *    run an increment (not connected, NOSCRIPT, a refusal before the script
- *    ran) the reply is the definite 503 unavailable; once the script may
- *    have run and we did not see its answer (I/O error, timeout, an odd
- *    reply) it is the indeterminate 504 timeout, which clients settle by
- *    retrying with the same id. Reads change nothing, so their failures are
- *    always definite.
+ *    know. Kafka unreachable: the event was surely not written (delivery
+ *    report "not persisted", or never produced) -> 503 log_unavailable,
+ *    nothing applied, and the pending record is released. An event that
+ *    may have been written, or was written but not applied -> 504: it will
+ *    be applied by recovery, and a retry with the same id says when.
+ *    Redis unreachable before (1) -> 503 unavailable, nothing logged.
+ *  - Group commit: one prepare, one Kafka wait and one apply per batch,
+ *    however many increments it holds.
  *
- *  - Values are exact int64s. Lua numbers are doubles, so the script never
- *    lets a counter value through one: INCRBY's integer reply is ignored
- *    and the value is read back with GET, as a string, and parsed here.
- *
- *  - Group commit. Whatever the broker has sent when the DEALER becomes
- *    readable (up to counter/batch_max requests) goes to Redis in one
- *    pipelined round trip: one EVALSHA for all increments, then a GET or
- *    MGET per read. Throughput grows with load instead of being one round
- *    trip per request, and the script keeps increments in arrival order,
- *    so two requests with the same id in one batch still count once.
- *
- *  - The actor outlives its peers. A silent broker (heartbeat/interval x
- *    heartbeat/liveness) or a DISCONNECT gets a fresh DEALER and READY; a
- *    lost Redis connection is reopened (and the script loaded again) at
- *    most every 200 ms to 1 s, without restarting anything.
+ *  counter/event_log = off keeps the plain path (one script that applies
+ *  and records, no Kafka); async applies first and produces the events
+ *  afterwards without waiting (fire-and-forget: a crash or a Kafka outage
+ *  loses events). Both exist to measure what the guarantee costs; only
+ *  sync has it.
  */
 #include "hgp_counter.h"
 #include "hgp_codec.h"
+#include "hgp_eventlog.h"
 #include "hgp_keyspace.h"
+#include "hgp_ledger.h"
 #include "hgp_process.h"
-#include <ctype.h>
-#include <errno.h>
+#include "hgp_redis.h"
 #include <inttypes.h>
-#include <limits.h>
-#include <sys/socket.h>
-#include <hiredis.h>
+#include <unistd.h>
 
 #define S_SERVICE           "counter"
-#define S_RETRY_MIN         200         /* ms between Redis connect attempts */
-#define S_RETRY_MAX         1000        /* ... backing off to this           */
 /*  Counter keys in one batch: bounds what one round trip holds in memory
     (an mget counts its keys, anything else 1); always fits one full mget */
 #define S_BATCH_KEYS_MAX    (16 * HGP_MGET_MAX)
+#define S_REGISTER_MS       250         /* each Kafka call of a registration */
+#define S_SWEEP_MS          1000        /* between looks for dead actors     */
+#define S_SLICE_MS          250         /* longest recovery work at a time   */
+#define S_ADVANCE_MS        10000       /* between idle watermark moves      */
+#define S_LOG_PAUSE_MS      1000        /* after Kafka failed a whole batch  */
 
-/*  The whole write path. See the top of the file for why it looks like this.
-    Result per increment: {0, value} applied, {1, value} replayed,
-    {-1, ""} id used for another key or delta, {-2, err} overflow,
-    {-3, err} refused by Redis for another reason. -1..-3 changed nothing:
-    the record GET comes first and INCRBY is the first write, run by
-    pcall so its refusal (overflow, OOM, READONLY) does not abort the
-    script. */
+/*  Plain path (event_log off or async). Result per increment: {0, value}
+    applied, {1, value} replayed, {-1, ""} id used for another key or
+    delta, {-2, err} overflow, {-3, err} refused by Redis for another
+    reason, {2, owner} an attempt is pending in the log (a sync actor's).
+    -1..-3 and 2 changed nothing: the record GET comes first and INCRBY is
+    the first write, run by pcall so its refusal (overflow, OOM, READONLY)
+    does not abort the script. Values are read back with GET: Lua numbers
+    are doubles, counters are int64. */
 static const char *s_incr_script =
     "local out = {}\n"
     "for i = 1, #KEYS / 2 do\n"
@@ -74,10 +95,13 @@ static const char *s_incr_script =
     "  if type(rec) == 'table' and rec.err then\n"
     "    out[i] = {-3, rec.err}\n"
     "  elseif rec then\n"
-    "    if string.sub(rec, 1, #head) == head then\n"
-    "      out[i] = {1, string.sub(rec, #head + 1)}\n"
-    "    else\n"
+    "    local rest = string.sub(rec, #head + 1)\n"
+    "    if string.sub(rec, 1, #head) ~= head then\n"
     "      out[i] = {-1, ''}\n"
+    "    elseif string.sub(rest, 1, 1) == '?' then\n"
+    "      out[i] = {2, string.sub(rest, 2)}\n"
+    "    else\n"
+    "      out[i] = {1, string.match(rest, '^%-?%d+')}\n"
     "    end\n"
     "  else\n"
     "    local r = redis.pcall('INCRBY', ck, delta)\n"
@@ -96,20 +120,67 @@ static const char *s_incr_script =
     "end\n"
     "return out\n";
 
+/*  Step 1 of the logged path. Returns -9 when our lease is gone (nothing
+    written), else per increment: {0, counter} new, pending record written;
+    {1, value} applied already; {-1, ""} id used for another increment;
+    {2, owner} pending at a live actor; {5, owner} pending at a dead actor
+    not recovered yet; {3, counter} pending by us (earlier in this batch,
+    or an attempt we never logged); {-3, err} Redis refused. A pending
+    record of an actor that is neither alive nor registered any more was
+    recovered (its event, if any, would have been applied), so we take it
+    over. */
+static const char *s_prepare_script =
+    "if redis.call('PEXPIRE', KEYS[2], ARGV[2]) == 0 then return -9 end\n"
+    "local me, out = ARGV[1], {}\n"
+    "for i = 1, (#KEYS - 2) / 2 do\n"
+    "  local ck, rk, delta = KEYS[2 * i + 1], KEYS[2 * i + 2], ARGV[i + 3]\n"
+    "  local head = ck .. ' ' .. delta .. ' '\n"
+    "  local rec = redis.pcall('GET', rk)\n"
+    "  local take = false\n"
+    "  if type(rec) == 'table' and rec.err then\n"
+    "    out[i] = {-3, rec.err}\n"
+    "  elseif not rec then\n"
+    "    take = true\n"
+    "  elseif string.sub(rec, 1, #head) ~= head then\n"
+    "    out[i] = {-1, ''}\n"
+    "  elseif string.sub(rec, #head + 1, #head + 1) ~= '?' then\n"
+    "    out[i] = {1, string.match(string.sub(rec, #head + 1), '^%-?%d+')}\n"
+    "  else\n"
+    "    local owner = string.sub(rec, #head + 2)\n"
+    "    if owner == me then\n"
+    "      out[i] = {3, redis.call('GET', ck) or '0'}\n"
+    "    elseif redis.call('EXISTS', 'hgp:lease:' .. owner) == 1 then\n"
+    "      out[i] = {2, owner}\n"
+    "    elseif redis.call('HEXISTS', KEYS[1], owner) == 1 then\n"
+    "      out[i] = {5, owner}\n"
+    "    else\n"
+    "      take = true\n"
+    "    end\n"
+    "  end\n"
+    "  if take then\n"
+    "    local r = redis.pcall('SET', rk, head .. '?' .. me, 'EX', ARGV[3])\n"
+    "    if type(r) == 'table' and r.err then\n"
+    "      out[i] = {-3, r.err}\n"
+    "    else\n"
+    "      out[i] = {0, redis.call('GET', ck) or '0'}\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+typedef enum { S_LOG_OFF, S_LOG_ASYNC, S_LOG_SYNC } s_log_mode_t;
+
 /*  Settings, read once from the config */
 typedef struct {
     const char *endpoint;       /* broker/actor_endpoint, the config's     */
     int64_t heartbeat;          /* heartbeat/interval, ms                  */
     int64_t liveness;           /* heartbeat/liveness, intervals           */
-    int64_t redis_timeout;      /* redis/timeout, ms, connect and replies  */
     int64_t capacity;           /* counter/capacity, announced in READY    */
     int64_t batch_max;          /* counter/batch_max, requests per batch   */
     int64_t dedup_ttl;          /* counter/dedup_ttl, seconds              */
-    char *redis_host;           /* from redis/url                          */
-    int redis_port;             /* from redis/url, 6379 if absent          */
-    char *redis_user;           /* AUTH user, NULL when none               */
-    char *redis_password;       /* AUTH password, NULL when none           */
-    int redis_db;               /* SELECTed when not 0                     */
+    int64_t lease;              /* counter/lease, ms                       */
+    s_log_mode_t log_mode;      /* counter/event_log                       */
+    bool crash_after_log;       /* counter/crash_after_log: tests only     */
 } s_settings_t;
 
 /*  One request of the current batch */
@@ -122,6 +193,12 @@ typedef struct {
     char counter_key [HGP_KEYSPACE_COUNTER_MAX];   /* incr, get           */
     char record_key [HGP_KEYSPACE_RECORD_MAX];     /* incr                */
     char delta [24];            /* incr: delta in decimal, as recorded     */
+    //  The logged path
+    int link;                   /* earlier item with the same id, or -1    */
+    bool logging;               /* prepared: its event is to be produced   */
+    bool release;               /* prepared, then not logged: drop record  */
+    int64_t value;              /* counter before it, then after it        */
+    hgp_delivery_t delivery;    /* what Kafka said about its event         */
 } s_item_t;
 
 /*  What one command of a pipeline answers for */
@@ -140,20 +217,34 @@ struct _hgp_counter_t {
     int64_t heartbeat_at;       /* next HEARTBEAT due, zclock_mono ms      */
     int64_t expiry_at;          /* broker dead if silent until then        */
     bool broker_lost;           /* reconnected after silence, not heard yet */
-    redisContext *redis;        /* NULL while not connected                */
-    char sha [41];              /* the script's SHA1, loaded on redis      */
-    bool redis_up;              /* for logging transitions only            */
-    bool redis_complained;      /* logged a failed connect since last up   */
-    int64_t redis_retry_at;     /* no idle connect attempt before this     */
-    int64_t redis_retry_delay;  /* current idle backoff, ms                */
-    int64_t redis_tried_at;     /* last failed connect attempt, mono ms   */
-    s_item_t *items;            /* the batch, batch_max entries            */
+    hgp_redis_t *redis;         /* the store                               */
+    int incr_script;            /* script handles on redis                 */
+    int prepare_script;
+    hgp_ledger_t *ledger;       /* applies events, leases, recovery        */
+    hgp_eventlog_t *log;        /* Kafka; NULL when event_log is off       */
+    //  Our identity in the log (sync mode)
+    char log_id [HGP_ID_MAX + 1];  /* actor field of our events, lease id  */
+    uint32_t generation;        /* log identities we had so far            */
+    bool registered;            /* log_id holds a lease: we may produce    */
+    bool retire;                /* give log_id up before the next batch    */
+    int partitions;             /* of the topic, when registered           */
+    uint64_t redis_connects;    /* connects seen when we registered        */
+    zhashx_t *limbo;            /* ids we logged, outcome unsettled        */
+    int64_t register_at;        /* next registration attempt               */
+    int64_t register_delay;     /* backoff between attempts, ms            */
+    int64_t log_paused_until;   /* Kafka failed a batch: 503 until then    */
+    int64_t sweep_at;           /* next look for dead actors               */
+    int64_t advance_at;         /* next idle watermark move                */
+    //  The batch
+    s_item_t *items;            /* batch_max entries                       */
     size_t *incrs;              /* items that are incrs, in order          */
     s_command_t *commands;      /* the pipeline, batch_max + 1 entries     */
     const char **argv;          /* one Redis command's arguments           */
     size_t *argvlen;            /* ... and their lengths                   */
     char *keybuf;               /* counter keys of one mget                */
-    char ttl [24];              /* dedup_ttl in decimal, script ARGV[1]    */
+    hgp_ledger_item_t *applies; /* step 3 of the logged path               */
+    zhashx_t *latest;           /* counter key -> last item on it, a batch */
+    char lease_ms [24];         /* settings.lease in decimal               */
     hgp_buf_t buf;              /* encoded bodies, reused                  */
 };
 typedef struct _hgp_counter_t hgp_counter_t;
@@ -162,115 +253,6 @@ typedef struct _hgp_counter_t hgp_counter_t;
 /*  --------------------------------------------------------------------------
     Settings
 */
-
-static void
-s_settings_clear (s_settings_t *s)
-{
-    free (s->redis_host);
-    free (s->redis_user);
-    free (s->redis_password);
-    memset (s, 0, sizeof *s);
-}
-
-static int
-s_parse_uint (const char *s, size_t len, long min, long max, long *value)
-{
-    if (len == 0 || len > 10)
-        return -1;
-    long n = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (!isdigit ((unsigned char) s [i]))
-            return -1;
-        n = n * 10 + (s [i] - '0');
-    }
-    if (n < min || n > max)
-        return -1;
-    *value = n;
-    return 0;
-}
-
-/*  redis://[[user]:password@]host[:port][/db]. Returns NULL or a message
-    to free. The message never quotes the URL: it may hold a password. */
-static char *
-s_redis_url_parse (const char *url, s_settings_t *s)
-{
-    const char *problem = NULL;
-    const char *scheme = "redis://";
-    if (strncmp (url, scheme, strlen (scheme)) != 0) {
-        problem = "it must start with redis://";
-        goto failed;
-    }
-    const char *p = url + strlen (scheme);
-    const char *at = strrchr (p, '@');
-    if (at) {
-        const char *colon = memchr (p, ':', (size_t) (at - p));
-        if (!colon) {
-            problem = "credentials must be :password@ or user:password@";
-            goto failed;
-        }
-        if (colon + 1 == at) {
-            problem = "the password is empty";
-            goto failed;
-        }
-        if (colon > p)
-            s->redis_user = strndup (p, (size_t) (colon - p));
-        s->redis_password = strndup (colon + 1, (size_t) (at - colon - 1));
-        p = at + 1;
-    }
-    const char *slash = strchr (p, '/');
-    const char *end = slash ? slash : p + strlen (p);
-    const char *host = p, *host_end = NULL, *port = NULL;
-    if (*p == '[') {                    /*  [IPv6 literal]              */
-        host = p + 1;
-        host_end = memchr (host, ']', (size_t) (end - host));
-        if (!host_end) {
-            problem = "an IPv6 host needs a closing ]";
-            goto failed;
-        }
-        if (host_end + 1 < end) {
-            if (host_end [1] != ':') {
-                problem = "junk after the host";
-                goto failed;
-            }
-            port = host_end + 2;
-        }
-    }
-    else {
-        const char *colon = memchr (p, ':', (size_t) (end - p));
-        host_end = colon ? colon : end;
-        if (colon)
-            port = colon + 1;
-    }
-    if (host_end == host) {
-        problem = "the host is missing";
-        goto failed;
-    }
-    if (memchr (host, '@', (size_t) (host_end - host))
-    ||  (*p != '[' && memchr (host, ':', (size_t) (host_end - host)))) {
-        problem = "the host is not valid";
-        goto failed;
-    }
-    s->redis_host = strndup (host, (size_t) (host_end - host));
-    long n = 6379;
-    if (port && s_parse_uint (port, (size_t) (end - port), 1, 65535, &n)) {
-        problem = "the port must be a number from 1 to 65535";
-        goto failed;
-    }
-    s->redis_port = (int) n;
-    n = 0;
-    if (slash && slash [1]
-    &&  s_parse_uint (slash + 1, strlen (slash + 1), 0, INT_MAX, &n)) {
-        problem = "the database after / must be a number";
-        goto failed;
-    }
-    s->redis_db = (int) n;
-    return NULL;
-
-failed:
-    return zsys_sprintf ("config: redis/url (HGP_REDIS_URL) is not valid: %s;"
-                         " want redis://[[user]:password@]host[:port][/db]",
-                         problem);
-}
 
 /*  Fill s from config; NULL or a message to free */
 static char *
@@ -281,15 +263,30 @@ s_settings_load (hgp_config_t *config, s_settings_t *s)
                                   "tcp://127.0.0.1:5556");
     s->heartbeat = hgp_config_int (config, "heartbeat/interval", 500, 10, 60000);
     s->liveness = hgp_config_int (config, "heartbeat/liveness", 4, 1, 100);
-    s->redis_timeout = hgp_config_int (config, "redis/timeout", 1000, 10, 60000);
     s->capacity = hgp_config_int (config, "counter/capacity", 2048, 1, 65535);
-    s->batch_max = hgp_config_int (config, "counter/batch_max", 512, 1, 65535);
+    s->batch_max = hgp_config_int (config, "counter/batch_max", 512, 1,
+                                   HGP_LEDGER_BATCH_MAX);
     s->dedup_ttl = hgp_config_int (config, "counter/dedup_ttl", 600,
                                    1, INT32_MAX);
+    s->lease = hgp_config_int (config, "counter/lease",
+                               s->heartbeat * s->liveness, 100, 600000);
+    s->crash_after_log = hgp_config_int (config, "counter/crash_after_log",
+                                         0, 0, 1) == 1;
     if (hgp_config_error (config))
         return strdup (hgp_config_error (config));
-    return s_redis_url_parse (
-        hgp_config_str (config, "redis/url", "redis://127.0.0.1:6379"), s);
+    const char *mode = hgp_config_str (config, "counter/event_log", "sync");
+    if (streq (mode, "sync"))
+        s->log_mode = S_LOG_SYNC;
+    else
+    if (streq (mode, "async"))
+        s->log_mode = S_LOG_ASYNC;
+    else
+    if (streq (mode, "off"))
+        s->log_mode = S_LOG_OFF;
+    else
+        return zsys_sprintf ("config: counter/event_log (HGP_COUNTER_EVENT_LOG)"
+                             " is '%s'; want sync, async or off", mode);
+    return NULL;
 }
 
 char *
@@ -297,6 +294,14 @@ hgp_counter_config_check (hgp_config_t *config)
 {
     s_settings_t s;
     char *error = s_settings_load (config, &s);
+    if (!error) {
+        hgp_redis_t *redis = hgp_redis_new (config, "counter", &error);
+        hgp_redis_destroy (&redis);
+    }
+    if (!error && s.log_mode != S_LOG_OFF) {
+        hgp_eventlog_t *log = hgp_eventlog_new (config, "counter", &error);
+        hgp_eventlog_destroy (&log);
+    }
     if (!error) {
         //  Only libzmq knows what endpoints it takes; ask it
         zsock_t *probe = zsock_new (ZMQ_DEALER);
@@ -308,7 +313,6 @@ hgp_counter_config_check (hgp_config_t *config)
                                   s.endpoint, zmq_strerror (zmq_errno ()));
         zsock_destroy (&probe);
     }
-    s_settings_clear (&s);
     return error;
 }
 
@@ -350,247 +354,6 @@ s_item_value (s_item_t *item, int64_t value, bool replayed)
     item->done = true;
 }
 
-/*  Exact decimal int64, as Redis writes them: no spaces, no '+' */
-static int
-s_parse_int64 (const char *s, size_t len, int64_t *value)
-{
-    char text [24];
-    if (len == 0 || len >= sizeof text
-    ||  !(s [0] == '-' || isdigit ((unsigned char) s [0])))
-        return -1;
-    memcpy (text, s, len);
-    text [len] = 0;
-    errno = 0;
-    char *end = NULL;
-    long long n = strtoll (text, &end, 10);
-    if (errno || end != text + len || end == text
-    ||  (text [0] == '-' && len == 1))
-        return -1;
-    *value = (int64_t) n;
-    return 0;
-}
-
-/*  Is error Redis saying "not now" (out of memory, read-only replica,
-    loading, failing to persist...)? Then the store is unavailable rather
-    than our request wrong. Used where nothing can have changed anyway: a
-    read, or a refused INCRBY inside the script. */
-static bool
-s_store_unavailable (const char *error)
-{
-    static const char *prefixes [] = {
-        "LOADING", "BUSY", "MASTERDOWN", "NOAUTH", "NOPERM", "OOM",
-        "READONLY", "MISCONF", "NOREPLICAS"
-    };
-    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes [0]; i++)
-        if (strncmp (error, prefixes [i], strlen (prefixes [i])) == 0)
-            return true;
-    return false;
-}
-
-/*  Did Redis refuse the EVALSHA before running any of the script? Only
-    errors that processCommand gives and no redis.call inside a script can
-    raise (Redis 7 passes those on with their own codes, so "OOM" or
-    "NOPERM" on an EVALSHA may come from the SET after an INCRBY). */
-static bool
-s_script_refused (const char *error)
-{
-    static const char *prefixes [] = { "NOSCRIPT", "LOADING", "BUSY", "NOAUTH" };
-    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes [0]; i++)
-        if (strncmp (error, prefixes [i], strlen (prefixes [i])) == 0)
-            return true;
-    return false;
-}
-
-
-/*  --------------------------------------------------------------------------
-    Redis connection
-*/
-
-static void
-s_redis_drop (hgp_counter_t *self, const char *reason)
-{
-    if (self->redis) {
-        redisFree (self->redis);
-        self->redis = NULL;
-    }
-    if (self->redis_up) {
-        zsys_warning ("redis: lost %s:%d (%s); requests get 503/504 until"
-                      " it is back", self->settings.redis_host,
-                      self->settings.redis_port, reason);
-        self->redis_up = false;
-    }
-    //  Try again at once: most losses are a restart, the next attempt
-    //  backs off if it fails
-    self->redis_retry_at = zclock_mono ();
-}
-
-/*  Why c failed, in words for the log: hiredis reports its socket
-    timeouts as a bare EAGAIN */
-static const char *
-s_redis_why (redisContext *c)
-{
-    if (c->err == REDIS_ERR_IO && streq (c->errstr, strerror (EAGAIN)))
-        return "timed out";
-    if (c->err == REDIS_ERR_EOF || !c->errstr [0])
-        return "connection closed";
-    return c->errstr;
-}
-
-/*  One command at connect time; the reply, or NULL with reason filled */
-static redisReply *
-s_redis_command (redisContext *c, int argc, const char **argv,
-                 char *reason, size_t size)
-{
-    redisReply *reply = (redisReply *) redisCommandArgv (c, argc, argv, NULL);
-    if (!reply) {
-        snprintf (reason, size, "%s: %s", argv [0], s_redis_why (c));
-        return NULL;
-    }
-    if (reply->type == REDIS_REPLY_ERROR) {
-        snprintf (reason, size, "%s: %s", argv [0], reply->str);
-        freeReplyObject (reply);
-        return NULL;
-    }
-    return reply;
-}
-
-/*  SCRIPT LOAD on c, the SHA1 into sha; 0 or -1 with reason filled */
-static int
-s_script_load (redisContext *c, char *sha, char *reason, size_t size)
-{
-    const char *argv [] = { "SCRIPT", "LOAD", s_incr_script };
-    redisReply *reply = s_redis_command (c, 3, argv, reason, size);
-    if (!reply)
-        return -1;
-    int rc = -1;
-    if (reply->type == REDIS_REPLY_STRING && reply->len == 40) {
-        memcpy (sha, reply->str, 40);
-        sha [40] = 0;
-        rc = 0;
-    }
-    else
-        snprintf (reason, size, "SCRIPT LOAD: unexpected reply");
-    freeReplyObject (reply);
-    return rc;
-}
-
-/*  After NOSCRIPT: load the script again on the current connection; on
-    failure drop it (the next connect loads again, with backoff). 0 or -1 */
-static int
-s_redis_reload_script (hgp_counter_t *self)
-{
-    if (!self->redis)
-        return -1;
-    char reason [256];
-    if (s_script_load (self->redis, self->sha, reason, sizeof reason) == 0)
-        return 0;
-    zsys_error ("redis: cannot load the counter script (%s)", reason);
-    s_redis_drop (self, reason);
-    return -1;
-}
-
-/*  Connect, AUTH, SELECT, SCRIPT LOAD. 0 when connected. Logs only
-    transitions. Two paces: while idle (demand false) attempts back off
-    from 200 ms to 1 s; with requests waiting (demand true) we try every
-    200 ms, so service resumes within 200 ms of Redis coming back. */
-static int
-s_redis_connect (hgp_counter_t *self, bool demand)
-{
-    assert (!self->redis);
-    s_settings_t *s = &self->settings;
-    int64_t now = zclock_mono ();
-    if (demand ? now < self->redis_tried_at + S_RETRY_MIN
-               : now < self->redis_retry_at)
-        return -1;
-    self->redis_tried_at = now;
-
-    struct timeval tv = {
-        .tv_sec = (time_t) (s->redis_timeout / 1000),
-        .tv_usec = (suseconds_t) (s->redis_timeout % 1000) * 1000
-    };
-    char reason [256] = "";
-    redisContext *c = redisConnectWithTimeout (s->redis_host, s->redis_port, tv);
-    if (!c || c->err) {
-        snprintf (reason, sizeof reason, "%s", c ? c->errstr : "out of memory");
-        goto failed;
-    }
-    if (redisSetTimeout (c, tv) != REDIS_OK) {
-        snprintf (reason, sizeof reason, "cannot set timeout: %s", c->errstr);
-        goto failed;
-    }
-    redisEnableKeepAlive (c);           //  best effort: detects dead peers
-    if (s->redis_password) {
-        const char *argv [] = { "AUTH", s->redis_user, s->redis_password };
-        if (!s->redis_user)
-            argv [1] = s->redis_password;
-        redisReply *reply = s_redis_command (c, s->redis_user ? 3 : 2, argv,
-                                             reason, sizeof reason);
-        if (!reply)
-            goto failed;
-        freeReplyObject (reply);
-    }
-    if (s->redis_db) {
-        char db [16];
-        snprintf (db, sizeof db, "%d", s->redis_db);
-        const char *argv [] = { "SELECT", db };
-        redisReply *reply = s_redis_command (c, 2, argv, reason, sizeof reason);
-        if (!reply)
-            goto failed;
-        freeReplyObject (reply);
-    }
-    if (s_script_load (c, self->sha, reason, sizeof reason))
-        goto failed;
-    self->redis = c;
-    zsys_info ("redis: connected to %s:%d db %d", s->redis_host,
-               s->redis_port, s->redis_db);
-    self->redis_up = true;
-    self->redis_complained = false;
-    self->redis_retry_delay = S_RETRY_MIN;
-    self->redis_tried_at = 0;           //  only failed attempts hold us back
-    return 0;
-
-failed:
-    if (c)
-        redisFree (c);
-    if (!self->redis_complained)
-        zsys_warning ("redis: cannot connect to %s:%d (%s); retrying, requests"
-                      " get 503 unavailable meanwhile",
-                      s->redis_host, s->redis_port, reason);
-    self->redis_complained = true;
-    self->redis_retry_at = zclock_mono () + self->redis_retry_delay;
-    self->redis_retry_delay = MIN (self->redis_retry_delay * 2, S_RETRY_MAX);
-    return -1;
-}
-
-/*  Is the idle connection still open? A server that closed it (restart,
-    timeout, kill) left an EOF or a goodbye error in our receive buffer.
-    Seeing that before writing turns what would be an indeterminate 504
-    into a reconnect, or at worst a definite 503. */
-static bool
-s_redis_alive (hgp_counter_t *self)
-{
-    char byte;
-    ssize_t rc = recv (self->redis->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    return rc == -1 && (errno == EAGAIN || errno == EWOULDBLOCK
-                        || errno == EINTR);
-}
-
-/*  0 when there is a connection that looks alive */
-static int
-s_redis_ready (hgp_counter_t *self)
-{
-    if (self->redis && !s_redis_alive (self))
-        s_redis_drop (self, "closed by the server");
-    if (!self->redis)
-        s_redis_connect (self, true);
-    return self->redis ? 0 : -1;
-}
-
-
-/*  --------------------------------------------------------------------------
-    One pipelined round trip
-*/
-
 /*  Fail every item not done yet (of kind op, or all for HGP_OP_NONE) */
 static void
 s_fail_pending (hgp_counter_t *self, size_t count, hgp_op_t op,
@@ -603,13 +366,172 @@ s_fail_pending (hgp_counter_t *self, size_t count, hgp_op_t op,
     }
 }
 
-/*  Commands from first on got no reply: the connection broke */
+/*  Fail the pending increments that we did not log: definite, except for
+    ids whose earlier attempt we logged and could not settle (limbo) */
+static void
+s_fail_unlogged (hgp_counter_t *self, size_t count, uint16_t status,
+                 const char *code, const char *message)
+{
+    for (size_t i = 0; i < count; i++) {
+        s_item_t *item = &self->items [i];
+        if (item->done || item->request.op != HGP_OP_INCR)
+            continue;
+        if (zhashx_lookup (self->limbo, item->request.id))
+            s_item_fail (item, HGP_STATUS_TIMEOUT, "timeout",
+                         "an earlier attempt of %s was logged and is not"
+                         " settled yet; retry with the same id",
+                         item->request.id);
+        else
+            s_item_fail (item, status, code, "%s", message);
+    }
+}
+
+
+/*  --------------------------------------------------------------------------
+    Our identity in the event log
+*/
+
+/*  Give up our log identity: whatever of ours is in the log and not
+    applied is recovered from it by whoever recovers the old id (any
+    counter actor, us included), so from here on we need a new one */
+static void
+s_log_retire (hgp_counter_t *self, const char *why)
+{
+    if (!self->registered)
+        return;
+    zsys_warning ("counter: giving up log identity %s (%s); its events will"
+                  " be recovered from the log", self->log_id, why);
+    hgp_ledger_retire (self->ledger, self->log_id);   //  else it expires
+    self->registered = false;
+    self->retire = false;
+    self->register_at = zclock_mono ();
+    self->register_delay = S_REGISTER_MS;
+    self->sweep_at = zclock_mono ();        //  recover it soon
+}
+
+/*  Take a new log identity: read where every partition ends now, then
+    register (lease, watermarks at those ends). Needs Kafka and Redis.
+    Kafka calls are short: the broker must keep hearing from us. */
+static void
+s_log_register (hgp_counter_t *self)
+{
+    int64_t now = zclock_mono ();
+    if (now < self->register_at)
+        return;
+    self->register_at = now + self->register_delay;
+    self->register_delay = MIN (self->register_delay * 2, 5000);
+    if (!hgp_redis_ready (self->redis, false))
+        return;
+    int partitions = hgp_eventlog_partitions (self->log, S_REGISTER_MS);
+    if (partitions < 1 || partitions > HGP_LEDGER_BATCH_MAX) {
+        if (self->generation == 0 || self->register_delay < 1000)
+            zsys_warning ("counter: cannot register with the event log: %s",
+                          partitions < 1 ? hgp_eventlog_error (self->log)
+                                         : "too many partitions");
+        return;
+    }
+    int64_t *ends = (int64_t *) calloc ((size_t) partitions, sizeof (int64_t));
+    assert (ends);
+    int rc = 0;
+    for (int p = 0; p < partitions && rc == 0; p++) {
+        int64_t low;
+        rc = hgp_eventlog_offsets (self->log, p, &low, &ends [p],
+                                   S_REGISTER_MS);
+    }
+    char id [HGP_ID_MAX + 1], reason [256] = "";
+    snprintf (id, sizeof id, "%s.%u", self->actor_id, self->generation + 1);
+    if (rc == 0)
+        rc = hgp_ledger_register (self->ledger, id, ends, partitions,
+                                  reason, sizeof reason);
+    else
+        snprintf (reason, sizeof reason, "%s", hgp_eventlog_error (self->log));
+    free (ends);
+    if (rc) {
+        zsys_warning ("counter: cannot register with the event log: %s",
+                      reason);
+        return;
+    }
+    self->generation++;
+    memcpy (self->log_id, id, sizeof id);
+    self->registered = true;
+    self->partitions = partitions;
+    self->redis_connects = hgp_redis_connects (self->redis);
+    self->register_delay = S_REGISTER_MS;
+    //  Ids we could not settle belonged to the old identity: recovery of
+    //  that one settles them, and our prepare script sees its records
+    zhashx_purge (self->limbo);
+    zsys_info ("counter: logging to %s topic %s (%d partitions) as %s",
+               hgp_eventlog_brokers (self->log), hgp_eventlog_topic (self->log),
+               partitions, self->log_id);
+}
+
+/*  Between batches: keep the identity valid, recover dead actors, and
+    move our watermarks over partitions we did not write to lately */
+static void
+s_log_upkeep (hgp_counter_t *self)
+{
+    if (self->settings.log_mode != S_LOG_SYNC)
+        return;
+    if (self->registered
+    &&  (self->retire
+         || hgp_redis_connects (self->redis) != self->redis_connects))
+        s_log_retire (self, self->retire ? "a batch was not settled"
+                                         : "redis reconnected");
+    if (!self->registered) {
+        s_log_register (self);
+        if (!self->registered)
+            return;
+    }
+    if (!hgp_redis_context (self->redis))
+        return;
+    int renewed = hgp_ledger_renew (self->ledger, self->log_id);
+    if (renewed == 0) {
+        s_log_retire (self, "its lease expired");
+        return;
+    }
+    int64_t now = zclock_mono ();
+    if (renewed == 1 && now >= self->sweep_at) {
+        //  A slice at a time: the broker must keep hearing from us, and
+        //  requests keep coming
+        self->sweep_at = now + S_SWEEP_MS;
+        hgp_ledger_recover_dead (self->ledger, self->log, self->log_id,
+                                 now + MIN (self->settings.heartbeat / 2,
+                                            S_SLICE_MS));
+    }
+    if (renewed == 1 && now >= self->advance_at) {
+        //  Nothing of ours is outstanding between batches: every event we
+        //  produced is applied, so all of each partition up to now is done
+        self->advance_at = now + S_ADVANCE_MS;
+        for (int p = 0; p < self->partitions; p++) {
+            int64_t low, high;
+            if (hgp_eventlog_offsets (self->log, p, &low, &high,
+                                      S_REGISTER_MS))
+                break;
+            if (high > 0)
+                hgp_ledger_advance (self->ledger, self->log_id, p, high - 1);
+        }
+    }
+}
+
+
+/*  --------------------------------------------------------------------------
+    One pipelined round trip: the increments' script and the reads
+*/
+
+/*  Commands from first on got no reply: the connection broke. prepare:
+    the script was the logged path's step 1, which logs nothing, so its
+    failure is definite. */
 static void
 s_commands_lost (hgp_counter_t *self, size_t count, size_t first,
-                 size_t ncommands, const char *reason)
+                 size_t ncommands, bool prepare, const char *reason)
 {
     for (size_t k = first; k < ncommands; k++) {
         s_command_t *command = &self->commands [k];
+        if (command->kind == S_CMD_INCRS && prepare)
+            s_fail_unlogged (self, count, HGP_STATUS_UNAVAILABLE,
+                             "unavailable", "redis connection broke before"
+                             " the increment was logged; nothing was applied");
+        else
         if (command->kind == S_CMD_INCRS)
             s_fail_pending (self, count, HGP_OP_INCR, HGP_STATUS_TIMEOUT,
                             "timeout", "redis connection broke after the"
@@ -624,13 +546,60 @@ s_commands_lost (hgp_counter_t *self, size_t count, size_t first,
     }
 }
 
+/*  A {code, text} result of a script; false when it is not one */
+static bool
+s_result (redisReply *r, long long *code, const char **text, size_t *len)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2
+    ||  r->element [0]->type != REDIS_REPLY_INTEGER
+    ||  (r->element [1]->type != REDIS_REPLY_STRING
+      && r->element [1]->type != REDIS_REPLY_NIL))
+        return false;
+    *code = r->element [0]->integer;
+    *text = r->element [1]->type == REDIS_REPLY_STRING ? r->element [1]->str
+                                                        : "";
+    *len = r->element [1]->type == REDIS_REPLY_STRING ? r->element [1]->len : 0;
+    return true;
+}
+
+/*  A value in a script result; false (item failed 504) if it is not an
+    integer: applied or not, we cannot say to what */
+static bool
+s_result_value (s_item_t *item, const char *text, size_t len, int64_t *value)
+{
+    if (hgp_redis_int64 (text, len, value) == 0)
+        return true;
+    zsys_error ("redis: non-integer counter value for %s", item->request.id);
+    s_item_fail (item, HGP_STATUS_TIMEOUT, "timeout",
+                 "redis holds a value that is not an integer; outcome unknown");
+    return false;
+}
+
+/*  Redis refused a write before it changed anything */
+static void
+s_item_refused (s_item_t *item, const char *text, size_t len)
+{
+    if (hgp_redis_unavailable (text))
+        s_item_fail (item, HGP_STATUS_UNAVAILABLE, "unavailable",
+                     "redis refused the write: %.*s", (int) len, text);
+    else {
+        zsys_error ("redis: refused %s: %.*s", item->request.id, (int) len,
+                    text);
+        s_item_fail (item, HGP_STATUS_INTERNAL, "internal",
+                     "redis refused the increment: %.*s", (int) len, text);
+    }
+}
+
+/*  One result of the plain script */
 static void
 s_incr_result (hgp_counter_t *self, s_item_t *item, redisReply *result)
 {
     hgp_request_t *req = &item->request;
-    if (result->type != REDIS_REPLY_ARRAY || result->elements != 2
-    ||  result->element [0]->type != REDIS_REPLY_INTEGER
-    ||  result->element [1]->type != REDIS_REPLY_STRING) {
+    long long code;
+    const char *text;
+    size_t len;
+    int64_t value;
+    if (!s_result (result, &code, &text, &len)) {
         zsys_error ("redis: counter script gave a malformed result for %s",
                     req->id);
         s_item_fail (item, HGP_STATUS_TIMEOUT, "timeout",
@@ -638,21 +607,12 @@ s_incr_result (hgp_counter_t *self, s_item_t *item, redisReply *result)
                      " retry with the same id");
         return;
     }
-    long long code = result->element [0]->integer;
-    const char *text = result->element [1]->str;
-    size_t len = result->element [1]->len;
-    int64_t value;
     switch (code) {
         case 0:
         case 1:
-            if (s_parse_int64 (text, len, &value) == 0)
+            if (s_result_value (item, text, len, &value)) {
                 s_item_value (item, value, code == 1);
-            else {
-                //  Applied, but we cannot say to what: not definite
-                zsys_error ("redis: non-integer counter value for %s", req->id);
-                s_item_fail (item, HGP_STATUS_TIMEOUT, "timeout",
-                             "redis holds a value that is not an integer;"
-                             " outcome unknown");
+                item->value = value;
             }
             break;
         case -1:
@@ -667,16 +627,13 @@ s_incr_result (hgp_counter_t *self, s_item_t *item, redisReply *result)
                          req->key.counter_type, req->delta);
             break;
         case -3:
-            //  INCRBY (or the record GET) refused: nothing changed
-            if (s_store_unavailable (text))
-                s_item_fail (item, HGP_STATUS_UNAVAILABLE, "unavailable",
-                             "redis refused the write: %.*s", (int) len, text);
-            else {
-                zsys_error ("redis: refused %s: %.*s", req->id, (int) len, text);
-                s_item_fail (item, HGP_STATUS_INTERNAL, "internal",
-                             "redis refused the increment: %.*s",
-                             (int) len, text);
-            }
+            s_item_refused (item, text, len);
+            break;
+        case 2:
+            s_item_fail (item, HGP_STATUS_TIMEOUT, "timeout",
+                         "an attempt of %s by actor %.*s is in the event log"
+                         " and not applied yet; retry with the same id",
+                         req->id, (int) len, text);
             break;
         default:
             zsys_error ("redis: counter script gave code %lld for %s",
@@ -687,20 +644,102 @@ s_incr_result (hgp_counter_t *self, s_item_t *item, redisReply *result)
     }
 }
 
+/*  The id of item j appeared earlier in the batch: its answer follows the
+    earlier one's */
+static int
+s_earlier (hgp_counter_t *self, size_t j)
+{
+    for (size_t k = 0; k < j; k++) {
+        s_item_t *other = &self->items [self->incrs [k]];
+        if (streq (other->request.id, self->items [self->incrs [j]].request.id))
+            return (int) self->incrs [k];
+    }
+    return -1;
+}
+
+/*  One result of the prepare script */
+static void
+s_prepare_result (hgp_counter_t *self, size_t j, redisReply *result)
+{
+    s_item_t *item = &self->items [self->incrs [j]];
+    hgp_request_t *req = &item->request;
+    long long code;
+    const char *text;
+    size_t len;
+    int64_t value;
+    if (!s_result (result, &code, &text, &len)) {
+        //  Step 1 logs nothing: whatever it did, nothing gets applied
+        zsys_error ("redis: prepare script gave a malformed result for %s",
+                    req->id);
+        s_item_fail (item, HGP_STATUS_INTERNAL, "internal",
+                     "redis gave an unexpected answer; nothing was applied");
+        return;
+    }
+    switch (code) {
+        case 3:
+            item->link = s_earlier (self, j);
+            if (item->link >= 0)
+                break;              //  answered with the earlier one
+            if (zhashx_lookup (self->limbo, req->id)) {
+                s_item_fail (item, HGP_STATUS_TIMEOUT, "timeout",
+                             "an earlier attempt of %s was logged and is not"
+                             " settled yet; retry with the same id", req->id);
+                break;
+            }
+            //  Our pending record of an attempt we never logged: go on
+            //  fall through
+        case 0:
+            if (s_result_value (item, text, len, &value)) {
+                item->value = value;
+                item->logging = true;
+            }
+            break;
+        case 1:
+            if (s_result_value (item, text, len, &value))
+                s_item_value (item, value, true);
+            break;
+        case -1:
+            s_item_fail (item, HGP_STATUS_CONFLICT, "id_conflict",
+                         "id %s was already used for a different key or"
+                         " delta", req->id);
+            break;
+        case 2:
+            s_item_fail (item, HGP_STATUS_TIMEOUT, "timeout",
+                         "an attempt of %s is in progress at counter %.*s;"
+                         " retry with the same id", req->id, (int) len, text);
+            break;
+        case 5:
+            s_item_fail (item, HGP_STATUS_TIMEOUT, "timeout",
+                         "an attempt of %s by counter %.*s, which died, is"
+                         " being recovered from the event log; retry with the"
+                         " same id", req->id, (int) len, text);
+            break;
+        case -3:
+            s_item_refused (item, text, len);
+            break;
+        default:
+            zsys_error ("redis: prepare script gave code %lld for %s",
+                        code, req->id);
+            s_item_fail (item, HGP_STATUS_INTERNAL, "internal",
+                         "redis gave an unexpected answer; nothing was"
+                         " applied");
+    }
+}
+
 /*  The EVALSHA reply; true when it was NOSCRIPT (incrs left pending) */
 static bool
 s_incrs_result (hgp_counter_t *self, size_t count, size_t nincrs,
-                redisReply *reply)
+                bool prepare, redisReply *reply)
 {
     if (reply->type == REDIS_REPLY_ERROR) {
         if (strncmp (reply->str, "NOSCRIPT", 8) == 0)
             return true;
-        if (s_script_refused (reply->str)) {
+        if (prepare || hgp_redis_refused (reply->str)) {
             char message [HGP_MESSAGE_MAX + 1];
-            snprintf (message, sizeof message, "redis refused the write: %s",
-                      reply->str);
-            s_fail_pending (self, count, HGP_OP_INCR, HGP_STATUS_UNAVAILABLE,
-                            "unavailable", message);
+            snprintf (message, sizeof message, "redis refused the write: %s;"
+                      " nothing was applied", reply->str);
+            s_fail_unlogged (self, count, HGP_STATUS_UNAVAILABLE,
+                             "unavailable", message);
         }
         else {
             zsys_error ("redis: counter script failed: %s", reply->str);
@@ -710,18 +749,35 @@ s_incrs_result (hgp_counter_t *self, size_t count, size_t nincrs,
         }
         return false;
     }
+    if (prepare && reply->type == REDIS_REPLY_INTEGER && reply->integer == -9) {
+        //  Our lease expired (we stalled, or Redis lost it): a new identity
+        self->retire = true;
+        s_fail_unlogged (self, count, HGP_STATUS_UNAVAILABLE,
+                         "log_unavailable", "the counter is renewing its"
+                         " event-log identity; nothing was applied");
+        return false;
+    }
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != nincrs) {
         zsys_error ("redis: counter script gave a reply of type %d, %zu"
                     " elements for %zu increments", reply->type,
                     reply->elements, nincrs);
-        s_fail_pending (self, count, HGP_OP_INCR, HGP_STATUS_TIMEOUT, "timeout",
-                        "redis gave an unexpected answer; outcome unknown,"
-                        " retry with the same id");
+        if (prepare)
+            s_fail_unlogged (self, count, HGP_STATUS_INTERNAL, "internal",
+                             "redis gave an unexpected answer; nothing was"
+                             " applied");
+        else
+            s_fail_pending (self, count, HGP_OP_INCR, HGP_STATUS_TIMEOUT,
+                            "timeout", "redis gave an unexpected answer;"
+                            " outcome unknown, retry with the same id");
         return false;
     }
-    for (size_t j = 0; j < nincrs; j++)
-        s_incr_result (self, &self->items [self->incrs [j]],
-                       reply->element [j]);
+    for (size_t j = 0; j < nincrs; j++) {
+        if (prepare)
+            s_prepare_result (self, j, reply->element [j]);
+        else
+            s_incr_result (self, &self->items [self->incrs [j]],
+                           reply->element [j]);
+    }
     return false;
 }
 
@@ -733,10 +789,10 @@ s_get_result (s_item_t *item, redisReply *reply)
         s_item_value (item, 0, false);
     else
     if (reply->type == REDIS_REPLY_STRING
-    &&  s_parse_int64 (reply->str, reply->len, &value) == 0)
+    &&  hgp_redis_int64 (reply->str, reply->len, &value) == 0)
         s_item_value (item, value, false);
     else
-    if (reply->type == REDIS_REPLY_ERROR && s_store_unavailable (reply->str))
+    if (reply->type == REDIS_REPLY_ERROR && hgp_redis_unavailable (reply->str))
         s_item_fail (item, HGP_STATUS_UNAVAILABLE, "unavailable",
                      "redis refused the read: %s", reply->str);
     else
@@ -749,7 +805,7 @@ s_mget_result (s_item_t *item, redisReply *reply)
 {
     hgp_request_t *req = &item->request;
     if (reply->type == REDIS_REPLY_ERROR) {
-        if (s_store_unavailable (reply->str))
+        if (hgp_redis_unavailable (reply->str))
             s_item_fail (item, HGP_STATUS_UNAVAILABLE, "unavailable",
                          "redis refused the read: %s", reply->str);
         else
@@ -770,7 +826,7 @@ s_mget_result (s_item_t *item, redisReply *reply)
             values [k] = 0;
         else
         if (element->type != REDIS_REPLY_STRING
-        ||  s_parse_int64 (element->str, element->len, &values [k])) {
+        ||  hgp_redis_int64 (element->str, element->len, &values [k])) {
             free (values);
             s_item_fail (item, HGP_STATUS_INTERNAL, "internal",
                          "the counter %s/%s does not hold an integer",
@@ -788,11 +844,11 @@ s_mget_result (s_item_t *item, redisReply *reply)
 static bool
 s_append (hgp_counter_t *self, int argc)
 {
-    if (redisAppendCommandArgv (self->redis, argc, self->argv,
-                                self->argvlen) == REDIS_OK)
+    redisContext *c = hgp_redis_context (self->redis);
+    if (redisAppendCommandArgv (c, argc, self->argv, self->argvlen) == REDIS_OK)
         return true;
-    zsys_error ("redis: cannot buffer a command: %s", self->redis->errstr);
-    s_redis_drop (self, "out of memory");
+    zsys_error ("redis: cannot buffer a command: %s", c->errstr);
+    hgp_redis_drop (self->redis, "out of memory");
     return false;
 }
 
@@ -804,32 +860,46 @@ s_arg (hgp_counter_t *self, int *argc, const char *arg, size_t len)
     (*argc)++;
 }
 
-/*  Send every pending incr (one EVALSHA) and, if with_reads, every pending
-    read, then read the answers. Returns true if the EVALSHA got NOSCRIPT:
-    those incrs were not run and are still pending. */
+/*  Send every pending incr (one EVALSHA of the plain or the prepare
+    script) and, if with_reads, every pending read, then read the answers.
+    Returns true if the EVALSHA got NOSCRIPT: those incrs were not run and
+    are still pending. */
 static bool
-s_round_trip (hgp_counter_t *self, size_t count, bool with_reads)
+s_round_trip (hgp_counter_t *self, size_t count, bool with_reads,
+              bool prepare)
 {
-    assert (self->redis);
+    assert (hgp_redis_context (self->redis));
     size_t ncommands = 0;
     size_t nincrs = 0;
     for (size_t i = 0; i < count; i++)
         if (!self->items [i].done && self->items [i].request.op == HGP_OP_INCR)
             self->incrs [nincrs++] = i;
 
+    char numkeys [24];
+    char lease [HGP_ID_MAX + 16];
     if (nincrs) {
-        char numkeys [24];
-        snprintf (numkeys, sizeof numkeys, "%zu", nincrs * 2);
         int argc = 0;
         s_arg (self, &argc, "EVALSHA", 7);
-        s_arg (self, &argc, self->sha, 40);
+        int script = prepare ? self->prepare_script : self->incr_script;
+        s_arg (self, &argc, hgp_redis_sha (self->redis, script), 40);
+        snprintf (numkeys, sizeof numkeys, "%zu", nincrs * 2 + (prepare ? 2 : 0));
         s_arg (self, &argc, numkeys, strlen (numkeys));
+        if (prepare) {
+            snprintf (lease, sizeof lease, "hgp:lease:%s", self->log_id);
+            s_arg (self, &argc, "hgp:actors", 10);
+            s_arg (self, &argc, lease, strlen (lease));
+        }
         for (size_t j = 0; j < nincrs; j++) {
             s_item_t *item = &self->items [self->incrs [j]];
             s_arg (self, &argc, item->counter_key, strlen (item->counter_key));
             s_arg (self, &argc, item->record_key, strlen (item->record_key));
         }
-        s_arg (self, &argc, self->ttl, strlen (self->ttl));
+        const char *ttl = hgp_ledger_ttl (self->ledger);
+        if (prepare) {
+            s_arg (self, &argc, self->log_id, strlen (self->log_id));
+            s_arg (self, &argc, self->lease_ms, strlen (self->lease_ms));
+        }
+        s_arg (self, &argc, ttl, strlen (ttl));
         for (size_t j = 0; j < nincrs; j++) {
             s_item_t *item = &self->items [self->incrs [j]];
             s_arg (self, &argc, item->delta, strlen (item->delta));
@@ -866,20 +936,21 @@ s_round_trip (hgp_counter_t *self, size_t count, bool with_reads)
     }
 
     bool noscript = false;
+    redisContext *c = hgp_redis_context (self->redis);
     for (size_t k = 0; k < ncommands; k++) {
         redisReply *reply = NULL;
-        if (redisGetReply (self->redis, (void **) &reply) != REDIS_OK) {
+        if (redisGetReply (c, (void **) &reply) != REDIS_OK) {
             char reason [128];
-            snprintf (reason, sizeof reason, "%s", s_redis_why (self->redis));
+            snprintf (reason, sizeof reason, "%s", hgp_redis_why (c));
             if (reply)
                 freeReplyObject (reply);
-            s_commands_lost (self, count, k, ncommands, reason);
-            s_redis_drop (self, reason);
+            s_commands_lost (self, count, k, ncommands, prepare, reason);
+            hgp_redis_drop (self->redis, reason);
             return noscript;
         }
         s_command_t *command = &self->commands [k];
         if (command->kind == S_CMD_INCRS)
-            noscript = s_incrs_result (self, count, nincrs, reply);
+            noscript = s_incrs_result (self, count, nincrs, prepare, reply);
         else
         if (command->kind == S_CMD_GET)
             s_get_result (&self->items [command->item], reply);
@@ -888,6 +959,223 @@ s_round_trip (hgp_counter_t *self, size_t count, bool with_reads)
         freeReplyObject (reply);
     }
     return noscript;
+}
+
+/*  Step 1 and the reads (or the plain path), reloading the scripts once
+    if Redis lost them */
+static void
+s_redis_batch (hgp_counter_t *self, size_t count, bool prepare)
+{
+    if (s_round_trip (self, count, true, prepare)) {
+        //  NOSCRIPT: the server lost our scripts (SCRIPT FLUSH, failover)
+        //  and ran nothing, so loading them and sending again is safe
+        zsys_warning ("redis: counter script missing (NOSCRIPT), loading it"
+                      " again");
+        if (hgp_redis_reload (self->redis) == 0)
+            s_round_trip (self, count, false, prepare);
+    }
+}
+
+
+/*  --------------------------------------------------------------------------
+    The logged path: steps 2 to 4
+*/
+
+/*  The values the events will carry: the counter as the prepare script
+    read it, plus the earlier increments of this batch on the same key */
+static void
+s_predict (hgp_counter_t *self, size_t count)
+{
+    zhashx_purge (self->latest);
+    for (size_t i = 0; i < count; i++) {
+        s_item_t *item = &self->items [i];
+        if (!item->logging)
+            continue;
+        s_item_t *before = (s_item_t *) zhashx_lookup (self->latest,
+                                                       item->counter_key);
+        int64_t base = before ? before->value : item->value;
+        if (__builtin_add_overflow (base, item->request.delta, &item->value)) {
+            item->logging = false;
+            item->release = true;
+            s_item_fail (item, HGP_STATUS_BAD_REQUEST, "overflow",
+                         "%s/%s %+" PRId64 " would leave the signed 64-bit"
+                         " range; nothing changed",
+                         item->request.key.resource_id,
+                         item->request.key.counter_type, item->request.delta);
+            continue;
+        }
+        zhashx_update (self->latest, item->counter_key, item);
+    }
+}
+
+/*  An event we logged and could not apply or settle: answered 504, and
+    our identity must go so that recovery applies it from the log */
+static void
+s_limbo (hgp_counter_t *self, s_item_t *item, const char *why)
+{
+    zhashx_insert (self->limbo, item->request.id, (void *) 1);
+    self->retire = true;
+    if (!item->done)
+        s_item_fail (item, HGP_STATUS_TIMEOUT, "timeout", "%s; outcome unknown,"
+                     " retry with the same id", why);
+}
+
+static void
+s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
+{
+    s_predict (self, count);
+    //  Our lease was renewed when step 1 was sent. If we stalled so long
+    //  since that it may have expired, another actor may be recovering
+    //  us: produce nothing under this identity
+    int64_t now = zclock_mono ();
+    bool stale = now - prepared_at > self->settings.lease / 2;
+    int64_t wait = hgp_eventlog_timeout (self->log);
+    size_t produced = 0;
+    for (size_t i = 0; i < count; i++) {
+        s_item_t *item = &self->items [i];
+        if (!item->logging)
+            continue;
+        if (stale) {
+            item->logging = false;
+            item->release = true;
+            s_item_fail (item, HGP_STATUS_UNAVAILABLE, "log_unavailable",
+                         "the counter stalled before logging; nothing was"
+                         " applied");
+            continue;
+        }
+        hgp_event_t event;
+        memset (&event, 0, sizeof event);
+        memcpy (event.id, item->request.id, sizeof event.id);
+        event.key = item->request.key;
+        event.delta = item->request.delta;
+        memcpy (event.user_id, item->request.user_id, sizeof event.user_id);
+        event.value = item->value;
+        event.ts = (uint64_t) zclock_time ();
+        memcpy (event.actor, self->log_id, sizeof event.actor);
+        if (hgp_eventlog_produce (self->log, &event, item->counter_key,
+                                  strlen (item->counter_key), &item->delivery))
+            continue;               //  delivery says not persisted
+        produced++;
+        wait = MIN (wait, item->deadline - now - 20);
+    }
+    if (stale)
+        self->retire = true;
+    //  Wait for Kafka, but never so long that the broker takes our silence
+    //  for death
+    wait = MAX (wait, 200);
+    wait = MIN (wait, self->settings.heartbeat * self->settings.liveness / 2);
+    if (produced)
+        hgp_eventlog_wait (self->log, (int) wait);
+
+    //  Step 3: apply what is in the log, release what surely is not
+    size_t napplies = 0;
+    size_t unsent = 0;
+    for (size_t i = 0; i < count; i++) {
+        s_item_t *item = &self->items [i];
+        if (item->logging) {
+            if (item->delivery.status == HGP_LOG_NOT_PERSISTED) {
+                item->logging = false;
+                item->release = true;
+                unsent++;
+                s_item_fail (item, HGP_STATUS_UNAVAILABLE, "log_unavailable",
+                             "the event log (kafka at %s) did not take the"
+                             " event: %s; nothing was applied",
+                             hgp_eventlog_brokers (self->log),
+                             item->delivery.error);
+            }
+            else
+            if (item->delivery.status != HGP_LOG_PERSISTED) {
+                item->logging = false;
+                s_limbo (self, item, "the event log did not confirm the"
+                         " event in time");
+            }
+        }
+        if (item->logging || item->release) {
+            hgp_ledger_item_t *a = &self->applies [napplies++];
+            memset (a, 0, sizeof *a);
+            memcpy (a->counter_key, item->counter_key, sizeof a->counter_key);
+            memcpy (a->record_key, item->record_key, sizeof a->record_key);
+            memcpy (a->delta, item->delta, sizeof a->delta);
+            a->partition = item->logging ? item->delivery.partition : -1;
+            a->offset = item->logging ? item->delivery.offset : -1;
+            a->release = item->release;
+        }
+    }
+    if (unsent && unsent == produced)
+        self->log_paused_until = zclock_mono () + S_LOG_PAUSE_MS;
+    if (self->settings.crash_after_log && produced > unsent) {
+        //  Fault injection for tests: die with events logged and not
+        //  applied, as a kill -9 at the worst moment would
+        zsys_warning ("counter: crash_after_log is set; exiting now");
+        _exit (70);
+    }
+    if (napplies == 0)
+        return;
+    char reason [256];
+    int rc = hgp_ledger_apply (self->ledger, self->log_id, self->applies,
+                               napplies, reason, sizeof reason);
+    size_t a = 0;
+    for (size_t i = 0; i < count; i++) {
+        s_item_t *item = &self->items [i];
+        if (!item->logging && !item->release)
+            continue;
+        hgp_ledger_item_t *result = &self->applies [a++];
+        if (item->release)
+            continue;               //  answered already; a failed release
+                                    //  leaves a record we take over later
+        if (rc)
+            s_limbo (self, item, rc > 0 ? "the event is logged but redis did"
+                     " not apply it yet" : "the event is logged and redis"
+                     " did not confirm applying it");
+        else
+        if (result->code == HGP_LEDGER_APPLIED
+        ||  result->code == HGP_LEDGER_ALREADY)
+            s_item_value (item, result->value, false);
+        else
+        if (result->code == HGP_LEDGER_REFUSED)
+            s_limbo (self, item, "the event is logged but redis refused to"
+                     " apply it yet");
+        else {
+            //  Logged, and never applicable: a second writer moved the
+            //  counter between our prepare and apply
+            zsys_error ("counter: event %s at [%d] %" PRId64 " cannot be"
+                        " applied: %s", item->request.id, result->partition,
+                        result->offset, result->code == HGP_LEDGER_OVERFLOW
+                        ? result->text : "id conflict");
+            s_item_fail (item, HGP_STATUS_INTERNAL, "internal",
+                         "the increment was logged but cannot be applied");
+        }
+    }
+    if (rc)
+        zsys_warning ("counter: a logged batch was not applied: %s", reason);
+}
+
+/*  After the plain path: the events of what was applied now, produced
+    without waiting (fire-and-forget) */
+static void
+s_log_async (hgp_counter_t *self, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        s_item_t *item = &self->items [i];
+        if (item->request.op != HGP_OP_INCR || !item->done
+        ||  item->reply.error.status != HGP_STATUS_OK || item->reply.replayed)
+            continue;
+        hgp_event_t event;
+        memset (&event, 0, sizeof event);
+        memcpy (event.id, item->request.id, sizeof event.id);
+        event.key = item->request.key;
+        event.delta = item->request.delta;
+        memcpy (event.user_id, item->request.user_id, sizeof event.user_id);
+        event.value = item->reply.value;
+        event.ts = (uint64_t) zclock_time ();
+        memcpy (event.actor, self->actor_id, sizeof event.actor);
+        hgp_eventlog_produce (self->log, &event, item->counter_key,
+                              strlen (item->counter_key), NULL);
+    }
+    int lost = hgp_eventlog_wait (self->log, 0);
+    if (lost)
+        zsys_warning ("counter: %d events did not reach the log (event_log"
+                      " is async: nothing waits for them)", lost);
 }
 
 
@@ -907,13 +1195,35 @@ s_expire (hgp_counter_t *self, size_t count)
     }
 }
 
+/*  Items answered like an earlier one with the same id */
+static void
+s_links (hgp_counter_t *self, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        s_item_t *item = &self->items [i];
+        if (item->link < 0 || item->done)
+            continue;
+        s_item_t *first = &self->items [item->link];
+        assert (first->done);
+        if (first->reply.error.status == HGP_STATUS_OK)
+            s_item_value (item, first->reply.value, true);
+        else
+            s_item_fail (item, first->reply.error.status,
+                         first->reply.error.code, "%s",
+                         first->reply.error.message);
+    }
+}
+
 static void
 s_batch_apply (hgp_counter_t *self, size_t count)
 {
     s_expire (self, count);
-    size_t pending = 0;
+    size_t pending = 0, nincrs = 0;
     for (size_t i = 0; i < count; i++) {
         s_item_t *item = &self->items [i];
+        item->link = -1;
+        item->logging = false;
+        item->release = false;
         if (item->done)
             continue;
         hgp_request_t *req = &item->request;
@@ -923,6 +1233,7 @@ s_batch_apply (hgp_counter_t *self, size_t count)
                                      sizeof item->record_key);
                 snprintf (item->delta, sizeof item->delta, "%" PRId64,
                           req->delta);
+                nincrs++;
                 //  fall through
             case HGP_OP_GET:
                 hgp_keyspace_counter (&req->key, item->counter_key,
@@ -936,7 +1247,7 @@ s_batch_apply (hgp_counter_t *self, size_t count)
                 break;
             default:
                 s_item_fail (item, HGP_STATUS_INTERNAL, "internal",
-                             "op %s is answered by the broker, not a counter",
+                             "op %s is not served by a counter actor",
                              hgp_op_name (req->op));
         }
     }
@@ -944,30 +1255,46 @@ s_batch_apply (hgp_counter_t *self, size_t count)
         return;
 
     char message [HGP_MESSAGE_MAX + 1];
-    if (s_redis_ready (self)) {
+    if (!hgp_redis_ready (self->redis, true)) {
         snprintf (message, sizeof message, "the counter cannot reach redis at"
-                  " %s:%d; nothing was applied", self->settings.redis_host,
-                  self->settings.redis_port);
+                  " %s; nothing was applied", hgp_redis_address (self->redis));
+        s_fail_unlogged (self, count, HGP_STATUS_UNAVAILABLE, "unavailable",
+                         message);
         s_fail_pending (self, count, HGP_OP_NONE, HGP_STATUS_UNAVAILABLE,
                         "unavailable", message);
         return;
     }
-    s_expire (self, count);             //  connecting may have taken a while
-    if (s_round_trip (self, count, true)) {
-        //  NOSCRIPT: the server lost our script (SCRIPT FLUSH, failover)
-        //  and ran nothing, so loading it and sending again is safe
-        zsys_warning ("redis: counter script missing (NOSCRIPT), loading it"
-                      " again");
-        if (s_redis_reload_script (self) == 0) {
-            s_expire (self, count);
-            s_round_trip (self, count, false);
+    bool sync = self->settings.log_mode == S_LOG_SYNC;
+    if (sync && nincrs) {
+        //  Not registered yet, or Kafka just failed a whole batch: nothing
+        //  can be logged, so nothing is tried
+        if (!self->registered || self->retire
+        ||  zclock_mono () < self->log_paused_until) {
+            snprintf (message, sizeof message, "the event log (kafka at %s) is"
+                      " unavailable%s%s; nothing was applied",
+                      hgp_eventlog_brokers (self->log),
+                      hgp_eventlog_error (self->log) [0] ? ": " : "",
+                      hgp_eventlog_error (self->log));
+            s_fail_unlogged (self, count, HGP_STATUS_UNAVAILABLE,
+                             "log_unavailable", message);
         }
     }
+    s_expire (self, count);             //  connecting may have taken a while
+    int64_t prepared_at = zclock_mono ();
+    s_redis_batch (self, count, sync);
+    if (sync)
+        s_log_batch (self, count, prepared_at);
+    else
+    if (self->settings.log_mode == S_LOG_ASYNC)
+        s_log_async (self, count);
+    s_links (self, count);
     //  Whatever is still pending was never sent (no connection, or
     //  NOSCRIPT twice): surely not applied
-    snprintf (message, sizeof message, "the counter lost redis at %s:%d"
+    snprintf (message, sizeof message, "the counter lost redis at %s"
               " before sending; nothing was applied",
-              self->settings.redis_host, self->settings.redis_port);
+              hgp_redis_address (self->redis));
+    s_fail_unlogged (self, count, HGP_STATUS_UNAVAILABLE, "unavailable",
+                     message);
     s_fail_pending (self, count, HGP_OP_NONE, HGP_STATUS_UNAVAILABLE,
                     "unavailable", message);
 }
@@ -1172,24 +1499,38 @@ s_counter_new (zsock_t *pipe, hgp_config_t *config)
     assert (self);
     self->pipe = pipe;
     char *error = s_settings_load (config, &self->settings);
+    if (!error)
+        self->redis = hgp_redis_new (config, "counter", &error);
+    if (!error && self->settings.log_mode != S_LOG_OFF)
+        self->log = hgp_eventlog_new (config, "counter", &error);
     if (error)
         zsys_error ("%s", error);
     assert (!error);                    //  main calls hgp_counter_config_check
     hgp_process_random_id (self->actor_id, sizeof self->actor_id);
-    snprintf (self->ttl, sizeof self->ttl, "%" PRId64,
-              self->settings.dedup_ttl);
-    self->redis_retry_delay = S_RETRY_MIN;
+    self->incr_script = hgp_redis_script (self->redis, s_incr_script);
+    self->prepare_script = hgp_redis_script (self->redis, s_prepare_script);
+    self->ledger = hgp_ledger_new (self->redis, "counter",
+                                   self->settings.dedup_ttl,
+                                   self->settings.lease);
+    snprintf (self->lease_ms, sizeof self->lease_ms, "%" PRId64,
+              self->settings.lease);
+    self->limbo = zhashx_new ();
+    self->latest = zhashx_new ();
+    assert (self->limbo && self->latest);
+    self->register_delay = S_REGISTER_MS;
 
     size_t batch = (size_t) self->settings.batch_max;
     self->items = (s_item_t *) calloc (batch, sizeof (s_item_t));
     self->incrs = (size_t *) calloc (batch, sizeof (size_t));
     self->commands = (s_command_t *) calloc (batch + 1, sizeof (s_command_t));
-    size_t argc = MAX (4 + 3 * batch, 1 + HGP_MGET_MAX);
+    size_t argc = MAX (6 + 3 * batch, 1 + HGP_MGET_MAX);
     self->argv = (const char **) calloc (argc, sizeof (char *));
     self->argvlen = (size_t *) calloc (argc, sizeof (size_t));
     self->keybuf = (char *) malloc (HGP_MGET_MAX * HGP_KEYSPACE_COUNTER_MAX);
+    self->applies = (hgp_ledger_item_t *) calloc (batch,
+                                                  sizeof (hgp_ledger_item_t));
     assert (self->items && self->incrs && self->commands && self->argv
-            && self->argvlen && self->keybuf);
+            && self->argvlen && self->keybuf && self->applies);
     return self;
 }
 
@@ -1200,15 +1541,18 @@ s_counter_destroy (hgp_counter_t **self_p)
     hgp_counter_t *self = *self_p;
     if (self) {
         zsock_destroy (&self->dealer);
-        if (self->redis)
-            redisFree (self->redis);
-        s_settings_clear (&self->settings);
+        hgp_ledger_destroy (&self->ledger);
+        hgp_eventlog_destroy (&self->log);
+        hgp_redis_destroy (&self->redis);
+        zhashx_destroy (&self->limbo);
+        zhashx_destroy (&self->latest);
         free (self->items);
         free (self->incrs);
         free (self->commands);
         free (self->argv);
         free (self->argvlen);
         free (self->keybuf);
+        free (self->applies);
         hgp_buf_clear (&self->buf);
         free (self);
         *self_p = NULL;
@@ -1237,18 +1581,23 @@ hgp_counter_actor (zsock_t *pipe, void *args)
     hgp_counter_t *self = s_counter_new (pipe, (hgp_config_t *) args);
     zsock_signal (pipe, 0);
     s_settings_t *s = &self->settings;
+    static const char *modes [] = { "off", "async", "sync" };
     zsys_info ("counter: actor %s, capacity %" PRId64 ", batch %" PRId64
-               ", broker %s, redis %s:%d db %d", self->actor_id, s->capacity,
-               s->batch_max, s->endpoint, s->redis_host, s->redis_port,
-               s->redis_db);
-    s_redis_connect (self, false);      //  failure is logged and retried
+               ", broker %s, redis %s, event log %s%s%s", self->actor_id,
+               s->capacity, s->batch_max, s->endpoint,
+               hgp_redis_address (self->redis), modes [s->log_mode],
+               self->log ? " to kafka at " : "",
+               self->log ? hgp_eventlog_brokers (self->log) : "");
+    hgp_redis_ready (self->redis, false);   //  failure is logged and retried
+    s_log_upkeep (self);
     s_broker_connect (self);
 
     while (!self->terminated) {
         int64_t now = zclock_mono ();
         int64_t wake = MIN (self->heartbeat_at, self->expiry_at);
-        if (!self->redis)
-            wake = MIN (wake, self->redis_retry_at);
+        wake = MIN (wake, hgp_redis_retry_at (self->redis));
+        if (s->log_mode == S_LOG_SYNC && !self->registered)
+            wake = MIN (wake, self->register_at);
         zmq_pollitem_t items [] = {
             { zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0 },
             { zsock_resolve (self->dealer), 0, ZMQ_POLLIN, 0 }
@@ -1267,6 +1616,8 @@ hgp_counter_actor (zsock_t *pipe, void *args)
         //  broker's messages are waiting and prove it alive
         if (items [1].revents & ZMQ_POLLIN)
             s_broker_recv (self);
+        if (self->retire)
+            s_log_upkeep (self);
 
         now = zclock_mono ();
         if (now >= self->expiry_at) {
@@ -1281,16 +1632,29 @@ hgp_counter_actor (zsock_t *pipe, void *args)
             s_broker_send (self, HGP_CMD_HEARTBEAT, NULL, 0, NULL, 0);
             self->heartbeat_at = now + s->heartbeat;
             //  Notice a lost Redis while idle, so the log tells when
-            if (self->redis && !s_redis_alive (self))
-                s_redis_drop (self, "closed by the server");
+            hgp_redis_check (self->redis);
+            s_log_upkeep (self);
         }
-        if (!self->redis && now >= self->redis_retry_at)
-            s_redis_connect (self, false);
+        else
+        if (s->log_mode == S_LOG_SYNC && !self->registered
+        &&  now >= self->register_at)
+            s_log_upkeep (self);
+        if (!hgp_redis_context (self->redis)
+        &&  now >= hgp_redis_retry_at (self->redis))
+            hgp_redis_ready (self->redis, false);
     }
     //  Give DISCONNECT a moment to leave; the broker redelivers anything
     //  it had sent us that is still unread
     s_broker_send (self, HGP_CMD_DISCONNECT, NULL, 0, NULL, 0);
     zsock_set_linger (self->dealer, (int) MIN (s->heartbeat, 1000));
+    //  A clean stop between batches leaves nothing of ours unapplied,
+    //  unless a batch was not settled: then recovery must look
+    if (self->registered && hgp_redis_context (self->redis)) {
+        if (self->retire)
+            hgp_ledger_retire (self->ledger, self->log_id);
+        else
+            hgp_ledger_leave (self->ledger, self->log_id);
+    }
     zsys_info ("counter: actor %s stopped", self->actor_id);
     s_counter_destroy (&self);
 }
