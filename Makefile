@@ -25,7 +25,7 @@ CFLAGS_ALL = $(WARN) $(OPT) $(INC) $(shell pkg-config --cflags $(PKGS) 2>/dev/nu
 LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread $(LDLIBS)
 
 LIB_SRC := schemas/hgp_codec.c lib/hgp_config.c lib/hgp_process.c lib/hgp_keyspace.c lib/hgp_client.c \
-           lib/hgp_redis.c lib/hgp_eventlog.c lib/hgp_ledger.c
+           lib/hgp_redis.c lib/hgp_eventlog.c lib/hgp_ledger.c lib/hgp_worker.c
 LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/obj/%.o)
 LIB_A   := $(OUT)/libhgp.a
 
@@ -33,8 +33,10 @@ BROKER_SRC  := bus/hgp_broker.c bus/hgp_broker_main.c
 COUNTER_SRC := actors/counter/hgp_counter.c actors/counter/hgp_counter_main.c
 CLI_SRC     := cli/hgp_cli.c
 MOCK_SRC    := kafka/hgp_kafka_mock.c
+ANALYTICS_SRC := actors/analytics/hgp_analytics.c actors/analytics/hgp_analytics_main.c
 
-BINS := $(BIN)/hgp-broker $(BIN)/hgp-counter $(BIN)/hgp $(BIN)/hgp-kafka-mock
+BINS := $(BIN)/hgp-broker $(BIN)/hgp-counter $(BIN)/hgp-analytics $(BIN)/hgp \
+        $(BIN)/hgp-kafka-mock
 
 .PHONY: all deps test unit integration fuzz bench run clean help
 all: $(BINS)
@@ -63,6 +65,10 @@ $(BIN)/hgp-counter: $(COUNTER_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL)
 
 $(BIN)/hgp: $(CLI_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -lm
+
+$(BIN)/hgp-analytics: $(ANALYTICS_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -lm
 

@@ -65,6 +65,7 @@
 #include "hgp_ledger.h"
 #include "hgp_process.h"
 #include "hgp_redis.h"
+#include "hgp_worker.h"
 #include <inttypes.h>
 #include <unistd.h>
 
@@ -210,13 +211,11 @@ typedef struct {
 
 struct _hgp_counter_t {
     zsock_t *pipe;              /* commands from the caller                */
-    zsock_t *dealer;            /* to the broker's actor endpoint          */
+    hgp_worker_t *worker;       /* to the broker                           */
     s_settings_t settings;      /* what the config said                    */
     char actor_id [33];         /* random per start, told in READY         */
     bool terminated;            /* $TERM received                          */
-    int64_t heartbeat_at;       /* next HEARTBEAT due, zclock_mono ms      */
-    int64_t expiry_at;          /* broker dead if silent until then        */
-    bool broker_lost;           /* reconnected after silence, not heard yet */
+    int64_t upkeep_at;          /* next idle check of Redis and the log    */
     hgp_redis_t *redis;         /* the store                               */
     int incr_script;            /* script handles on redis                 */
     int prepare_script;
@@ -1300,30 +1299,6 @@ s_batch_apply (hgp_counter_t *self, size_t count)
 }
 
 static void
-s_broker_send (hgp_counter_t *self, uint8_t command, const void *a,
-               size_t asize, const void *b, size_t bsize)
-{
-    struct { const void *data; size_t size; } frames [4] = {
-        { HGP_PROTO_ACTOR, strlen (HGP_PROTO_ACTOR) },
-        { &command, 1 },
-        { a, asize },
-        { b, bsize }
-    };
-    size_t nframes = b ? 4 : a ? 3 : 2;
-    void *socket = zsock_resolve (self->dealer);
-    for (size_t i = 0; i < nframes; i++) {
-        int flags = ZMQ_DONTWAIT | (i + 1 < nframes ? ZMQ_SNDMORE : 0);
-        if (zmq_send (socket, frames [i].data, frames [i].size, flags) == -1) {
-            //  Only the first frame can fail (high-water mark): the broker
-            //  is not reading. It answers 504 for a lost REPLY.
-            zsys_warning ("broker: cannot send command %d: %s", command,
-                          zmq_strerror (zmq_errno ()));
-            return;
-        }
-    }
-}
-
-static void
 s_batch_reply (hgp_counter_t *self, size_t count)
 {
     for (size_t i = 0; i < count; i++) {
@@ -1348,85 +1323,37 @@ s_batch_reply (hgp_counter_t *self, size_t count)
             int rc = hgp_reply_encode_error (item->reply.id, &error, &self->buf);
             assert (rc == 0);
         }
-        s_broker_send (self, HGP_CMD_REPLY, item->token, sizeof item->token,
-                       self->buf.data, self->buf.size);
+        hgp_worker_reply (self->worker, item->token, self->buf.data,
+                          self->buf.size);
         hgp_request_clear (&item->request);
         hgp_reply_clear (&item->reply);
     }
 }
 
-/*  Take a REQUEST into item; false if it cannot even be answered */
-static bool
-s_item_accept (s_item_t *item, zmsg_t *msg)
+/*  Take a REQUEST into item */
+static void
+s_item_accept (s_item_t *item, const hgp_work_t *work)
 {
-    zframe_t *token = zmsg_next (msg);
-    zframe_t *budget = zmsg_next (msg);
-    zframe_t *body = zmsg_next (msg);
-    if (!token || zframe_size (token) != sizeof item->token) {
-        //  No token, no way to answer: the broker times it out (504)
-        zsys_warning ("broker: dropped a REQUEST without an 8-byte token");
-        return false;
-    }
-    memcpy (item->token, zframe_data (token), sizeof item->token);
+    memcpy (item->token, work->token, sizeof item->token);
+    item->deadline = work->deadline;
     hgp_request_init (&item->request);
     hgp_reply_init (&item->reply);
     item->done = false;
-    if (!budget || zframe_size (budget) != 4 || !body || zmsg_next (msg)) {
+    if (!work->body) {
         s_item_fail (item, HGP_STATUS_BAD_REQUEST, "malformed",
                      "a REQUEST has 5 frames: %s, 0x02, token, budget (4"
                      " bytes), body", HGP_PROTO_ACTOR);
-        return true;
+        return;
     }
-    const uint8_t *b = zframe_data (budget);
-    uint32_t ms = (uint32_t) b [0] << 24 | (uint32_t) b [1] << 16
-                | (uint32_t) b [2] << 8 | (uint32_t) b [3];
-    item->deadline = zclock_mono () + ms;
     hgp_error_t error;
-    int rc = hgp_request_decode (&item->request, zframe_data (body),
-                                 zframe_size (body), &error);
+    int rc = hgp_request_decode (&item->request, work->body, work->size,
+                                 &error);
     if (hgp_id_valid (item->request.id, strlen (item->request.id)))
         memcpy (item->reply.id, item->request.id, sizeof item->reply.id);
     if (rc) {
         item->reply.error = error;
         item->done = true;
     }
-    return true;
-}
-
-
-/*  --------------------------------------------------------------------------
-    Broker connection
-*/
-
-static void
-s_broker_connect (hgp_counter_t *self)
-{
-    zsock_destroy (&self->dealer);
-    self->dealer = zsock_new (ZMQ_DEALER);
-    assert (self->dealer);
-    //  The broker holds at most capacity requests here; room for their
-    //  replies and heartbeats on top
-    int hwm = (int) self->settings.capacity + 1000;
-    zsock_set_sndhwm (self->dealer, hwm);
-    zsock_set_rcvhwm (self->dealer, hwm);
-    zsock_set_rcvtimeo (self->dealer, 0);       //  we only read when ready
-    zsock_set_linger (self->dealer, 0);
-    int rc = zsock_connect (self->dealer, "%s", self->settings.endpoint);
-    assert (rc == 0);                   //  hgp_counter_config_check tried it
-
-    hgp_ready_t ready;
-    memset (&ready, 0, sizeof ready);
-    snprintf (ready.service, sizeof ready.service, "%s", S_SERVICE);
-    snprintf (ready.actor_id, sizeof ready.actor_id, "%s", self->actor_id);
-    ready.capacity = (uint32_t) self->settings.capacity;
-    self->buf.size = 0;
-    rc = hgp_ready_encode (&ready, &self->buf);
-    assert (rc == 0);
-    s_broker_send (self, HGP_CMD_READY, self->buf.data, self->buf.size,
-                   NULL, 0);
-    int64_t now = zclock_mono ();
-    self->heartbeat_at = now + self->settings.heartbeat;
-    self->expiry_at = now + self->settings.heartbeat * self->settings.liveness;
 }
 
 /*  Drain what the broker sent, up to one batch, and serve it */
@@ -1435,56 +1362,18 @@ s_broker_recv (hgp_counter_t *self)
 {
     size_t count = 0;
     size_t keys = 0;
-    bool disconnected = false;
+    hgp_work_t work;
     while (count < (size_t) self->settings.batch_max
-       &&  keys < S_BATCH_KEYS_MAX && !disconnected) {
-        zmsg_t *msg = zmsg_recv (self->dealer);
-        if (!msg)
-            break;                      //  drained
-        self->expiry_at = zclock_mono ()
-                        + self->settings.heartbeat * self->settings.liveness;
-        if (self->broker_lost) {
-            zsys_info ("broker: heard from %s again", self->settings.endpoint);
-            self->broker_lost = false;
-        }
-        zframe_t *signature = zmsg_first (msg);
-        zframe_t *command = zmsg_next (msg);
-        if (!command || !zframe_streq (signature, HGP_PROTO_ACTOR)
-        ||  zframe_size (command) != 1)
-            zsys_warning ("broker: dropped a message that is not %s",
-                          HGP_PROTO_ACTOR);
-        else
-        switch (zframe_data (command) [0]) {
-            case HGP_CMD_REQUEST: {
-                s_item_t *item = &self->items [count];
-                if (s_item_accept (item, msg)) {
-                    keys += item->request.op == HGP_OP_MGET
-                          ? item->request.nkeys : 1;
-                    count++;
-                }
-                break;
-            }
-            case HGP_CMD_HEARTBEAT:
-                break;
-            case HGP_CMD_DISCONNECT:
-                disconnected = true;
-                break;
-            default:
-                zsys_warning ("broker: dropped unknown command %d",
-                              zframe_data (command) [0]);
-        }
-        zmsg_destroy (&msg);
+       &&  keys < S_BATCH_KEYS_MAX && hgp_worker_recv (self->worker, &work)) {
+        s_item_t *item = &self->items [count++];
+        s_item_accept (item, &work);
+        keys += item->request.op == HGP_OP_MGET ? item->request.nkeys : 1;
     }
     if (count) {
         s_batch_apply (self, count);
-        //  On the old socket even after DISCONNECT: the broker drops what
-        //  it no longer wants, and redelivers by id what it wants again
         s_batch_reply (self, count);
     }
-    if (disconnected) {
-        zsys_info ("broker: got DISCONNECT, sending READY again");
-        s_broker_connect (self);
-    }
+    hgp_worker_tick (self->worker);
 }
 
 
@@ -1540,7 +1429,7 @@ s_counter_destroy (hgp_counter_t **self_p)
     assert (self_p);
     hgp_counter_t *self = *self_p;
     if (self) {
-        zsock_destroy (&self->dealer);
+        hgp_worker_destroy (&self->worker);
         hgp_ledger_destroy (&self->ledger);
         hgp_eventlog_destroy (&self->log);
         hgp_redis_destroy (&self->redis);
@@ -1590,17 +1479,20 @@ hgp_counter_actor (zsock_t *pipe, void *args)
                self->log ? hgp_eventlog_brokers (self->log) : "");
     hgp_redis_ready (self->redis, false);   //  failure is logged and retried
     s_log_upkeep (self);
-    s_broker_connect (self);
+    self->worker = hgp_worker_new (s->endpoint, S_SERVICE, self->actor_id,
+                                   (uint32_t) s->capacity, s->heartbeat,
+                                   s->liveness);
+    self->upkeep_at = zclock_mono () + s->heartbeat;
 
     while (!self->terminated) {
         int64_t now = zclock_mono ();
-        int64_t wake = MIN (self->heartbeat_at, self->expiry_at);
+        int64_t wake = MIN (hgp_worker_wake_at (self->worker), self->upkeep_at);
         wake = MIN (wake, hgp_redis_retry_at (self->redis));
         if (s->log_mode == S_LOG_SYNC && !self->registered)
             wake = MIN (wake, self->register_at);
         zmq_pollitem_t items [] = {
             { zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0 },
-            { zsock_resolve (self->dealer), 0, ZMQ_POLLIN, 0 }
+            { zsock_resolve (hgp_worker_sock (self->worker)), 0, ZMQ_POLLIN, 0 }
         };
         if (zmq_poll (items, 2, (long) MAX (wake - now, 0)) == -1) {
             if (zmq_errno () == EINTR)
@@ -1618,19 +1510,10 @@ hgp_counter_actor (zsock_t *pipe, void *args)
             s_broker_recv (self);
         if (self->retire)
             s_log_upkeep (self);
-
+        hgp_worker_tick (self->worker);
         now = zclock_mono ();
-        if (now >= self->expiry_at) {
-            if (!self->broker_lost)
-                zsys_warning ("broker: silent for %" PRId64 " ms, connecting"
-                              " again to %s", s->heartbeat * s->liveness,
-                              s->endpoint);
-            self->broker_lost = true;
-            s_broker_connect (self);
-        }
-        if (now >= self->heartbeat_at) {
-            s_broker_send (self, HGP_CMD_HEARTBEAT, NULL, 0, NULL, 0);
-            self->heartbeat_at = now + s->heartbeat;
+        if (now >= self->upkeep_at) {
+            self->upkeep_at = now + s->heartbeat;
             //  Notice a lost Redis while idle, so the log tells when
             hgp_redis_check (self->redis);
             s_log_upkeep (self);
@@ -1643,10 +1526,8 @@ hgp_counter_actor (zsock_t *pipe, void *args)
         &&  now >= hgp_redis_retry_at (self->redis))
             hgp_redis_ready (self->redis, false);
     }
-    //  Give DISCONNECT a moment to leave; the broker redelivers anything
-    //  it had sent us that is still unread
-    s_broker_send (self, HGP_CMD_DISCONNECT, NULL, 0, NULL, 0);
-    zsock_set_linger (self->dealer, (int) MIN (s->heartbeat, 1000));
+    //  The broker redelivers anything it had sent us that is still unread
+    hgp_worker_destroy (&self->worker);
     //  A clean stop between batches leaves nothing of ours unapplied,
     //  unless a batch was not settled: then recovery must look
     if (self->registered && hgp_redis_context (self->redis)) {
