@@ -22,7 +22,7 @@ s_rand (uint64_t *state)
     return x ^ (x >> 31);
 }
 
-#define SEEDS 5
+#define SEEDS 8
 
 static void
 s_seeds (hgp_buf_t *bufs)
@@ -57,6 +57,31 @@ s_seeds (hgp_buf_t *bufs)
     hgp_error_t err;
     hgp_error_set (&err, 503, "busy", "queue full");
     hgp_reply_encode_error ("x", &err, &bufs [4]);
+
+    hgp_request_init (&req);
+    req.op = HGP_OP_TOP;
+    strcpy (req.id, "seed-2");
+    strcpy (req.key.counter_type, "like");
+    req.window = HGP_WINDOW_24H;
+    req.limit = 25;
+    hgp_request_encode (&req, &bufs [5]);
+    hgp_rank_t ranks [2] = { { "a", 5, 5.0 }, { "b", 3, 3.0 } };
+    hgp_bucket_t buckets [2] = { { 60000, 2 }, { 120000, 3 } };
+    hgp_reply_init (&rep);
+    strcpy (rep.id, "seed-2");
+    rep.window = HGP_WINDOW_TRENDING;
+    rep.ranking = ranks;
+    rep.nranking = 2;
+    rep.has_stats = true;
+    rep.total = 5;
+    rep.trending = 0.5;
+    rep.bucket_ms = 60000;
+    rep.buckets = buckets;
+    rep.nbuckets = 2;
+    hgp_reply_encode (&rep, &bufs [6]);
+    hgp_event_t event = { "seed-3", { "post_1", "like" }, 2, "u1", 7,
+                          1700000000000ULL, "actor.1" };
+    hgp_event_encode (&event, &bufs [7]);
 }
 
 int
