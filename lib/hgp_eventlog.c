@@ -46,7 +46,7 @@ hgp_eventlog_new (hgp_config_t *config, const char *who, char **error_p)
                                           "127.0.0.1:9092");
     const char *topic = hgp_config_str (config, "kafka/topic",
                                         "counter_events");
-    int64_t timeout = hgp_config_int (config, "kafka/timeout", 2000, 10, 300000);
+    int64_t timeout = hgp_config_int (config, "kafka/timeout", 1000, 10, 300000);
     char *error = NULL;
     if (hgp_config_error (config))
         error = strdup (hgp_config_error (config));

@@ -136,6 +136,17 @@ static const char *s_fold_script =
     "end\n"
     "return {applied, skipped}\n";
 
+/*  Which log the offsets in hgp:a:off are offsets of: KEYS[1] holds
+    "<cluster id>/<topic>". A different log (a new mock cluster, a topic
+    made again) starts at offset 0 again, so the old offsets would skip its
+    events: forget them. Atomic, so that of two actors joining together
+    the second sees the reset done, not stale offsets. */
+static const char *s_identity_script =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return 0 end\n"
+    "redis.call('DEL', KEYS[2])\n"
+    "redis.call('SET', KEYS[1], ARGV[1])\n"
+    "return 1\n";
+
 /*  Settings, read once from the config */
 typedef struct {
     const char *endpoint;       /* broker/actor_endpoint                   */
@@ -166,7 +177,8 @@ typedef struct {
     bool terminated;            /* $TERM received                          */
     hgp_worker_t *worker;       /* to the broker                           */
     hgp_redis_t *redis;         /* the store                               */
-    int fold_script;            /* script handle on redis                  */
+    int fold_script;            /* script handles on redis                 */
+    int identity_script;
     hgp_eventlog_t *log;        /* settings of the event log               */
     rd_kafka_t *consumer;       /* member of the group                     */
     int wakeup [2];             /* librdkafka writes here when it has news */
@@ -281,6 +293,28 @@ static void
 s_assign (s_analytics_t *self, rd_kafka_topic_partition_list_t *parts)
 {
     redisContext *c = hgp_redis_ready (self->redis, true);
+    char *cluster = c ? rd_kafka_clusterid (self->consumer, 1000) : NULL;
+    if (cluster) {
+        char identity [512], reason [256];
+        snprintf (identity, sizeof identity, "%s/%s", cluster,
+                  hgp_eventlog_topic (self->log));
+        rd_kafka_mem_free (self->consumer, cluster);
+        const char *argv [] = {
+            "EVALSHA", hgp_redis_sha (self->redis, self->identity_script),
+            "2", "hgp:a:log", S_OFFSETS, identity
+        };
+        redisReply *reply = hgp_redis_command (self->redis, 6, argv, NULL,
+                                               reason, sizeof reason);
+        if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1)
+            zsys_warning ("analytics: the event log is %s, not the one the"
+                          " offsets in redis are of: reading it from the"
+                          " start (sums so far are kept)", identity);
+        if (reply)
+            freeReplyObject (reply);
+        c = hgp_redis_context (self->redis);
+    }
+    else
+        c = NULL;                   //  unsure which log: committed offsets
     if (c && parts->cnt > 0) {
         const char **argv = (const char **) calloc ((size_t) parts->cnt + 2,
                                                     sizeof (char *));
@@ -883,6 +917,7 @@ s_analytics_new (zsock_t *actor_pipe, hgp_config_t *config)
     assert (!error);            //  main calls hgp_analytics_config_check
     hgp_process_random_id (self->actor_id, sizeof self->actor_id);
     self->fold_script = hgp_redis_script (self->redis, s_fold_script);
+    self->identity_script = hgp_redis_script (self->redis, s_identity_script);
     int rc = pipe (self->wakeup);
     assert (rc == 0);
     for (int i = 0; i < 2; i++)
