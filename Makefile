@@ -42,11 +42,11 @@ BINS := $(BIN)/hgp-broker $(BIN)/hgp-counter $(BIN)/hgp-analytics $(BIN)/hgp \
 all: $(BINS)
 
 help:
-	@echo "make          build bin/hgp-broker bin/hgp-counter bin/hgp"
+	@echo "make          build bin/hgp-broker bin/hgp-counter bin/hgp-analytics bin/hgp bin/hgp-kafka-mock"
 	@echo "make deps     install missing Debian packages (see DEVELOPERS.md)"
 	@echo "make test     deps, sanitized build, unit + fuzz-smoke + integration tests"
-	@echo "make bench    release build, hgp bench at window 1, 16, 128"
-	@echo "make run      deps, build, start redis + broker + 2 counter actors"
+	@echo "make bench    release build, hgp bench at window 1, 16, 128, event log off/async/sync"
+	@echo "make run      deps, build, start redis + kafka mock + broker + 2 counters + analytics"
 
 $(OUT)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

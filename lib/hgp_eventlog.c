@@ -258,6 +258,9 @@ s_reader (hgp_eventlog_t *self)
         "enable.auto.offset.store", "false",
         "enable.partition.eof", "true",
         "auto.offset.reset", "error",
+        //  a broker that creates topics on demand creates ours on the
+        //  first metadata request (real Kafka with auto-create on)
+        "allow.auto.create.topics", "true",
         NULL
     };
     rd_kafka_conf_t *conf = s_conf (self, pairs);

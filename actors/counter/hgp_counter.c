@@ -1068,7 +1068,7 @@ s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
 
     //  Step 3: apply what is in the log, release what surely is not
     size_t napplies = 0;
-    size_t unsent = 0;
+    size_t unsent = 0, sent = 0;
     for (size_t i = 0; i < count; i++) {
         s_item_t *item = &self->items [i];
         if (item->logging) {
@@ -1085,9 +1085,12 @@ s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
             else
             if (item->delivery.status != HGP_LOG_PERSISTED) {
                 item->logging = false;
+                sent++;
                 s_limbo (self, item, "the event log did not confirm the"
                          " event in time");
             }
+            else
+                sent++;
         }
         if (item->logging || item->release) {
             hgp_ledger_item_t *a = &self->applies [napplies++];
@@ -1100,9 +1103,11 @@ s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
             a->release = item->release;
         }
     }
-    if (unsent && unsent == produced)
+    //  Kafka took none of them: do not make the next batches wait for it
+    //  too, answer them at once for a while
+    if (unsent && !sent)
         self->log_paused_until = zclock_mono () + S_LOG_PAUSE_MS;
-    if (self->settings.crash_after_log && produced > unsent) {
+    if (self->settings.crash_after_log && sent) {
         //  Fault injection for tests: die with events logged and not
         //  applied, as a kill -9 at the worst moment would
         zsys_warning ("counter: crash_after_log is set; exiting now");
