@@ -18,7 +18,8 @@ s_usage (FILE *out)
         "usage: hgp-counter [-c CONFIG]\n"
         "\n"
         "Serves the counter service (incr, get, mget) from Redis to an hgp\n"
-        "broker. Runs until SIGTERM or SIGINT.\n"
+        "broker, logging every increment to Kafka before applying it. Runs\n"
+        "until SIGTERM or SIGINT.\n"
         "\n"
         "  -c, --config FILE  ZPL config (default: $HGP_CONFIG, else\n"
         "                     configs/hgp.cfg if present, else defaults)\n"
@@ -26,8 +27,9 @@ s_usage (FILE *out)
         "\n"
         "Settings used: broker/actor_endpoint, heartbeat/interval,\n"
         "heartbeat/liveness, redis/url, redis/timeout, counter/capacity,\n"
-        "counter/batch_max, counter/dedup_ttl. Each can be overridden by\n"
-        "HGP_<SECTION>_<KEY>, e.g. HGP_REDIS_URL.\n");
+        "counter/batch_max, counter/dedup_ttl, counter/event_log,\n"
+        "counter/lease, kafka/brokers, kafka/topic, kafka/timeout. Each can\n"
+        "be overridden by HGP_<SECTION>_<KEY>, e.g. HGP_KAFKA_BROKERS.\n");
 }
 
 int
