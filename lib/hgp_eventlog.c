@@ -258,6 +258,9 @@ s_reader (hgp_eventlog_t *self)
         "enable.auto.offset.store", "false",
         "enable.partition.eof", "true",
         "auto.offset.reset", "error",
+        //  we read ranges that exist: a fetch long-polling at the end of
+        //  one partition would hold up the first fetch of the next
+        "fetch.wait.max.ms", "10",
         //  a broker that creates topics on demand creates ours on the
         //  first metadata request (real Kafka with auto-create on)
         "allow.auto.create.topics", "true",
