@@ -575,7 +575,9 @@ s_recover (hgp_ledger_t *self, hgp_eventlog_t *log, const char *actor,
 {
     hgp_ledger_stats_t stats = { 0 };
     s_reading_t r = { self, actor, actor, 0, -1, 0, NULL, 0, &stats, "" };
-    int partitions = hgp_eventlog_partitions (log, (int) hgp_eventlog_timeout (log));
+    int partitions = hgp_eventlog_partitions (
+        log, (int) MAX (1, MIN (hgp_eventlog_timeout (log),
+                                deadline - zclock_mono ())));
     if (partitions < 0) {
         zsys_warning ("%s: cannot recover actor %s yet: %s", self->who, actor,
                       hgp_eventlog_error (log));
@@ -604,8 +606,13 @@ s_recover (hgp_ledger_t *self, hgp_eventlog_t *log, const char *actor,
             if (atoi (marks->element [i]->str) == p)
                 from = strtoll (marks->element [i + 1]->str, NULL, 10) + 1;
         int64_t low, high;
-        if (hgp_eventlog_offsets (log, p, &low, &high,
-                                  (int) hgp_eventlog_timeout (log))) {
+        int64_t left = MIN (hgp_eventlog_timeout (log), deadline - zclock_mono ());
+        if (left <= 0) {
+            snprintf (r.reason, sizeof r.reason, "out of time");
+            rc = -1;
+        }
+        else
+        if (hgp_eventlog_offsets (log, p, &low, &high, (int) left)) {
             snprintf (r.reason, sizeof r.reason, "%s", hgp_eventlog_error (log));
             rc = -1;
         }
@@ -619,11 +626,17 @@ s_recover (hgp_ledger_t *self, hgp_eventlog_t *log, const char *actor,
     }
     free (r.items);
     freeReplyObject (marks);
-    if (rc) {
+    if (rc && zclock_mono () >= deadline)
+        //  A slice of work done, its progress saved; the next sweep goes on
+        zsys_info ("%s: recovering actor %s: %" PRIu64 " records read, %"
+                   PRIu64 " of its events applied so far", self->who, actor,
+                   stats.read, stats.applied);
+    else
+    if (rc)
         zsys_warning ("%s: recovery of actor %s stopped: %s", self->who, actor,
                       r.reason [0] ? r.reason : "redis failed");
+    if (rc)
         return -1;
-    }
     zsys_info ("%s: recovered actor %s: %" PRIu64 " records read, %" PRIu64
                " of its events applied now, %" PRIu64 " were applied already"
                "%s", self->who, actor, stats.read, stats.applied,
