@@ -46,6 +46,11 @@
  *  - Redis unavailable: the batch is dropped, its partitions go back to
  *    its first offsets and pause, and consumption resumes when Redis is
  *    back. Between batches this actor holds nothing Kafka does not.
+ *  - Redis lost the state (FLUSHALL), or the log is another one (a new
+ *    mock cluster): hgp:a:log names the log and an epoch, the fold script
+ *    refuses a batch read under another epoch, and every actor then reads
+ *    its partitions again from the start (s_state_script). So the rankings
+ *    are rebuilt from the log, as `hgp replay` rebuilds the counters.
  */
 #include "hgp_analytics.h"
 #include "hgp_codec.h"
@@ -65,19 +70,21 @@
 #define S_OFFSETS       "hgp:a:off"
 #define S_RETRY_MS      500         /* retry a batch Redis refused         */
 
-/*  Fold events into the sums. KEYS[1] the applied offsets. ARGV: now,
-    window 1h, window 24h, half-life, epoch, bucket, span (all ms), then
-    per event partition, offset, counter type ('' for a record that is not
-    an event: only the offset moves), resource, delta, ts. Returns
-    {applied, skipped}. */
+/*  Fold events into the sums. KEYS[1] the applied offsets, KEYS[2] the
+    state they belong to. ARGV: now, window 1h, window 24h, half-life,
+    epoch, bucket, span (all ms), the state this actor read from (else
+    nothing is done: {-1, 0}), then per event partition, offset, counter
+    type ('' for a record that is not an event: only the offset moves),
+    resource, delta, ts. Returns {applied, skipped}. */
 static const char *s_fold_script =
+    "if redis.call('GET', KEYS[2]) ~= ARGV[8] then return {-1, 0} end\n"
     "local now = tonumber(ARGV[1])\n"
     "local wins = {{'1h', tonumber(ARGV[2])}, {'24h', tonumber(ARGV[3])}}\n"
     "local half, epoch = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
     "local bucket, span = tonumber(ARGV[6]), tonumber(ARGV[7])\n"
     "local keep = span / bucket\n"
     "local done, moved, applied, skipped = {}, {}, 0, 0\n"
-    "for i = 8, #ARGV, 6 do\n"
+    "for i = 9, #ARGV, 6 do\n"
     "  local part, off = ARGV[i], tonumber(ARGV[i + 1])\n"
     "  if done[part] == nil then\n"
     "    done[part] = tonumber(redis.call('HGET', KEYS[1], part) or '-1')\n"
@@ -136,16 +143,24 @@ static const char *s_fold_script =
     "end\n"
     "return {applied, skipped}\n";
 
-/*  Which log the offsets in hgp:a:off are offsets of: KEYS[1] holds
-    "<cluster id>/<topic>". A different log (a new mock cluster, a topic
-    made again) starts at offset 0 again, so the old offsets would skip its
-    events: forget them. Atomic, so that of two actors joining together
-    the second sees the reset done, not stale offsets. */
-static const char *s_identity_script =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return 0 end\n"
+/*  What the analytics state in Redis was built from: KEYS[1] holds
+    "<cluster id>/<topic> <epoch>". ARGV[1] is the log we read, ARGV[2] a
+    fresh epoch. Same log: {0, state}. A different log (a new mock cluster,
+    a topic made again: it starts at offset 0 again) or no state at all
+    (first start, or Redis was flushed): forget the offsets and start a new
+    epoch, {1 or 2, state}. Every actor whose epoch is not the current one
+    reads its partitions again from the start, so after a flush the
+    rankings are rebuilt from the log. Atomic, so that of two actors the
+    second sees the new epoch, not stale offsets. */
+static const char *s_state_script =
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "if cur and string.sub(cur, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then\n"
+    "  return {0, cur}\n"
+    "end\n"
     "redis.call('DEL', KEYS[2])\n"
-    "redis.call('SET', KEYS[1], ARGV[1])\n"
-    "return 1\n";
+    "local state = ARGV[1] .. ' ' .. ARGV[2]\n"
+    "redis.call('SET', KEYS[1], state)\n"
+    "return {cur and 1 or 2, state}\n";
 
 /*  Settings, read once from the config */
 typedef struct {
@@ -178,7 +193,9 @@ typedef struct {
     hgp_worker_t *worker;       /* to the broker                           */
     hgp_redis_t *redis;         /* the store                               */
     int fold_script;            /* script handles on redis                 */
-    int identity_script;
+    int state_script;
+    char state [400];           /* what hgp:a:log said we build on, or ""  */
+    int64_t check_at;           /* next look at hgp:a:log while idle       */
     hgp_eventlog_t *log;        /* settings of the event log               */
     rd_kafka_t *consumer;       /* member of the group                     */
     int wakeup [2];             /* librdkafka writes here when it has news */
@@ -289,32 +306,76 @@ s_number (s_analytics_t *self, size_t *used, int64_t n)
     applied: Redis is the truth, Kafka's committed offset at most that. If
     Redis cannot say now, the committed offsets are safe too (the fold
     script skips what it applied). */
+/*  Learn (or start) the state of the analytics in Redis (s_state_script).
+    -1 when Redis or Kafka cannot say; else 0 when it is the one we read
+    from, 1 when it changed under us (our positions are worthless) */
+static int
+s_adopt (s_analytics_t *self)
+{
+    if (!hgp_redis_ready (self->redis, true))
+        return -1;
+    char *cluster = rd_kafka_clusterid (self->consumer, 1000);
+    if (!cluster)
+        return -1;
+    char log [300], epoch [33], reason [256];
+    snprintf (log, sizeof log, "%s/%s", cluster, hgp_eventlog_topic (self->log));
+    rd_kafka_mem_free (self->consumer, cluster);
+    hgp_process_random_id (epoch, sizeof epoch);
+    const char *argv [] = {
+        "EVALSHA", hgp_redis_sha (self->redis, self->state_script),
+        "2", "hgp:a:log", S_OFFSETS, log, epoch
+    };
+    redisReply *reply = hgp_redis_command (self->redis, 7, argv, NULL,
+                                           reason, sizeof reason);
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+        if (reply)
+            freeReplyObject (reply);
+        return -1;
+    }
+    long long code = reply->element [0]->integer;
+    const char *state = reply->element [1]->str;
+    if (code == 1)
+        zsys_warning ("analytics: the event log is %s, not the one the"
+                      " rankings in redis were built from: reading it from"
+                      " the start (sums so far are kept)", log);
+    else
+    if (code == 2 && self->state [0])
+        zsys_warning ("analytics: redis lost the analytics state (flushed?):"
+                      " rebuilding it from the start of the log");
+    int rc = self->state [0] && !streq (self->state, state) ? 1 : 0;
+    snprintf (self->state, sizeof self->state, "%s", state);
+    freeReplyObject (reply);
+    return rc;
+}
+
+/*  Read every assigned partition again from its first event */
+static void
+s_rewind (s_analytics_t *self)
+{
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (rd_kafka_assignment (self->consumer, &parts) || !parts)
+        return;
+    for (int i = 0; i < parts->cnt; i++)
+        parts->elems [i].offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_error_t *error = rd_kafka_seek_partitions (self->consumer, parts,
+                                                        1000);
+    if (error) {
+        zsys_warning ("analytics: cannot rewind: %s",
+                      rd_kafka_error_string (error));
+        rd_kafka_error_destroy (error);
+    }
+    rd_kafka_topic_partition_list_destroy (parts);
+    self->nrecords = 0;
+    self->more = true;
+}
+
 static void
 s_assign (s_analytics_t *self, rd_kafka_topic_partition_list_t *parts)
 {
-    redisContext *c = hgp_redis_ready (self->redis, true);
-    char *cluster = c ? rd_kafka_clusterid (self->consumer, 1000) : NULL;
-    if (cluster) {
-        char identity [512], reason [256];
-        snprintf (identity, sizeof identity, "%s/%s", cluster,
-                  hgp_eventlog_topic (self->log));
-        rd_kafka_mem_free (self->consumer, cluster);
-        const char *argv [] = {
-            "EVALSHA", hgp_redis_sha (self->redis, self->identity_script),
-            "2", "hgp:a:log", S_OFFSETS, identity
-        };
-        redisReply *reply = hgp_redis_command (self->redis, 6, argv, NULL,
-                                               reason, sizeof reason);
-        if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1)
-            zsys_warning ("analytics: the event log is %s, not the one the"
-                          " offsets in redis are of: reading it from the"
-                          " start (sums so far are kept)", identity);
-        if (reply)
-            freeReplyObject (reply);
-        c = hgp_redis_context (self->redis);
-    }
-    else
-        c = NULL;                   //  unsure which log: committed offsets
+    //  Unsure which state the offsets in Redis belong to: committed
+    //  offsets, which are safe (the fold script skips what it applied)
+    redisContext *c = s_adopt (self) < 0 ? NULL
+                    : hgp_redis_context (self->redis);
     if (c && parts->cnt > 0) {
         const char **argv = (const char **) calloc ((size_t) parts->cnt + 2,
                                                     sizeof (char *));
@@ -486,8 +547,9 @@ s_fold (s_analytics_t *self)
     int argc = 0;
     s_arg (self, &argc, "EVALSHA");
     s_arg (self, &argc, hgp_redis_sha (self->redis, self->fold_script));
-    s_arg (self, &argc, "1");
+    s_arg (self, &argc, "2");
     s_arg (self, &argc, S_OFFSETS);
+    s_arg (self, &argc, "hgp:a:log");
     s_arg (self, &argc, s_number (self, &used, zclock_time ()));
     s_arg (self, &argc, s_number (self, &used, s->window [0]));
     s_arg (self, &argc, s_number (self, &used, s->window [1]));
@@ -495,6 +557,7 @@ s_fold (s_analytics_t *self)
     s_arg (self, &argc, s_number (self, &used, s->half_life * S_EPOCH));
     s_arg (self, &argc, s_number (self, &used, s->bucket));
     s_arg (self, &argc, s_number (self, &used, s->span));
+    s_arg (self, &argc, self->state);
     for (size_t i = 0; i < self->nrecords; i++) {
         s_record_t *rec = &self->records [i];
         s_arg (self, &argc, s_number (self, &used, rec->partition));
@@ -521,6 +584,20 @@ s_fold (s_analytics_t *self)
         zsys_warning ("analytics: cannot fold %zu events in: %s; will retry",
                       self->nrecords, reason);
         return -1;
+    }
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+    &&  reply->element [0]->integer == -1) {
+        //  The state changed (a flush, another log) or we never knew it:
+        //  nothing was folded. Learn it; if it moved, read all again.
+        freeReplyObject (reply);
+        int changed = s_adopt (self);
+        if (changed < 0)
+            return -1;
+        if (changed) {
+            s_rewind (self);
+            return 0;
+        }
+        return s_fold (self);       //  same state, now known: once more
     }
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
         self->folded += (uint64_t) reply->element [0]->integer;
@@ -917,15 +994,15 @@ s_analytics_new (zsock_t *actor_pipe, hgp_config_t *config)
     assert (!error);            //  main calls hgp_analytics_config_check
     hgp_process_random_id (self->actor_id, sizeof self->actor_id);
     self->fold_script = hgp_redis_script (self->redis, s_fold_script);
-    self->identity_script = hgp_redis_script (self->redis, s_identity_script);
+    self->state_script = hgp_redis_script (self->redis, s_state_script);
     int rc = pipe (self->wakeup);
     assert (rc == 0);
     for (int i = 0; i < 2; i++)
         fcntl (self->wakeup [i], F_SETFL, O_NONBLOCK);
     size_t batch = (size_t) self->settings.batch_max;
     self->records = (s_record_t *) calloc (batch, sizeof (s_record_t));
-    self->argv = (const char **) calloc (12 + 6 * batch, sizeof (char *));
-    self->argvlen = (size_t *) calloc (12 + 6 * batch, sizeof (size_t));
+    self->argv = (const char **) calloc (16 + 6 * batch, sizeof (char *));
+    self->argvlen = (size_t *) calloc (16 + 6 * batch, sizeof (size_t));
     self->numbers = calloc (8 + 4 * batch, 24);
     assert (self->records && self->argv && self->argvlen && self->numbers);
     return self;
@@ -978,7 +1055,7 @@ hgp_analytics_actor (zsock_t *pipe, void *args)
     int64_t report_at = zclock_mono () + 10000;
     while (!self->terminated) {
         int64_t now = zclock_mono ();
-        int64_t wake = hgp_worker_wake_at (self->worker);
+        int64_t wake = MIN (hgp_worker_wake_at (self->worker), self->check_at);
         if (self->more)
             wake = now;
         if (self->paused)
@@ -1012,6 +1089,12 @@ hgp_analytics_actor (zsock_t *pipe, void *args)
              || (self->paused && zclock_mono () >= self->retry_at)))
             s_consume (self);
         hgp_worker_tick (self->worker);
+        if (self->consumer && !self->paused && zclock_mono () >= self->check_at) {
+            //  While no events come, notice a flushed Redis anyway
+            self->check_at = zclock_mono () + 2000;
+            if (self->state [0] && s_adopt (self) == 1)
+                s_rewind (self);
+        }
         if (zclock_mono () >= report_at) {
             report_at = zclock_mono () + 10000;
             if (self->folded != reported)

@@ -211,7 +211,7 @@ def test_kill_9_of_the_analytics_actor_mid_load_counts_every_event_once(
 
 
 def test_flush_redis_then_replay_restores_every_counter(make_stack):
-    stack = make_stack(actors=2)
+    stack = make_stack(actors=2, analytics=1)
     keys = [("page_%d" % i, t) for i in range(30) for t in ("view", "like")]
     acked, indeterminate, errors = run_load(stack.client_endpoint, keys,
                                             total=6000, clients=20)
@@ -220,6 +220,10 @@ def test_flush_redis_then_replay_restores_every_counter(make_stack):
         assert c.incr("neg", "view", -4)["value"] == -4
     before = stack.redis.counters()
     assert len(before) == len(keys) + 1
+    rankings = {t: {r: stack.redis.counter(r, t) for r, tt in keys if tt == t}
+                for t in ("view", "like")}
+    for t, want in rankings.items():
+        wait_ranking(stack, t, want)
     # refused while counters exist: would double count expired records
     r = stack.cli("replay")
     assert r.returncode == 1 and "already holds counters" in r.stderr, r
@@ -233,6 +237,10 @@ def test_flush_redis_then_replay_restores_every_counter(make_stack):
     r = stack.cli("--json", "replay", "--reset")
     assert r.returncode == 0 and '"applied":6001' in r.stdout, r
     assert stack.redis.counters() == before
+    # the analytics actor notices that Redis lost its state and rebuilds
+    # the rankings from the start of the log
+    for t, want in rankings.items():
+        wait_ranking(stack, t, want)
     # and the service goes on where it was
     with stack.client() as c:
         assert c.incr("neg", "view", 1)["value"] == -3
