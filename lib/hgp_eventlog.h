@@ -2,7 +2,7 @@
  *
  *  Every applied increment is one record: key = the counter's Redis key
  *  (so one counter's events stay in order on one partition), value = the
- *  event as msgpack (hgp_event_encode, PROTOCOL.md section 9), header
+ *  event as msgpack (hgp_event_encode, PROTOCOL.md section 10), header
  *  "hgp" = "HGPE01", timestamp = the event's ts.
  *
  *  Two halves, each created on first use:

@@ -1229,7 +1229,7 @@ fail:
 }
 
 /*  --------------------------------------------------------------------
- *  Events of the log (PROTOCOL.md section 9)
+ *  Events of the log (PROTOCOL.md section 10)
  */
 
 enum {

@@ -153,7 +153,7 @@ typedef struct {
     hgp_bucket_t *buckets;              /* stats, owned, oldest first       */
 } hgp_reply_t;
 
-/*  One event of the log (PROTOCOL.md section 9): an applied increment */
+/*  One event of the log (PROTOCOL.md section 10): an applied increment */
 typedef struct {
     char id [HGP_ID_MAX + 1];           /* request id of the increment      */
     hgp_key_t key;                      /* which counter                    */

@@ -8,7 +8,7 @@
  *  over two sliding windows (1 h and 24 h by default), and a forward-decayed
  *  "trending" score; per resource, counts per minute over the last 24 h.
  *  It also connects a DEALER to the broker as service "analytics" and
- *  answers top and stats (schemas/PROTOCOL.md sections 4.4 and 8) from
+ *  answers top and stats (schemas/PROTOCOL.md sections 4.4 and 4.7) from
  *  Redis, so any analytics actor can answer for every partition.
  *
  *  Each event counts once, across redeliveries, rebalances and crashes; see

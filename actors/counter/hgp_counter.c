@@ -33,7 +33,7 @@
  *    request over. So a request is logged twice only if its first attempt
  *    stalled between its lease check and the produce call for longer than
  *    the lease (a paused process), and another actor served a retry
- *    meanwhile; see PROTOCOL.md section 9 for what readers do about it.
+ *    meanwhile; see PROTOCOL.md section 10 for what readers do about it.
  *  - Redis converges to the sum of the log after any single crash. An
  *    event is applied at most once (its record) and at least once: when we
  *    die between (2) and (3), or (3) fails or its outcome is unknown, the

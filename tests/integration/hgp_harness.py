@@ -205,7 +205,7 @@ EVENT_KEYS = {"id": str, "resource_id": str, "counter_type": str, "delta": int,
 
 
 def decode_event(value):
-    """Decode one event by schemas/PROTOCOL.md section 9, strictly: a map of
+    """Decode one event by schemas/PROTOCOL.md section 10, strictly: a map of
     exactly these keys (user_id optional), ids valid, ints in range.
     Raises ValueError when the record does not follow the spec."""
     ev = msgpack.unpackb(value, raw=False)

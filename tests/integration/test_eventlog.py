@@ -4,7 +4,7 @@ Every stack here runs redis-server, bin/hgp-kafka-mock (librdkafka's mock
 cluster: the real Kafka protocol, in memory), the broker and counter actors,
 and analytics actors where a test needs them. The log is read back with kcat,
 an independent Kafka client, and decoded with Python's msgpack by the rules of
-schemas/PROTOCOL.md section 9 (hgp_harness.decode_event)."""
+schemas/PROTOCOL.md section 10 (hgp_harness.decode_event)."""
 import collections
 import os
 import signal
