@@ -24,9 +24,10 @@
  *    retrying with the same id. Reads change nothing, so their failures are
  *    always definite.
  *
- *  - Values are exact int64s. Lua numbers are doubles, so the script never
- *    lets a counter value through one: INCRBY's integer reply is ignored
- *    and the value is read back with GET, as a string, and parsed here.
+ *  - Values are exact int64s. Lua numbers are doubles, so the script uses
+ *    INCRBY's integer reply only while it is below 2^53 in magnitude, where
+ *    a double is exact (and saves a GET per increment); beyond that the
+ *    value is read back with GET, as a string, and parsed here.
  *
  *  - Group commit. Whatever the broker has sent when the DEALER becomes
  *    readable (up to counter/batch_max requests) goes to Redis in one
@@ -88,7 +89,12 @@ static const char *s_incr_script =
     "        out[i] = {-3, r.err}\n"
     "      end\n"
     "    else\n"
-    "      local value = redis.call('GET', ck)\n"
+    "      local value\n"
+    "      if r > -9007199254740992 and r < 9007199254740992 then\n"
+    "        value = string.format('%d', r)\n"
+    "      else\n"
+    "        value = redis.call('GET', ck)\n"
+    "      end\n"
     "      redis.call('SET', rk, head .. value, 'EX', ARGV[1])\n"
     "      out[i] = {0, value}\n"
     "    end\n"
