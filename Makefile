@@ -31,8 +31,9 @@ LIB_A   := $(OUT)/libhgp.a
 BROKER_SRC  := bus/hgp_broker.c bus/hgp_broker_main.c
 COUNTER_SRC := actors/counter/hgp_counter.c actors/counter/hgp_counter_main.c
 CLI_SRC     := cli/hgp_cli.c
+GATEWAY_SRC := gateway/hgp_gateway.c gateway/hgp_json.c gateway/hgp_metrics.c gateway/hgp_gateway_main.c
 
-BINS := $(BIN)/hgp-broker $(BIN)/hgp-counter $(BIN)/hgp
+BINS := $(BIN)/hgp-broker $(BIN)/hgp-counter $(BIN)/hgp $(BIN)/hgp-gateway
 
 .PHONY: all deps test unit integration fuzz bench run clean help
 all: $(BINS)
@@ -41,8 +42,8 @@ help:
 	@echo "make          build bin/hgp-broker bin/hgp-counter bin/hgp"
 	@echo "make deps     install missing Debian packages (see DEVELOPERS.md)"
 	@echo "make test     deps, sanitized build, unit + fuzz-smoke + integration tests"
-	@echo "make bench    release build, hgp bench at window 1, 16, 128"
-	@echo "make run      deps, build, start redis + broker + 2 counter actors"
+	@echo "make bench    release build; hgp bench at window 1, 16, 128; wrk vs hello-world"
+	@echo "make run      deps, build, start redis + broker + 2 counter actors + gateway"
 
 $(OUT)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -64,6 +65,11 @@ $(BIN)/hgp: $(CLI_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -lm
 
+#   The HTTP gateway links jansson and civetweb (no .pc file on Debian)
+$(BIN)/hgp-gateway: $(GATEWAY_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -ljansson -lcivetweb
+
 #   Unit tests (cmocka) and the fuzz-smoke driver
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BIN)/tests/%)
@@ -71,6 +77,18 @@ UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BIN)/tests/%)
 $(BIN)/tests/%: $(OUT)/obj/tests/unit/%.o $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -lcmocka
+
+#   test_json also needs the gateway's JSON decoder; test_fuzz_json is the
+#   gateway's fuzz harness run as a smoke test (tests/fuzz/fuzz_json.c)
+UNIT_BINS += $(BIN)/tests/test_fuzz_json
+$(OUT)/obj/tests/unit/test_json.o $(OUT)/obj/tests/fuzz/fuzz_json.o: INC += -Igateway
+$(OUT)/obj/tests/fuzz/fuzz_json.o: CFLAGS += -DHGP_FUZZ_SMOKE_MAIN
+$(BIN)/tests/test_json: $(OUT)/obj/tests/unit/test_json.o $(OUT)/obj/gateway/hgp_json.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -ljansson -lcmocka
+$(BIN)/tests/test_fuzz_json: $(OUT)/obj/tests/fuzz/fuzz_json.o $(OUT)/obj/gateway/hgp_json.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -ljansson
 
 $(BIN)/tests/fuzz_smoke: $(OUT)/obj/tests/fuzz/fuzz_codec.o $(OUT)/obj/tests/fuzz/fuzz_smoke.o $(LIB_A)
 	@mkdir -p $(dir $@)
@@ -94,6 +112,7 @@ fuzz:
 
 bench: all
 	scripts/bench.sh
+	scripts/bench_http.sh
 
 run: deps all
 	scripts/run.sh

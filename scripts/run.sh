@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 #   make run: start the whole local stack in the foreground.
 #   redis-server (unless HGP_REDIS_URL points at one), hgp-broker, two
-#   hgp-counter actors. Logs are prefixed with the process name. Ctrl-C or
+#   hgp-counter actors and hgp-gateway (HTTP on 127.0.0.1:8080). Logs are prefixed with the process name. Ctrl-C or
 #   SIGTERM stops every process this script started, and nothing else.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +40,14 @@ start broker bin/hgp-broker -c "$HGP_CONFIG"
 sleep 0.2
 start counter-1 bin/hgp-counter -c "$HGP_CONFIG"
 start counter-2 bin/hgp-counter -c "$HGP_CONFIG"
-echo "run: redis at $HGP_REDIS_URL; try: bin/hgp incr post_1 like; bin/hgp actors"
+start gateway bin/hgp-gateway -c "$HGP_CONFIG"
+port=${HGP_GATEWAY_PORT:-8080}
+for _ in $(seq 50); do
+    curl -sf "http://127.0.0.1:$port/api/v1/health" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+echo "run: gateway on http://127.0.0.1:$port, redis at $HGP_REDIS_URL"
+echo "run: try  curl -X POST -d '{\"resource_id\":\"post_1\",\"counter_type\":\"like\"}' http://127.0.0.1:$port/api/v1/counter/increment"
 wait -n "${pids[@]}"
 echo "run: a process exited; stopping the rest"
 stop
