@@ -25,6 +25,7 @@ struct _hgp_client_t {
     char *endpoint;             /* where we connect, for messages           */
     hgp_buf_t buf;              /* encode buffer, reused for every request  */
     int sndtimeo;               /* ZMQ_SNDTIMEO currently set on dealer     */
+    int rcvtimeo;               /* ZMQ_RCVTIMEO currently set on dealer     */
 };
 
 hgp_client_t *
@@ -45,6 +46,7 @@ hgp_client_new (const char *endpoint)
     zsock_set_sndhwm (self->dealer, 100000);
     zsock_set_rcvhwm (self->dealer, 100000);
     self->sndtimeo = -1;
+    self->rcvtimeo = -1;
     if (zsock_connect (self->dealer, "%s", endpoint)) {
         int error = errno;          //  for the caller's message
         hgp_client_destroy (&self);
@@ -144,22 +146,20 @@ hgp_client_recv (hgp_client_t *self, hgp_reply_t *rep, int timeout_ms)
     assert (rep);
     hgp_reply_clear (rep);
 
-    zmq_msg_t frames [3];
-    //  Fast path: under load a reply is usually waiting already
-    int count = s_recv_frames (self, frames, ZMQ_DONTWAIT);
-    if (count == -1) {
-        if (errno != EAGAIN || timeout_ms == 0)
-            return -1;
-        zmq_pollitem_t item = { self->handle, 0, ZMQ_POLLIN, 0 };
-        int rc = zmq_poll (&item, 1, timeout_ms);
-        if (rc == 0)
-            errno = EAGAIN;
-        if (rc <= 0)
-            return -1;
-        count = s_recv_frames (self, frames, ZMQ_DONTWAIT);
-        if (count == -1)
-            return -1;
+    //  One blocking receive with ZMQ_RCVTIMEO, not a probe, a zmq_poll and
+    //  a second receive: each of those is a system call or two on the
+    //  mailbox, and the gateway pays them once per HTTP request
+    if (timeout_ms < 0)
+        timeout_ms = -1;        //  wait for ever
+    if (timeout_ms != 0 && timeout_ms != self->rcvtimeo) {
+        zmq_setsockopt (self->handle, ZMQ_RCVTIMEO, &timeout_ms,
+                        sizeof timeout_ms);
+        self->rcvtimeo = timeout_ms;
     }
+    zmq_msg_t frames [3];
+    int count = s_recv_frames (self, frames, timeout_ms ? 0 : ZMQ_DONTWAIT);
+    if (count == -1)
+        return -1;              //  errno EAGAIN when the time ran out
     int kept = count < 3 ? count : 3;
     if (count == 3
     &&  zmq_msg_size (&frames [0]) == 0
