@@ -229,11 +229,7 @@ s_log_mode (s_self_t *self, bool quiet)
         const char *note = streq (self->interface, "*")
                          ? " (every interface: this reaches real networks)"
                          : "";
-        if (quiet)
-            zsys_debug ("discovery: beacons on %s (%s), UDP port %d, every"
-                        " %" PRId64 " ms%s", self->interface, self->hostname,
-                        self->port, self->interval, note);
-        else
+        if (!quiet)
             zsys_info ("discovery: beacons on %s (%s), UDP port %d, every"
                        " %" PRId64 " ms; a broker silent %" PRId64 " ms is"
                        " evasive, %" PRId64 " ms is gone%s", self->interface,
@@ -242,11 +238,7 @@ s_log_mode (s_self_t *self, bool quiet)
                        self->interval * HGP_DISCOVERY_EXPIRED, note);
     }
     else
-    if (quiet)
-        zsys_debug ("discovery: off (%s); static broker %s / %s",
-                    self->static_reason, self->static_client,
-                    self->static_actor);
-    else
+    if (!quiet)
         zsys_info ("discovery: off (%s); using the static endpoints"
                    " broker/client_endpoint=%s broker/actor_endpoint=%s",
                    self->static_reason, self->static_client,

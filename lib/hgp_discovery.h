@@ -36,8 +36,8 @@
  *
  *  Commands on the pipe:
  *      MODE            reply "beacon" or "static" (ask before LISTEN)
- *      LISTEN [quiet]  start reporting brokers; "quiet" logs the mode at
- *                      debug level only (the CLI)
+ *      LISTEN [quiet]  start reporting brokers; "quiet" does not log the
+ *                      mode (the CLI, whose stderr is for errors)
  *      PUBLISH id client_port actor_port client_endpoint actor_endpoint
  *                      a broker: beacon id and ports every interval; the
  *                      bound endpoints are only checked against the
