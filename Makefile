@@ -35,7 +35,7 @@ CLI_SRC     := cli/hgp_cli.c
 
 BINS := $(BIN)/hgp-broker $(BIN)/hgp-counter $(BIN)/hgp
 
-.PHONY: all deps test unit integration fuzz bench run clean help
+.PHONY: all deps test unit integration fuzz bench bench-scaling run clean help
 all: $(BINS)
 
 help:
@@ -43,6 +43,7 @@ help:
 	@echo "make deps     install missing Debian packages (see DEVELOPERS.md)"
 	@echo "make test     deps, sanitized build, unit + fuzz-smoke + integration tests"
 	@echo "make bench    release build, hgp bench at window 1, 16, 128"
+	@echo "make bench-scaling  release build, hgp bench with 1, 2, 4 counter actors"
 	@echo "make run      deps, build, start redis + broker + 2 counter actors"
 
 $(OUT)/obj/%.o: %.c
@@ -95,6 +96,9 @@ fuzz:
 
 bench: all
 	scripts/bench.sh
+
+bench-scaling: all
+	scripts/bench_scaling.sh
 
 run: deps all
 	scripts/run.sh
