@@ -229,7 +229,7 @@ def cluster(netns, logdir, request):
     assert not bad, "processes did not stop cleanly: %r\n%s" % (bad, c.logs())
 
 
-def test_actors_and_clients_find_brokers_scale_out_and_fail_over(cluster, logdir):
+def test_actors_and_clients_find_brokers_scale_out_and_fail_over(cluster, logdir, measured):
     c = cluster
     c.broker("broker1", "A")
     c.broker("broker2", "B")
@@ -267,11 +267,11 @@ def test_actors_and_clients_find_brokers_scale_out_and_fail_over(cluster, logdir
     view = c.wait_view(lambda v: sum(v[b].get(a["c4"], 0) for b in v) > 0,
                        10, "c4 receives traffic")
     served_c4 = sum(view[b].get(a["c4"], 0) for b in view)
-    print("\nscale-out: c4 started; its actor was up after %.2f s (sanitized "
-          "build start-up) and joined broker1 %.2f s, broker2 %.2f s after that "
-          "(beacon interval 0.25 s); it had served %d requests at the next look"
-          % (t_up - t_start, joined["broker1"] - t_up, joined["broker2"] - t_up,
-             served_c4))
+    measured("scale-out: 4th counter process up after %.2f s (sanitized build), "
+             "then joined broker1 after %.2f s and broker2 after %.2f s (beacon "
+             "interval 0.25 s); %d requests served by it at the next look"
+             % (t_up - t_start, joined["broker1"] - t_up, joined["broker2"] - t_up,
+                served_c4))
     assert max(joined.values()) - t_up < 1.0
 
     time.sleep(1.0)
@@ -291,8 +291,9 @@ def test_actors_and_clients_find_brokers_scale_out_and_fail_over(cluster, logdir
     acked, ind, errors = res["acked"], res["indeterminate"], res["errors"]
     n_acked = sum(len(v) for v in acked.values())
     n_ind = sum(len(v) for v in ind.values())
-    print("load: %d sent in %.1f s, %d acked, %d indeterminate, definite errors %r"
-          % (res["sent"], res["seconds"], n_acked, n_ind, errors))
+    measured("load (Python beacon client): %d sent in %.1f s, %d acked, %d "
+             "indeterminate, definite errors %r" % (res["sent"], res["seconds"],
+                                                    n_acked, n_ind, errors))
 
     # Failover time: kill -9 of broker1 -> first success of a request that
     # had been waiting on it, re-sent to broker2 with the same id
@@ -300,9 +301,9 @@ def test_actors_and_clients_find_brokers_scale_out_and_fail_over(cluster, logdir
     assert moved, "no request was waiting on broker1 when it died: %r" % res["events"]
     failover = min(moved) - t_kill
     leave = [t for t, kind, broker, _ in res["events"] if kind == "LEAVE" and broker == b1]
-    print("failover: broker1 killed -> broker1 expired at the client after %.2f s "
-          "-> first re-sent request succeeded via broker2 after %.2f s"
-          % (leave[0] - t_kill, failover))
+    measured("failover (Python client, beacons only): broker1 kill -9 -> expired "
+             "after %.2f s -> first re-sent request succeeded via broker2 after "
+             "%.2f s" % (leave[0] - t_kill, failover))
     assert failover < 3.0
 
     # Clients saw at most brief errors
@@ -344,7 +345,7 @@ def test_actors_and_clients_find_brokers_scale_out_and_fail_over(cluster, logdir
     assert text.returncode == 0 and "service counter: 2 actors on 1 brokers" in text.stdout
 
 
-def test_cli_bench_spreads_over_brokers_and_survives_a_broker_kill(cluster):
+def test_cli_bench_spreads_over_brokers_and_survives_a_broker_kill(cluster, measured):
     c = cluster
     c.broker("broker1", "A")
     c.broker("broker2", "B")
@@ -370,8 +371,12 @@ def test_cli_bench_spreads_over_brokers_and_survives_a_broker_kill(cluster):
     m = re.search(r"max (\d+)", out)
     assert m and int(m.group(1)) < 3_000_000, out
     assert "re-sent to another broker" in out, out
-    print("failover (C client): every request answered within %.3f s, "
-          "including those re-sent off the killed broker" % (int(m.group(1)) / 1e6))
+    resent = re.search(r"failover: (\d+) requests", out).group(1)
+    rps = re.search(r"requests/s: (\d+)", out).group(1)
+    measured("failover (C client, hgp bench): broker1 kill -9 %.1f s into the run; "
+             "%s requests re-sent with the same id; slowest request %.3f s; %s "
+             "requests/s overall; verify ok" % (t_kill, resent,
+                                                int(m.group(1)) / 1e6, rps))
 
 
 def test_a_cleanly_stopped_broker_is_dropped_at_once(cluster):
