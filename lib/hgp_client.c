@@ -22,9 +22,12 @@
  *  everything (hgp_client_sock stays meaningful), and yet we choose which
  *  broker gets a request and see which one answered. ROUTER_MANDATORY with
  *  ZMQ_IMMEDIATE makes a send to a broker with no live connection fail at
- *  once (EHOSTUNREACH) instead of queueing, which is how a kill -9 of a
- *  broker is noticed within a request or two, well before its beacon
- *  expires.
+ *  once (EHOSTUNREACH) instead of queueing, and a socket monitor reports
+ *  each dropped connection (ZMQ_EVENT_DISCONNECTED): that is how a kill -9
+ *  of a broker is noticed within milliseconds, well before its beacon
+ *  expires, even by a client with nothing new to send. (A send can still
+ *  go into the old connection in the few ms before libzmq notices; such a
+ *  request is pending on that broker like any other and moves with them.)
  *
  *  Invariants of the discovery path:
  *  - Every request sent and not yet answered to the caller is in
@@ -78,6 +81,7 @@ struct _hgp_client_t {
     int sndtimeo;               /* ZMQ_SNDTIMEO currently set on dealer     */
     //  With discovery only
     zactor_t *discovery;        /* NULL: one static broker, plain DEALER    */
+    zsock_t *monitor;           /* ZMQ_EVENT_DISCONNECTED of the ROUTER     */
     s_broker_t *brokers [S_BROKERS_MAX];    /* live, in JOIN order          */
     size_t nbrokers;
     size_t rr;                  /* round-robin position                     */
@@ -165,6 +169,18 @@ hgp_client_new_config (hgp_config_t *config)
     zsock_set_router_handover (self->dealer, 1);
     zsock_set_sndhwm (self->dealer, 100000);
     zsock_set_rcvhwm (self->dealer, 100000);
+    //  Dropped connections, as they happen (see the top of the file)
+    char monitor [64];
+    snprintf (monitor, sizeof monitor, "inproc://hgp-client-monitor-%p",
+              (void *) self);
+    int rc = zmq_socket_monitor (self->handle, monitor,
+                                 ZMQ_EVENT_DISCONNECTED);
+    assert (rc == 0);
+    self->monitor = zsock_new (ZMQ_PAIR);
+    assert (self->monitor);
+    zsock_set_linger (self->monitor, 0);
+    rc = zsock_connect (self->monitor, "%s", monitor);
+    assert (rc == 0);
     self->pending = zhashx_new ();
     assert (self->pending);
     zhashx_set_destructor (self->pending, s_pending_destroy);
@@ -180,6 +196,9 @@ hgp_client_destroy (hgp_client_t **self_p)
     assert (self_p);
     hgp_client_t *self = *self_p;
     if (self) {
+        if (self->monitor)
+            zmq_socket_monitor (self->handle, NULL, 0);
+        zsock_destroy (&self->monitor);
         zsock_destroy (&self->dealer);
         zactor_destroy (&self->discovery);
         for (size_t i = 0; i < self->nbrokers; i++)
@@ -395,19 +414,52 @@ s_event (hgp_client_t *self, zmsg_t *msg)
         broker->evasive = streq (event.kind, "EVASIVE");
 }
 
-//  Take what discovery has said, waiting up to wait_ms for the first
-//  message; then re-send whatever is due
+//  The monitor says a connection dropped: [event, value][endpoint]. The
+//  broker is down until a send goes through again; what it held moves.
+static void
+s_disconnected (hgp_client_t *self, zmsg_t *msg)
+{
+    zframe_t *head = zmsg_first (msg);
+    zframe_t *address = zmsg_next (msg);
+    uint16_t event = 0;
+    if (!head || zframe_size (head) != 6 || !address)
+        return;
+    memcpy (&event, zframe_data (head), sizeof event);
+    if (event != ZMQ_EVENT_DISCONNECTED)
+        return;
+    for (size_t i = 0; i < self->nbrokers; i++) {
+        s_broker_t *broker = self->brokers [i];
+        if (zframe_streq (address, broker->endpoint) && broker->up) {
+            broker->up = false;
+            broker->retry_at = zclock_mono () + S_PROBE_MS;
+            self->failover_due = true;
+        }
+    }
+}
+
+//  Take what discovery and the monitor have said, waiting up to wait_ms
+//  for the first message; then re-send whatever is due
 static void
 s_events (hgp_client_t *self, int wait_ms)
 {
     self->events_at = zclock_mono () + S_EVENTS_MS;
-    zmq_pollitem_t item = { zsock_resolve (self->discovery), 0, ZMQ_POLLIN, 0 };
-    while (zmq_poll (&item, 1, wait_ms) > 0) {
-        zmsg_t *msg = zmsg_recv (self->discovery);
-        if (!msg)
-            break;
-        s_event (self, msg);
-        zmsg_destroy (&msg);
+    zmq_pollitem_t items [] = {
+        { zsock_resolve (self->discovery), 0, ZMQ_POLLIN, 0 },
+        { zsock_resolve (self->monitor), 0, ZMQ_POLLIN, 0 }
+    };
+    while (zmq_poll (items, 2, wait_ms) > 0) {
+        if (items [0].revents & ZMQ_POLLIN) {
+            zmsg_t *msg = zmsg_recv (self->discovery);
+            if (msg)
+                s_event (self, msg);
+            zmsg_destroy (&msg);
+        }
+        if (items [1].revents & ZMQ_POLLIN) {
+            zmsg_t *msg = zmsg_recv (self->monitor);
+            if (msg)
+                s_disconnected (self, msg);
+            zmsg_destroy (&msg);
+        }
         wait_ms = 0;
     }
     if (self->failover_due)
@@ -648,11 +700,13 @@ s_discovery_recv (hgp_client_t *self, hgp_reply_t *rep, int timeout_ms)
         }
         zmq_pollitem_t items [] = {
             { self->handle, 0, ZMQ_POLLIN, 0 },
-            { zsock_resolve (self->discovery), 0, ZMQ_POLLIN, 0 }
+            { zsock_resolve (self->discovery), 0, ZMQ_POLLIN, 0 },
+            { zsock_resolve (self->monitor), 0, ZMQ_POLLIN, 0 }
         };
-        if (zmq_poll (items, 2, (long) MIN (left, S_WAIT_STEP_MS)) == -1)
+        if (zmq_poll (items, 3, (long) MIN (left, S_WAIT_STEP_MS)) == -1)
             return -1;
-        heard = (items [1].revents & ZMQ_POLLIN) != 0;
+        heard = (items [1].revents & ZMQ_POLLIN)
+             || (items [2].revents & ZMQ_POLLIN);
     }
 }
 
