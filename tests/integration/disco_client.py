@@ -82,6 +82,7 @@ class Client:
         self.events = []             # (wall time, kind, broker id, detail)
         self.log = log
         self.rr = 0
+        self.sent_by = {}            # broker id -> sends, departed ones too
 
     # ---- brokers -----------------------------------------------------
     def event(self, kind, broker_id, detail=""):
@@ -161,6 +162,7 @@ class Client:
             except zmq.Again:
                 continue             # no live connection (IMMEDIATE)
             broker.sent += 1
+            self.sent_by[broker.id] = self.sent_by.get(broker.id, 0) + 1
             p["broker"] = broker
             p["sends"] += 1
             return True
@@ -263,6 +265,7 @@ def run_load(args, log):
         "events": c.events, "failover_successes": failover_successes,
         "brokers": {b.id: {"endpoint": b.endpoint, "sent": b.sent,
                            "answered": b.answered} for b in c.brokers.values()},
+        "sent_by_broker": c.sent_by,
     }
     with open(args.out, "w") as f:
         json.dump(result, f)

@@ -291,9 +291,10 @@ def test_actors_and_clients_find_brokers_scale_out_and_fail_over(cluster, logdir
     acked, ind, errors = res["acked"], res["indeterminate"], res["errors"]
     n_acked = sum(len(v) for v in acked.values())
     n_ind = sum(len(v) for v in ind.values())
-    measured("load (Python beacon client): %d sent in %.1f s, %d acked, %d "
-             "indeterminate, definite errors %r" % (res["sent"], res["seconds"],
-                                                    n_acked, n_ind, errors))
+    measured("load (Python beacon client): %d sent in %.1f s (%d via broker1, "
+             "%d via broker2), %d acked, %d indeterminate, definite errors %r"
+             % (res["sent"], res["seconds"], res["sent_by_broker"].get(b1, 0),
+                res["sent_by_broker"].get(b2, 0), n_acked, n_ind, errors))
 
     # Failover time: kill -9 of broker1 -> first success of a request that
     # had been waiting on it, re-sent to broker2 with the same id
@@ -305,6 +306,10 @@ def test_actors_and_clients_find_brokers_scale_out_and_fail_over(cluster, logdir
              "after %.2f s -> first re-sent request succeeded via broker2 after "
              "%.2f s" % (leave[0] - t_kill, failover))
     assert failover < 3.0
+
+    # The client spread its requests over both brokers while both lived
+    spread = res["sent_by_broker"]
+    assert spread.get(b1, 0) > 0.1 * res["sent"] and spread.get(b2, 0) > 0.1 * res["sent"], spread
 
     # Clients saw at most brief errors
     assert set(errors) <= {"no_actor", "busy", "unavailable"}, errors
