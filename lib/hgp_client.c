@@ -677,7 +677,10 @@ static int
 s_discovery_recv (hgp_client_t *self, hgp_reply_t *rep, int timeout_ms)
 {
     int64_t deadline = timeout_ms < 0 ? -1 : zclock_mono () + timeout_ms;
-    bool heard = true;                  //  look at discovery first thing
+    //  Discovery and the monitor are looked at every S_EVENTS_MS, and at
+    //  once when a wait below was woken by them: a poll per reply would
+    //  cost more than the rest of the hot path
+    bool heard = false;
     while (true) {
         if (heard || zclock_mono () >= self->events_at)
             s_events (self, 0);
