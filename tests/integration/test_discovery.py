@@ -372,9 +372,10 @@ def test_cli_bench_spreads_over_brokers_and_survives_a_broker_kill(cluster, meas
     assert "verify: ok" in out and " 0 errors, 0 indeterminate" in out, out
     # The C client notices the dropped connection (socket monitor, failed
     # send) within milliseconds, so no request waits for the beacon to
-    # expire (2 s): the slowest request of the run bounds the failover time
+    # expire (2 s, so 1.75 s at least after the kill): the slowest request
+    # of the run bounds the failover time
     m = re.search(r"max (\d+)", out)
-    assert m and int(m.group(1)) < 1_000_000, out
+    assert m and int(m.group(1)) < 1_500_000, out
     assert "re-sent to another broker" in out, out
     resent = re.search(r"failover: (\d+) requests", out).group(1)
     rps = re.search(r"requests/s: (\d+)", out).group(1)
