@@ -1452,7 +1452,7 @@ static void
 s_usage (FILE *out)
 {
     fprintf (out, "usage: hgp [GLOBAL OPTIONS] COMMAND [ARGS]\n\n"
-             "Client of an hgp broker: counters over the HGP/1 protocol "
+             "Client of the hgp brokers: counters over the HGP/1 protocol "
              "(schemas/PROTOCOL.md).\n\nCommands:\n");
     for (size_t i = 0; i < COMMANDS; i++) {
         fprintf (out, "  %s%s%s\n", s_commands [i].name,

@@ -17,6 +17,8 @@
  *    applied at most once. A 503 no_actor or 504 from one broker is retried
  *    once or twice on another while budget remains. Without a usable
  *    interface it is exactly hgp_client_new (broker/client_endpoint).
+    Each such client runs its own discovery thread and UDP listener (a
+    gateway with a client per worker thread has one per worker).
  *
  *  hgp_client_call never leaves the caller without an answer: whatever goes
  *  wrong locally becomes an error reply (status, code, message), so the
