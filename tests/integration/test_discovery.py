@@ -245,7 +245,8 @@ def test_actors_and_clients_find_brokers_scale_out_and_fail_over(cluster, logdir
     out = os.path.join(logdir, "load.json")
     load = c.python_client("client", "B", "load", "--broadcast", NET + ".255",
                            "--duration", "12", "--keys", "20", "--window", "32",
-                           "--timeout-ms", "3000", "--out", out)
+                           "--timeout-ms", "3000", "--short-timeout-ms", "1500",
+                           "--short-share", "0.5", "--out", out)
     time.sleep(2.0)
 
     # Scale out: a 4th counter process with the same config joins both
@@ -311,7 +312,11 @@ def test_actors_and_clients_find_brokers_scale_out_and_fail_over(cluster, logdir
     spread = res["sent_by_broker"]
     assert spread.get(b1, 0) > 0.1 * res["sent"] and spread.get(b2, 0) > 0.1 * res["sent"], spread
 
-    # Clients saw at most brief errors
+    # Clients saw at most brief errors. Requests with a 1.5 s budget that
+    # were on broker1 when it died could not outlive the 1.8 s beacon
+    # failover: those are the indeterminate ones, and there must be some,
+    # or the check below would not be tested
+    assert n_ind > 0, res["events"]
     assert set(errors) <= {"no_actor", "busy", "unavailable"}, errors
     assert sum(errors.values()) + n_ind < 0.02 * res["sent"], (errors, n_ind)
     assert n_acked > 0.95 * res["sent"]
@@ -336,11 +341,17 @@ def test_actors_and_clients_find_brokers_scale_out_and_fail_over(cluster, logdir
         outcome = json.load(f)
     assert all(status == 200 for status, _ in outcome.values()), outcome
     after = c.counters_in_redis(names)
+    applied_before = 0
     for (r, t), before, final in zip(names, finals, after):
         key = "%s/%s" % (r, t)
         assert final == len(acked[key]) + len(ind[key]), key
         replayed = sum(1 for rid in ind[key] if outcome[rid][1])
         assert before - len(acked[key]) == replayed, key
+        applied_before += replayed
+    measured("jepsen: %d indeterminate increments; %d of them had been applied "
+             "(their retry replayed), %d had not (their retry applied them); "
+             "final = acked + applied indeterminate on all %d keys"
+             % (n_ind, applied_before, n_ind - applied_before, len(names)))
 
     # The cluster as the CLI sees it: one broker, the two live actors
     view = c.wait_view(lambda v: set(v) == {b2} and set(v[b2]) == {a["c3"], a["c4"]},
