@@ -24,7 +24,8 @@ endif
 CFLAGS_ALL = $(WARN) $(OPT) $(INC) $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CFLAGS)
 LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread $(LDLIBS)
 
-LIB_SRC := schemas/hgp_codec.c lib/hgp_config.c lib/hgp_process.c lib/hgp_keyspace.c lib/hgp_client.c
+LIB_SRC := schemas/hgp_codec.c lib/hgp_config.c lib/hgp_process.c lib/hgp_keyspace.c lib/hgp_client.c \
+           lib/hgp_discovery.c
 LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/obj/%.o)
 LIB_A   := $(OUT)/libhgp.a
 
@@ -35,7 +36,7 @@ GATEWAY_SRC := gateway/hgp_gateway.c gateway/hgp_json.c gateway/hgp_metrics.c ga
 
 BINS := $(BIN)/hgp-broker $(BIN)/hgp-counter $(BIN)/hgp $(BIN)/hgp-gateway
 
-.PHONY: all deps test unit integration fuzz bench run clean help
+.PHONY: all deps test unit integration fuzz bench bench-scaling run clean help
 all: $(BINS)
 
 help:
@@ -43,6 +44,7 @@ help:
 	@echo "make deps     install missing Debian packages (see DEVELOPERS.md)"
 	@echo "make test     deps, sanitized build, unit + fuzz-smoke + integration tests"
 	@echo "make bench    release build; hgp bench at window 1, 16, 128; wrk vs hello-world"
+	@echo "make bench-scaling  release build, hgp bench with 1, 2, 4 counter actors"
 	@echo "make run      deps, build, start redis + broker + 2 counter actors + gateway"
 
 $(OUT)/obj/%.o: %.c
@@ -113,6 +115,9 @@ fuzz:
 bench: all
 	scripts/bench.sh
 	scripts/bench_http.sh
+
+bench-scaling: all
+	scripts/bench_scaling.sh
 
 run: deps all
 	scripts/run.sh

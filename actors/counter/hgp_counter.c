@@ -1,9 +1,12 @@
 /*  hgp_counter.c - the counter actor: incr, get and mget on Redis
  *
- *  One zactor thread owns one DEALER to the broker (schemas/PROTOCOL.md
- *  section 5) and one blocking hiredis connection. Nothing else touches
- *  either, so there are no locks and no callbacks: the actor polls, drains
- *  what the broker sent, goes to Redis once, replies, and polls again.
+ *  One zactor thread owns one DEALER per broker it knows (schemas/PROTOCOL.md
+ *  sections 5 and 9), the discovery actor that tells it which brokers
+ *  exist (lib/hgp_discovery.c: beacons, or the one static endpoint), and
+ *  one blocking hiredis connection. Nothing else touches any of them, so
+ *  there are no locks and no callbacks: the actor polls, drains what the
+ *  brokers sent, goes to Redis once for all of it, replies to each broker
+ *  on its own DEALER, and polls again.
  *
  *  Invariants, and why they hold:
  *
@@ -36,13 +39,25 @@
  *    trip per request, and the script keeps increments in arrival order,
  *    so two requests with the same id in one batch still count once.
  *
- *  - The actor outlives its peers. A silent broker (heartbeat/interval x
- *    heartbeat/liveness) or a DISCONNECT gets a fresh DEALER and READY; a
- *    lost Redis connection is reopened (and the script loaded again) at
- *    most every 200 ms to 1 s, without restarting anything.
+ *  - The actor outlives its peers. Each broker link has its own READY and
+ *    heartbeat state: a silent broker (heartbeat/interval x
+ *    heartbeat/liveness) or a DISCONNECT gets a fresh DEALER and READY on
+ *    that link only; a broker that discovery says left (leaving beacon, or
+ *    no beacon for 8 intervals) loses its link. A lost Redis connection is
+ *    reopened (and the script loaded again) at most every 200 ms to 1 s,
+ *    without restarting anything.
+ *
+ *  - Serving several brokers changes nothing about exactly-once: each
+ *    broker routes a key to its own rendezvous owner, and while brokers
+ *    disagree about the live actors (for a beacon interval after a join,
+ *    a heartbeat expiry after a death) two actors may write one key. That
+ *    is safe because no actor caches a value and the Lua script makes
+ *    increment plus idempotency record one atomic step in Redis
+ *    (PROTOCOL.md 9.5 says what is fenced and what is not).
  */
 #include "hgp_counter.h"
 #include "hgp_codec.h"
+#include "hgp_discovery.h"
 #include "hgp_keyspace.h"
 #include "hgp_process.h"
 #include <ctype.h>
@@ -118,8 +133,23 @@ typedef struct {
     int redis_db;               /* SELECTed when not 0                     */
 } s_settings_t;
 
+/*  Our link to one broker: a DEALER with its own READY and heartbeats */
+typedef struct {
+    char broker_id [40];        /* from discovery, "static" without it     */
+    char *endpoint;             /* its actor endpoint                      */
+    zsock_t *dealer;            /* connected to endpoint                   */
+    int64_t heartbeat_at;       /* next HEARTBEAT due, zclock_mono ms      */
+    int64_t expiry_at;          /* broker dead if silent until then        */
+    bool lost;                  /* reconnected after silence, not heard yet */
+    bool restart;               /* got DISCONNECT: new DEALER after batch  */
+    uint64_t served;            /* replies sent on this link               */
+} s_link_t;
+
+#define S_LINKS_MAX         64          /* brokers served at once           */
+
 /*  One request of the current batch */
 typedef struct {
+    s_link_t *link;             /* the broker it came from, answered there */
     uint8_t token [8];          /* the broker's handle, echoed in REPLY    */
     int64_t deadline;           /* zclock_mono ms when its budget ends     */
     hgp_request_t request;      /* decoded body (empty if it did not)      */
@@ -139,13 +169,13 @@ typedef struct {
 
 struct _hgp_counter_t {
     zsock_t *pipe;              /* commands from the caller                */
-    zsock_t *dealer;            /* to the broker's actor endpoint          */
+    zactor_t *discovery;        /* tells which brokers there are           */
+    s_link_t *links [S_LINKS_MAX];  /* one per broker we serve             */
+    size_t nlinks;              /* entries used in links                   */
+    size_t next_link;           /* first link drained next time (fairness) */
     s_settings_t settings;      /* what the config said                    */
     char actor_id [33];         /* random per start, told in READY         */
     bool terminated;            /* $TERM received                          */
-    int64_t heartbeat_at;       /* next HEARTBEAT due, zclock_mono ms      */
-    int64_t expiry_at;          /* broker dead if silent until then        */
-    bool broker_lost;           /* reconnected after silence, not heard yet */
     redisContext *redis;        /* NULL while not connected                */
     char sha [41];              /* the script's SHA1, loaded on redis      */
     bool redis_up;              /* for logging transitions only            */
@@ -303,6 +333,8 @@ hgp_counter_config_check (hgp_config_t *config)
 {
     s_settings_t s;
     char *error = s_settings_load (config, &s);
+    if (!error)
+        error = hgp_discovery_config_check (config);
     if (!error) {
         //  Only libzmq knows what endpoints it takes; ask it
         zsock_t *probe = zsock_new (ZMQ_DEALER);
@@ -978,9 +1010,13 @@ s_batch_apply (hgp_counter_t *self, size_t count)
                     "unavailable", message);
 }
 
+/*  --------------------------------------------------------------------------
+    Broker links
+*/
+
 static void
-s_broker_send (hgp_counter_t *self, uint8_t command, const void *a,
-               size_t asize, const void *b, size_t bsize)
+s_link_send (s_link_t *link, uint8_t command, const void *a, size_t asize,
+             const void *b, size_t bsize)
 {
     struct { const void *data; size_t size; } frames [4] = {
         { HGP_PROTO_ACTOR, strlen (HGP_PROTO_ACTOR) },
@@ -989,13 +1025,14 @@ s_broker_send (hgp_counter_t *self, uint8_t command, const void *a,
         { b, bsize }
     };
     size_t nframes = b ? 4 : a ? 3 : 2;
-    void *socket = zsock_resolve (self->dealer);
+    void *socket = zsock_resolve (link->dealer);
     for (size_t i = 0; i < nframes; i++) {
         int flags = ZMQ_DONTWAIT | (i + 1 < nframes ? ZMQ_SNDMORE : 0);
         if (zmq_send (socket, frames [i].data, frames [i].size, flags) == -1) {
             //  Only the first frame can fail (high-water mark): the broker
             //  is not reading. It answers 504 for a lost REPLY.
-            zsys_warning ("broker: cannot send command %d: %s", command,
+            zsys_warning ("broker %s: cannot send command %d: %s",
+                          link->endpoint, command,
                           zmq_strerror (zmq_errno ()));
             return;
         }
@@ -1027,8 +1064,9 @@ s_batch_reply (hgp_counter_t *self, size_t count)
             int rc = hgp_reply_encode_error (item->reply.id, &error, &self->buf);
             assert (rc == 0);
         }
-        s_broker_send (self, HGP_CMD_REPLY, item->token, sizeof item->token,
-                       self->buf.data, self->buf.size);
+        s_link_send (item->link, HGP_CMD_REPLY, item->token,
+                     sizeof item->token, self->buf.data, self->buf.size);
+        item->link->served++;
         hgp_request_clear (&item->request);
         hgp_reply_clear (&item->reply);
     }
@@ -1036,8 +1074,9 @@ s_batch_reply (hgp_counter_t *self, size_t count)
 
 /*  Take a REQUEST into item; false if it cannot even be answered */
 static bool
-s_item_accept (s_item_t *item, zmsg_t *msg)
+s_item_accept (s_item_t *item, s_link_t *link, zmsg_t *msg)
 {
+    item->link = link;
     zframe_t *token = zmsg_next (msg);
     zframe_t *budget = zmsg_next (msg);
     zframe_t *body = zmsg_next (msg);
@@ -1073,25 +1112,26 @@ s_item_accept (s_item_t *item, zmsg_t *msg)
 }
 
 
-/*  --------------------------------------------------------------------------
-    Broker connection
-*/
-
+/*  A fresh DEALER to the link's broker, and READY on it */
 static void
-s_broker_connect (hgp_counter_t *self)
+s_link_connect (hgp_counter_t *self, s_link_t *link)
 {
-    zsock_destroy (&self->dealer);
-    self->dealer = zsock_new (ZMQ_DEALER);
-    assert (self->dealer);
+    zsock_destroy (&link->dealer);
+    link->dealer = zsock_new (ZMQ_DEALER);
+    assert (link->dealer);
     //  The broker holds at most capacity requests here; room for their
     //  replies and heartbeats on top
     int hwm = (int) self->settings.capacity + 1000;
-    zsock_set_sndhwm (self->dealer, hwm);
-    zsock_set_rcvhwm (self->dealer, hwm);
-    zsock_set_rcvtimeo (self->dealer, 0);       //  we only read when ready
-    zsock_set_linger (self->dealer, 0);
-    int rc = zsock_connect (self->dealer, "%s", self->settings.endpoint);
-    assert (rc == 0);                   //  hgp_counter_config_check tried it
+    zsock_set_sndhwm (link->dealer, hwm);
+    zsock_set_rcvhwm (link->dealer, hwm);
+    zsock_set_rcvtimeo (link->dealer, 0);       //  we only read when ready
+    zsock_set_linger (link->dealer, 0);
+    if (zsock_connect (link->dealer, "%s", link->endpoint) == -1)
+        //  hgp_counter_config_check tried the static one; a beaconed one
+        //  is tcp://address:port built by discovery. Keep the link: its
+        //  expiry tries again, and the log says why.
+        zsys_error ("broker %s: cannot connect: %s", link->endpoint,
+                    zmq_strerror (zmq_errno ()));
 
     hgp_ready_t ready;
     memset (&ready, 0, sizeof ready);
@@ -1099,60 +1139,145 @@ s_broker_connect (hgp_counter_t *self)
     snprintf (ready.actor_id, sizeof ready.actor_id, "%s", self->actor_id);
     ready.capacity = (uint32_t) self->settings.capacity;
     self->buf.size = 0;
-    rc = hgp_ready_encode (&ready, &self->buf);
+    int rc = hgp_ready_encode (&ready, &self->buf);
     assert (rc == 0);
-    s_broker_send (self, HGP_CMD_READY, self->buf.data, self->buf.size,
-                   NULL, 0);
+    s_link_send (link, HGP_CMD_READY, self->buf.data, self->buf.size,
+                 NULL, 0);
     int64_t now = zclock_mono ();
-    self->heartbeat_at = now + self->settings.heartbeat;
-    self->expiry_at = now + self->settings.heartbeat * self->settings.liveness;
+    link->heartbeat_at = now + self->settings.heartbeat;
+    link->expiry_at = now + self->settings.heartbeat * self->settings.liveness;
+    link->restart = false;
 }
 
-/*  Drain what the broker sent, up to one batch, and serve it */
+static s_link_t *
+s_link_lookup (hgp_counter_t *self, const char *broker_id)
+{
+    for (size_t i = 0; i < self->nlinks; i++)
+        if (streq (self->links [i]->broker_id, broker_id))
+            return self->links [i];
+    return NULL;
+}
+
 static void
-s_broker_recv (hgp_counter_t *self)
+s_link_add (hgp_counter_t *self, const char *broker_id, const char *endpoint)
+{
+    if (self->nlinks == S_LINKS_MAX) {
+        zsys_warning ("broker %s at %s: not served, %d brokers already",
+                      broker_id, endpoint, S_LINKS_MAX);
+        return;
+    }
+    s_link_t *link = (s_link_t *) zmalloc (sizeof (s_link_t));
+    assert (link);
+    snprintf (link->broker_id, sizeof link->broker_id, "%s", broker_id);
+    link->endpoint = strdup (endpoint);
+    assert (link->endpoint);
+    self->links [self->nlinks++] = link;
+    s_link_connect (self, link);
+    zsys_info ("broker %s at %s: serving it (%zu brokers)", broker_id,
+               endpoint, self->nlinks);
+}
+
+//  Close a link; polite tells the broker DISCONNECT first and lets it leave
+static void
+s_link_remove (hgp_counter_t *self, s_link_t *link, bool polite)
+{
+    if (polite) {
+        s_link_send (link, HGP_CMD_DISCONNECT, NULL, 0, NULL, 0);
+        zsock_set_linger (link->dealer,
+                          (int) MIN (self->settings.heartbeat, 1000));
+    }
+    size_t i = 0;
+    while (self->links [i] != link)
+        i++;
+    memmove (&self->links [i], &self->links [i + 1],
+             (self->nlinks - i - 1) * sizeof (s_link_t *));
+    self->nlinks--;
+    zsock_destroy (&link->dealer);
+    free (link->endpoint);
+    free (link);
+}
+
+//  Discovery says a broker joined or left. Evasive brokers keep their
+//  link: our own heartbeats tell whether the broker still talks to us.
+static void
+s_discovery_recv (hgp_counter_t *self)
+{
+    hgp_discovery_event_t event;
+    if (hgp_discovery_event_recv (self->discovery, &event))
+        return;
+    s_link_t *link = s_link_lookup (self, event.broker_id);
+    if (streq (event.kind, "JOIN")) {
+        if (link && streq (link->endpoint, event.actor_endpoint))
+            return;
+        if (link)
+            s_link_remove (self, link, false);
+        s_link_add (self, event.broker_id, event.actor_endpoint);
+    }
+    else
+    if (streq (event.kind, "LEAVE") && link) {
+        zsys_info ("broker %s at %s: %s; %" PRIu64 " replies sent to it,"
+                   " closing the link (%zu brokers left)", link->broker_id,
+                   link->endpoint, event.reason, link->served,
+                   self->nlinks - 1);
+        s_link_remove (self, link, false);
+    }
+}
+
+/*  Drain what the brokers sent, up to one batch, and serve it. Links are
+    drained in turn from a rotating start, so a busy broker cannot starve
+    another of batch slots. */
+static void
+s_links_recv (hgp_counter_t *self, zmq_pollitem_t *items)
 {
     size_t count = 0;
     size_t keys = 0;
-    bool disconnected = false;
-    while (count < (size_t) self->settings.batch_max
-       &&  keys < S_BATCH_KEYS_MAX && !disconnected) {
-        zmsg_t *msg = zmsg_recv (self->dealer);
-        if (!msg)
-            break;                      //  drained
-        self->expiry_at = zclock_mono ()
-                        + self->settings.heartbeat * self->settings.liveness;
-        if (self->broker_lost) {
-            zsys_info ("broker: heard from %s again", self->settings.endpoint);
-            self->broker_lost = false;
-        }
-        zframe_t *signature = zmsg_first (msg);
-        zframe_t *command = zmsg_next (msg);
-        if (!command || !zframe_streq (signature, HGP_PROTO_ACTOR)
-        ||  zframe_size (command) != 1)
-            zsys_warning ("broker: dropped a message that is not %s",
-                          HGP_PROTO_ACTOR);
-        else
-        switch (zframe_data (command) [0]) {
-            case HGP_CMD_REQUEST: {
-                s_item_t *item = &self->items [count];
-                if (s_item_accept (item, msg)) {
-                    keys += item->request.op == HGP_OP_MGET
-                          ? item->request.nkeys : 1;
-                    count++;
-                }
-                break;
+    size_t n = self->nlinks;
+    size_t start = self->next_link++;
+    for (size_t k = 0; k < n; k++) {
+        size_t index = (start + k) % n;
+        if (!(items [index].revents & ZMQ_POLLIN))
+            continue;
+        s_link_t *link = self->links [index];
+        while (count < (size_t) self->settings.batch_max
+           &&  keys < S_BATCH_KEYS_MAX && !link->restart) {
+            zmsg_t *msg = zmsg_recv (link->dealer);
+            if (!msg)
+                break;                  //  drained
+            link->expiry_at = zclock_mono ()
+                            + self->settings.heartbeat
+                            * self->settings.liveness;
+            if (link->lost) {
+                zsys_info ("broker %s: heard from it again", link->endpoint);
+                link->lost = false;
             }
-            case HGP_CMD_HEARTBEAT:
-                break;
-            case HGP_CMD_DISCONNECT:
-                disconnected = true;
-                break;
-            default:
-                zsys_warning ("broker: dropped unknown command %d",
-                              zframe_data (command) [0]);
+            zframe_t *signature = zmsg_first (msg);
+            zframe_t *command = zmsg_next (msg);
+            if (!command || !zframe_streq (signature, HGP_PROTO_ACTOR)
+            ||  zframe_size (command) != 1)
+                zsys_warning ("broker %s: dropped a message that is not %s",
+                              link->endpoint, HGP_PROTO_ACTOR);
+            else
+            switch (zframe_data (command) [0]) {
+                case HGP_CMD_REQUEST: {
+                    s_item_t *item = &self->items [count];
+                    if (s_item_accept (item, link, msg)) {
+                        keys += item->request.op == HGP_OP_MGET
+                              ? item->request.nkeys : 1;
+                        count++;
+                    }
+                    break;
+                }
+                case HGP_CMD_HEARTBEAT:
+                    break;
+                case HGP_CMD_DISCONNECT:
+                    link->restart = true;
+                    break;
+                default:
+                    zsys_warning ("broker %s: dropped unknown command %d",
+                                  link->endpoint, zframe_data (command) [0]);
+            }
+            zmsg_destroy (&msg);
         }
-        zmsg_destroy (&msg);
     }
     if (count) {
         s_batch_apply (self, count);
@@ -1160,10 +1285,42 @@ s_broker_recv (hgp_counter_t *self)
         //  it no longer wants, and redelivers by id what it wants again
         s_batch_reply (self, count);
     }
-    if (disconnected) {
-        zsys_info ("broker: got DISCONNECT, sending READY again");
-        s_broker_connect (self);
+    for (size_t i = 0; i < self->nlinks; i++)
+        if (self->links [i]->restart) {
+            zsys_info ("broker %s: got DISCONNECT, sending READY again",
+                       self->links [i]->endpoint);
+            s_link_connect (self, self->links [i]);
+        }
+}
+
+/*  Heartbeats and silence, per link; returns the earliest time due */
+static int64_t
+s_links_timers (hgp_counter_t *self, int64_t now)
+{
+    s_settings_t *s = &self->settings;
+    int64_t wake = now + s->heartbeat;
+    bool beat = false;
+    for (size_t i = 0; i < self->nlinks; i++) {
+        s_link_t *link = self->links [i];
+        if (now >= link->expiry_at) {
+            if (!link->lost)
+                zsys_warning ("broker %s: silent for %" PRId64 " ms,"
+                              " connecting again", link->endpoint,
+                              s->heartbeat * s->liveness);
+            link->lost = true;
+            s_link_connect (self, link);
+        }
+        if (now >= link->heartbeat_at) {
+            s_link_send (link, HGP_CMD_HEARTBEAT, NULL, 0, NULL, 0);
+            link->heartbeat_at = now + s->heartbeat;
+            beat = true;
+        }
+        wake = MIN (wake, MIN (link->heartbeat_at, link->expiry_at));
     }
+    //  Notice a lost Redis while idle, so the log tells when
+    if (beat && self->redis && !s_redis_alive (self))
+        s_redis_drop (self, "closed by the server");
+    return wake;
 }
 
 
@@ -1185,6 +1342,8 @@ s_counter_new (zsock_t *pipe, hgp_config_t *config)
     snprintf (self->ttl, sizeof self->ttl, "%" PRId64,
               self->settings.dedup_ttl);
     self->redis_retry_delay = S_RETRY_MIN;
+    self->discovery = zactor_new (hgp_discovery_actor, config);
+    assert (self->discovery);
 
     size_t batch = (size_t) self->settings.batch_max;
     self->items = (s_item_t *) calloc (batch, sizeof (s_item_t));
@@ -1205,7 +1364,9 @@ s_counter_destroy (hgp_counter_t **self_p)
     assert (self_p);
     hgp_counter_t *self = *self_p;
     if (self) {
-        zsock_destroy (&self->dealer);
+        while (self->nlinks)
+            s_link_remove (self, self->links [0], false);
+        zactor_destroy (&self->discovery);
         if (self->redis)
             redisFree (self->redis);
         s_settings_clear (&self->settings);
@@ -1243,60 +1404,51 @@ hgp_counter_actor (zsock_t *pipe, void *args)
     hgp_counter_t *self = s_counter_new (pipe, (hgp_config_t *) args);
     zsock_signal (pipe, 0);
     s_settings_t *s = &self->settings;
-    zsys_info ("counter: actor %s, capacity %" PRId64 ", batch %" PRId64
-               ", broker %s, redis %s:%d db %d", self->actor_id, s->capacity,
-               s->batch_max, s->endpoint, s->redis_host, s->redis_port,
-               s->redis_db);
+    zsys_info ("counter: actor %s, capacity %" PRId64 " per broker, batch %"
+               PRId64 ", redis %s:%d db %d", self->actor_id, s->capacity,
+               s->batch_max, s->redis_host, s->redis_port, s->redis_db);
     s_redis_connect (self, false);      //  failure is logged and retried
-    s_broker_connect (self);
+    zstr_send (self->discovery, "LISTEN");  //  links come as JOIN events
 
+    zmq_pollitem_t items [2 + S_LINKS_MAX];
+    int64_t wake = zclock_mono ();
     while (!self->terminated) {
         int64_t now = zclock_mono ();
-        int64_t wake = MIN (self->heartbeat_at, self->expiry_at);
         if (!self->redis)
             wake = MIN (wake, self->redis_retry_at);
-        zmq_pollitem_t items [] = {
-            { zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0 },
-            { zsock_resolve (self->dealer), 0, ZMQ_POLLIN, 0 }
-        };
-        if (zmq_poll (items, 2, (long) MAX (wake - now, 0)) == -1) {
+        size_t n = self->nlinks;
+        for (size_t i = 0; i < n; i++)
+            items [i] = (zmq_pollitem_t) {
+                zsock_resolve (self->links [i]->dealer), 0, ZMQ_POLLIN, 0 };
+        items [n] = (zmq_pollitem_t) {
+            zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0 };
+        items [n + 1] = (zmq_pollitem_t) {
+            zsock_resolve (self->discovery), 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll (items, (int) n + 2, (long) MAX (wake - now, 0)) == -1) {
             if (zmq_errno () == EINTR)
                 continue;
             zsys_error ("counter: poll failed: %s", zmq_strerror (zmq_errno ()));
             break;
         }
-        if (items [0].revents & ZMQ_POLLIN)
+        if (items [n].revents & ZMQ_POLLIN)
             s_pipe_recv (self);
         if (self->terminated)
             break;
         //  Input before timers: after a pause (SIGSTOP, a slow Redis) the
-        //  broker's messages are waiting and prove it alive
-        if (items [1].revents & ZMQ_POLLIN)
-            s_broker_recv (self);
-
+        //  brokers' messages are waiting and prove them alive
+        s_links_recv (self, items);
+        //  Only now may links come and go: items [] indexes them
+        if (items [n + 1].revents & ZMQ_POLLIN)
+            s_discovery_recv (self);
         now = zclock_mono ();
-        if (now >= self->expiry_at) {
-            if (!self->broker_lost)
-                zsys_warning ("broker: silent for %" PRId64 " ms, connecting"
-                              " again to %s", s->heartbeat * s->liveness,
-                              s->endpoint);
-            self->broker_lost = true;
-            s_broker_connect (self);
-        }
-        if (now >= self->heartbeat_at) {
-            s_broker_send (self, HGP_CMD_HEARTBEAT, NULL, 0, NULL, 0);
-            self->heartbeat_at = now + s->heartbeat;
-            //  Notice a lost Redis while idle, so the log tells when
-            if (self->redis && !s_redis_alive (self))
-                s_redis_drop (self, "closed by the server");
-        }
+        wake = s_links_timers (self, now);
         if (!self->redis && now >= self->redis_retry_at)
             s_redis_connect (self, false);
     }
-    //  Give DISCONNECT a moment to leave; the broker redelivers anything
-    //  it had sent us that is still unread
-    s_broker_send (self, HGP_CMD_DISCONNECT, NULL, 0, NULL, 0);
-    zsock_set_linger (self->dealer, (int) MIN (s->heartbeat, 1000));
+    //  DISCONNECT to every broker, with a moment to leave: each redelivers
+    //  what it had sent us that is still unread to the other actors
     zsys_info ("counter: actor %s stopped", self->actor_id);
+    while (self->nlinks)
+        s_link_remove (self, self->links [0], true);
     s_counter_destroy (&self);
 }

@@ -22,7 +22,7 @@ s_rand (uint64_t *state)
     return x ^ (x >> 31);
 }
 
-#define SEEDS 5
+#define SEEDS 6
 
 static void
 s_seeds (hgp_buf_t *bufs)
@@ -57,6 +57,15 @@ s_seeds (hgp_buf_t *bufs)
     hgp_error_t err;
     hgp_error_set (&err, 503, "busy", "queue full");
     hgp_reply_encode_error ("x", &err, &bufs [4]);
+
+    /*  A broker beacon: fixed binary layout, mutated like the bodies */
+    hgp_beacon_t beacon = { HGP_BEACON_ALIVE,
+                            "0123456789abcdef0123456789abcdef", 5555, 5556 };
+    uint8_t wire [HGP_BEACON_SIZE];
+    hgp_beacon_encode (&beacon, wire, sizeof wire);
+    bufs [5].data = malloc (HGP_BEACON_SIZE);
+    memcpy (bufs [5].data, wire, HGP_BEACON_SIZE);
+    bufs [5].size = bufs [5].alloc = HGP_BEACON_SIZE;
 }
 
 int
