@@ -1,7 +1,8 @@
 /*  hgp_discovery.c - broker beacons and the live broker set (see .h)
  *
  *  One zactor thread owns one CZMQ zbeacon (itself a zactor with a UDP
- *  socket) and a small table of the brokers it has heard. Every beacon goes
+ *  socket) and a small table of the brokers it has heard, and tells its
+ *  owner on the pipe (LISTEN) and/or every subscriber on an XPUB (EVENTS). Every beacon goes
  *  through hgp_beacon_decode, the codec's one validating reader, before
  *  anything looks at it; junk on the port is counted and logged a few
  *  times, never trusted.
@@ -65,7 +66,9 @@ typedef struct {
     char *static_reason;            /* why static, NULL when beaconing      */
     char *static_client;            /* broker/client_endpoint               */
     char *static_actor;             /* broker/actor_endpoint                */
-    bool listening;                 /* LISTEN received                      */
+    bool listening;                 /* LISTEN or EVENTS: hearing beacons    */
+    bool piped;                     /* LISTEN: events go to the pipe        */
+    zsock_t *events;                /* EVENTS: XPUB for subscribers, or NULL */
     bool publishing;                /* PUBLISH received and beaconing       */
     bool logged;                    /* told the log which mode we are in    */
     hgp_beacon_t published;         /* what we beacon                       */
@@ -211,6 +214,7 @@ s_self_destroy (s_self_t **self_p)
     if (!self)
         return;
     zactor_destroy (&self->beacon);
+    zsock_destroy (&self->events);
     free (self->interface);
     free (self->static_reason);
     free (self->static_client);
@@ -247,6 +251,63 @@ s_log_mode (s_self_t *self, bool quiet)
 
 
 /*  --------------------------------------------------------------------
+ *  Telling the owner, and the EVENTS subscribers
+ */
+
+//  One event, [kind][id][detail][detail2] with the details that are not
+//  NULL, to the pipe (LISTEN) and to every subscriber (EVENTS)
+static void
+s_emit (s_self_t *self, const char *kind, const char *id, const char *detail,
+        const char *detail2)
+{
+    if (self->piped)
+        zstr_sendx (self->pipe, kind, id, detail, detail2, NULL);
+    if (self->events)
+        zstr_sendx (self->events, kind, id, detail, detail2, NULL);
+}
+
+//  A subscriber's own topic ("@..."): the whole table to it alone, as
+//  JOIN then ALIVE or EVASIVE per broker. Its kind subscriptions came on
+//  the same pipe before this one, so events from now on reach it as well,
+//  after this snapshot; those sent before it are older than the snapshot,
+//  and replaying them first leaves the subscriber in the same state.
+static void
+s_snapshot (s_self_t *self, const char *topic)
+{
+    if (!self->beacon)
+        zstr_sendx (self->events, topic, "JOIN", HGP_DISCOVERY_STATIC_ID,
+                    self->static_client, self->static_actor, NULL);
+    for (size_t i = 0; i < self->npeers; i++) {
+        s_peer_t *peer = &self->peers [i];
+        zstr_sendx (self->events, topic, "JOIN", peer->id,
+                    peer->client_endpoint, peer->actor_endpoint, NULL);
+        zstr_sendx (self->events, topic,
+                    peer->evasive ? "EVASIVE" : "ALIVE", peer->id, NULL);
+    }
+}
+
+//  XPUB hands up subscriptions (VERBOSE: every one, even a repeat):
+//  [0x01 topic] subscribe, [0x00 topic] unsubscribe. Only our own
+//  snapshot topics matter; kind subscriptions and leaving are nothing to do.
+static void
+s_events_recv (s_self_t *self)
+{
+    zframe_t *frame = zframe_recv (self->events);
+    if (!frame)
+        return;
+    size_t size = zframe_size (frame);
+    const char *data = (const char *) zframe_data (frame);
+    if (size > 2 && size < 64 && data [0] == 1 && data [1] == '@') {
+        char topic [64];
+        memcpy (topic, data + 1, size - 1);
+        topic [size - 1] = 0;
+        s_snapshot (self, topic);
+    }
+    zframe_destroy (&frame);
+}
+
+
+/*  --------------------------------------------------------------------
  *  The broker table
  */
 
@@ -276,7 +337,7 @@ static void
 s_peer_leave (s_self_t *self, s_peer_t *peer, const char *why, int64_t now)
 {
     if (self->listening)
-        zstr_sendx (self->pipe, "LEAVE", peer->id, why, NULL);
+        s_emit (self, "LEAVE", peer->id, why, NULL);
     if (!streq (why, "moved")) {
         s_left_t *left = &self->left [self->left_next++ % S_LEFT_MAX];
         snprintf (left->id, sizeof left->id, "%s", peer->id);
@@ -321,8 +382,8 @@ s_peer_join (s_self_t *self, const char *address, const hgp_beacon_t *beacon,
     memcpy (peer->actor_endpoint, actor_endpoint, sizeof actor_endpoint);
     peer->heard_at = now;
     if (self->listening)
-        zstr_sendx (self->pipe, "JOIN", peer->id, peer->client_endpoint,
-                    peer->actor_endpoint, NULL);
+        s_emit (self, "JOIN", peer->id, peer->client_endpoint,
+                peer->actor_endpoint);
 }
 
 static void
@@ -364,7 +425,7 @@ s_beacon_heard (s_self_t *self, const char *address, const uint8_t *data,
     if (peer->evasive) {
         peer->evasive = false;
         if (self->listening)
-            zstr_sendx (self->pipe, "ALIVE", peer->id, NULL);
+            s_emit (self, "ALIVE", peer->id, NULL, NULL);
     }
 }
 
@@ -386,7 +447,7 @@ s_peers_check (s_self_t *self)
         if (silent >= evasive && !peer->evasive) {
             peer->evasive = true;
             if (self->listening)
-                zstr_sendx (self->pipe, "EVASIVE", peer->id, NULL);
+                s_emit (self, "EVASIVE", peer->id, NULL, NULL);
         }
         i++;
     }
@@ -508,6 +569,18 @@ s_brokers_reply (s_self_t *self)
     zmsg_send (&reply, self->pipe);
 }
 
+//  Start hearing beacons (once, for LISTEN and EVENTS alike)
+static void
+s_listen (s_self_t *self)
+{
+    if (self->listening)
+        return;
+    self->listening = true;
+    if (self->beacon)
+        zsock_send (self->beacon, "sb", "SUBSCRIBE", HGP_BEACON_TAG,
+                    strlen (HGP_BEACON_TAG));
+}
+
 static void
 s_pipe_command (s_self_t *self)
 {
@@ -530,15 +603,38 @@ s_pipe_command (s_self_t *self)
         char *option = zmsg_popstr (msg);
         s_log_mode (self, option && streq (option, "quiet"));
         zstr_free (&option);
-        if (!self->listening) {
-            self->listening = true;
+        if (!self->piped) {
+            self->piped = true;
             if (!self->beacon)
                 zstr_sendx (self->pipe, "JOIN", HGP_DISCOVERY_STATIC_ID,
                             self->static_client, self->static_actor, NULL);
-            if (self->beacon)
-                zsock_send (self->beacon, "sb", "SUBSCRIBE", HGP_BEACON_TAG,
-                            strlen (HGP_BEACON_TAG));
         }
+        s_listen (self);
+    }
+    else
+    if (streq (command, "EVENTS")) {
+        char *endpoint = zmsg_popstr (msg);
+        int rc = -1;
+        if (endpoint && !self->events) {
+            self->events = zsock_new (ZMQ_XPUB);
+            assert (self->events);
+            zsock_set_linger (self->events, 0);
+            zsock_set_xpub_verbose (self->events, 1);
+            //  Events are few and none may be dropped, even for a
+            //  subscriber that has not read for a long while
+            zsock_set_sndhwm (self->events, 0);
+            rc = zsock_bind (self->events, "%s", endpoint);
+            if (rc == 0) {
+                s_log_mode (self, false);
+                s_listen (self);
+            }
+            else {
+                zsys_error ("discovery: cannot bind events on %s", endpoint);
+                zsock_destroy (&self->events);
+            }
+        }
+        zstr_free (&endpoint);
+        zsock_signal (self->pipe, rc == 0 ? 0 : 1);
     }
     else
     if (streq (command, "PUBLISH"))
@@ -581,21 +677,35 @@ hgp_discovery_actor (zsock_t *pipe, void *args)
     zsock_signal (pipe, 0);
     int64_t check_at = zclock_mono ();
     while (!self->terminated) {
-        zmq_pollitem_t items [] = {
-            { zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0 },
-            { self->beacon ? zsock_resolve (self->beacon) : NULL, 0,
-              ZMQ_POLLIN, 0 }
+        zmq_pollitem_t items [3] = {
+            { zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0 }
         };
+        int nitems = 1, beacon_at = -1, events_at = -1;
+        if (self->beacon) {
+            beacon_at = nitems;
+            items [nitems++] = (zmq_pollitem_t) {
+                zsock_resolve (self->beacon), 0, ZMQ_POLLIN, 0 };
+        }
+        if (self->events) {
+            events_at = nitems;
+            items [nitems++] = (zmq_pollitem_t) {
+                zsock_resolve (self->events), 0, ZMQ_POLLIN, 0 };
+        }
         int64_t wait = MAX (check_at - zclock_mono (), 0);
-        if (zmq_poll (items, self->beacon ? 2 : 1, (long) wait) == -1) {
+        if (zmq_poll (items, nitems, (long) wait) == -1) {
             if (zmq_errno () == EINTR)
                 continue;           //  signals are main's business
             break;                  //  context terminated
         }
         if (items [0].revents & ZMQ_POLLIN)
             s_pipe_command (self);
-        if (self->beacon && (items [1].revents & ZMQ_POLLIN))
+        //  A socket a command made just now was not polled yet
+        if (beacon_at > 0 && self->beacon
+        &&  (items [beacon_at].revents & ZMQ_POLLIN))
             s_beacon_recv (self);
+        if (events_at > 0 && self->events
+        &&  (items [events_at].revents & ZMQ_POLLIN))
+            s_events_recv (self);
         if (zclock_mono () >= check_at)
             check_at = zclock_mono () + s_peers_check (self);
     }

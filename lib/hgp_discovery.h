@@ -45,9 +45,26 @@
  *      BROKERS         reply "BROKERS" count, then per broker: id,
  *                      client_endpoint, actor_endpoint, state ("alive",
  *                      "evasive", "static"), ms since its last beacon
+ *      EVENTS endpoint start listening, and publish every event on an
+ *                      XPUB bound at endpoint (inproc://...), for many
+ *                      subscribers in other threads; signals 0 when bound,
+ *                      else 1. Logs the mode like LISTEN. See below.
  *      BEACON address data   handle data as if zbeacon had heard it from
  *                      address (the unit tests' way in, no network)
  *      $TERM           a publisher sends LEAVING a few times, then ends
+ *
+ *  Many listeners, one actor (EVENTS). A zactor pipe has one reader, so a
+ *  process with many threads that each need the broker set (the gateway:
+ *  one client per worker) runs one actor and lets each thread subscribe:
+ *  a SUB connected to the endpoint, subscribed to "JOIN", "EVASIVE",
+ *  "ALIVE" and "LEAVE", and then, after connecting, to a topic of its own,
+ *  "@" and 16 hex digits, unique in the process. That last subscription
+ *  makes the actor send the current table to that subscriber alone, each
+ *  message [topic][event], as JOIN then ALIVE or EVASIVE per broker (JOIN
+ *  static in static mode). Events published before the snapshot may reach
+ *  the subscriber first; they are older than it, so a subscriber that
+ *  applies everything in order (a JOIN of a known id changes nothing)
+ *  ends up with the actor's table, and every event after it.
  *
  *  zsys_set_interface is process-global, so the first discovery actor of a
  *  process sets it and every later one must agree (one interface per

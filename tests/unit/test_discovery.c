@@ -218,6 +218,76 @@ test_bad_discovery_settings_are_reported (void **state)
     hgp_config_destroy (&config);
 }
 
+//  A subscriber as hgp_client_new_shared makes one (hgp_discovery.h)
+static zsock_t *
+s_subscriber (const char *endpoint, const char *topic)
+{
+    zsock_t *sub = zsock_new (ZMQ_SUB);
+    assert_non_null (sub);
+    zsock_set_rcvtimeo (sub, 2000);
+    const char *kinds [] = { "JOIN", "EVASIVE", "ALIVE", "LEAVE", NULL };
+    for (int i = 0; kinds [i]; i++)
+        zsock_set_subscribe (sub, kinds [i]);
+    assert_int_equal (zsock_connect (sub, "%s", endpoint), 0);
+    zsock_set_subscribe (sub, topic);
+    return sub;
+}
+
+//  The next event on sub, without the snapshot topic if it has one
+static void
+s_sub_expect (zsock_t *sub, const char *topic, const char *kind,
+              const char *id)
+{
+    zmsg_t *msg = zmsg_recv (sub);
+    assert_non_null (msg);
+    if (topic) {
+        char *head = zmsg_popstr (msg);
+        assert_string_equal (head, topic);
+        zstr_free (&head);
+    }
+    hgp_discovery_event_t event;
+    assert_int_equal (hgp_discovery_event_parse (msg, &event), 0);
+    assert_string_equal (event.kind, kind);
+    assert_string_equal (event.broker_id, id);
+    zmsg_destroy (&msg);
+}
+
+static void
+test_events_reach_every_subscriber_after_its_snapshot (void **state)
+{
+    hgp_config_t *config = s_config ("");
+    zactor_t *discovery = zactor_new (hgp_discovery_actor, config);
+    hgp_config_destroy (&config);
+    zsock_send (discovery, "ss", "EVENTS", "inproc://test-discovery-events");
+    assert_int_equal (zsock_wait (discovery), 0);
+
+    //  The first subscriber gets the table as it is: the static broker
+    zsock_t *one = s_subscriber ("inproc://test-discovery-events",
+                                 "@0000000000000001");
+    s_sub_expect (one, "@0000000000000001", "JOIN", HGP_DISCOVERY_STATIC_ID);
+    s_inject (discovery, "10.77.0.1", HGP_BEACON_ALIVE, ID_A, 5555, 5556);
+    s_sub_expect (one, NULL, "JOIN", ID_A);
+
+    //  A later one gets both in its snapshot, and nobody else gets that
+    zsock_t *two = s_subscriber ("inproc://test-discovery-events",
+                                 "@0000000000000002");
+    s_sub_expect (two, "@0000000000000002", "JOIN", HGP_DISCOVERY_STATIC_ID);
+    s_sub_expect (two, "@0000000000000002", "JOIN", ID_A);
+    s_sub_expect (two, "@0000000000000002", "ALIVE", ID_A);
+
+    //  Then events go to both, in order
+    s_inject (discovery, "10.77.0.1", HGP_BEACON_LEAVING, ID_A, 5555, 5556);
+    s_sub_expect (one, NULL, "LEAVE", ID_A);
+    s_sub_expect (two, NULL, "LEAVE", ID_A);
+    zsock_set_rcvtimeo (one, 100);
+    zmsg_t *extra = zmsg_recv (one);
+    assert_null (extra);
+
+    zsock_destroy (&one);
+    zsock_destroy (&two);
+    zactor_destroy (&discovery);
+}
+
 int
 main (void)
 {
@@ -230,6 +300,7 @@ main (void)
         cmocka_unit_test (test_leaving_replaced_and_moved_brokers),
         cmocka_unit_test (test_junk_on_the_port_is_ignored),
         cmocka_unit_test (test_bad_discovery_settings_are_reported),
+        cmocka_unit_test (test_events_reach_every_subscriber_after_its_snapshot),
     };
     return cmocka_run_group_tests_name ("discovery", tests, NULL, NULL);
 }
