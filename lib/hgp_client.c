@@ -46,6 +46,8 @@
 #include "hgp_client.h"
 #include "hgp_discovery.h"
 #include <errno.h>
+#include <inttypes.h>
+#include <stdatomic.h>
 
 #define S_BROKERS_MAX    64     /* brokers one client uses               */
 #define S_PROBE_MS      100     /* retry a broker whose send failed      */
@@ -80,7 +82,11 @@ struct _hgp_client_t {
     hgp_buf_t buf;              /* encode buffer, reused for every request  */
     int sndtimeo;               /* ZMQ_SNDTIMEO currently set on dealer     */
     //  With discovery only
-    zactor_t *discovery;        /* NULL: one static broker, plain DEALER    */
+    zactor_t *discovery;        /* our own discovery actor, or NULL         */
+    zsock_t *events;            /* discovery events: that actor's pipe, or
+                                   a SUB to a shared actor (new_shared);
+                                   NULL: one static broker, plain DEALER    */
+    bool shared;                /* events is our SUB                        */
     zsock_t *monitor;           /* ZMQ_EVENT_DISCONNECTED of the ROUTER     */
     s_broker_t *brokers [S_BROKERS_MAX];    /* live, in JOIN order          */
     size_t nbrokers;
@@ -136,31 +142,17 @@ s_pending_destroy (void **item_p)
     }
 }
 
-hgp_client_t *
-hgp_client_new_config (hgp_config_t *config)
+//  The discovery path's client, without its source of events yet: one
+//  ROUTER to be connected to every broker, its monitor, the pending table
+static hgp_client_t *
+s_router_new (const char *where)
 {
-    assert (config);
-    const char *endpoint = hgp_config_str (config, "broker/client_endpoint",
-                                           "tcp://127.0.0.1:5555");
-    zactor_t *discovery = zactor_new (hgp_discovery_actor, config);
-    assert (discovery);
-    zstr_send (discovery, "MODE");
-    char *mode = zstr_recv (discovery);
-    bool beacon = mode && streq (mode, "beacon");
-    zstr_free (&mode);
-    if (!beacon) {
-        zactor_destroy (&discovery);
-        return hgp_client_new (endpoint);
-    }
     hgp_client_t *self = (hgp_client_t *) zmalloc (sizeof (hgp_client_t));
     assert (self);
-    self->discovery = discovery;
     self->dealer = zsock_new (ZMQ_ROUTER);
     assert (self->dealer);
     self->handle = zsock_resolve (self->dealer);
-    self->endpoint = zsys_sprintf ("beacons:%s:%s",
-        hgp_config_str (config, "discovery/interface", ""),
-        hgp_config_str (config, "discovery/port", "5670"));
+    self->endpoint = strdup (where);
     assert (self->endpoint);
     zsock_set_linger (self->dealer, 0);
     zsock_set_immediate (self->dealer, 1);
@@ -186,7 +178,67 @@ hgp_client_new_config (hgp_config_t *config)
     zhashx_set_destructor (self->pending, s_pending_destroy);
     hgp_request_init (&self->scratch);
     self->purge_at = zclock_mono ();
+    return self;
+}
+
+hgp_client_t *
+hgp_client_new_config (hgp_config_t *config)
+{
+    assert (config);
+    const char *endpoint = hgp_config_str (config, "broker/client_endpoint",
+                                           "tcp://127.0.0.1:5555");
+    zactor_t *discovery = zactor_new (hgp_discovery_actor, config);
+    assert (discovery);
+    zstr_send (discovery, "MODE");
+    char *mode = zstr_recv (discovery);
+    bool beacon = mode && streq (mode, "beacon");
+    zstr_free (&mode);
+    if (!beacon) {
+        zactor_destroy (&discovery);
+        return hgp_client_new (endpoint);
+    }
+    char *where = zsys_sprintf ("beacons:%s:%s",
+        hgp_config_str (config, "discovery/interface", ""),
+        hgp_config_str (config, "discovery/port", "5670"));
+    assert (where);
+    hgp_client_t *self = s_router_new (where);
+    zstr_free (&where);
+    self->discovery = discovery;
+    self->events = zactor_sock (discovery);
     zstr_sendx (self->discovery, "LISTEN", "quiet", NULL);
+    return self;
+}
+
+hgp_client_t *
+hgp_client_new_shared (const char *events, const char *where)
+{
+    assert (events);
+    assert (where);
+    //  Unique per client for the life of the process, so a snapshot can
+    //  never go to a later client at the same address (hgp_discovery.h)
+    static atomic_uint_fast64_t s_topics = 0;
+    char topic [24];
+    snprintf (topic, sizeof topic, "@%016" PRIx64,
+              (uint64_t) atomic_fetch_add (&s_topics, 1) + 1);
+    zsock_t *sub = zsock_new (ZMQ_SUB);
+    assert (sub);
+    zsock_set_linger (sub, 0);
+    zsock_set_rcvhwm (sub, 0);          //  never drop an event
+    const char *kinds [] = { "JOIN", "EVASIVE", "ALIVE", "LEAVE", NULL };
+    for (int i = 0; kinds [i]; i++)
+        zsock_set_subscribe (sub, kinds [i]);
+    if (zsock_connect (sub, "%s", events)) {
+        int error = errno;
+        zsock_destroy (&sub);
+        errno = error;
+        return NULL;
+    }
+    //  After connecting: this one asks for the snapshot, which must come
+    //  after the kinds are subscribed
+    zsock_set_subscribe (sub, topic);
+    hgp_client_t *self = s_router_new (where);
+    self->events = sub;
+    self->shared = true;
     return self;
 }
 
@@ -200,6 +252,8 @@ hgp_client_destroy (hgp_client_t **self_p)
             zmq_socket_monitor (self->handle, NULL, 0);
         zsock_destroy (&self->monitor);
         zsock_destroy (&self->dealer);
+        if (self->shared)
+            zsock_destroy (&self->events);
         zactor_destroy (&self->discovery);
         for (size_t i = 0; i < self->nbrokers; i++)
             free (self->brokers [i]);
@@ -444,12 +498,19 @@ s_events (hgp_client_t *self, int wait_ms)
 {
     self->events_at = zclock_mono () + S_EVENTS_MS;
     zmq_pollitem_t items [] = {
-        { zsock_resolve (self->discovery), 0, ZMQ_POLLIN, 0 },
+        { zsock_resolve (self->events), 0, ZMQ_POLLIN, 0 },
         { zsock_resolve (self->monitor), 0, ZMQ_POLLIN, 0 }
     };
     while (zmq_poll (items, 2, wait_ms) > 0) {
         if (items [0].revents & ZMQ_POLLIN) {
-            zmsg_t *msg = zmsg_recv (self->discovery);
+            zmsg_t *msg = zmsg_recv (self->events);
+            //  A snapshot for us comes as [our topic][event]
+            zframe_t *first = msg ? zmsg_first (msg) : NULL;
+            if (first && zframe_size (first) > 0
+            &&  zframe_data (first) [0] == '@') {
+                first = zmsg_pop (msg);
+                zframe_destroy (&first);
+            }
             if (msg)
                 s_event (self, msg);
             zmsg_destroy (&msg);
@@ -553,7 +614,7 @@ hgp_client_send (hgp_client_t *self, const hgp_request_t *req)
 {
     assert (self);
     assert (req);
-    if (self->discovery)
+    if (self->events)
         return s_discovery_send (self, req, NULL);
     self->buf.size = 0;
     if (hgp_request_encode (req, &self->buf)) {
@@ -703,7 +764,7 @@ s_discovery_recv (hgp_client_t *self, hgp_reply_t *rep, int timeout_ms)
         }
         zmq_pollitem_t items [] = {
             { self->handle, 0, ZMQ_POLLIN, 0 },
-            { zsock_resolve (self->discovery), 0, ZMQ_POLLIN, 0 },
+            { zsock_resolve (self->events), 0, ZMQ_POLLIN, 0 },
             { zsock_resolve (self->monitor), 0, ZMQ_POLLIN, 0 }
         };
         if (zmq_poll (items, 3, (long) MIN (left, S_WAIT_STEP_MS)) == -1)
@@ -719,7 +780,7 @@ hgp_client_recv (hgp_client_t *self, hgp_reply_t *rep, int timeout_ms)
     assert (self);
     assert (rep);
     hgp_reply_clear (rep);
-    if (self->discovery)
+    if (self->events)
         return s_discovery_recv (self, rep, timeout_ms);
 
     zmq_msg_t frames [3];
@@ -801,7 +862,7 @@ s_call (hgp_client_t *self, const hgp_request_t *req, hgp_reply_t *rep,
     int64_t deadline = zclock_mono () + timeout + HGP_CLIENT_GRACE_MS;
     const char *where = only ? only->endpoint : self->endpoint;
 
-    int rc = self->discovery ? s_discovery_send (self, req, only)
+    int rc = self->events ? s_discovery_send (self, req, only)
                              : hgp_client_send (self, req);
     if (rc) {
         int error = errno;
@@ -811,7 +872,7 @@ s_call (hgp_client_t *self, const hgp_request_t *req, hgp_reply_t *rep,
         else
         if (error == EAGAIN || error == EHOSTUNREACH)
             snprintf (message, sizeof message, "cannot reach %s%.160s within %u"
-                      " ms; request not sent", self->discovery && !only
+                      " ms; request not sent", self->events && !only
                       ? "any broker found by " : "the broker at ", where,
                       timeout);
         else
@@ -843,7 +904,7 @@ s_call (hgp_client_t *self, const hgp_request_t *req, hgp_reply_t *rep,
         if (zclock_mono () >= deadline)
             break;
     }
-    if (self->discovery)
+    if (self->events)
         zhashx_delete (self->pending, req->id);
     if (zsys_interrupted)
         snprintf (message, sizeof message, "interrupted before the reply "
@@ -851,7 +912,7 @@ s_call (hgp_client_t *self, const hgp_request_t *req, hgp_reply_t *rep,
     else
         snprintf (message, sizeof message, "no reply from %s%.160s within %u"
                   " ms; outcome unknown, retry with the same id",
-                  self->discovery && !only ? "the brokers found by "
+                  self->events && !only ? "the brokers found by "
                                            : "the broker at ", where,
                   timeout + HGP_CLIENT_GRACE_MS);
     s_local_error (rep, req->id, HGP_STATUS_TIMEOUT, "timeout", message);
@@ -876,7 +937,7 @@ hgp_client_call_at (hgp_client_t *self, const char *broker_id,
     assert (broker_id);
     assert (req);
     assert (rep);
-    if (!self->discovery)
+    if (!self->events)
         return s_call (self, req, rep, NULL);
     s_broker_t *broker = s_broker_lookup (self, broker_id, strlen (broker_id));
     if (!broker) {
@@ -895,7 +956,7 @@ hgp_client_brokers (hgp_client_t *self, int wait_ms,
                     hgp_client_broker_t *out, size_t max)
 {
     assert (self);
-    if (!self->discovery) {
+    if (!self->events) {
         if (max > 0) {
             memset (out, 0, sizeof *out);
             snprintf (out->broker_id, sizeof out->broker_id, "%s",
@@ -911,6 +972,23 @@ hgp_client_brokers (hgp_client_t *self, int wait_ms,
     do
         s_events (self, (int) MAX (until - zclock_mono (), 0));
     while (zclock_mono () < until && !zsys_interrupted);
+    if (self->shared) {
+        //  The shared actor's pipe is its owner's: what we know is ours
+        for (size_t i = 0; i < self->nbrokers && i < max; i++) {
+            s_broker_t *broker = self->brokers [i];
+            hgp_client_broker_t *row = &out [i];
+            memset (row, 0, sizeof *row);
+            snprintf (row->broker_id, sizeof row->broker_id, "%s", broker->id);
+            snprintf (row->endpoint, sizeof row->endpoint, "%s",
+                      broker->endpoint);
+            snprintf (row->state, sizeof row->state, "%s",
+                      broker->evasive ? "evasive" : "alive");
+            row->beacon_ms = -1;
+            row->connected = broker->up;
+            row->sent = broker->sent;
+        }
+        return self->nbrokers;
+    }
 
     //  Ages and states from discovery; events that come first are events
     zstr_send (self->discovery, "BROKERS");

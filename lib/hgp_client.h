@@ -17,8 +17,12 @@
  *    applied at most once. A 503 no_actor or 504 from one broker is retried
  *    once or twice on another while budget remains. Without a usable
  *    interface it is exactly hgp_client_new (broker/client_endpoint).
-    Each such client runs its own discovery thread and UDP listener (a
-    gateway with a client per worker thread has one per worker).
+ *    Each such client runs its own discovery thread and UDP listener.
+ *  - hgp_client_new_shared (events, where): the same as the one above, but
+ *    it follows a discovery actor someone else owns, through that actor's
+ *    EVENTS endpoint (lib/hgp_discovery.h), instead of running its own.
+ *    So a process with many clients (the gateway: one per worker thread)
+ *    has one discovery thread and one UDP listener in all.
  *
  *  hgp_client_call never leaves the caller without an answer: whatever goes
  *  wrong locally becomes an error reply (status, code, message), so the
@@ -55,6 +59,13 @@ hgp_client_t *hgp_client_new (const char *endpoint);
     this returns. */
 hgp_client_t *hgp_client_new_config (hgp_config_t *config);
 
+/*  A discovery client that follows the discovery actor whose EVENTS
+    endpoint is events (the owner created that actor in beacon mode and
+    sent it "EVENTS endpoint" first); where names the brokers in messages,
+    e.g. "beacons:eth1:5670". NULL (errno set) if events cannot be
+    connected. The actor must outlive every client made this way. */
+hgp_client_t *hgp_client_new_shared (const char *events, const char *where);
+
 void hgp_client_destroy (hgp_client_t **self_p);
 
 /*  The endpoint given to new; for a discovery client "beacons:IFACE:PORT" */
@@ -82,7 +93,8 @@ typedef struct {
 /*  Listen to discovery for wait_ms (a fresh client has heard nothing yet;
     two beacon intervals hear every live broker), then fill out with up to
     max brokers. Returns how many there are (may exceed max). A static
-    client has one, "static", and does not wait. */
+    client has one, "static", and does not wait. A shared client reports
+    beacon_ms -1 (the actor's ages are its owner's to ask). */
 size_t hgp_client_brokers (hgp_client_t *self, int wait_ms,
                            hgp_client_broker_t *out, size_t max);
 
