@@ -1,5 +1,11 @@
 /*  hgp_gateway.c - civetweb server, one bus client per worker thread (see .h)
  *
+ *  With discovery, one discovery actor per process: a client per worker
+ *  with its own listener would be 1024 threads and UDP sockets, all
+ *  hearing the same beacons. The workers' clients subscribe to the actor's
+ *  events instead (lib/hgp_discovery.h, EVENTS); in static mode the actor
+ *  only logs the mode and goes, and the workers have plain DEALERs.
+ *
  *  Thread sizing, the decision that matters most here:
  *
  *  civetweb 1.15 hands an accepted connection to one worker thread for the
@@ -38,6 +44,7 @@
 #define _GNU_SOURCE                 //  strcasestr
 #include "hgp_gateway.h"
 #include "hgp_client.h"
+#include "hgp_discovery.h"
 #include "hgp_json.h"
 #include "hgp_metrics.h"
 #include "hgp_process.h"
@@ -69,7 +76,10 @@ struct _hgp_gateway_t {
     struct mg_context *web;         /* civetweb server                      */
     bool library;                   /* mg_init_library was called           */
     hgp_metrics_t *metrics;         /* request counters and histograms      */
-    char *endpoint;                 /* broker client endpoint               */
+    char *endpoint;                 /* broker client endpoint (static mode) */
+    zactor_t *discovery;            /* the one discovery actor; NULL: static */
+    char *events;                   /* its EVENTS endpoint, for the workers */
+    char *where;                    /* "beacons:IFACE:PORT", for messages   */
     char *bind;                     /* address listened on                  */
     int port;                       /* port listened on                     */
     int threads;                    /* civetweb worker threads              */
@@ -82,7 +92,7 @@ struct _hgp_gateway_t {
 //  What each civetweb worker thread owns
 
 typedef struct {
-    hgp_client_t *client;           /* this thread's DEALER to the broker   */
+    hgp_client_t *client;           /* this thread's bus client             */
     hgp_reply_t reply;              /* reused by every call                 */
 } s_worker_t;
 
@@ -614,10 +624,14 @@ s_init_thread (const struct mg_context *ctx, int thread_type)
     hgp_gateway_t *self = (hgp_gateway_t *) mg_get_user_data (ctx);
     s_worker_t *worker = (s_worker_t *) zmalloc (sizeof (s_worker_t));
     assert (worker);
-    worker->client = hgp_client_new (self->endpoint);
+    //  With discovery, every worker's client follows the one actor; a
+    //  client must not run its own (a thread and a UDP socket per worker)
+    worker->client = self->events
+                   ? hgp_client_new_shared (self->events, self->where)
+                   : hgp_client_new (self->endpoint);
     if (!worker->client)
         zsys_error ("gateway: cannot create a bus client for %s",
-                    self->endpoint);
+                    self->events ? self->where : self->endpoint);
     hgp_reply_init (&worker->reply);
     return worker;
 }
@@ -652,12 +666,14 @@ s_log_message (const struct mg_connection *conn, const char *message)
 //  Life cycle
 
 //  Each worker holds a client HTTP socket, a DEALER TCP socket and the
-//  DEALER's mailbox; make sure that many descriptors fit
+//  DEALER's mailbox; with discovery a ROUTER with a TCP connection per
+//  broker, its monitor's two PAIRs and the SUB for events, each with a
+//  mailbox. Make sure that many descriptors fit (per_thread each).
 
 static void
-s_raise_fd_limit (int threads)
+s_raise_fd_limit (int threads, int per_thread)
 {
-    rlim_t need = (rlim_t) threads * 3 + 256;
+    rlim_t need = (rlim_t) threads * (rlim_t) per_thread + 256;
     struct rlimit limit;
     if (getrlimit (RLIMIT_NOFILE, &limit) || limit.rlim_cur >= need)
         return;
@@ -704,12 +720,47 @@ hgp_gateway_new (hgp_config_t *config)
     self->metrics = hgp_metrics_new (self->threads);
     assert (self->metrics);
 
-    //  Before any socket exists (see the .h); then prove the endpoint is
-    //  usable once here rather than failing in every worker
-    zsys_set_max_sockets ((size_t) self->threads + 64);
-    s_raise_fd_limit (self->threads);
-    hgp_client_t *probe = hgp_client_new (self->endpoint);
-    if (!probe) {
+    char *problem = hgp_discovery_config_check (config);
+    if (problem) {
+        zsys_error ("%s", problem);
+        free (problem);
+        hgp_gateway_destroy (&self);
+        return NULL;
+    }
+    //  Before any socket exists (see the .h): room for a discovery
+    //  worker's four sockets (ROUTER, SUB, the monitor's two PAIRs)
+    zsys_set_max_sockets ((size_t) self->threads * 4 + 64);
+
+    //  One discovery actor for the whole process, which logs whether it
+    //  hears beacons or why it uses the static endpoint. In static mode it
+    //  goes at once and each worker has a plain DEALER, as without it.
+    self->discovery = zactor_new (hgp_discovery_actor, config);
+    assert (self->discovery);
+    zstr_send (self->discovery, "MODE");
+    char *mode = zstr_recv (self->discovery);
+    bool beacon = mode && streq (mode, "beacon");
+    zstr_free (&mode);
+    self->events = zsys_sprintf ("inproc://hgp-gateway-discovery-%p",
+                                 (void *) self);
+    assert (self->events);
+    zsock_send (self->discovery, "ss", "EVENTS", self->events);
+    if (zsock_wait (self->discovery) != 0)
+        beacon = false;             //  logged; cannot happen on inproc
+    if (beacon) {
+        self->where = zsys_sprintf ("beacons:%s:%s",
+            hgp_config_str (config, "discovery/interface", ""),
+            hgp_config_str (config, "discovery/port", "5670"));
+        assert (self->where);
+    }
+    else {
+        zactor_destroy (&self->discovery);
+        zstr_free (&self->events);
+    }
+    s_raise_fd_limit (self->threads, beacon ? 8 : 3);
+    //  Prove the static endpoint is usable once here rather than failing
+    //  in every worker
+    hgp_client_t *probe = beacon ? NULL : hgp_client_new (self->endpoint);
+    if (!beacon && !probe) {
         zsys_error ("gateway: broker/client_endpoint '%s' is not a valid "
                     "ZeroMQ endpoint", self->endpoint);
         hgp_gateway_destroy (&self);
@@ -769,7 +820,9 @@ hgp_gateway_new (hgp_config_t *config)
     zsys_info ("gateway: listening on http://%s:%d, bus at %s; threads=%d "
                "queue=%d backlog=%d keep_alive=%dms timeout=%ums "
                "body_limit=%zu batch_body_limit=%zu",
-               self->bind, self->port, self->endpoint, self->threads, queue,
+               self->bind, self->port, self->events ? self->where
+                                                    : self->endpoint,
+               self->threads, queue,
                backlog, keep_alive, self->timeout, self->body_limit,
                self->batch_body_limit);
     return self;
@@ -838,6 +891,10 @@ hgp_gateway_destroy (hgp_gateway_t **self_p)
             s_stop_web (self);
         if (self->library)
             mg_exit_library ();
+        //  After the workers, whose clients followed it
+        zactor_destroy (&self->discovery);
+        zstr_free (&self->events);
+        zstr_free (&self->where);
         hgp_metrics_destroy (&self->metrics);
         free (self->endpoint);
         free (self->bind);

@@ -1,8 +1,14 @@
 /*  hgp_gateway.h - the HTTP gateway: JSON over HTTP in, HGPC01 on the bus out
  *
- *  A civetweb server whose worker threads each own one hgp_client_t (a
- *  DEALER to the broker), made in civetweb's init_thread hook and destroyed
- *  in exit_thread, so a socket is only ever used by the thread that made it.
+ *  A civetweb server whose worker threads each own one hgp_client_t, made
+ *  in civetweb's init_thread hook and destroyed in exit_thread, so a socket
+ *  is only ever used by the thread that made it. Without discovery (the
+ *  default) that client is a DEALER to broker/client_endpoint. With
+ *  discovery the gateway runs ONE discovery actor for the process and each
+ *  worker's client follows it (hgp_client_new_shared): it connects to every
+ *  live broker, spreads requests over them and re-sends a dead broker's
+ *  requests elsewhere with the same id, like the CLI, without a discovery
+ *  thread and UDP socket per worker.
  *  A worker decodes the request (gateway/hgp_json.h), makes one blocking
  *  hgp_client_call, and writes the reply: the bus's status and error code
  *  become the HTTP status and JSON error body one for one.
@@ -15,7 +21,8 @@
  *
  *  Settings (configs/hgp.cfg section "gateway", env HGP_GATEWAY_<KEY>):
  *  bind, port, threads, queue, backlog, keep_alive, body_limit,
- *  batch_body_limit, timeout, health_timeout; and broker/client_endpoint.
+ *  batch_body_limit, timeout, health_timeout; broker/client_endpoint and
+ *  the discovery section.
  */
 #ifndef HGP_GATEWAY_H_INCLUDED
 #define HGP_GATEWAY_H_INCLUDED
