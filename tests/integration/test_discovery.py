@@ -28,6 +28,8 @@ from hgp_harness import BIN, ROOT, Proc
 NET = "10.77.0"
 REDIS_PORT = 6390                       # inside namespace A: private
 CLIENT = os.path.join(os.path.dirname(__file__), "disco_client.py")
+HTTP_LOAD = os.path.join(os.path.dirname(__file__), "http_load.py")
+GATEWAY_PORT = 18080                    # inside the namespace: private
 
 
 def _ip(*args):
@@ -197,9 +199,14 @@ class Cluster:
         values = self.redis("MGET", *keys).split("\n")
         return [int(v) if v else 0 for v in values]
 
-    def python_client(self, name, side, *args):
+    def python_client(self, name, side, *args, script=CLIENT):
         return self.start(name, side, [sys.executable if os.path.exists(sys.executable)
-                                       else "/usr/bin/python3", CLIENT] + list(args))
+                                       else "/usr/bin/python3", script] + list(args))
+
+    def gateway(self, name, side, threads):
+        return self.start(name, side, [os.path.join(BIN, "hgp-gateway")],
+                          {"HGP_GATEWAY_PORT": str(GATEWAY_PORT),
+                           "HGP_GATEWAY_THREADS": str(threads)})
 
     def logs(self):
         return "\n".join("---- %s ----\n%s" % (n, p.output()[-3000:])
@@ -208,7 +215,8 @@ class Cluster:
     def stop(self):
         """SIGTERM everything not killed on purpose; {name: exit code}"""
         codes = {}
-        order = [n for n in self.procs if n.startswith("c")] + \
+        order = [n for n in self.procs if n.startswith("gateway")] + \
+                [n for n in self.procs if n.startswith("c")] + \
                 [n for n in self.procs if n.startswith("broker")]
         for name in order:
             if name not in self.killed:
@@ -433,3 +441,117 @@ def test_default_config_beacons_nothing(stack):
     for proc in [stack.broker] + stack.counters:
         assert "discovery: off (no discovery/interface configured); using the " \
                "static endpoints" in proc.output()
+
+
+def _threads(proc):
+    return len(os.listdir("/proc/%d/task" % proc.p.pid))
+
+
+def test_gateway_spreads_over_brokers_and_fails_over(cluster, logdir, measured):
+    c = cluster
+    c.broker("broker1", "A")
+    c.broker("broker2", "B")
+    for name, side in [("c1", "A"), ("c2", "A"), ("c3", "B")]:
+        c.counter(name, side)
+    b1, b2 = c.broker_id("broker1"), c.broker_id("broker2")
+    c.wait_view(lambda v: set(v) == {b1, b2} and all(len(v[b]) == 3 for b in v),
+                15, "3 actors on 2 brokers")
+    before = c.actors()
+    gw = c.gateway("gateway", "B", threads=64)
+    c.log_value("gateway", r"discovery: (beacons) on ")
+    c.log_value("gateway", r"gateway: listening on \S+, bus at (beacons:\S+);")
+
+    out = os.path.join(logdir, "http.json")
+    load = c.python_client("http", "B", "load", "--port", str(GATEWAY_PORT),
+                           "--duration", "10", "--threads", "16", "--keys", "20",
+                           "--out", out, script=HTTP_LOAD)
+    deadline = time.time() + 60
+    while not os.path.exists(out + ".started"):
+        assert load.alive() and time.time() < deadline, load.output() + c.logs()
+        time.sleep(0.05)
+    # One discovery actor for the whole gateway, not one per worker: 64
+    # workers, civetweb's master, ZeroMQ's I/O and reaper threads, the
+    # discovery actor and its zbeacon (a listener per worker would add 128)
+    n_threads = _threads(gw)
+    assert n_threads < 64 + 16, n_threads
+    time.sleep(3.0)
+    # Both brokers carry the gateway's load while both live
+    mid = c.actors()
+    grown = {b: sum(mid[b].values()) - sum(before.get(b, {}).values()) for b in (b1, b2)}
+    assert all(n > 200 for n in grown.values()), grown
+    t_kill = time.time()
+    c.kill9("broker1")
+    rc = load.p.wait(timeout=60)
+    print(load.output()[-2000:])
+    assert rc == 0, load.output() + c.logs()
+    with open(out) as f:
+        res = json.load(f)
+    acked, ind, errors = res["acked"], res["indeterminate"], res["errors"]
+    reqs = res["requests"]
+    n_acked = sum(len(v) for v in acked.values())
+    n_ind = sum(len(v) for v in ind.values())
+
+    # HTTP clients saw at most brief errors, and only 503/504
+    assert all(status in (200, 503, 504) for _, _, status in reqs), errors
+    assert sum(errors.values()) < 0.02 * len(reqs), errors
+    after = [r for r in reqs if r[0] > t_kill + 0.5]
+    assert after and all(status == 200 for _, _, status in after), errors
+    # Failover time: kill -> first success after it; and the slowest
+    # request that was in flight at the kill (the worst any client waited)
+    first_ok = min(t1 for _, t1, status in reqs if t1 > t_kill and status == 200)
+    in_flight = [t1 - t_kill for t0, t1, status in reqs if t0 <= t_kill < t1]
+    worst = max([t1 - t0 for t0, t1, _ in reqs if t1 > t_kill] or [0])
+    measured("gateway failover (64 workers, one discovery actor): broker1 kill -9 "
+             "-> first HTTP 200 after %.3f s; requests in flight at the kill "
+             "answered within %.3f s; slowest request after the kill %.3f s; "
+             "%d requests in %d s (%d via broker1, %d via broker2 before the "
+             "kill), %d acked, %d indeterminate, errors %r; gateway threads %d"
+             % (first_ok - t_kill, max(in_flight or [0]), worst, len(reqs), 10,
+                grown[b1], grown[b2], n_acked, n_ind, errors, n_threads))
+    assert first_ok - t_kill < 1.0
+    assert worst < 3.0
+
+    # Jepsen-style: final = acknowledged + a subset of the indeterminate,
+    # and no value handed out twice
+    names = [tuple(k) for k in res["keys"]]
+    finals = c.counters_in_redis(names)
+    for (r, t), final in zip(names, finals):
+        key = "%s/%s" % (r, t)
+        assert len(acked[key]) <= final <= len(acked[key]) + len(ind[key]), key
+        values = [v for _, v in acked[key]]
+        assert len(set(values)) == len(values), "a value was handed out twice"
+
+    # Settle: every 504 again with its request id (Idempotency-Key); then
+    # the totals are exact
+    settled = os.path.join(logdir, "http_settle.json")
+    s = c.python_client("http-settle", "B", "settle", "--port", str(GATEWAY_PORT),
+                        "--in", out, "--out", settled, script=HTTP_LOAD)
+    assert s.p.wait(timeout=120) == 0, s.output()
+    with open(settled) as f:
+        outcome = json.load(f)
+    assert all(status == 200 for status, _ in outcome.values()), outcome
+    exact = c.counters_in_redis(names)
+    for (r, t), before_settle, final in zip(names, finals, exact):
+        key = "%s/%s" % (r, t)
+        assert final == len(acked[key]) + len(ind[key]), key
+        replayed = sum(1 for rid in ind[key] if outcome[rid][1])
+        assert before_settle - len(acked[key]) == replayed, key
+
+
+def test_gateway_with_the_default_config_uses_static_endpoints(stack, logdir):
+    from gateway_harness import Gateway
+    gw = Gateway(stack, logdir)
+    try:
+        out = gw.output()
+        assert "discovery: off (no discovery/interface configured); using the " \
+               "static endpoints" in out, out
+        assert "bus at %s;" % stack.client_endpoint in out, out
+        # No discovery thread is left, none per worker: 1024 workers plus
+        # civetweb's master, ZeroMQ's and the main thread
+        n = _threads(gw.proc)
+        assert n < 1024 + 16, n
+        with gw.http() as h:
+            status, _, body = h.increment("static_gw", "hits")
+            assert status == 200 and body["value"] == 1, body
+    finally:
+        assert gw.stop() == 0, gw.output()
