@@ -25,7 +25,7 @@ CFLAGS_ALL = $(WARN) $(OPT) $(INC) $(shell pkg-config --cflags $(PKGS) 2>/dev/nu
 LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread $(LDLIBS)
 
 LIB_SRC := schemas/hgp_codec.c lib/hgp_config.c lib/hgp_process.c lib/hgp_keyspace.c lib/hgp_client.c \
-           lib/hgp_redis.c lib/hgp_eventlog.c lib/hgp_ledger.c lib/hgp_worker.c
+           lib/hgp_discovery.c lib/hgp_redis.c lib/hgp_eventlog.c lib/hgp_ledger.c lib/hgp_worker.c
 LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/obj/%.o)
 LIB_A   := $(OUT)/libhgp.a
 
@@ -34,19 +34,21 @@ COUNTER_SRC := actors/counter/hgp_counter.c actors/counter/hgp_counter_main.c
 CLI_SRC     := cli/hgp_cli.c
 MOCK_SRC    := kafka/hgp_kafka_mock.c
 ANALYTICS_SRC := actors/analytics/hgp_analytics.c actors/analytics/hgp_analytics_main.c
+GATEWAY_SRC := gateway/hgp_gateway.c gateway/hgp_json.c gateway/hgp_metrics.c gateway/hgp_gateway_main.c
 
 BINS := $(BIN)/hgp-broker $(BIN)/hgp-counter $(BIN)/hgp-analytics $(BIN)/hgp \
-        $(BIN)/hgp-kafka-mock
+        $(BIN)/hgp-kafka-mock $(BIN)/hgp-gateway
 
-.PHONY: all deps test unit integration fuzz bench run clean help
+.PHONY: all deps test unit integration fuzz bench bench-scaling run clean help
 all: $(BINS)
 
 help:
-	@echo "make          build bin/hgp-broker bin/hgp-counter bin/hgp-analytics bin/hgp bin/hgp-kafka-mock"
+	@echo "make          build bin/hgp-broker bin/hgp-counter bin/hgp-analytics bin/hgp bin/hgp-kafka-mock bin/hgp-gateway"
 	@echo "make deps     install missing Debian packages (see DEVELOPERS.md)"
 	@echo "make test     deps, sanitized build, unit + fuzz-smoke + integration tests"
-	@echo "make bench    release build, hgp bench at window 1, 16, 128, event log off/async/sync"
-	@echo "make run      deps, build, start redis + kafka mock + broker + 2 counters + analytics"
+	@echo "make bench    release build; hgp bench at window 1, 16, 128, event log off/async/sync; wrk vs hello-world"
+	@echo "make bench-scaling  release build, hgp bench with 1, 2, 4 counter actors"
+	@echo "make run      deps, build, start redis + kafka mock + broker + 2 counters + analytics + gateway"
 
 $(OUT)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -75,6 +77,10 @@ $(BIN)/hgp-analytics: $(ANALYTICS_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
 $(BIN)/hgp-kafka-mock: $(MOCK_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL)
+#   The HTTP gateway links jansson and civetweb (no .pc file on Debian)
+$(BIN)/hgp-gateway: $(GATEWAY_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -ljansson -lcivetweb
 
 #   Unit tests (cmocka) and the fuzz-smoke driver
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -83,6 +89,18 @@ UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BIN)/tests/%)
 $(BIN)/tests/%: $(OUT)/obj/tests/unit/%.o $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -lcmocka
+
+#   test_json also needs the gateway's JSON decoder; test_fuzz_json is the
+#   gateway's fuzz harness run as a smoke test (tests/fuzz/fuzz_json.c)
+UNIT_BINS += $(BIN)/tests/test_fuzz_json
+$(OUT)/obj/tests/unit/test_json.o $(OUT)/obj/tests/fuzz/fuzz_json.o: INC += -Igateway
+$(OUT)/obj/tests/fuzz/fuzz_json.o: CFLAGS += -DHGP_FUZZ_SMOKE_MAIN
+$(BIN)/tests/test_json: $(OUT)/obj/tests/unit/test_json.o $(OUT)/obj/gateway/hgp_json.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -ljansson -lcmocka
+$(BIN)/tests/test_fuzz_json: $(OUT)/obj/tests/fuzz/fuzz_json.o $(OUT)/obj/gateway/hgp_json.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -ljansson
 
 $(BIN)/tests/fuzz_smoke: $(OUT)/obj/tests/fuzz/fuzz_codec.o $(OUT)/obj/tests/fuzz/fuzz_smoke.o $(LIB_A)
 	@mkdir -p $(dir $@)
@@ -106,6 +124,10 @@ fuzz:
 
 bench: all
 	scripts/bench.sh
+	scripts/bench_http.sh
+
+bench-scaling: all
+	scripts/bench_scaling.sh
 
 run: deps all
 	scripts/run.sh

@@ -43,6 +43,7 @@
 #include "hgp_broker.h"
 #include "hgp_codec.h"
 #include "hgp_keyspace.h"
+#include "hgp_process.h"
 
 /*  Pool and token layout */
 #define SLOT_BITS       24                  /* slot part of a token         */
@@ -176,6 +177,8 @@ struct _hgp_broker_t {
     void *actors;               /* its libzmq handle                        */
     char *client_endpoint;      /* as bound                                 */
     char *actor_endpoint;       /* as bound                                 */
+    char broker_id [33];        /* random per start: beacon id and the
+                                   client ROUTER's routing id              */
     uint32_t queue_limit;       /* most waiting per actor                   */
     int64_t interval;           /* heartbeat interval, ms                   */
     int64_t expiry;             /* silence after which an actor is dead     */
@@ -1092,6 +1095,9 @@ s_pipe_command (hgp_broker_t *self, zsock_t *pipe)
     if (streq (command, "ENDPOINTS"))
         zstr_sendx (pipe, self->client_endpoint, self->actor_endpoint, NULL);
     else
+    if (streq (command, "ID"))
+        zstr_send (pipe, self->broker_id);
+    else
         zsys_warning ("broker: unknown pipe command '%s'", command);
     free (command);
 }
@@ -1210,7 +1216,7 @@ hgp_broker_run (hgp_broker_t *self, zsock_t *pipe)
 
 static zsock_t *
 s_bind (const char *endpoint, const char *setting, int sndhwm, int rcvhwm,
-        char **bound, char **error_p)
+        const char *routing_id, char **bound, char **error_p)
 {
     zsock_t *sock = zsock_new (ZMQ_ROUTER);
     if (!sock) {
@@ -1218,6 +1224,10 @@ s_bind (const char *endpoint, const char *setting, int sndhwm, int rcvhwm,
                                  zmq_strerror (errno));
         return NULL;
     }
+    //  What a ROUTER client sees as our routing id (PROTOCOL.md 9.3):
+    //  the broker id of our beacon, so it can address us by it
+    if (routing_id)
+        zsock_set_identity (sock, routing_id);
     zsock_set_router_mandatory (sock, 1);
     zsock_set_router_handover (sock, 1);
     zsock_set_sndhwm (sock, sndhwm);
@@ -1269,12 +1279,13 @@ hgp_broker_new (hgp_config_t *config, char **error_p)
     self->next_timer = self->now + TIMER_MS;
     self->next_heartbeat = self->now + self->interval;
 
+    hgp_process_random_id (self->broker_id, sizeof self->broker_id);
     self->client_sock = s_bind (client_endpoint, "broker/client_endpoint",
-                                CLIENT_SNDHWM, CLIENT_RCVHWM,
+                                CLIENT_SNDHWM, CLIENT_RCVHWM, self->broker_id,
                                 &self->client_endpoint, &error);
     if (self->client_sock)
         self->actor_sock = s_bind (actor_endpoint, "broker/actor_endpoint",
-                                   ACTOR_SNDHWM, ACTOR_RCVHWM,
+                                   ACTOR_SNDHWM, ACTOR_RCVHWM, NULL,
                                    &self->actor_endpoint, &error);
     if (!self->actor_sock) {
         hgp_broker_destroy (&self);
@@ -1282,8 +1293,8 @@ hgp_broker_new (hgp_config_t *config, char **error_p)
     }
     self->clients = zsock_resolve (self->client_sock);
     self->actors = zsock_resolve (self->actor_sock);
-    zsys_info ("hgp-broker: clients at %s, actors at %s "
-               "(queue limit %u, heartbeat %lld ms x %lld)",
+    zsys_info ("hgp-broker: %s: clients at %s, actors at %s "
+               "(queue limit %u, heartbeat %lld ms x %lld)", self->broker_id,
                self->client_endpoint, self->actor_endpoint,
                self->queue_limit, (long long) interval, (long long) liveness);
     return self;

@@ -29,6 +29,10 @@
  *      STATUS      reply "OK", or "ERROR <why>" if the broker failed
  *      ENDPOINTS   reply two frames: client endpoint, actor endpoint, as
  *                  bound (so "tcp://127.0.0.1:*" shows its real port)
+ *      ID          reply the broker id: 32 hex digits, random per start.
+ *                  It is the routing id of the client ROUTER (so ROUTER
+ *                  clients can address this broker) and the id main puts
+ *                  in the beacon (lib/hgp_discovery.h).
  *
  *  Settings (configs/hgp.cfg, HGP_<SECTION>_<KEY> overrides):
  *  broker/client_endpoint, broker/actor_endpoint, broker/queue_limit,

@@ -1,13 +1,61 @@
 /*  hgp_broker_main.c - the hgp-broker process
  *
- *  Reads the config, starts the broker actor (bus/hgp_broker.c) and waits
- *  for SIGINT or SIGTERM; then stops the actor, which answers what is still
- *  pending and logs a summary. Exit 0 after a clean stop, 1 when the config
- *  is bad, an endpoint cannot be bound, or the broker stopped on its own.
+ *  Two actors wired together: the broker (bus/hgp_broker.c) and, once it
+ *  has bound, discovery (lib/hgp_discovery.c) publishing its beacon: its id
+ *  and the two ports it bound. Waits for SIGINT or SIGTERM; then stops
+ *  discovery first, which beacons "leaving" so clients and actors drop us
+ *  at once and stop sending, and then the broker, which answers what is
+ *  still pending and logs a summary. Exit 0 after a clean stop, 1 when the
+ *  config is bad, an endpoint cannot be bound, or the broker stopped on
+ *  its own.
  */
 #include "hgp_broker.h"
 #include "hgp_config.h"
+#include "hgp_discovery.h"
 #include "hgp_process.h"
+
+//  The port of a bound "tcp://host:port", as a string into buf; NULL when
+//  the endpoint is not TCP (nothing a beacon can advertise)
+static const char *
+s_port (const char *endpoint, char *buf, size_t size)
+{
+    const char *colon = strrchr (endpoint, ':');
+    if (strncmp (endpoint, "tcp://", 6) != 0 || !colon || !colon [1])
+        return NULL;
+    snprintf (buf, size, "%s", colon + 1);
+    return buf;
+}
+
+//  Start discovery and publish our beacon; NULL when the config is bad
+static zactor_t *
+s_discovery_start (zactor_t *broker, hgp_config_t *config)
+{
+    zactor_t *discovery = zactor_new (hgp_discovery_actor, config);
+    assert (discovery);
+    char *id = NULL, *client_endpoint = NULL, *actor_endpoint = NULL;
+    zstr_send (broker, "ID");
+    id = zstr_recv (broker);
+    zstr_send (broker, "ENDPOINTS");
+    zstr_recvx (broker, &client_endpoint, &actor_endpoint, NULL);
+    char client_port [16], actor_port [16];
+    if (id && client_endpoint && actor_endpoint
+    &&  s_port (client_endpoint, client_port, sizeof client_port)
+    &&  s_port (actor_endpoint, actor_port, sizeof actor_port))
+        zstr_sendx (discovery, "PUBLISH", id, client_port, actor_port,
+                    client_endpoint, actor_endpoint, NULL);
+    else {
+        zstr_send (discovery, "MODE");
+        char *mode = zstr_recv (discovery);
+        if (mode && streq (mode, "beacon"))
+            zsys_error ("hgp-broker: cannot beacon %s / %s: beacons carry"
+                        " TCP ports only", client_endpoint, actor_endpoint);
+        zstr_free (&mode);
+    }
+    zstr_free (&id);
+    zstr_free (&client_endpoint);
+    zstr_free (&actor_endpoint);
+    return discovery;
+}
 
 static void
 s_usage (FILE *out)
@@ -25,7 +73,11 @@ s_usage (FILE *out)
         "\n"
         "Every setting can be overridden by the environment, HGP_<SECTION>_<KEY>:\n"
         "HGP_BROKER_CLIENT_ENDPOINT, HGP_BROKER_ACTOR_ENDPOINT,\n"
-        "HGP_BROKER_QUEUE_LIMIT, HGP_HEARTBEAT_INTERVAL, HGP_HEARTBEAT_LIVENESS.\n"
+        "HGP_BROKER_QUEUE_LIMIT, HGP_HEARTBEAT_INTERVAL, HGP_HEARTBEAT_LIVENESS,\n"
+        "HGP_DISCOVERY_INTERFACE, HGP_DISCOVERY_PORT, HGP_DISCOVERY_INTERVAL.\n"
+        "With discovery/interface set to a broadcast interface the broker\n"
+        "beacons its id and ports there; bind tcp://*:PORT (or the interface's\n"
+        "address) so peers that hear it can connect.\n"
         "Logs go to stdout. SIGINT or SIGTERM stops it cleanly.\n");
 }
 
@@ -65,11 +117,17 @@ main (int argc, char *argv [])
     if (!config)
         return 1;               //  hgp_config_load said why
     zsys_info ("hgp-broker: config from %s", hgp_config_source (config));
+    char *error = hgp_discovery_config_check (config);
+    if (error) {
+        zsys_error ("%s", error);
+        free (error);
+        hgp_config_destroy (&config);
+        return 1;
+    }
 
     //  The actor reads its settings and binds before zactor_new returns
     zactor_t *broker = zactor_new (hgp_broker_actor, config);
     assert (broker);
-    hgp_config_destroy (&config);
     zstr_send (broker, "STATUS");
     char *status = zstr_recv (broker);
     int rc = 0;
@@ -80,9 +138,12 @@ main (int argc, char *argv [])
         rc = zsys_interrupted ? 0 : 1;
         zstr_free (&status);
         zactor_destroy (&broker);
+        hgp_config_destroy (&config);
         return rc;
     }
     zstr_free (&status);
+    zactor_t *discovery = s_discovery_start (broker, config);
+    hgp_config_destroy (&config);
 
     //  The broker never speaks unasked unless it stopped on its own
     zpoller_t *poller = zpoller_new (broker, NULL);
@@ -101,6 +162,8 @@ main (int argc, char *argv [])
             break;
     }
     zpoller_destroy (&poller);
+    //  Leaving beacon first: peers stop sending before we stop answering
+    zactor_destroy (&discovery);
     zactor_destroy (&broker);
     return rc;
 }

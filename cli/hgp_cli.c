@@ -1,7 +1,10 @@
-/*  hgp_cli.c - bin/hgp, the command-line client of an hgp broker
+/*  hgp_cli.c - bin/hgp, the command-line client of the hgp brokers
  *
- *  One process, one hgp_client_t (a DEALER on the broker's client endpoint),
- *  one command: incr, get, mget, ping, actors, top, stats or bench.
+ *  One process, one hgp_client_t, one command: incr, get, mget, ping,
+ *  actors, top, stats or bench. The client is what the config says
+ *  (lib/hgp_client.h): with discovery/interface set it follows broker
+ *  beacons, spreads requests over every live broker and fails over with the
+ *  same request id; otherwise, or with --broker, it talks to one broker.
  *  `hgp --help` is the manual; it lists the exit codes scripts rely on.
  *
  *  replay is the exception: it is disaster recovery for when the bus may
@@ -28,6 +31,7 @@
  */
 #include "hgp_client.h"
 #include "hgp_config.h"
+#include "hgp_discovery.h"
 #include "hgp_eventlog.h"
 #include "hgp_ledger.h"
 #include "hgp_process.h"
@@ -55,6 +59,7 @@ typedef struct {
     uint32_t timeout_ms;        /* --timeout, or 0: from the config         */
     hgp_config_t *config;       /* loaded on first need                     */
     hgp_client_t *client;       /* connected on first need                  */
+    int64_t settle_ms;          /* time to hear every broker's beacon       */
     const struct _s_command_t *command;  /* the command being run           */
 } s_app_t;
 
@@ -70,7 +75,9 @@ typedef struct _s_command_t {
 
 static const char *s_global_help =
 "Global options (before COMMAND):\n"
-"  --broker ENDPOINT  broker client endpoint (default: config\n"
+"  --broker ENDPOINT  talk to this one broker (default: the brokers whose\n"
+"                     beacons are heard on discovery/interface, env\n"
+"                     HGP_DISCOVERY_INTERFACE; without one, config\n"
 "                     broker/client_endpoint, env HGP_BROKER_CLIENT_ENDPOINT)\n"
 "  -c, --config FILE  config file (default: $HGP_CONFIG, else configs/hgp.cfg)\n"
 "  --timeout MS       deadline of each request, 1..60000 (default: config\n"
@@ -328,14 +335,22 @@ s_connect (s_app_t *app)
         app->timeout_ms = (uint32_t) hgp_config_int (
             app->config, "client/timeout", HGP_TIMEOUT_DEFAULT, 1,
             HGP_TIMEOUT_MAX);
-    const char *error = hgp_config_error (app->config);
-    if (error) {
-        fprintf (stderr, "hgp: %s\n", error);
+    //  Two beacon intervals and a little: every live broker has beaconed
+    app->settle_ms = 2 * hgp_config_int (app->config, "discovery/interval",
+                                         HGP_DISCOVERY_INTERVAL, 10, 10000)
+                   + 50;
+    char *problem = hgp_config_error (app->config)
+                  ? strdup (hgp_config_error (app->config))
+                  : hgp_discovery_config_check (app->config);
+    if (problem) {
+        fprintf (stderr, "hgp: %s\n", problem);
         if (app->json)
-            s_json_error ("usage", error, HGP_STATUS_BAD_REQUEST, NULL);
+            s_json_error ("usage", problem, HGP_STATUS_BAD_REQUEST, NULL);
+        free (problem);
         return EXIT_USAGE;
     }
-    app->client = hgp_client_new (endpoint);
+    app->client = app->broker ? hgp_client_new (endpoint)
+                              : hgp_client_new_config (app->config);
     if (!app->client) {
         char message [300];
         snprintf (message, sizeof message, "cannot connect to '%s': %s",
@@ -614,82 +629,254 @@ s_no_arguments (s_app_t *app, int argc, char *argv [])
     return 0;
 }
 
+//  The brokers this client knows, after listening long enough to hear
+//  every live one; a static client has one at once. NULL (and an error
+//  printed, *rc set) when there is none.
+static hgp_client_broker_t *
+s_brokers (s_app_t *app, size_t *count, int *rc)
+{
+    hgp_client_broker_t *list = (hgp_client_broker_t *)
+        calloc (64, sizeof (hgp_client_broker_t));
+    assert (list);
+    size_t n = hgp_client_brokers (app->client, (int) app->settle_ms, list, 64);
+    *count = n < 64 ? n : 64;
+    if (*count == 0) {
+        hgp_reply_t rep;
+        hgp_reply_init (&rep);
+        hgp_error_set (&rep.error, HGP_STATUS_TIMEOUT, "timeout",
+                       "no broker beacon heard (%s) within %lld ms",
+                       hgp_client_endpoint (app->client),
+                       (long long) app->settle_ms);
+        *rc = s_reply_error (app, &rep, NULL);
+        free (list);
+        return NULL;
+    }
+    return list;
+}
+
+//  Worse of two exit codes: unknown (3) over error (1) over ok
+static int
+s_worse (int a, int b)
+{
+    int rank_a = a == EXIT_UNKNOWN ? 2 : a != EXIT_OK;
+    int rank_b = b == EXIT_UNKNOWN ? 2 : b != EXIT_OK;
+    return rank_a >= rank_b ? a : b;
+}
+
 static int
 s_cmd_ping (s_app_t *app, int argc, char *argv [])
 {
     int rc;
     if ((rc = s_no_arguments (app, argc, argv)) || (rc = s_connect (app)))
         return rc;
-    hgp_request_t req;
-    s_request (app, &req, HGP_OP_PING);
-    hgp_reply_t rep;
-    hgp_reply_init (&rep);
-    int64_t start = zclock_usecs ();
-    hgp_client_call (app->client, &req, &rep);
-    int64_t usecs = zclock_usecs () - start;
-    if (rep.error.status != HGP_STATUS_OK)
-        rc = s_reply_error (app, &rep, NULL);
-    else
-    if (app->json) {
-        printf ("{\"status\":200,\"broker\":");
-        s_json_str (hgp_client_endpoint (app->client));
-        printf (",\"latency_us\":%lld}\n", (long long) usecs);
+    size_t nbrokers;
+    hgp_client_broker_t *brokers = s_brokers (app, &nbrokers, &rc);
+    if (!brokers)
+        return rc;
+    //  Every broker answers for itself
+    for (size_t i = 0; i < nbrokers; i++) {
+        hgp_request_t req;
+        s_request (app, &req, HGP_OP_PING);
+        hgp_reply_t rep;
+        hgp_reply_init (&rep);
+        int64_t start = zclock_usecs ();
+        hgp_client_call_at (app->client, brokers [i].broker_id, &req, &rep);
+        int64_t usecs = zclock_usecs () - start;
+        if (rep.error.status != HGP_STATUS_OK)
+            rc = s_worse (rc, s_reply_error (app, &rep, NULL));
+        else
+        if (app->json) {
+            printf ("{\"status\":200,\"broker\":");
+            s_json_str (brokers [i].endpoint);
+            printf (",\"broker_id\":");
+            s_json_str (brokers [i].broker_id);
+            printf (",\"latency_us\":%lld}\n", (long long) usecs);
+        }
+        else
+            printf ("pong from %s in %lld us\n", brokers [i].endpoint,
+                    (long long) usecs);
+        hgp_reply_clear (&rep);
     }
-    else
-        printf ("pong from %s in %lld us\n",
-                hgp_client_endpoint (app->client), (long long) usecs);
-    hgp_reply_clear (&rep);
+    free (brokers);
     return rc;
 }
 
+static void
+s_json_actor (const hgp_actor_info_t *a, const char *broker_id)
+{
+    printf ("{\"service\":");
+    s_json_str (a->service);
+    printf (",\"actor_id\":");
+    s_json_str (a->actor_id);
+    if (broker_id) {
+        printf (",\"broker_id\":");
+        s_json_str (broker_id);
+    }
+    printf (",\"capacity\":%u,\"inflight\":%u,\"queued\":%u,"
+            "\"idle_ms\":%u,\"served\":%llu}", a->capacity, a->inflight,
+            a->queued, a->idle_ms, (unsigned long long) a->served);
+}
+
+//  What every broker sees: its own liveness (from our discovery) and its
+//  actors (from its actors listing). One listing per broker, because each
+//  broker has its own view: an actor joins each broker on its own.
 static int
 s_cmd_actors (s_app_t *app, int argc, char *argv [])
 {
     int rc;
     if ((rc = s_no_arguments (app, argc, argv)) || (rc = s_connect (app)))
         return rc;
-    hgp_request_t req;
-    s_request (app, &req, HGP_OP_ACTORS);
-    hgp_reply_t rep;
-    hgp_reply_init (&rep);
-    hgp_client_call (app->client, &req, &rep);
-    if (rep.error.status != HGP_STATUS_OK)
-        rc = s_reply_error (app, &rep, NULL);
-    else
-    if (app->json) {
-        printf ("{\"status\":200,\"actors\":[");
-        for (size_t i = 0; i < rep.nactors; i++) {
-            hgp_actor_info_t *a = &rep.actors [i];
-            printf ("%s{\"service\":", i ? "," : "");
-            s_json_str (a->service);
-            printf (",\"actor_id\":");
-            s_json_str (a->actor_id);
-            printf (",\"capacity\":%u,\"inflight\":%u,\"queued\":%u,"
-                    "\"idle_ms\":%u,\"served\":%llu}", a->capacity,
-                    a->inflight, a->queued, a->idle_ms,
-                    (unsigned long long) a->served);
+    size_t nbrokers;
+    hgp_client_broker_t *brokers = s_brokers (app, &nbrokers, &rc);
+    if (!brokers)
+        return rc;
+    hgp_reply_t *reps = (hgp_reply_t *) calloc (nbrokers, sizeof (hgp_reply_t));
+    assert (reps);
+    for (size_t i = 0; i < nbrokers; i++) {
+        hgp_request_t req;
+        s_request (app, &req, HGP_OP_ACTORS);
+        hgp_reply_init (&reps [i]);
+        hgp_client_call_at (app->client, brokers [i].broker_id, &req,
+                            &reps [i]);
+        if (reps [i].error.status != HGP_STATUS_OK) {
+            const char *code = reps [i].error.code [0] ? reps [i].error.code
+                                                       : "internal";
+            fprintf (stderr, "hgp: broker %s: %s: %s\n", brokers [i].endpoint,
+                     code, reps [i].error.message);
+            rc = s_worse (rc, s_exit_code (&reps [i]));
         }
-        printf ("]}\n");
+    }
+    //  Services: each distinct actor once, with what all brokers saw of it
+    size_t nactors = 0, nservices = 0;
+    uint64_t served = 0;
+    char seen [HGP_ACTORS_MAX][HGP_ID_MAX + 1];
+    char services [16][HGP_ID_MAX + 1];
+    for (size_t i = 0; i < nbrokers; i++)
+        for (size_t j = 0; j < reps [i].nactors; j++) {
+            hgp_actor_info_t *a = &reps [i].actors [j];
+            served += a->served;
+            size_t k = 0;
+            while (k < nactors && strcmp (seen [k], a->actor_id))
+                k++;
+            if (k == nactors && nactors < HGP_ACTORS_MAX)
+                snprintf (seen [nactors++], HGP_ID_MAX + 1, "%s", a->actor_id);
+            k = 0;
+            while (k < nservices && strcmp (services [k], a->service))
+                k++;
+            if (k == nservices && nservices < 16)
+                snprintf (services [nservices++], HGP_ID_MAX + 1, "%s",
+                          a->service);
+        }
+
+    if (app->json) {
+        int status = HGP_STATUS_OK;
+        for (size_t i = 0; i < nbrokers && status == HGP_STATUS_OK; i++)
+            status = reps [i].error.status;
+        printf ("{\"status\":%d,\"brokers\":[", status);
+        for (size_t i = 0; i < nbrokers; i++) {
+            hgp_client_broker_t *b = &brokers [i];
+            printf ("%s{\"broker_id\":", i ? "," : "");
+            s_json_str (b->broker_id);
+            printf (",\"endpoint\":");
+            s_json_str (b->endpoint);
+            printf (",\"state\":");
+            s_json_str (b->state);
+            printf (",\"beacon_ms\":%lld,\"status\":%d", (long long) b->beacon_ms,
+                    reps [i].error.status);
+            if (reps [i].error.status != HGP_STATUS_OK) {
+                printf (",\"error\":{\"code\":");
+                s_json_str (reps [i].error.code);
+                printf (",\"message\":");
+                s_json_str (reps [i].error.message);
+                printf ("}");
+            }
+            printf (",\"actors\":[");
+            for (size_t j = 0; j < reps [i].nactors; j++) {
+                printf ("%s", j ? "," : "");
+                s_json_actor (&reps [i].actors [j], NULL);
+            }
+            printf ("]}");
+        }
+        //  Flat, as before brokers were many: one row per (broker, actor)
+        printf ("],\"actors\":[");
+        bool first = true;
+        for (size_t i = 0; i < nbrokers; i++)
+            for (size_t j = 0; j < reps [i].nactors; j++) {
+                printf ("%s", first ? "" : ",");
+                first = false;
+                s_json_actor (&reps [i].actors [j], brokers [i].broker_id);
+            }
+        printf ("],\"distinct_actors\":%zu,\"served\":%llu}\n", nactors,
+                (unsigned long long) served);
     }
     else {
+        int ew = (int) strlen ("ENDPOINT");
+        for (size_t i = 0; i < nbrokers; i++) {
+            int len = (int) strlen (brokers [i].endpoint);
+            ew = len > ew ? len : ew;
+        }
+        printf ("%-32s  %-*s  %-8s  %9s  %s\n", "BROKER", ew, "ENDPOINT",
+                "STATE", "BEACON_MS", "ANSWER");
+        for (size_t i = 0; i < nbrokers; i++) {
+            hgp_client_broker_t *b = &brokers [i];
+            char beacon [24] = "-";
+            if (!streq (b->state, "static"))
+                snprintf (beacon, sizeof beacon, "%lld",
+                          (long long) b->beacon_ms);
+            char answer [64];
+            if (reps [i].error.status == HGP_STATUS_OK)
+                snprintf (answer, sizeof answer, "%zu actors",
+                          reps [i].nactors);
+            else
+                snprintf (answer, sizeof answer, "%d %s",
+                          reps [i].error.status, reps [i].error.code);
+            printf ("%-32s  %-*s  %-8s  %9s  %s\n", b->broker_id, ew,
+                    b->endpoint, b->state, beacon, answer);
+        }
         int sw = (int) strlen ("SERVICE"), aw = (int) strlen ("ACTOR_ID");
-        for (size_t i = 0; i < rep.nactors; i++) {
-            int len = (int) strlen (rep.actors [i].service);
-            sw = len > sw ? len : sw;
-            len = (int) strlen (rep.actors [i].actor_id);
-            aw = len > aw ? len : aw;
+        for (size_t i = 0; i < nbrokers; i++)
+            for (size_t j = 0; j < reps [i].nactors; j++) {
+                int len = (int) strlen (reps [i].actors [j].service);
+                sw = len > sw ? len : sw;
+                len = (int) strlen (reps [i].actors [j].actor_id);
+                aw = len > aw ? len : aw;
+            }
+        printf ("\n%-*s  %-*s  %-8s  %8s  %8s  %8s  %8s  %12s\n", sw,
+                "SERVICE", aw, "ACTOR_ID", "BROKER", "CAPACITY", "INFLIGHT",
+                "QUEUED", "IDLE_MS", "SERVED");
+        for (size_t i = 0; i < nbrokers; i++)
+            for (size_t j = 0; j < reps [i].nactors; j++) {
+                hgp_actor_info_t *a = &reps [i].actors [j];
+                printf ("%-*s  %-*s  %-8.8s  %8u  %8u  %8u  %8u  %12llu\n",
+                        sw, a->service, aw, a->actor_id,
+                        brokers [i].broker_id, a->capacity, a->inflight,
+                        a->queued, a->idle_ms, (unsigned long long) a->served);
+            }
+        printf ("\n");
+        for (size_t k = 0; k < nservices; k++) {
+            size_t actors = 0;
+            uint64_t n = 0;
+            for (size_t a = 0; a < nactors; a++) {
+                bool in = false;
+                for (size_t i = 0; i < nbrokers; i++)
+                    for (size_t j = 0; j < reps [i].nactors; j++)
+                        if (streq (reps [i].actors [j].actor_id, seen [a])
+                        &&  streq (reps [i].actors [j].service, services [k])) {
+                            in = true;
+                            n += reps [i].actors [j].served;
+                        }
+                actors += in;
+            }
+            printf ("service %s: %zu actors on %zu brokers, %llu served\n",
+                    services [k], actors, nbrokers, (unsigned long long) n);
         }
-        printf ("%-*s  %-*s  %8s  %8s  %8s  %8s  %12s\n", sw, "SERVICE",
-                aw, "ACTOR_ID", "CAPACITY", "INFLIGHT", "QUEUED", "IDLE_MS",
-                "SERVED");
-        for (size_t i = 0; i < rep.nactors; i++) {
-            hgp_actor_info_t *a = &rep.actors [i];
-            printf ("%-*s  %-*s  %8u  %8u  %8u  %8u  %12llu\n", sw,
-                    a->service, aw, a->actor_id, a->capacity, a->inflight,
-                    a->queued, a->idle_ms, (unsigned long long) a->served);
-        }
+        if (nservices == 0)
+            printf ("no actors on %zu brokers\n", nbrokers);
     }
-    hgp_reply_clear (&rep);
+    for (size_t i = 0; i < nbrokers; i++)
+        hgp_reply_clear (&reps [i]);
+    free (reps);
+    free (brokers);
     return rc;
 }
 
@@ -1296,7 +1483,9 @@ s_bench_report (s_app_t *app, s_bench_t *self, double seconds,
                     verify == S_VERIFY_OK ? "true" : "false",
                     (unsigned long long) self->ok, (long long) increase,
                     (unsigned long long) self->indeterminate);
-        printf (",\"unsent\":%llu}\n", (unsigned long long) self->unsent);
+        printf (",\"unsent\":%llu,\"resent\":%llu}\n",
+                (unsigned long long) self->unsent,
+                (unsigned long long) hgp_client_resent (app->client));
         return;
     }
     printf ("bench: %s, %llu requests, window %u, %u keys "
@@ -1322,6 +1511,10 @@ s_bench_report (s_app_t *app, s_bench_t *self, double seconds,
     if (self->unsent)
         printf ("unsent: %llu\n",
                 (unsigned long long) self->unsent);
+    if (hgp_client_resent (app->client))
+        printf ("failover: %llu requests re-sent to another broker with the"
+                " same id\n",
+                (unsigned long long) hgp_client_resent (app->client));
     if (verify == S_VERIFY_NA)
         printf ("verify: n/a (op %s)\n", hgp_op_name (self->op));
     else
@@ -1356,6 +1549,9 @@ s_cmd_bench (s_app_t *app, int argc, char *argv [])
     hgp_reply_t rep;
     hgp_reply_init (&rep);
 
+    //  With discovery: hear every live broker first, so the load is spread
+    //  over all of them from the first request
+    hgp_client_brokers (app->client, (int) app->settle_ms, NULL, 0);
     //  Is anyone there? Fail fast, before a long run of timeouts
     hgp_request_t req;
     s_request (app, &req, HGP_OP_PING);
@@ -1520,15 +1716,21 @@ static const s_command_t s_commands [] = {
       "read in several requests, and nothing is printed unless all succeed.\n",
       s_cmd_mget },
     { "ping", "",
-      "check that the broker answers",
-      "Asks the broker itself (no actor involved) to answer and prints the\n"
-      "round-trip time.\n",
+      "check that every broker answers",
+      "Asks each broker itself (no actor involved) to answer and prints the\n"
+      "round-trip time. With discovery: every broker heard within two\n"
+      "beacon intervals.\n",
       s_cmd_ping },
     { "actors", "",
-      "list the actors the broker sees",
-      "Prints a table: service, actor_id, capacity, inflight, queued\n"
-      "(waiting in the broker), idle_ms (since the broker last heard from\n"
-      "it) and served (replies sent through this broker).\n",
+      "list brokers, and the actors and services each broker sees",
+      "Asks every known broker (with discovery: every broker heard within\n"
+      "two beacon intervals) for its actors. Prints the brokers (id,\n"
+      "endpoint, state: alive, evasive (beacons late) or static, ms since\n"
+      "its last beacon), then one row per broker and actor: service,\n"
+      "actor_id, broker, capacity, inflight, queued (waiting in that broker),\n"
+      "idle_ms (since that broker last heard from it) and served (replies\n"
+      "sent through that broker), then a line per service. Exits 3 (or 1)\n"
+      "when a broker did not answer, after printing what the others said.\n",
       s_cmd_actors },
     { "top", "TYPE [--window all|1h|24h|trending] [--limit N]",
       "print the resources of TYPE with the biggest counts",
@@ -1592,7 +1794,7 @@ static void
 s_usage (FILE *out)
 {
     fprintf (out, "usage: hgp [GLOBAL OPTIONS] COMMAND [ARGS]\n\n"
-             "Client of an hgp broker: counters over the HGP/1 protocol "
+             "Client of the hgp brokers: counters over the HGP/1 protocol "
              "(schemas/PROTOCOL.md).\n\nCommands:\n");
     for (size_t i = 0; i < COMMANDS; i++) {
         fprintf (out, "  %s%s%s\n", s_commands [i].name,

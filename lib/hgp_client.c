@@ -1,4 +1,4 @@
-/*  hgp_client.c - a DEALER client of the broker's client endpoint (see .h)
+/*  hgp_client.c - a client of the brokers' client endpoints (see .h)
  *
  *  Why it is built this way:
  *
@@ -15,17 +15,94 @@
  *    thread can drive the broker at full speed.
  *  - Every failure the network or the broker can cause becomes an error
  *    reply for the caller, never a default value that looks like success.
+ *
+ *  With discovery (several brokers) the socket is one ROUTER connected to
+ *  every live broker, and each broker's client ROUTER presents its broker
+ *  id as routing id (PROTOCOL.md 9.3). So one socket still carries
+ *  everything (hgp_client_sock stays meaningful), and yet we choose which
+ *  broker gets a request and see which one answered. ROUTER_MANDATORY with
+ *  ZMQ_IMMEDIATE makes a send to a broker with no live connection fail at
+ *  once (EHOSTUNREACH) instead of queueing, and a socket monitor reports
+ *  each dropped connection (ZMQ_EVENT_DISCONNECTED): that is how a kill -9
+ *  of a broker is noticed within milliseconds, well before its beacon
+ *  expires, even by a client with nothing new to send. (A send can still
+ *  go into the old connection in the few ms before libzmq notices; such a
+ *  request is pending on that broker like any other and moves with them.)
+ *
+ *  Invariants of the discovery path:
+ *  - Every request sent and not yet answered to the caller is in
+ *    `pending`, by id, with the body as first encoded and the broker that
+ *    holds it. A broker that leaves or drops its connection has its
+ *    pending requests re-sent elsewhere with the same id and the budget
+ *    left (the body re-encoded with the new timeout_ms). Re-sending is
+ *    always safe: the increment and its id record are one Lua script in
+ *    Redis, so a second delivery replays instead of adding.
+ *  - The caller sees at most one reply per id: the first 200, or the error
+ *    of the broker that holds it now. A duplicate (from a broker we moved
+ *    away from) is dropped here.
+ *  - pending is bounded by what the caller sends within one deadline:
+ *    entries past their deadline plus HGP_CLIENT_GRACE_MS are purged.
  */
 #include "hgp_client.h"
+#include "hgp_discovery.h"
 #include <errno.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+
+#define S_BROKERS_MAX    64     /* brokers one client uses               */
+#define S_PROBE_MS      100     /* retry a broker whose send failed      */
+#define S_WAIT_STEP_MS   50     /* longest poll: purge and events keep up */
+#define S_RETRIES_MAX     2     /* 503 no_actor / 504 tried elsewhere    */
+#define S_RETRY_MIN_MS   50     /* budget worth a retry                  */
+#define S_EVENTS_MS       5     /* hot path: look at discovery this often */
+
+typedef struct {
+    char id [40];               /* broker id: its ROUTER routing id         */
+    char endpoint [256];        /* its client endpoint, connected           */
+    bool evasive;               /* beacons late: no new work if avoidable   */
+    bool up;                    /* the last send to it went through         */
+    int64_t retry_at;           /* not up: try it again after this          */
+    uint64_t sent;              /* requests sent to it                      */
+} s_broker_t;
+
+typedef struct {
+    char id [HGP_ID_MAX + 1];   /* the request id, the table's key          */
+    s_broker_t *broker;         /* holds it now; NULL: waiting for one      */
+    int64_t deadline;           /* mono ms: first send + timeout_ms         */
+    uint8_t *body;              /* as first encoded                         */
+    size_t size;
+    int retries;                /* re-sent because of an error reply        */
+    bool pinned;                /* hgp_client_call_at: this broker or none  */
+} s_pending_t;
 
 struct _hgp_client_t {
-    zsock_t *dealer;            /* DEALER connected to the broker           */
+    zsock_t *dealer;            /* DEALER or, with discovery, ROUTER        */
     void *handle;               /* its libzmq socket, for the hot path      */
     char *endpoint;             /* where we connect, for messages           */
     hgp_buf_t buf;              /* encode buffer, reused for every request  */
     int sndtimeo;               /* ZMQ_SNDTIMEO currently set on dealer     */
+    //  With discovery only
+    zactor_t *discovery;        /* our own discovery actor, or NULL         */
+    zsock_t *events;            /* discovery events: that actor's pipe, or
+                                   a SUB to a shared actor (new_shared);
+                                   NULL: one static broker, plain DEALER    */
+    bool shared;                /* events is our SUB                        */
+    zsock_t *monitor;           /* ZMQ_EVENT_DISCONNECTED of the ROUTER     */
+    s_broker_t *brokers [S_BROKERS_MAX];    /* live, in JOIN order          */
+    size_t nbrokers;
+    size_t rr;                  /* round-robin position                     */
+    zhashx_t *pending;          /* request id -> s_pending_t                */
+    bool failover_due;          /* a broker went down: move its requests    */
+    int64_t purge_at;           /* next purge of stale pending entries      */
+    int64_t events_at;          /* next look at discovery on the hot path   */
+    hgp_request_t scratch;      /* decoded body, when re-encoding           */
+    uint64_t resent;            /* requests sent again elsewhere            */
 };
+
+
+/*  --------------------------------------------------------------------
+ *  Construction
+ */
 
 hgp_client_t *
 hgp_client_new (const char *endpoint)
@@ -54,13 +131,134 @@ hgp_client_new (const char *endpoint)
     return self;
 }
 
+static void
+s_pending_destroy (void **item_p)
+{
+    s_pending_t *pending = (s_pending_t *) *item_p;
+    if (pending) {
+        free (pending->body);
+        free (pending);
+        *item_p = NULL;
+    }
+}
+
+//  The discovery path's client, without its source of events yet: one
+//  ROUTER to be connected to every broker, its monitor, the pending table
+static hgp_client_t *
+s_router_new (const char *where)
+{
+    hgp_client_t *self = (hgp_client_t *) zmalloc (sizeof (hgp_client_t));
+    assert (self);
+    self->dealer = zsock_new (ZMQ_ROUTER);
+    assert (self->dealer);
+    self->handle = zsock_resolve (self->dealer);
+    self->endpoint = strdup (where);
+    assert (self->endpoint);
+    zsock_set_linger (self->dealer, 0);
+    zsock_set_immediate (self->dealer, 1);
+    zsock_set_router_mandatory (self->dealer, 1);
+    //  A broker that reconnects presents the same routing id: take it
+    zsock_set_router_handover (self->dealer, 1);
+    zsock_set_sndhwm (self->dealer, 100000);
+    zsock_set_rcvhwm (self->dealer, 100000);
+    //  Dropped connections, as they happen (see the top of the file)
+    char monitor [64];
+    snprintf (monitor, sizeof monitor, "inproc://hgp-client-monitor-%p",
+              (void *) self);
+    int rc = zmq_socket_monitor (self->handle, monitor,
+                                 ZMQ_EVENT_DISCONNECTED);
+    assert (rc == 0);
+    self->monitor = zsock_new (ZMQ_PAIR);
+    assert (self->monitor);
+    zsock_set_linger (self->monitor, 0);
+    rc = zsock_connect (self->monitor, "%s", monitor);
+    assert (rc == 0);
+    self->pending = zhashx_new ();
+    assert (self->pending);
+    zhashx_set_destructor (self->pending, s_pending_destroy);
+    hgp_request_init (&self->scratch);
+    self->purge_at = zclock_mono ();
+    return self;
+}
+
+hgp_client_t *
+hgp_client_new_config (hgp_config_t *config)
+{
+    assert (config);
+    const char *endpoint = hgp_config_str (config, "broker/client_endpoint",
+                                           "tcp://127.0.0.1:5555");
+    zactor_t *discovery = zactor_new (hgp_discovery_actor, config);
+    assert (discovery);
+    zstr_send (discovery, "MODE");
+    char *mode = zstr_recv (discovery);
+    bool beacon = mode && streq (mode, "beacon");
+    zstr_free (&mode);
+    if (!beacon) {
+        zactor_destroy (&discovery);
+        return hgp_client_new (endpoint);
+    }
+    char *where = zsys_sprintf ("beacons:%s:%s",
+        hgp_config_str (config, "discovery/interface", ""),
+        hgp_config_str (config, "discovery/port", "5670"));
+    assert (where);
+    hgp_client_t *self = s_router_new (where);
+    zstr_free (&where);
+    self->discovery = discovery;
+    self->events = zactor_sock (discovery);
+    zstr_sendx (self->discovery, "LISTEN", "quiet", NULL);
+    return self;
+}
+
+hgp_client_t *
+hgp_client_new_shared (const char *events, const char *where)
+{
+    assert (events);
+    assert (where);
+    //  Unique per client for the life of the process, so a snapshot can
+    //  never go to a later client at the same address (hgp_discovery.h)
+    static atomic_uint_fast64_t s_topics = 0;
+    char topic [24];
+    snprintf (topic, sizeof topic, "@%016" PRIx64,
+              (uint64_t) atomic_fetch_add (&s_topics, 1) + 1);
+    zsock_t *sub = zsock_new (ZMQ_SUB);
+    assert (sub);
+    zsock_set_linger (sub, 0);
+    zsock_set_rcvhwm (sub, 0);          //  never drop an event
+    const char *kinds [] = { "JOIN", "EVASIVE", "ALIVE", "LEAVE", NULL };
+    for (int i = 0; kinds [i]; i++)
+        zsock_set_subscribe (sub, kinds [i]);
+    if (zsock_connect (sub, "%s", events)) {
+        int error = errno;
+        zsock_destroy (&sub);
+        errno = error;
+        return NULL;
+    }
+    //  After connecting: this one asks for the snapshot, which must come
+    //  after the kinds are subscribed
+    zsock_set_subscribe (sub, topic);
+    hgp_client_t *self = s_router_new (where);
+    self->events = sub;
+    self->shared = true;
+    return self;
+}
+
 void
 hgp_client_destroy (hgp_client_t **self_p)
 {
     assert (self_p);
     hgp_client_t *self = *self_p;
     if (self) {
+        if (self->monitor)
+            zmq_socket_monitor (self->handle, NULL, 0);
+        zsock_destroy (&self->monitor);
         zsock_destroy (&self->dealer);
+        if (self->shared)
+            zsock_destroy (&self->events);
+        zactor_destroy (&self->discovery);
+        for (size_t i = 0; i < self->nbrokers; i++)
+            free (self->brokers [i]);
+        zhashx_destroy (&self->pending);
+        hgp_request_clear (&self->scratch);
         hgp_buf_clear (&self->buf);
         free (self->endpoint);
         free (self);
@@ -82,11 +280,342 @@ hgp_client_sock (hgp_client_t *self)
     return self->dealer;
 }
 
+uint64_t
+hgp_client_resent (hgp_client_t *self)
+{
+    assert (self);
+    return self->resent;
+}
+
+
+/*  --------------------------------------------------------------------
+ *  Discovery path: brokers and where requests go
+ */
+
+static s_broker_t *
+s_broker_lookup (hgp_client_t *self, const char *id, size_t len)
+{
+    for (size_t i = 0; i < self->nbrokers; i++)
+        if (strlen (self->brokers [i]->id) == len
+        &&  memcmp (self->brokers [i]->id, id, len) == 0)
+            return self->brokers [i];
+    return NULL;
+}
+
+//  Send one encoded body to broker. 0, or -1 with errno: EHOSTUNREACH (no
+//  live connection to it), EAGAIN (its queue is full). A broker that was
+//  up and is not any more has lost what it held: failover is due.
+static int
+s_broker_send (hgp_client_t *self, s_broker_t *broker, const uint8_t *body,
+               size_t size)
+{
+    if (zmq_send (self->handle, broker->id, strlen (broker->id),
+                  ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
+        int error = zmq_errno ();
+        if (error == EHOSTUNREACH) {
+            if (broker->up)
+                self->failover_due = true;
+            broker->up = false;
+            broker->retry_at = zclock_mono () + S_PROBE_MS;
+        }
+        errno = error;
+        return -1;
+    }
+    //  The rest of a message cannot fail once its first frame went in
+    zmq_send (self->handle, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send (self->handle, HGP_PROTO_CLIENT, strlen (HGP_PROTO_CLIENT),
+              ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send (self->handle, body, size, ZMQ_DONTWAIT);
+    broker->up = true;
+    broker->sent++;
+    return 0;
+}
+
+//  Send body to the next broker that takes it, round-robin, never to
+//  exclude. First pass: brokers that are up (or due a retry) and not
+//  evasive; second pass: any. The broker used, or NULL.
+static s_broker_t *
+s_place (hgp_client_t *self, const uint8_t *body, size_t size,
+         s_broker_t *exclude)
+{
+    size_t n = self->nbrokers;
+    if (n == 0)
+        return NULL;
+    int64_t now = zclock_mono ();
+    size_t start = self->rr++;
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t k = 0; k < n; k++) {
+            s_broker_t *broker = self->brokers [(start + k) % n];
+            if (broker == exclude)
+                continue;
+            if (pass == 0 && (broker->evasive
+                              || (!broker->up && now < broker->retry_at)))
+                continue;
+            if (s_broker_send (self, broker, body, size) == 0)
+                return broker;
+        }
+    return NULL;
+}
+
+//  Re-send a pending request elsewhere with what is left of its budget.
+//  Leaves it waiting (broker NULL) when no broker takes it now.
+static void
+s_pending_resend (hgp_client_t *self, s_pending_t *pending,
+                  s_broker_t *exclude)
+{
+    pending->broker = NULL;
+    int64_t left = pending->deadline - zclock_mono ();
+    if (left < 1 || pending->pinned)
+        return;                         //  the caller times it out
+    hgp_error_t err;
+    if (hgp_request_decode (&self->scratch, pending->body, pending->size,
+                            &err))
+        return;                         //  we encoded it: cannot happen
+    self->scratch.timeout_ms = (uint32_t) MIN (left, HGP_TIMEOUT_MAX);
+    self->buf.size = 0;
+    int rc = hgp_request_encode (&self->scratch, &self->buf);
+    hgp_request_clear (&self->scratch);
+    if (rc)
+        return;
+    pending->broker = s_place (self, self->buf.data, self->buf.size, exclude);
+    if (pending->broker)
+        self->resent++;
+}
+
+//  Move every request off brokers that are down or gone (broker NULL
+//  marks the latter). Re-sending can find another broker down, so go
+//  round until nothing is due; each broker goes down at most once a round.
+static void
+s_failover (hgp_client_t *self)
+{
+    for (size_t round = 0; self->failover_due && round <= self->nbrokers;
+         round++) {
+        self->failover_due = false;
+        zlistx_t *moving = zlistx_new ();
+        assert (moving);
+        for (s_pending_t *p = (s_pending_t *) zhashx_first (self->pending);
+             p; p = (s_pending_t *) zhashx_next (self->pending))
+            if (!p->broker || !p->broker->up)
+                zlistx_add_end (moving, p);
+        for (s_pending_t *p = (s_pending_t *) zlistx_first (moving);
+             p; p = (s_pending_t *) zlistx_next (moving))
+            s_pending_resend (self, p, p->broker);
+        zlistx_destroy (&moving);
+    }
+}
+
+static void
+s_broker_join (hgp_client_t *self, const hgp_discovery_event_t *event)
+{
+    if (s_broker_lookup (self, event->broker_id, strlen (event->broker_id)))
+        return;
+    if (self->nbrokers == S_BROKERS_MAX) {
+        zsys_warning ("client: ignoring broker %s, %d known already",
+                      event->broker_id, S_BROKERS_MAX);
+        return;
+    }
+    if (zsock_connect (self->dealer, "%s", event->client_endpoint)) {
+        zsys_warning ("client: cannot connect to broker %s at %s",
+                      event->broker_id, event->client_endpoint);
+        return;
+    }
+    s_broker_t *broker = (s_broker_t *) zmalloc (sizeof (s_broker_t));
+    assert (broker);
+    snprintf (broker->id, sizeof broker->id, "%s", event->broker_id);
+    snprintf (broker->endpoint, sizeof broker->endpoint, "%s",
+              event->client_endpoint);
+    self->brokers [self->nbrokers++] = broker;
+    //  Something may have been waiting for any broker at all
+    self->failover_due = true;
+}
+
+static void
+s_broker_leave (hgp_client_t *self, s_broker_t *broker)
+{
+    zsock_disconnect (self->dealer, "%s", broker->endpoint);
+    for (s_pending_t *p = (s_pending_t *) zhashx_first (self->pending);
+         p; p = (s_pending_t *) zhashx_next (self->pending))
+        if (p->broker == broker) {
+            p->broker = NULL;
+            self->failover_due = true;
+        }
+    size_t i = 0;
+    while (self->brokers [i] != broker)
+        i++;
+    memmove (&self->brokers [i], &self->brokers [i + 1],
+             (self->nbrokers - i - 1) * sizeof (s_broker_t *));
+    self->nbrokers--;
+    free (broker);
+}
+
+static void
+s_event (hgp_client_t *self, zmsg_t *msg)
+{
+    hgp_discovery_event_t event;
+    if (hgp_discovery_event_parse (msg, &event))
+        return;
+    if (streq (event.kind, "JOIN")) {
+        s_broker_join (self, &event);
+        return;
+    }
+    s_broker_t *broker = s_broker_lookup (self, event.broker_id,
+                                          strlen (event.broker_id));
+    if (!broker)
+        return;
+    if (streq (event.kind, "LEAVE"))
+        s_broker_leave (self, broker);
+    else
+        broker->evasive = streq (event.kind, "EVASIVE");
+}
+
+//  The monitor says a connection dropped: [event, value][endpoint]. The
+//  broker is down until a send goes through again; what it held moves.
+static void
+s_disconnected (hgp_client_t *self, zmsg_t *msg)
+{
+    zframe_t *head = zmsg_first (msg);
+    zframe_t *address = zmsg_next (msg);
+    uint16_t event = 0;
+    if (!head || zframe_size (head) != 6 || !address)
+        return;
+    memcpy (&event, zframe_data (head), sizeof event);
+    if (event != ZMQ_EVENT_DISCONNECTED)
+        return;
+    for (size_t i = 0; i < self->nbrokers; i++) {
+        s_broker_t *broker = self->brokers [i];
+        if (zframe_streq (address, broker->endpoint) && broker->up) {
+            broker->up = false;
+            broker->retry_at = zclock_mono () + S_PROBE_MS;
+            self->failover_due = true;
+        }
+    }
+}
+
+//  Take what discovery and the monitor have said, waiting up to wait_ms
+//  for the first message; then re-send whatever is due
+static void
+s_events (hgp_client_t *self, int wait_ms)
+{
+    self->events_at = zclock_mono () + S_EVENTS_MS;
+    zmq_pollitem_t items [] = {
+        { zsock_resolve (self->events), 0, ZMQ_POLLIN, 0 },
+        { zsock_resolve (self->monitor), 0, ZMQ_POLLIN, 0 }
+    };
+    while (zmq_poll (items, 2, wait_ms) > 0) {
+        if (items [0].revents & ZMQ_POLLIN) {
+            zmsg_t *msg = zmsg_recv (self->events);
+            //  A snapshot for us comes as [our topic][event]
+            zframe_t *first = msg ? zmsg_first (msg) : NULL;
+            if (first && zframe_size (first) > 0
+            &&  zframe_data (first) [0] == '@') {
+                first = zmsg_pop (msg);
+                zframe_destroy (&first);
+            }
+            if (msg)
+                s_event (self, msg);
+            zmsg_destroy (&msg);
+        }
+        if (items [1].revents & ZMQ_POLLIN) {
+            zmsg_t *msg = zmsg_recv (self->monitor);
+            if (msg)
+                s_disconnected (self, msg);
+            zmsg_destroy (&msg);
+        }
+        wait_ms = 0;
+    }
+    if (self->failover_due)
+        s_failover (self);
+}
+
+//  Drop pending requests well past their deadline: their caller gave up
+static void
+s_purge (hgp_client_t *self)
+{
+    int64_t now = zclock_mono ();
+    if (now < self->purge_at)
+        return;
+    self->purge_at = now + S_WAIT_STEP_MS;
+    zlistx_t *stale = zlistx_new ();
+    assert (stale);
+    for (s_pending_t *p = (s_pending_t *) zhashx_first (self->pending);
+         p; p = (s_pending_t *) zhashx_next (self->pending))
+        if (now > p->deadline + HGP_CLIENT_GRACE_MS)
+            zlistx_add_end (stale, p->id);
+        else
+        if (!p->broker && !p->pinned)
+            self->failover_due = true;  //  try again to find it a broker
+    for (const char *id = (const char *) zlistx_first (stale); id;
+         id = (const char *) zlistx_next (stale))
+        zhashx_delete (self->pending, id);
+    zlistx_destroy (&stale);
+}
+
+//  Send a request on the discovery path: to broker `only` if given, else
+//  wherever it goes. Waits for a broker up to the request's timeout.
+static int
+s_discovery_send (hgp_client_t *self, const hgp_request_t *req,
+                  s_broker_t *only)
+{
+    self->buf.size = 0;
+    if (hgp_request_encode (req, &self->buf)) {
+        errno = EINVAL;
+        return -1;
+    }
+    int64_t timeout = req->timeout_ms ? req->timeout_ms : HGP_TIMEOUT_DEFAULT;
+    int64_t start = zclock_mono ();
+    if (start >= self->events_at)
+        s_events (self, 0);
+    s_broker_t *broker = NULL;
+    int error = EAGAIN;
+    while (true) {
+        if (only) {
+            if (s_broker_send (self, only, self->buf.data, self->buf.size) == 0)
+                broker = only;
+            else
+                error = errno;
+        }
+        else
+            broker = s_place (self, self->buf.data, self->buf.size, NULL);
+        if (broker || zsys_interrupted || zclock_mono () - start >= timeout)
+            break;
+        //  Nobody took it: a broker may be connecting or about to be heard
+        s_events (self, 5);
+        if (only && !s_broker_lookup (self, only->id, strlen (only->id)))
+            break;                      //  it left meanwhile
+    }
+    if (self->failover_due)
+        s_failover (self);
+    if (!broker) {
+        errno = only ? error : EAGAIN;
+        return -1;
+    }
+    //  A retry of an id still pending (the caller's own retry) replaces it
+    s_pending_t *pending = (s_pending_t *) zmalloc (sizeof (s_pending_t));
+    assert (pending);
+    snprintf (pending->id, sizeof pending->id, "%s", req->id);
+    pending->broker = broker;
+    pending->deadline = start + timeout;
+    pending->body = (uint8_t *) malloc (self->buf.size);
+    assert (pending->body);
+    memcpy (pending->body, self->buf.data, self->buf.size);
+    pending->size = self->buf.size;
+    pending->pinned = only != NULL;
+    zhashx_update (self->pending, pending->id, pending);
+    return 0;
+}
+
+
+/*  --------------------------------------------------------------------
+ *  Sending and receiving
+ */
+
 int
 hgp_client_send (hgp_client_t *self, const hgp_request_t *req)
 {
     assert (self);
     assert (req);
+    if (self->events)
+        return s_discovery_send (self, req, NULL);
     self->buf.size = 0;
     if (hgp_request_encode (req, &self->buf)) {
         errno = EINVAL;
@@ -108,23 +637,23 @@ hgp_client_send (hgp_client_t *self, const hgp_request_t *req)
     return 0;
 }
 
-//  Receive one whole message, keeping its first three frames in frames [];
-//  further frames are dropped. Returns the number of frames the message
-//  had, or -1 (errno EAGAIN, EINTR...) with nothing kept.
+//  Receive one whole message, keeping its first `keep` (at most 4) frames
+//  in frames []; further frames are dropped. Returns the number of frames
+//  the message had, or -1 (errno EAGAIN, EINTR...) with nothing kept.
 
 static int
-s_recv_frames (hgp_client_t *self, zmq_msg_t *frames, int flags)
+s_recv_frames (hgp_client_t *self, zmq_msg_t *frames, int keep, int flags)
 {
     int count = 0;
     bool more = true;
     while (more) {
         zmq_msg_t scratch;
-        zmq_msg_t *msg = count < 3 ? &frames [count] : &scratch;
+        zmq_msg_t *msg = count < keep ? &frames [count] : &scratch;
         zmq_msg_init (msg);
         if (zmq_msg_recv (msg, self->handle, count ? 0 : flags) == -1) {
             int saved = errno;
             zmq_msg_close (msg);
-            for (int i = 0; i < count && i < 3; i++)
+            for (int i = 0; i < count && i < keep; i++)
                 zmq_msg_close (&frames [i]);
             errno = saved;
             return -1;
@@ -137,30 +666,10 @@ s_recv_frames (hgp_client_t *self, zmq_msg_t *frames, int flags)
     return count;
 }
 
-int
-hgp_client_recv (hgp_client_t *self, hgp_reply_t *rep, int timeout_ms)
+//  Decode [empty][HGPC01][body] into rep; anything else becomes a 500
+static void
+s_reply_decode (zmq_msg_t *frames, int count, hgp_reply_t *rep)
 {
-    assert (self);
-    assert (rep);
-    hgp_reply_clear (rep);
-
-    zmq_msg_t frames [3];
-    //  Fast path: under load a reply is usually waiting already
-    int count = s_recv_frames (self, frames, ZMQ_DONTWAIT);
-    if (count == -1) {
-        if (errno != EAGAIN || timeout_ms == 0)
-            return -1;
-        zmq_pollitem_t item = { self->handle, 0, ZMQ_POLLIN, 0 };
-        int rc = zmq_poll (&item, 1, timeout_ms);
-        if (rc == 0)
-            errno = EAGAIN;
-        if (rc <= 0)
-            return -1;
-        count = s_recv_frames (self, frames, ZMQ_DONTWAIT);
-        if (count == -1)
-            return -1;
-    }
-    int kept = count < 3 ? count : 3;
     if (count == 3
     &&  zmq_msg_size (&frames [0]) == 0
     &&  zmq_msg_size (&frames [1]) == strlen (HGP_PROTO_CLIENT)
@@ -179,6 +688,119 @@ hgp_client_recv (hgp_client_t *self, hgp_reply_t *rep, int timeout_ms)
                        "reply from the broker is not [empty][%s][body] "
                        "(%d frames); the request's outcome is unknown",
                        HGP_PROTO_CLIENT, count);
+}
+
+//  One message from the ROUTER, without waiting. 1: rep is for the caller;
+//  0: something came and was dropped or re-sent; -1: nothing waiting.
+static int
+s_discovery_recv_one (hgp_client_t *self, hgp_reply_t *rep)
+{
+    zmq_msg_t frames [4];
+    int count = s_recv_frames (self, frames, 4, ZMQ_DONTWAIT);
+    if (count == -1)
+        return -1;
+    int kept = count < 4 ? count : 4;
+    s_broker_t *from = count > 0
+        ? s_broker_lookup (self, (const char *) zmq_msg_data (&frames [0]),
+                           zmq_msg_size (&frames [0]))
+        : NULL;
+    s_reply_decode (frames + 1, count - 1, rep);
+    for (int i = 0; i < kept; i++)
+        zmq_msg_close (&frames [i]);
+
+    s_pending_t *pending = rep->id [0]
+        ? (s_pending_t *) zhashx_lookup (self->pending, rep->id) : NULL;
+    if (!pending)
+        //  Errors without an id are the caller's; anything else is a
+        //  duplicate, or late for a request its caller gave up on
+        return rep->id [0] ? 0 : 1;
+    uint16_t status = rep->error.status;
+    if (status != HGP_STATUS_OK && from != pending->broker)
+        return 0;                       //  from a broker we moved away from
+    bool retry = !pending->pinned && pending->retries < S_RETRIES_MAX
+              && pending->deadline - zclock_mono () >= S_RETRY_MIN_MS
+              && ((status == HGP_STATUS_UNAVAILABLE
+                   && streq (rep->error.code, "no_actor"))
+                  || status == HGP_STATUS_TIMEOUT);
+    if (retry) {
+        //  Safe for both: no_actor applied nothing, and a 504 is settled by
+        //  the same id anywhere. Nothing else to try: give the caller this.
+        pending->retries++;
+        s_pending_resend (self, pending, from);
+        if (pending->broker)
+            return 0;
+    }
+    zhashx_delete (self->pending, rep->id);
+    return 1;
+}
+
+static int
+s_discovery_recv (hgp_client_t *self, hgp_reply_t *rep, int timeout_ms)
+{
+    int64_t deadline = timeout_ms < 0 ? -1 : zclock_mono () + timeout_ms;
+    //  Discovery and the monitor are looked at every S_EVENTS_MS, and at
+    //  once when a wait below was woken by them: a poll per reply would
+    //  cost more than the rest of the hot path
+    bool heard = false;
+    while (true) {
+        if (heard || zclock_mono () >= self->events_at)
+            s_events (self, 0);
+        s_purge (self);
+        if (self->failover_due)
+            s_failover (self);
+        int rc = s_discovery_recv_one (self, rep);
+        if (rc == 1)
+            return 0;
+        hgp_reply_clear (rep);
+        if (rc == 0)
+            continue;                   //  maybe more waiting
+        if (zmq_errno () != EAGAIN)
+            return -1;                  //  EINTR, or the socket is gone
+        int64_t left = deadline < 0 ? S_WAIT_STEP_MS
+                                    : deadline - zclock_mono ();
+        if (left <= 0 || zsys_interrupted) {
+            errno = EAGAIN;
+            return -1;
+        }
+        zmq_pollitem_t items [] = {
+            { self->handle, 0, ZMQ_POLLIN, 0 },
+            { zsock_resolve (self->events), 0, ZMQ_POLLIN, 0 },
+            { zsock_resolve (self->monitor), 0, ZMQ_POLLIN, 0 }
+        };
+        if (zmq_poll (items, 3, (long) MIN (left, S_WAIT_STEP_MS)) == -1)
+            return -1;
+        heard = (items [1].revents & ZMQ_POLLIN)
+             || (items [2].revents & ZMQ_POLLIN);
+    }
+}
+
+int
+hgp_client_recv (hgp_client_t *self, hgp_reply_t *rep, int timeout_ms)
+{
+    assert (self);
+    assert (rep);
+    hgp_reply_clear (rep);
+    if (self->events)
+        return s_discovery_recv (self, rep, timeout_ms);
+
+    zmq_msg_t frames [3];
+    //  Fast path: under load a reply is usually waiting already
+    int count = s_recv_frames (self, frames, 3, ZMQ_DONTWAIT);
+    if (count == -1) {
+        if (errno != EAGAIN || timeout_ms == 0)
+            return -1;
+        zmq_pollitem_t item = { self->handle, 0, ZMQ_POLLIN, 0 };
+        int rc = zmq_poll (&item, 1, timeout_ms);
+        if (rc == 0)
+            errno = EAGAIN;
+        if (rc <= 0)
+            return -1;
+        count = s_recv_frames (self, frames, 3, ZMQ_DONTWAIT);
+        if (count == -1)
+            return -1;
+    }
+    int kept = count < 3 ? count : 3;
+    s_reply_decode (frames, count, rep);
     for (int i = 0; i < kept; i++)
         zmq_msg_close (&frames [i]);
     return 0;
@@ -238,30 +860,32 @@ s_local_error (hgp_reply_t *rep, const char *id, uint16_t status,
     hgp_error_set (&rep->error, status, code, "%s", message);
 }
 
-int
-hgp_client_call (hgp_client_t *self, const hgp_request_t *req,
-                 hgp_reply_t *rep)
+//  Send req (to broker `only`, if given) and wait for its reply
+static int
+s_call (hgp_client_t *self, const hgp_request_t *req, hgp_reply_t *rep,
+        s_broker_t *only)
 {
-    assert (self);
-    assert (req);
-    assert (rep);
     char message [HGP_MESSAGE_MAX + 1];
     uint32_t timeout = req->timeout_ms ? req->timeout_ms : HGP_TIMEOUT_DEFAULT;
     int64_t deadline = zclock_mono () + timeout + HGP_CLIENT_GRACE_MS;
+    const char *where = only ? only->endpoint : self->endpoint;
 
-    if (hgp_client_send (self, req)) {
+    int rc = self->events ? s_discovery_send (self, req, only)
+                             : hgp_client_send (self, req);
+    if (rc) {
         int error = errno;
         if (error == EINVAL)
             snprintf (message, sizeof message,
                       "request cannot be encoded (bad id or fields)");
         else
-        if (error == EAGAIN)
-            snprintf (message, sizeof message, "cannot reach the broker at "
-                      "%s within %u ms; request not sent", self->endpoint,
+        if (error == EAGAIN || error == EHOSTUNREACH)
+            snprintf (message, sizeof message, "cannot reach %s%.160s within %u"
+                      " ms; request not sent", self->events && !only
+                      ? "any broker found by " : "the broker at ", where,
                       timeout);
         else
             snprintf (message, sizeof message, "cannot send to the broker at "
-                      "%s (%s); request not sent", self->endpoint,
+                      "%.160s (%s); request not sent", where,
                       zmq_strerror (error));
         if (error == EINVAL)
             s_local_error (rep, req->id, HGP_STATUS_BAD_REQUEST, "invalid",
@@ -288,13 +912,137 @@ hgp_client_call (hgp_client_t *self, const hgp_request_t *req,
         if (zclock_mono () >= deadline)
             break;
     }
+    if (self->events)
+        zhashx_delete (self->pending, req->id);
     if (zsys_interrupted)
         snprintf (message, sizeof message, "interrupted before the reply "
                   "came; outcome unknown, retry with the same id");
     else
-        snprintf (message, sizeof message, "no reply from the broker at %s "
-                  "within %u ms; outcome unknown, retry with the same id",
-                  self->endpoint, timeout + HGP_CLIENT_GRACE_MS);
+        snprintf (message, sizeof message, "no reply from %s%.160s within %u"
+                  " ms; outcome unknown, retry with the same id",
+                  self->events && !only ? "the brokers found by "
+                                           : "the broker at ", where,
+                  timeout + HGP_CLIENT_GRACE_MS);
     s_local_error (rep, req->id, HGP_STATUS_TIMEOUT, "timeout", message);
     return 0;
+}
+
+int
+hgp_client_call (hgp_client_t *self, const hgp_request_t *req,
+                 hgp_reply_t *rep)
+{
+    assert (self);
+    assert (req);
+    assert (rep);
+    return s_call (self, req, rep, NULL);
+}
+
+int
+hgp_client_call_at (hgp_client_t *self, const char *broker_id,
+                    const hgp_request_t *req, hgp_reply_t *rep)
+{
+    assert (self);
+    assert (broker_id);
+    assert (req);
+    assert (rep);
+    if (!self->events)
+        return s_call (self, req, rep, NULL);
+    s_broker_t *broker = s_broker_lookup (self, broker_id, strlen (broker_id));
+    if (!broker) {
+        char message [HGP_MESSAGE_MAX + 1];
+        snprintf (message, sizeof message, "broker %s is not known (any"
+                  " more)", broker_id);
+        s_local_error (rep, req->id, HGP_STATUS_UNAVAILABLE, "no_broker",
+                       message);
+        return 0;
+    }
+    return s_call (self, req, rep, broker);
+}
+
+size_t
+hgp_client_brokers (hgp_client_t *self, int wait_ms,
+                    hgp_client_broker_t *out, size_t max)
+{
+    assert (self);
+    if (!self->events) {
+        if (max > 0) {
+            memset (out, 0, sizeof *out);
+            snprintf (out->broker_id, sizeof out->broker_id, "%s",
+                      HGP_DISCOVERY_STATIC_ID);
+            snprintf (out->endpoint, sizeof out->endpoint, "%s",
+                      self->endpoint);
+            snprintf (out->state, sizeof out->state, "static");
+            out->connected = true;
+        }
+        return 1;
+    }
+    int64_t until = zclock_mono () + MAX (wait_ms, 0);
+    do
+        s_events (self, (int) MAX (until - zclock_mono (), 0));
+    while (zclock_mono () < until && !zsys_interrupted);
+    if (self->shared) {
+        //  The shared actor's pipe is its owner's: what we know is ours
+        for (size_t i = 0; i < self->nbrokers && i < max; i++) {
+            s_broker_t *broker = self->brokers [i];
+            hgp_client_broker_t *row = &out [i];
+            memset (row, 0, sizeof *row);
+            snprintf (row->broker_id, sizeof row->broker_id, "%s", broker->id);
+            snprintf (row->endpoint, sizeof row->endpoint, "%s",
+                      broker->endpoint);
+            snprintf (row->state, sizeof row->state, "%s",
+                      broker->evasive ? "evasive" : "alive");
+            row->beacon_ms = -1;
+            row->connected = broker->up;
+            row->sent = broker->sent;
+        }
+        return self->nbrokers;
+    }
+
+    //  Ages and states from discovery; events that come first are events
+    zstr_send (self->discovery, "BROKERS");
+    size_t count = 0;
+    while (true) {
+        zmsg_t *msg = zmsg_recv (self->discovery);
+        if (!msg)
+            return 0;                   //  interrupted
+        if (!zframe_streq (zmsg_first (msg), "BROKERS")) {
+            s_event (self, msg);
+            zmsg_destroy (&msg);
+            continue;
+        }
+        char *head = zmsg_popstr (msg);
+        zstr_free (&head);
+        char *rows = zmsg_popstr (msg);
+        size_t nrows = rows ? (size_t) atoi (rows) : 0;
+        zstr_free (&rows);
+        for (size_t i = 0; i < nrows; i++) {
+            char *id = zmsg_popstr (msg), *client = zmsg_popstr (msg);
+            char *actor = zmsg_popstr (msg), *state = zmsg_popstr (msg);
+            char *age = zmsg_popstr (msg);
+            s_broker_t *broker = id ? s_broker_lookup (self, id, strlen (id))
+                                    : NULL;
+            if (broker && count < max) {
+                hgp_client_broker_t *row = &out [count];
+                memset (row, 0, sizeof *row);
+                snprintf (row->broker_id, sizeof row->broker_id, "%s", id);
+                snprintf (row->endpoint, sizeof row->endpoint, "%s", client);
+                snprintf (row->state, sizeof row->state, "%s", state);
+                row->beacon_ms = age ? atoll (age) : 0;
+                row->connected = broker->up;
+                row->sent = broker->sent;
+            }
+            if (broker)
+                count++;
+            zstr_free (&id);
+            zstr_free (&client);
+            zstr_free (&actor);
+            zstr_free (&state);
+            zstr_free (&age);
+        }
+        zmsg_destroy (&msg);
+        break;
+    }
+    if (self->failover_due)
+        s_failover (self);
+    return count;
 }

@@ -1,10 +1,28 @@
-/*  hgp_client.h - a client of the broker's client endpoint (HGPC01)
+/*  hgp_client.h - a client of the brokers' client endpoints (HGPC01)
  *
- *  One DEALER socket connected to the broker. The same class serves the CLI
- *  (one request at a time, hgp_client_call), the HTTP gateway (one client
- *  per worker thread) and the bench (many requests in flight with
- *  hgp_client_send / hgp_client_recv, matched by id). Like every socket, a
- *  client belongs to one thread.
+ *  The same class serves the CLI (one request at a time, hgp_client_call),
+ *  the HTTP gateway (one client per worker thread) and the bench (many
+ *  requests in flight with hgp_client_send / hgp_client_recv, matched by
+ *  id). Like every socket, a client belongs to one thread. Two kinds:
+ *
+ *  - hgp_client_new (endpoint): one DEALER connected to one broker, as
+ *    always. Nothing else changes for code written against it.
+ *  - hgp_client_new_config (config): when discovery/interface names a
+ *    broadcast interface, the client follows broker beacons
+ *    (lib/hgp_discovery.h, PROTOCOL.md section 9): it connects to every
+ *    live broker, spreads requests over them round-robin, and when a broker
+ *    dies (its connection drops, or its beacon goes silent or says leaving)
+ *    re-sends every request still waiting on it to another broker with the
+ *    SAME request id and the budget that is left, so an increment is still
+ *    applied at most once. A 503 no_actor or 504 from one broker is retried
+ *    once or twice on another while budget remains. Without a usable
+ *    interface it is exactly hgp_client_new (broker/client_endpoint).
+ *    Each such client runs its own discovery thread and UDP listener.
+ *  - hgp_client_new_shared (events, where): the same as the one above, but
+ *    it follows a discovery actor someone else owns, through that actor's
+ *    EVENTS endpoint (lib/hgp_discovery.h), instead of running its own.
+ *    So a process with many clients (the gateway: one per worker thread)
+ *    has one discovery thread and one UDP listener in all.
  *
  *  hgp_client_call never leaves the caller without an answer: whatever goes
  *  wrong locally becomes an error reply (status, code, message), so the
@@ -21,6 +39,7 @@
 
 #include <czmq.h>
 #include "hgp_codec.h"
+#include "hgp_config.h"
 
 /*  Extra milliseconds hgp_client_call waits past the request's deadline, so
     the broker's own 504 (or a last-moment reply) can arrive first */
@@ -33,14 +52,61 @@ typedef struct _hgp_client_t hgp_client_t;
     timeouts, not here. */
 hgp_client_t *hgp_client_new (const char *endpoint);
 
+/*  A client as the config says: following broker beacons when discovery is
+    on (see above), else connected to broker/client_endpoint. NULL (errno
+    set) if that endpoint is not valid. The caller checks the config first
+    (hgp_config_error, hgp_discovery_config_check) and may destroy it once
+    this returns. */
+hgp_client_t *hgp_client_new_config (hgp_config_t *config);
+
+/*  A discovery client that follows the discovery actor whose EVENTS
+    endpoint is events (the owner created that actor in beacon mode and
+    sent it "EVENTS endpoint" first); where names the brokers in messages,
+    e.g. "beacons:eth1:5670". NULL (errno set) if events cannot be
+    connected. The actor must outlive every client made this way. */
+hgp_client_t *hgp_client_new_shared (const char *events, const char *where);
+
 void hgp_client_destroy (hgp_client_t **self_p);
 
-/*  The endpoint given to new */
+/*  The endpoint given to new; for a discovery client "beacons:IFACE:PORT" */
 const char *hgp_client_endpoint (hgp_client_t *self);
 
-/*  The DEALER socket, for zpoller / zmq_poll (readable = a reply waits).
-    Do not send or receive on it directly. */
+/*  The socket replies arrive on, for zpoller / zmq_poll (readable = a reply
+    may wait). Do not send or receive on it directly. A discovery client
+    also needs hgp_client_recv to be called now and then (every 100 ms is
+    plenty) when nothing arrives, to notice brokers that leave; a gateway
+    that polls should use a timeout and call hgp_client_recv (self, rep, 0)
+    on it. hgp_client_recv can return -1 (EAGAIN) after the socket polled
+    readable: what came was a duplicate it dropped. */
 zsock_t *hgp_client_sock (hgp_client_t *self);
+
+/*  A broker as this client sees it */
+typedef struct {
+    char broker_id [40];            /* 32 hex digits, or "static"           */
+    char endpoint [256];            /* its client endpoint                  */
+    char state [8];                 /* "alive", "evasive" or "static"       */
+    int64_t beacon_ms;              /* since its last beacon; 0 if static   */
+    bool connected;                 /* our last send to it went through     */
+    uint64_t sent;                  /* requests this client sent it         */
+} hgp_client_broker_t;
+
+/*  Listen to discovery for wait_ms (a fresh client has heard nothing yet;
+    two beacon intervals hear every live broker), then fill out with up to
+    max brokers. Returns how many there are (may exceed max). A static
+    client has one, "static", and does not wait. A shared client reports
+    beacon_ms -1 (the actor's ages are its owner's to ask). */
+size_t hgp_client_brokers (hgp_client_t *self, int wait_ms,
+                           hgp_client_broker_t *out, size_t max);
+
+/*  hgp_client_call to one broker (an id from hgp_client_brokers), with no
+    failover: for asking each broker what it sees. 504 timeout when that
+    broker does not answer, 503 no_broker when it is not known. A static
+    client ignores the id. */
+int hgp_client_call_at (hgp_client_t *self, const char *broker_id,
+                        const hgp_request_t *req, hgp_reply_t *rep);
+
+/*  Requests sent again to another broker (failover or retry) so far */
+uint64_t hgp_client_resent (hgp_client_t *self);
 
 /*  Send one request without waiting for the reply. Blocks at most
     req->timeout_ms while the broker cannot be reached (then nothing was

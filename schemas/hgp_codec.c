@@ -1392,3 +1392,91 @@ hgp_ready_decode (hgp_ready_t *ready, const uint8_t *data, size_t size,
             "READY needs service, actor_id and capacity 1-65535");
     return 0;
 }
+
+/*  --------------------------------------------------------------------
+ *  Beacons: a fixed binary layout, not msgpack, because zbeacon filters
+ *  on a byte prefix and a UDP payload is at most 255 bytes. Layout
+ *  (PROTOCOL.md 9.1): tag "HGPB", version, state, 16-byte id, client
+ *  port, actor port; integers big-endian.
+ */
+
+static int
+s_hex_value (char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+int
+hgp_beacon_encode (const hgp_beacon_t *beacon, uint8_t *out, size_t size)
+{
+    if (size < HGP_BEACON_SIZE
+    ||  (beacon->state != HGP_BEACON_ALIVE
+      && beacon->state != HGP_BEACON_LEAVING)
+    ||  beacon->client_port == 0 || beacon->actor_port == 0
+    ||  strlen (beacon->broker_id) != 2 * HGP_BROKER_ID_SIZE)
+        return -1;
+    memcpy (out, HGP_BEACON_TAG, 4);
+    out [4] = HGP_BEACON_VERSION;
+    out [5] = (uint8_t) beacon->state;
+    bool zero = true;
+    for (int i = 0; i < HGP_BROKER_ID_SIZE; i++) {
+        int hi = s_hex_value (beacon->broker_id [2 * i]);
+        int lo = s_hex_value (beacon->broker_id [2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        out [6 + i] = (uint8_t) (hi << 4 | lo);
+        zero = zero && out [6 + i] == 0;
+    }
+    if (zero)
+        return -1;
+    out [22] = (uint8_t) (beacon->client_port >> 8);
+    out [23] = (uint8_t) beacon->client_port;
+    out [24] = (uint8_t) (beacon->actor_port >> 8);
+    out [25] = (uint8_t) beacon->actor_port;
+    return HGP_BEACON_SIZE;
+}
+
+int
+hgp_beacon_decode (hgp_beacon_t *beacon, const uint8_t *data, size_t size,
+                   hgp_error_t *err)
+{
+    static const char hex [] = "0123456789abcdef";
+    memset (beacon, 0, sizeof *beacon);
+    if (size < 5 || memcmp (data, HGP_BEACON_TAG, 4) != 0)
+        return hgp_error_set (err, HGP_STATUS_BAD_REQUEST, "malformed",
+                              "not an hgp beacon (want tag %s and a version)",
+                              HGP_BEACON_TAG);
+    if (data [4] != HGP_BEACON_VERSION)
+        return hgp_error_set (err, HGP_STATUS_BAD_REQUEST, "invalid",
+                              "beacon version %u, this build speaks %d",
+                              data [4], HGP_BEACON_VERSION);
+    if (size != HGP_BEACON_SIZE)
+        return hgp_error_set (err, HGP_STATUS_BAD_REQUEST, "malformed",
+                              "beacon is %zu bytes, version %d has %d",
+                              size, HGP_BEACON_VERSION, HGP_BEACON_SIZE);
+    if (data [5] != HGP_BEACON_ALIVE && data [5] != HGP_BEACON_LEAVING)
+        return hgp_error_set (err, HGP_STATUS_BAD_REQUEST, "invalid",
+                              "beacon state %u, want 1 (alive) or 2 (leaving)",
+                              data [5]);
+    bool zero = true;
+    for (int i = 0; i < HGP_BROKER_ID_SIZE; i++) {
+        beacon->broker_id [2 * i] = hex [data [6 + i] >> 4];
+        beacon->broker_id [2 * i + 1] = hex [data [6 + i] & 15];
+        zero = zero && data [6 + i] == 0;
+    }
+    uint16_t client_port = (uint16_t) (data [22] << 8 | data [23]);
+    uint16_t actor_port = (uint16_t) (data [24] << 8 | data [25]);
+    if (zero || client_port == 0 || actor_port == 0) {
+        memset (beacon, 0, sizeof *beacon);
+        return hgp_error_set (err, HGP_STATUS_BAD_REQUEST, "invalid",
+                              "beacon has a zero broker id or port");
+    }
+    beacon->state = (hgp_beacon_state_t) data [5];
+    beacon->client_port = client_port;
+    beacon->actor_port = actor_port;
+    return 0;
+}

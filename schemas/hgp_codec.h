@@ -31,6 +31,13 @@ extern "C" {
 /*  Event log: the value of the "hgp" header of every Kafka record */
 #define HGP_PROTO_EVENT     "HGPE01"
 
+/*  Broker beacons (PROTOCOL.md section 9): a fixed 26-byte UDP payload that
+    starts with this tag, then the version byte */
+#define HGP_BEACON_TAG      "HGPB"
+#define HGP_BEACON_VERSION  1
+#define HGP_BEACON_SIZE     26
+#define HGP_BROKER_ID_SIZE  16          /* bytes of a broker id on the wire */
+
 /*  Limits (PROTOCOL.md, "Limits") */
 #define HGP_ID_MAX          128         /* bytes in any id or name */
 #define HGP_MGET_MAX        1000        /* keys in one mget */
@@ -171,6 +178,20 @@ typedef struct {
     uint32_t capacity;
 } hgp_ready_t;
 
+/*  A broker beacon. The id is kept as 32 lowercase hex digits, as logged,
+    shown by `hgp actors` and used as the broker's client ROUTER routing id */
+typedef enum {
+    HGP_BEACON_ALIVE = 1,               /* serving at these ports           */
+    HGP_BEACON_LEAVING = 2              /* stopping cleanly: forget it now  */
+} hgp_beacon_state_t;
+
+typedef struct {
+    hgp_beacon_state_t state;           /* alive or leaving                 */
+    char broker_id [2 * HGP_BROKER_ID_SIZE + 1];   /* hex, never all zero   */
+    uint16_t client_port;               /* TCP port of the client endpoint  */
+    uint16_t actor_port;                /* TCP port of the actor endpoint   */
+} hgp_beacon_t;
+
 /*  Growable output buffer; data is owned, free with hgp_buf_clear */
 typedef struct {
     uint8_t *data;
@@ -222,6 +243,15 @@ int  hgp_event_encode (const hgp_event_t *event, hgp_buf_t *buf);
 int  hgp_ready_decode (hgp_ready_t *ready, const uint8_t *data, size_t size,
                        hgp_error_t *err);
 int  hgp_ready_encode (const hgp_ready_t *ready, hgp_buf_t *buf);
+
+/*  Beacons. encode writes exactly HGP_BEACON_SIZE bytes into out (size must
+    be at least that); returns HGP_BEACON_SIZE, or -1 when a field is not
+    valid (id not 32 hex digits or all zero, a port 0, unknown state).
+    decode: 0 and a filled beacon, or -1 and err (400 malformed: wrong tag
+    or size; 400 invalid: another version, a bad state, id or port). */
+int  hgp_beacon_encode (const hgp_beacon_t *beacon, uint8_t *out, size_t size);
+int  hgp_beacon_decode (hgp_beacon_t *beacon, const uint8_t *data, size_t size,
+                        hgp_error_t *err);
 
 #ifdef __cplusplus
 }

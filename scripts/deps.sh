@@ -8,7 +8,7 @@ PACKAGES=(
     libczmq-dev libzmq3-dev libhiredis-dev librdkafka-dev libmsgpack-dev
     libcivetweb-dev libjansson-dev libcmocka-dev
     redis-server kcat wrk hey prometheus
-    python3 python3-pytest python3-zmq python3-msgpack iproute2
+    python3 python3-pytest python3-zmq python3-msgpack iproute2 curl
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

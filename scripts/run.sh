@@ -2,9 +2,10 @@
 #   make run: start the whole local stack in the foreground.
 #   redis-server (unless HGP_REDIS_URL points at one), hgp-kafka-mock (unless
 #   HGP_KAFKA_BROKERS names real brokers; in memory: the log is lost when it
-#   stops), hgp-broker, two hgp-counter actors and one hgp-analytics actor.
-#   Logs are prefixed with the process name. Ctrl-C or SIGTERM stops every
-#   process this script started, and nothing else.
+#   stops), hgp-broker, two hgp-counter actors, one hgp-analytics actor and
+#   hgp-gateway (HTTP on 127.0.0.1:8080). Logs are prefixed with the process
+#   name. Ctrl-C or SIGTERM stops every process this script started, and
+#   nothing else.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export HGP_CONFIG=${HGP_CONFIG:-configs/hgp.cfg}
@@ -59,7 +60,15 @@ sleep 0.2
 start counter-1 bin/hgp-counter -c "$HGP_CONFIG"
 start counter-2 bin/hgp-counter -c "$HGP_CONFIG"
 start analytics-1 bin/hgp-analytics -c "$HGP_CONFIG"
-echo "run: redis at $HGP_REDIS_URL; try: bin/hgp incr post_1 like; bin/hgp top like"
+start gateway bin/hgp-gateway -c "$HGP_CONFIG"
+port=${HGP_GATEWAY_PORT:-8080}
+for _ in $(seq 50); do
+    curl -sf "http://127.0.0.1:$port/api/v1/health" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+echo "run: gateway on http://127.0.0.1:$port, redis at $HGP_REDIS_URL"
+echo "run: try  curl -X POST -d '{\"resource_id\":\"post_1\",\"counter_type\":\"like\"}' http://127.0.0.1:$port/api/v1/counter/increment"
+echo "run: or   bin/hgp incr post_1 like; bin/hgp top like"
 echo "run: for hgp replay in another shell: export HGP_KAFKA_BROKERS=$HGP_KAFKA_BROKERS"
 wait -n "${pids[@]}"
 echo "run: a process exited; stopping the rest"

@@ -1,8 +1,9 @@
 /*  hgp_analytics.c - the analytics actor: rankings and series from the log
  *
  *  One zactor thread owns a Kafka consumer (group analytics/group on the
- *  event topic), a Redis connection (hgp_redis) and a link to the broker
- *  (hgp_worker, service "analytics"). It polls the three, folds consumed
+ *  event topic), a Redis connection (hgp_redis) and the links to the
+ *  brokers (hgp_worker, service "analytics": one per broker discovery
+ *  reports, the same code as the counter's). It polls the three, folds consumed
  *  events into Redis in batches, and answers top and stats from Redis.
  *
  *  What it keeps, per counter type T (Redis keys, PROTOCOL.md section 7):
@@ -164,7 +165,6 @@ static const char *s_state_script =
 
 /*  Settings, read once from the config */
 typedef struct {
-    const char *endpoint;       /* broker/actor_endpoint                   */
     int64_t heartbeat;          /* heartbeat/interval, ms                  */
     int64_t liveness;           /* heartbeat/liveness                      */
     int64_t capacity;           /* analytics/capacity, told in READY       */
@@ -190,7 +190,8 @@ typedef struct {
     s_settings_t settings;      /* what the config said                    */
     char actor_id [33];         /* random per start, told in READY         */
     bool terminated;            /* $TERM received                          */
-    hgp_worker_t *worker;       /* to the broker                           */
+    hgp_config_t *config;       /* the caller's, outlives us               */
+    hgp_worker_t *worker;       /* to the brokers                          */
     hgp_redis_t *redis;         /* the store                               */
     int fold_script;            /* script handles on redis                 */
     int state_script;
@@ -221,8 +222,6 @@ static char *
 s_settings_load (hgp_config_t *config, s_settings_t *s)
 {
     memset (s, 0, sizeof *s);
-    s->endpoint = hgp_config_str (config, "broker/actor_endpoint",
-                                  "tcp://127.0.0.1:5556");
     s->heartbeat = hgp_config_int (config, "heartbeat/interval", 500, 10, 60000);
     s->liveness = hgp_config_int (config, "heartbeat/liveness", 4, 1, 100);
     s->capacity = hgp_config_int (config, "analytics/capacity", 256, 1, 65535);
@@ -260,6 +259,8 @@ hgp_analytics_config_check (hgp_config_t *config)
 {
     s_settings_t s;
     char *error = s_settings_load (config, &s);
+    if (!error)
+        error = hgp_worker_config_check (config);
     if (!error) {
         hgp_redis_t *redis = hgp_redis_new (config, "analytics", &error);
         hgp_redis_destroy (&redis);
@@ -267,16 +268,6 @@ hgp_analytics_config_check (hgp_config_t *config)
     if (!error) {
         hgp_eventlog_t *log = hgp_eventlog_new (config, "analytics", &error);
         hgp_eventlog_destroy (&log);
-    }
-    if (!error) {
-        zsock_t *probe = zsock_new (ZMQ_DEALER);
-        assert (probe);
-        if (zsock_connect (probe, "%s", s.endpoint) == -1)
-            error = zsys_sprintf ("config: broker/actor_endpoint"
-                                  " (HGP_BROKER_ACTOR_ENDPOINT) '%s' is not a"
-                                  " ZeroMQ endpoint: %s",
-                                  s.endpoint, zmq_strerror (zmq_errno ()));
-        zsock_destroy (&probe);
     }
     return error;
 }
@@ -968,7 +959,7 @@ s_serve (s_analytics_t *self, const hgp_work_t *work)
         self->buf.size = 0;
         hgp_reply_encode_error (rep.id, &error, &self->buf);
     }
-    hgp_worker_reply (self->worker, work->token, self->buf.data,
+    hgp_worker_reply (self->worker, work, self->buf.data,
                       self->buf.size);
     hgp_reply_clear (&rep);
 }
@@ -984,6 +975,7 @@ s_analytics_new (zsock_t *actor_pipe, hgp_config_t *config)
     s_analytics_t *self = (s_analytics_t *) zmalloc (sizeof (s_analytics_t));
     assert (self);
     self->pipe = actor_pipe;
+    self->config = config;
     char *error = s_settings_load (config, &self->settings);
     if (!error)
         self->redis = hgp_redis_new (config, "analytics", &error);
@@ -1048,7 +1040,7 @@ hgp_analytics_actor (zsock_t *pipe, void *args)
     hgp_redis_ready (self->redis, false);
     if (s_consumer_new (self))
         zsys_error ("analytics: no consumer: rankings will not move");
-    self->worker = hgp_worker_new (s->endpoint, S_SERVICE, self->actor_id,
+    self->worker = hgp_worker_new (self->config, S_SERVICE, self->actor_id,
                                    (uint32_t) s->capacity, s->heartbeat,
                                    s->liveness);
     uint64_t reported = 0;
@@ -1060,12 +1052,12 @@ hgp_analytics_actor (zsock_t *pipe, void *args)
             wake = now;
         if (self->paused)
             wake = MIN (wake, self->retry_at);
-        zmq_pollitem_t items [] = {
+        zmq_pollitem_t items [2 + HGP_WORKER_POLL_MAX] = {
             { zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0 },
-            { zsock_resolve (hgp_worker_sock (self->worker)), 0, ZMQ_POLLIN, 0 },
             { NULL, self->wakeup [0], ZMQ_POLLIN, 0 }
         };
-        if (zmq_poll (items, 3, (long) MAX (wake - now, 0)) == -1) {
+        size_t n = 2 + hgp_worker_pollitems (self->worker, items + 2);
+        if (zmq_poll (items, (int) n, (long) MAX (wake - now, 0)) == -1) {
             if (zmq_errno () == EINTR)
                 continue;
             break;
@@ -1078,14 +1070,17 @@ hgp_analytics_actor (zsock_t *pipe, void *args)
             if (self->terminated)
                 break;
         }
-        if (items [1].revents & ZMQ_POLLIN) {
+        bool input = false;
+        for (size_t i = 2; i < n; i++)
+            input |= (items [i].revents & ZMQ_POLLIN) != 0;
+        if (input) {
             hgp_work_t work;
             for (int i = 0; i < 256 && hgp_worker_recv (self->worker, &work);
                  i++)
                 s_serve (self, &work);
         }
         if (self->consumer
-        &&  ((items [2].revents & ZMQ_POLLIN) || self->more
+        &&  ((items [1].revents & ZMQ_POLLIN) || self->more
              || (self->paused && zclock_mono () >= self->retry_at)))
             s_consume (self);
         hgp_worker_tick (self->worker);

@@ -24,7 +24,8 @@ s_usage (FILE *out)
         "                     configs/hgp.cfg if present, else defaults)\n"
         "  -h, --help         this text\n"
         "\n"
-        "Settings used: broker/actor_endpoint, heartbeat/*, redis/*,\n"
+        "Settings used: discovery/*, broker/actor_endpoint (when discovery\n"
+        "is off), heartbeat/*, redis/*,\n"
         "kafka/brokers, kafka/topic, analytics/*. Each can be overridden by\n"
         "HGP_<SECTION>_<KEY>, e.g. HGP_KAFKA_BROKERS.\n");
 }

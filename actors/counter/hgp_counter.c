@@ -1,11 +1,13 @@
 /*  hgp_counter.c - the counter actor: incr, get and mget on Redis, every
  *  increment logged to Kafka first
  *
- *  One zactor thread owns one DEALER to the broker (schemas/PROTOCOL.md
- *  section 5), one blocking Redis connection (hgp_redis) and one Kafka
- *  producer (hgp_eventlog). Nothing else touches them, so there are no
- *  locks and no callbacks: the actor polls, drains a batch, does the
- *  batch's round trips, replies, and polls again.
+ *  One zactor thread owns the broker links (hgp_worker: one DEALER per
+ *  broker discovery reports, schemas/PROTOCOL.md sections 5 and 9), one
+ *  blocking Redis connection (hgp_redis) and one Kafka producer
+ *  (hgp_eventlog). Nothing else touches them, so there are no locks and
+ *  no callbacks: the actor polls, drains a batch from every broker, does
+ *  the batch's round trips, replies to each request on the link it came
+ *  from, and polls again.
  *
  *  The write path, with counter/event_log = sync (the default), per batch:
  *
@@ -51,6 +53,18 @@
  *    Redis unreachable before (1) -> 503 unavailable, nothing logged.
  *  - Group commit: one prepare, one Kafka wait and one apply per batch,
  *    however many increments it holds.
+ *
+ *  - Serving several brokers changes nothing about exactly-once: each
+ *    broker routes a key to its own rendezvous owner, and while brokers
+ *    disagree about the live actors (for a beacon interval after a join,
+ *    a heartbeat expiry after a death) two actors may write one key. That
+ *    is safe because no actor caches a value, and the pending record,
+ *    the event and the applied record are keyed by request id, not by
+ *    actor (PROTOCOL.md 9.5 says what is fenced and what is not).
+ *  - Values are exact int64s. Lua numbers are doubles, so the off-mode
+ *    script uses INCRBY's integer reply only while it is below 2^53 in
+ *    magnitude, where a double is exact; beyond that, and always in
+ *    hgp_ledger's apply, the value is read back with GET as a string.
  *
  *  counter/event_log = off keeps the plain path (one script that applies
  *  and records, no Kafka); async applies first and produces the events
@@ -113,7 +127,12 @@ static const char *s_incr_script =
     "        out[i] = {-3, r.err}\n"
     "      end\n"
     "    else\n"
-    "      local value = redis.call('GET', ck)\n"
+    "      local value\n"
+    "      if r > -9007199254740992 and r < 9007199254740992 then\n"
+    "        value = string.format('%d', r)\n"
+    "      else\n"
+    "        value = redis.call('GET', ck)\n"
+    "      end\n"
     "      redis.call('SET', rk, head .. value, 'EX', ARGV[1])\n"
     "      out[i] = {0, value}\n"
     "    end\n"
@@ -173,7 +192,6 @@ typedef enum { S_LOG_OFF, S_LOG_ASYNC, S_LOG_SYNC } s_log_mode_t;
 
 /*  Settings, read once from the config */
 typedef struct {
-    const char *endpoint;       /* broker/actor_endpoint, the config's     */
     int64_t heartbeat;          /* heartbeat/interval, ms                  */
     int64_t liveness;           /* heartbeat/liveness, intervals           */
     int64_t capacity;           /* counter/capacity, announced in READY    */
@@ -186,8 +204,7 @@ typedef struct {
 
 /*  One request of the current batch */
 typedef struct {
-    uint8_t token [8];          /* the broker's handle, echoed in REPLY    */
-    int64_t deadline;           /* zclock_mono ms when its budget ends     */
+    hgp_work_t work;            /* link, token and deadline; body unused  */
     hgp_request_t request;      /* decoded body (empty if it did not)      */
     hgp_reply_t reply;          /* the answer, final once done             */
     bool done;                  /* reply is final                          */
@@ -211,6 +228,7 @@ typedef struct {
 
 struct _hgp_counter_t {
     zsock_t *pipe;              /* commands from the caller                */
+    hgp_config_t *config;       /* the caller's, outlives us               */
     hgp_worker_t *worker;       /* to the broker                           */
     s_settings_t settings;      /* what the config said                    */
     char actor_id [33];         /* random per start, told in READY         */
@@ -258,8 +276,6 @@ static char *
 s_settings_load (hgp_config_t *config, s_settings_t *s)
 {
     memset (s, 0, sizeof *s);
-    s->endpoint = hgp_config_str (config, "broker/actor_endpoint",
-                                  "tcp://127.0.0.1:5556");
     s->heartbeat = hgp_config_int (config, "heartbeat/interval", 500, 10, 60000);
     s->liveness = hgp_config_int (config, "heartbeat/liveness", 4, 1, 100);
     s->capacity = hgp_config_int (config, "counter/capacity", 2048, 1, 65535);
@@ -293,6 +309,8 @@ hgp_counter_config_check (hgp_config_t *config)
 {
     s_settings_t s;
     char *error = s_settings_load (config, &s);
+    if (!error)
+        error = hgp_worker_config_check (config);
     if (!error) {
         hgp_redis_t *redis = hgp_redis_new (config, "counter", &error);
         hgp_redis_destroy (&redis);
@@ -300,17 +318,6 @@ hgp_counter_config_check (hgp_config_t *config)
     if (!error && s.log_mode != S_LOG_OFF) {
         hgp_eventlog_t *log = hgp_eventlog_new (config, "counter", &error);
         hgp_eventlog_destroy (&log);
-    }
-    if (!error) {
-        //  Only libzmq knows what endpoints it takes; ask it
-        zsock_t *probe = zsock_new (ZMQ_DEALER);
-        assert (probe);
-        if (zsock_connect (probe, "%s", s.endpoint) == -1)
-            error = zsys_sprintf ("config: broker/actor_endpoint"
-                                  " (HGP_BROKER_ACTOR_ENDPOINT) '%s' is not a"
-                                  " ZeroMQ endpoint: %s",
-                                  s.endpoint, zmq_strerror (zmq_errno ()));
-        zsock_destroy (&probe);
     }
     return error;
 }
@@ -1055,7 +1062,7 @@ s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
                                   strlen (item->counter_key), &item->delivery))
             continue;               //  delivery says not persisted
         produced++;
-        wait = MIN (wait, item->deadline - now - 20);
+        wait = MIN (wait, item->work.deadline - now - 20);
     }
     if (stale)
         self->retire = true;
@@ -1193,7 +1200,7 @@ s_expire (hgp_counter_t *self, size_t count)
     int64_t now = zclock_mono ();
     for (size_t i = 0; i < count; i++) {
         s_item_t *item = &self->items [i];
-        if (!item->done && now >= item->deadline)
+        if (!item->done && now >= item->work.deadline)
             s_item_fail (item, HGP_STATUS_TIMEOUT, "timeout",
                          "the budget ran out before the counter started it");
     }
@@ -1303,6 +1310,10 @@ s_batch_apply (hgp_counter_t *self, size_t count)
                     "unavailable", message);
 }
 
+/*  --------------------------------------------------------------------------
+    Broker links
+*/
+
 static void
 s_batch_reply (hgp_counter_t *self, size_t count)
 {
@@ -1328,7 +1339,7 @@ s_batch_reply (hgp_counter_t *self, size_t count)
             int rc = hgp_reply_encode_error (item->reply.id, &error, &self->buf);
             assert (rc == 0);
         }
-        hgp_worker_reply (self->worker, item->token, self->buf.data,
+        hgp_worker_reply (self->worker, &item->work, self->buf.data,
                           self->buf.size);
         hgp_request_clear (&item->request);
         hgp_reply_clear (&item->reply);
@@ -1339,8 +1350,9 @@ s_batch_reply (hgp_counter_t *self, size_t count)
 static void
 s_item_accept (s_item_t *item, const hgp_work_t *work)
 {
-    memcpy (item->token, work->token, sizeof item->token);
-    item->deadline = work->deadline;
+    item->work = *work;
+    item->work.body = NULL;             //  valid only until the next recv
+    item->work.size = 0;
     hgp_request_init (&item->request);
     hgp_reply_init (&item->reply);
     item->done = false;
@@ -1361,9 +1373,12 @@ s_item_accept (s_item_t *item, const hgp_work_t *work)
     }
 }
 
-/*  Drain what the broker sent, up to one batch, and serve it */
+/*  Drain what the brokers sent, up to one batch, and serve it. The worker
+    drains its links in turn from a rotating start, so a busy broker cannot
+    starve another of batch slots; a batch mixes brokers, each reply goes
+    back on its own link. */
 static void
-s_broker_recv (hgp_counter_t *self)
+s_links_recv (hgp_counter_t *self)
 {
     size_t count = 0;
     size_t keys = 0;
@@ -1392,6 +1407,7 @@ s_counter_new (zsock_t *pipe, hgp_config_t *config)
     hgp_counter_t *self = (hgp_counter_t *) zmalloc (sizeof (hgp_counter_t));
     assert (self);
     self->pipe = pipe;
+    self->config = config;
     char *error = s_settings_load (config, &self->settings);
     if (!error)
         self->redis = hgp_redis_new (config, "counter", &error);
@@ -1476,30 +1492,30 @@ hgp_counter_actor (zsock_t *pipe, void *args)
     zsock_signal (pipe, 0);
     s_settings_t *s = &self->settings;
     static const char *modes [] = { "off", "async", "sync" };
-    zsys_info ("counter: actor %s, capacity %" PRId64 ", batch %" PRId64
-               ", broker %s, redis %s, event log %s%s%s", self->actor_id,
-               s->capacity, s->batch_max, s->endpoint,
+    zsys_info ("counter: actor %s, capacity %" PRId64 " per broker, batch %"
+               PRId64 ", redis %s, event log %s%s%s", self->actor_id,
+               s->capacity, s->batch_max,
                hgp_redis_address (self->redis), modes [s->log_mode],
                self->log ? " to kafka at " : "",
                self->log ? hgp_eventlog_brokers (self->log) : "");
     hgp_redis_ready (self->redis, false);   //  failure is logged and retried
     s_log_upkeep (self);
-    self->worker = hgp_worker_new (s->endpoint, S_SERVICE, self->actor_id,
+    self->worker = hgp_worker_new (self->config, S_SERVICE, self->actor_id,
                                    (uint32_t) s->capacity, s->heartbeat,
                                    s->liveness);
     self->upkeep_at = zclock_mono () + s->heartbeat;
 
+    zmq_pollitem_t items [1 + HGP_WORKER_POLL_MAX];
     while (!self->terminated) {
         int64_t now = zclock_mono ();
         int64_t wake = MIN (hgp_worker_wake_at (self->worker), self->upkeep_at);
         wake = MIN (wake, hgp_redis_retry_at (self->redis));
         if (s->log_mode == S_LOG_SYNC && !self->registered)
             wake = MIN (wake, self->register_at);
-        zmq_pollitem_t items [] = {
-            { zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0 },
-            { zsock_resolve (hgp_worker_sock (self->worker)), 0, ZMQ_POLLIN, 0 }
-        };
-        if (zmq_poll (items, 2, (long) MAX (wake - now, 0)) == -1) {
+        items [0] = (zmq_pollitem_t) {
+            zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0 };
+        size_t n = 1 + hgp_worker_pollitems (self->worker, items + 1);
+        if (zmq_poll (items, (int) n, (long) MAX (wake - now, 0)) == -1) {
             if (zmq_errno () == EINTR)
                 continue;
             zsys_error ("counter: poll failed: %s", zmq_strerror (zmq_errno ()));
@@ -1510,9 +1526,12 @@ hgp_counter_actor (zsock_t *pipe, void *args)
         if (self->terminated)
             break;
         //  Input before timers: after a pause (SIGSTOP, a slow Redis) the
-        //  broker's messages are waiting and prove it alive
-        if (items [1].revents & ZMQ_POLLIN)
-            s_broker_recv (self);
+        //  brokers' messages are waiting and prove them alive
+        bool input = false;
+        for (size_t i = 1; i < n; i++)
+            input |= (items [i].revents & ZMQ_POLLIN) != 0;
+        if (input)
+            s_links_recv (self);
         if (self->retire)
             s_log_upkeep (self);
         hgp_worker_tick (self->worker);
@@ -1531,7 +1550,8 @@ hgp_counter_actor (zsock_t *pipe, void *args)
         &&  now >= hgp_redis_retry_at (self->redis))
             hgp_redis_ready (self->redis, false);
     }
-    //  The broker redelivers anything it had sent us that is still unread
+    //  DISCONNECT to every broker: each redelivers anything it had sent us
+    //  that is still unread to the other actors
     hgp_worker_destroy (&self->worker);
     //  A clean stop between batches leaves nothing of ours unapplied,
     //  unless a batch was not settled: then recovery must look

@@ -4,7 +4,8 @@
  *  the same function is driven by fuzz_smoke.c under gcc + ASan in
  *  `make test`. Properties checked beyond "does not crash":
  *  - whatever decodes, re-encodes and decodes to the same thing;
- *  - a failed decode always says why (status >= 400, a code, a message).
+ *  - a failed decode always says why (status >= 400, a code, a message);
+ *  - a beacon that decodes is byte-identical to its re-encoding.
  */
 #include "hgp_codec.h"
 #include <assert.h>
@@ -91,6 +92,23 @@ s_event (const uint8_t *data, size_t size)
     hgp_buf_clear (&buf);
 }
 
+/*  A beacon that decodes re-encodes to the very same bytes: the layout
+    is fixed, so there is exactly one encoding of each beacon */
+static void
+s_beacon (const uint8_t *data, size_t size)
+{
+    hgp_beacon_t beacon;
+    hgp_error_t err = { 0 };
+    if (hgp_beacon_decode (&beacon, data, size, &err)) {
+        s_check_error (&err);
+        return;
+    }
+    uint8_t wire [HGP_BEACON_SIZE];
+    if (hgp_beacon_encode (&beacon, wire, sizeof wire) != HGP_BEACON_SIZE
+    ||  size != HGP_BEACON_SIZE || memcmp (wire, data, size) != 0)
+        abort ();
+}
+
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 
 int
@@ -100,5 +118,6 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     s_reply (data, size);
     s_ready (data, size);
     s_event (data, size);
+    s_beacon (data, size);
     return 0;
 }

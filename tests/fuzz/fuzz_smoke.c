@@ -22,7 +22,7 @@ s_rand (uint64_t *state)
     return x ^ (x >> 31);
 }
 
-#define SEEDS 8
+#define SEEDS 9
 
 static void
 s_seeds (hgp_buf_t *bufs)
@@ -82,6 +82,14 @@ s_seeds (hgp_buf_t *bufs)
     hgp_event_t event = { "seed-3", { "post_1", "like" }, 2, "u1", 7,
                           1700000000000ULL, "actor.1" };
     hgp_event_encode (&event, &bufs [7]);
+    /*  A broker beacon: fixed binary layout, mutated like the bodies */
+    hgp_beacon_t beacon = { HGP_BEACON_ALIVE,
+                            "0123456789abcdef0123456789abcdef", 5555, 5556 };
+    uint8_t wire [HGP_BEACON_SIZE];
+    hgp_beacon_encode (&beacon, wire, sizeof wire);
+    bufs [8].data = malloc (HGP_BEACON_SIZE);
+    memcpy (bufs [8].data, wire, HGP_BEACON_SIZE);
+    bufs [8].size = bufs [8].alloc = HGP_BEACON_SIZE;
 }
 
 int

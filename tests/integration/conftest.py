@@ -1,6 +1,8 @@
 """Fixtures: a fresh redis + broker + 2 counter actors per test, torn down even
 on failure; each hgp process must exit 0 on SIGTERM (so ASan/UBSan/LSan found
-nothing), and the logs of a failed test are printed."""
+nothing), and the logs of a failed test are printed. Tests that measure
+something (failover time, join time) call `measured(...)`; the lines are
+printed at the end of the run, where `make test` shows them."""
 import os
 import sys
 
@@ -8,6 +10,8 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from hgp_harness import Stack  # noqa: E402
+
+MEASUREMENTS = []
 
 
 @pytest.fixture
@@ -44,3 +48,19 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
+
+
+@pytest.fixture
+def measured(request):
+    """measured(line): report a number at the end of the run"""
+    def report(line):
+        print(line)
+        MEASUREMENTS.append("%s: %s" % (request.node.name, line))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter):
+    if MEASUREMENTS:
+        terminalreporter.section("measurements")
+        for line in MEASUREMENTS:
+            terminalreporter.write_line(line)

@@ -228,3 +228,14 @@ def test_cli_incr_get_and_json(stack):
     assert r.returncode == 0 and "4" in r.stdout, r
     r = run("--broker", "tcp://127.0.0.1:1", "--timeout", "300", "get", "x", "y")
     assert r.returncode == 3, r
+
+
+def test_values_past_2_to_the_53_stay_exact(stack):
+    base = 2**53 - 2
+    with stack.client() as c:
+        assert c.incr("big", "n", base)["value"] == base
+        for expected in (2**53 - 1, 2**53, 2**53 + 1, 2**53 + 2):
+            assert c.incr("big", "n", 1)["value"] == expected
+        assert c.get("big", "n") == 2**53 + 2
+        assert c.incr("neg", "n", -(2**53) - 1)["value"] == -(2**53) - 1
+    assert stack.redis.counter("big", "n") == 2**53 + 2

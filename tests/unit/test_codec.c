@@ -597,6 +597,110 @@ test_events_round_trip_and_anything_else_is_rejected (void **state)
     msgpack_sbuffer_destroy (&b.sb);
 }
 
+static void
+test_beacon_round_trips_alive_and_leaving (void **state)
+{
+    hgp_beacon_t beacon = { HGP_BEACON_ALIVE,
+                            "00ff10203040506070809a0b0c0d0e0f", 5555, 65535 };
+    uint8_t wire [HGP_BEACON_SIZE];
+    assert_int_equal (hgp_beacon_encode (&beacon, wire, sizeof wire),
+                      HGP_BEACON_SIZE);
+    /*  The layout of PROTOCOL.md 9.1, byte for byte */
+    const uint8_t want [HGP_BEACON_SIZE] = {
+        'H', 'G', 'P', 'B', 1, 1,
+        0x00, 0xff, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60,
+        0x70, 0x80, 0x9a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f,
+        0x15, 0xb3, 0xff, 0xff
+    };
+    assert_memory_equal (wire, want, sizeof want);
+    hgp_beacon_t out;
+    hgp_error_t err = { 0 };
+    assert_int_equal (hgp_beacon_decode (&out, wire, sizeof wire, &err), 0);
+    assert_int_equal (out.state, HGP_BEACON_ALIVE);
+    assert_string_equal (out.broker_id, beacon.broker_id);
+    assert_int_equal (out.client_port, 5555);
+    assert_int_equal (out.actor_port, 65535);
+
+    beacon.state = HGP_BEACON_LEAVING;
+    assert_int_equal (hgp_beacon_encode (&beacon, wire, sizeof wire),
+                      HGP_BEACON_SIZE);
+    assert_int_equal (hgp_beacon_decode (&out, wire, sizeof wire, &err), 0);
+    assert_int_equal (out.state, HGP_BEACON_LEAVING);
+}
+
+static void
+test_beacon_encoder_refuses_what_the_decoder_would (void **state)
+{
+    uint8_t wire [HGP_BEACON_SIZE];
+    hgp_beacon_t ok = { HGP_BEACON_ALIVE, "0123456789abcdef0123456789abcdef",
+                        1, 2 };
+    hgp_beacon_t bad = ok;
+    bad.client_port = 0;
+    assert_int_equal (hgp_beacon_encode (&bad, wire, sizeof wire), -1);
+    bad = ok;
+    strcpy (bad.broker_id, "00000000000000000000000000000000");
+    assert_int_equal (hgp_beacon_encode (&bad, wire, sizeof wire), -1);
+    bad = ok;
+    strcpy (bad.broker_id, "0123456789ABCDEF0123456789abcdef");
+    assert_int_equal (hgp_beacon_encode (&bad, wire, sizeof wire), -1);
+    bad = ok;
+    strcpy (bad.broker_id, "0123");
+    assert_int_equal (hgp_beacon_encode (&bad, wire, sizeof wire), -1);
+    bad = ok;
+    bad.state = (hgp_beacon_state_t) 3;
+    assert_int_equal (hgp_beacon_encode (&bad, wire, sizeof wire), -1);
+    assert_int_equal (hgp_beacon_encode (&ok, wire, HGP_BEACON_SIZE - 1), -1);
+}
+
+/*  Decode bytes as a beacon, expect failure with code */
+static void
+s_beacon_reject (const uint8_t *data, size_t size, const char *code)
+{
+    hgp_beacon_t out;
+    hgp_error_t err = { 0 };
+    assert_int_equal (hgp_beacon_decode (&out, data, size, &err), -1);
+    assert_int_equal (err.status, 400);
+    assert_string_equal (err.code, code);
+    assert_true (strlen (err.message) > 0);
+    assert_int_equal (out.client_port, 0);
+}
+
+static void
+test_beacon_decoder_rejects_junk_versions_and_zeros (void **state)
+{
+    hgp_beacon_t ok = { HGP_BEACON_ALIVE, "0123456789abcdef0123456789abcdef",
+                        7000, 7001 };
+    uint8_t wire [HGP_BEACON_SIZE + 1];
+    assert_int_equal (hgp_beacon_encode (&ok, wire, sizeof wire),
+                      HGP_BEACON_SIZE);
+    uint8_t bad [HGP_BEACON_SIZE + 1];
+    /*  Every cut, and one byte too many */
+    for (size_t cut = 0; cut < HGP_BEACON_SIZE; cut++)
+        s_beacon_reject (wire, cut, "malformed");
+    wire [HGP_BEACON_SIZE] = 0;
+    s_beacon_reject (wire, HGP_BEACON_SIZE + 1, "malformed");
+    /*  Another tag (a Zyre beacon on the same port), another version */
+    memcpy (bad, wire, HGP_BEACON_SIZE);
+    memcpy (bad, "ZRE\x01", 4);
+    s_beacon_reject (bad, HGP_BEACON_SIZE, "malformed");
+    memcpy (bad, wire, HGP_BEACON_SIZE);
+    bad [4] = 2;
+    s_beacon_reject (bad, HGP_BEACON_SIZE, "invalid");
+    /*  Unknown state, zero id, zero ports */
+    memcpy (bad, wire, HGP_BEACON_SIZE);
+    bad [5] = 0;
+    s_beacon_reject (bad, HGP_BEACON_SIZE, "invalid");
+    memcpy (bad, wire, HGP_BEACON_SIZE);
+    memset (bad + 6, 0, HGP_BROKER_ID_SIZE);
+    s_beacon_reject (bad, HGP_BEACON_SIZE, "invalid");
+    memcpy (bad, wire, HGP_BEACON_SIZE);
+    bad [22] = bad [23] = 0;
+    s_beacon_reject (bad, HGP_BEACON_SIZE, "invalid");
+    memcpy (bad, wire, HGP_BEACON_SIZE);
+    bad [24] = bad [25] = 0;
+    s_beacon_reject (bad, HGP_BEACON_SIZE, "invalid");
+}
+
 int
 main (void)
 {
@@ -620,6 +724,9 @@ main (void)
         cmocka_unit_test (test_top_and_stats_requests_round_trip_and_check_their_fields),
         cmocka_unit_test (test_top_and_stats_replies_round_trip),
         cmocka_unit_test (test_events_round_trip_and_anything_else_is_rejected),
+        cmocka_unit_test (test_beacon_round_trips_alive_and_leaving),
+        cmocka_unit_test (test_beacon_encoder_refuses_what_the_decoder_would),
+        cmocka_unit_test (test_beacon_decoder_rejects_junk_versions_and_zeros),
     };
     return cmocka_run_group_tests_name ("codec", tests, NULL, NULL);
 }

@@ -1,0 +1,43 @@
+/*  hgp_gateway_main.c - bin/hgp-gateway: the HTTP gateway process
+ *
+ *  hgp-gateway [-c CONFIG]. Settings come from the config file's "gateway"
+ *  and "broker" sections, each overridable by HGP_<SECTION>_<KEY> in the
+ *  environment (HGP_GATEWAY_PORT, HGP_BROKER_CLIENT_ENDPOINT...). Logs go
+ *  to stdout. SIGTERM or SIGINT stops it cleanly: no new connections,
+ *  requests in flight are answered, exit 0. A bad setting or a port that
+ *  cannot be bound (taken) is one log line and exit 1.
+ */
+#include "hgp_gateway.h"
+#include "hgp_config.h"
+#include "hgp_process.h"
+#include <czmq.h>
+
+int
+main (int argc, char *argv [])
+{
+    for (int i = 1; i < argc; i++)
+        if (streq (argv [i], "-h") || streq (argv [i], "--help")) {
+            printf ("usage: hgp-gateway [-c CONFIG]\n"
+                    "  settings: section gateway of CONFIG (default "
+                    "$HGP_CONFIG, else configs/hgp.cfg),\n"
+                    "  each overridable as HGP_GATEWAY_<KEY>, e.g. "
+                    "HGP_GATEWAY_PORT=8081\n");
+            return 0;
+        }
+    hgp_process_init ("hgp-gateway");
+    hgp_config_t *config = hgp_config_load (hgp_process_config_arg (argc, argv));
+    if (!config)
+        return 1;
+    hgp_gateway_t *gateway = hgp_gateway_new (config);
+    hgp_config_destroy (&config);
+    if (!gateway)
+        return 1;
+    //  The signal handler only sets zsys_interrupted; civetweb's threads
+    //  do the work, so the main thread just waits to be told to stop
+    while (!zsys_interrupted)
+        zclock_sleep (100);
+    zsys_info ("gateway: stopping");
+    hgp_gateway_destroy (&gateway);
+    zsys_info ("gateway: stopped");
+    return 0;
+}

@@ -1,0 +1,73 @@
+/*  hgp_json.h - the HTTP gateway's JSON bodies <-> the codec's structs
+ *
+ *  The one validating decoder between untrusted HTTP bytes and the bus: a
+ *  JSON body (plus, for increments, the Idempotency-Key header) goes in, a
+ *  complete hgp_request_t comes out, or an hgp_error_t whose status and
+ *  code become the HTTP status and JSON error body. Whatever decodes here
+ *  is fit to send: ids are checked with hgp_id_valid, delta is a non-zero
+ *  int64, a batch has 1..1000 keys. Nothing downstream re-checks, and a
+ *  rejected body reaches nothing (a bad request changes nothing).
+ *
+ *  Pure functions, no I/O and no global state, so they are unit-tested
+ *  (tests/unit/test_json.c) and fuzzed (tests/fuzz/fuzz_json.c) directly.
+ *
+ *  Bodies accepted (unknown keys are an error, as on the wire: a typo such
+ *  as "detla" must not silently become delta 1):
+ *
+ *    increment  {"resource_id": ID, "counter_type": ID,
+ *                "delta"?: INT, "user_id"?: ID, "request_id"?: ID}
+ *    batch      {"queries": [{"resource_id": ID, "counter_type": ID}, ...]}
+ *               ("items" is accepted as an alias of "queries")
+ *
+ *  ID is a JSON string of 1-128 bytes of [A-Za-z0-9_.:-]. delta defaults
+ *  to 1 and is an exact JSON integer (no fraction, no exponent) in the
+ *  signed 64-bit range, non-zero: [-9223372036854775808, -1] or
+ *  [1, 9223372036854775807]. Anything else is 400 "invalid" (JSON that
+ *  does not parse is 400 "malformed"); a batch of more than 1000 queries is
+ *  413 "too_large", the same as the wire protocol.
+ */
+#ifndef HGP_JSON_H_INCLUDED
+#define HGP_JSON_H_INCLUDED
+
+#include <stddef.h>
+#include "hgp_codec.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*  Decode an increment body into req (op incr, key, delta, user_id, id).
+    idempotency_key is the Idempotency-Key header or NULL; it and the body's
+    request_id must agree when both are present. req->id is "" when neither
+    was given: the caller then picks a random id, so the bus can still
+    re-dispatch the request safely. 0 on success, -1 and err otherwise (req
+    is then cleared). */
+int hgp_json_decode_increment (const char *body, size_t size,
+                               const char *idempotency_key,
+                               hgp_request_t *req, hgp_error_t *err);
+
+/*  Decode a batch body into req (op mget, keys, nkeys); req->id is left
+    "" for the caller. req owns keys: hgp_request_clear frees them. 0, or -1
+    and err (req cleared, nothing allocated). */
+int hgp_json_decode_batch (const char *body, size_t size,
+                           hgp_request_t *req, hgp_error_t *err);
+
+/*  {"resource_id", "counter_type", "value"} for a 200 get, plus
+    "replayed" and "request_id" when request_id is not NULL (increments).
+    Returns a string for the caller to free, NULL if out of memory. */
+char *hgp_json_encode_value (const hgp_key_t *key, int64_t value,
+                             bool replayed, const char *request_id);
+
+/*  {"results": [{"resource_id", "counter_type", "value"}, ...]} pairing
+    req->keys with rep->values (rep->nvalues must equal req->nkeys) */
+char *hgp_json_encode_values (const hgp_request_t *req,
+                              const hgp_reply_t *rep);
+
+/*  {"error": {"code", "message"}}, plus "request_id" at top level when not
+    NULL (so a client can retry a 504 increment with the same id) */
+char *hgp_json_encode_error (const hgp_error_t *err, const char *request_id);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,53 @@
+/*  hgp_metrics.h - the gateway's request counters and latency histograms
+ *
+ *  Every worker thread records every answered request; GET /metrics renders
+ *  them in the Prometheus text format (version 0.0.4):
+ *
+ *    hgp_gateway_http_requests_total{route, status}           counter
+ *    hgp_gateway_http_request_duration_seconds{route, le}     histogram
+ *    hgp_gateway_http_requests_in_flight                       gauge
+ *    hgp_gateway_worker_threads                                gauge
+ *
+ *  Routes and statuses are small fixed sets, so every series is a slot in
+ *  a fixed array of atomics: recording is a few relaxed atomic adds, no
+ *  lock and no allocation on the hot path, whatever the thread count.
+ */
+#ifndef HGP_METRICS_H_INCLUDED
+#define HGP_METRICS_H_INCLUDED
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    HGP_ROUTE_INCREMENT = 0,    /* POST /api/v1/counter/increment         */
+    HGP_ROUTE_GET,              /* GET  /api/v1/counter/{r}/{t}           */
+    HGP_ROUTE_BATCH,            /* POST /api/v1/counter/batch             */
+    HGP_ROUTE_HEALTH,           /* GET  /api/v1/health                    */
+    HGP_ROUTE_METRICS,          /* GET  /metrics                          */
+    HGP_ROUTE_UNMATCHED,        /* anything else (404)                    */
+    HGP_ROUTE_COUNT
+} hgp_route_t;
+
+typedef struct _hgp_metrics_t hgp_metrics_t;
+
+hgp_metrics_t *hgp_metrics_new (int worker_threads);
+void hgp_metrics_destroy (hgp_metrics_t **self_p);
+
+/*  The route's label value, e.g. "increment" */
+const char *hgp_metrics_route_name (hgp_route_t route);
+
+/*  A request started / finished; call both, from any thread */
+void hgp_metrics_begin (hgp_metrics_t *self);
+void hgp_metrics_end (hgp_metrics_t *self, hgp_route_t route, int status,
+                      int64_t usecs);
+
+/*  The text exposition; the caller frees it. NULL if out of memory. */
+char *hgp_metrics_render (hgp_metrics_t *self);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+#   The HTTP gateway under wrk, side by side with a civetweb hello-world.
+#
+#   Starts its own redis-server, broker, counter actors and bin/hgp-gateway
+#   (release build) plus build/bench/hello (gateway/bench/hello.c, same
+#   civetweb settings) on free loopback ports, then runs wrk at 50, 500 and
+#   1000 keep-alive connections against:
+#     POST /api/v1/counter/increment   (wrk Lua script, BENCH_KEYS keys)
+#     GET  /api/v1/counter/{r}/{t}
+#     GET  / on hello-world
+#   and prints requests/s, p99 and increments/hello at each level. Then it
+#   checks the counts are exact: wrk must report zero non-2xx responses and
+#   zero socket errors, and the sum of the counters (read back with one
+#   POST /batch) must equal the increments the gateway acknowledged (its
+#   /metrics), which is wrk's completed count plus the requests still in
+#   flight when wrk's clock stopped (wrk does not count those; the server
+#   did receive and apply them, so the sum is in [completed, completed +
+#   connections]).
+#
+#   Env: BENCH_SECONDS (per run, default 10), BENCH_LEVELS ("50 500 1000"),
+#   BENCH_KEYS (increment keys, default 100), BENCH_ACTORS (2),
+#   BENCH_THREADS (wrk threads, default 2). Exit 1 when a check fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER_RUN=${BENCH_SECONDS:-10}
+LEVELS=${BENCH_LEVELS:-"50 500 1000"}
+KEYS=${BENCH_KEYS:-100}
+ACTORS=${BENCH_ACTORS:-2}
+WRK_THREADS=${BENCH_THREADS:-2}
+
+for tool in wrk redis-server redis-cli curl; do
+    command -v "$tool" >/dev/null || { echo "bench_http: $tool is missing (make deps)" >&2; exit 1; }
+done
+make -s bin/hgp-broker bin/hgp-counter bin/hgp-gateway
+mkdir -p build/bench
+cc -O2 -Wall -Wextra -Werror -Wno-unused-parameter gateway/bench/hello.c \
+    -o build/bench/hello -lcivetweb -lpthread
+
+free_port () {
+    /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+tmp=$(mktemp -d /tmp/hgp-bench-http.XXXXXX)
+rport=$(free_port); cport=$(free_port); aport=$(free_port)
+gport=$(free_port); hport=$(free_port)
+export HGP_CONFIG=configs/hgp.cfg
+export HGP_REDIS_URL="redis://127.0.0.1:$rport"
+export HGP_BROKER_CLIENT_ENDPOINT="tcp://127.0.0.1:$cport"
+export HGP_BROKER_ACTOR_ENDPOINT="tcp://127.0.0.1:$aport"
+export HGP_GATEWAY_PORT=$gport
+pids=()
+cleanup () {
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$tmp" > "$tmp/redis.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+bin/hgp-broker -c "$HGP_CONFIG" > "$tmp/broker.log" 2>&1 &
+pids+=($!)
+for i in $(seq "$ACTORS"); do
+    bin/hgp-counter -c "$HGP_CONFIG" > "$tmp/counter-$i.log" 2>&1 &
+    pids+=($!)
+done
+bin/hgp-gateway -c "$HGP_CONFIG" > "$tmp/gateway.log" 2>&1 &
+pids+=($!)
+build/bench/hello "$hport" > "$tmp/hello.log" 2>&1 &
+pids+=($!)
+base="http://127.0.0.1:$gport"
+ready=0
+for _ in $(seq 100); do
+    if curl -sf "$base/api/v1/health" >/dev/null 2>&1 \
+    && curl -sf "http://127.0.0.1:$hport/" >/dev/null 2>&1; then
+        ready=1; break
+    fi
+    sleep 0.1
+done
+if [ $ready -ne 1 ]; then
+    echo "bench_http: stack did not come up" >&2
+    tail -n 5 "$tmp"/*.log >&2
+    exit 1
+fi
+
+#   POST increments, round-robin over $KEYS keys named <prefix>_<n>
+post_script () {
+    cat > "$tmp/incr.lua" <<EOF
+local bodies = {}
+local next_body = 1
+function init (args)
+    for i = 1, $KEYS do
+        bodies[i] = wrk.format ("POST", "/api/v1/counter/increment",
+            { ["Content-Type"] = "application/json" },
+            '{"resource_id":"$1_' .. i .. '","counter_type":"hit","delta":1}')
+    end
+end
+function request ()
+    local r = bodies[next_body]
+    next_body = next_body % #bodies + 1
+    return r
+end
+EOF
+}
+
+#   Run wrk; set rps, p99, completed, non2xx, sockerr from its report
+run_wrk () {
+    local out=$tmp/wrk.out
+    wrk -t"$WRK_THREADS" -c"$1" -d"${SECONDS_PER_RUN}s" --timeout 10s --latency "${@:2}" > "$out" 2>&1
+    rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+    p99=$(awk '$1 == "99%" {print $2}' "$out")
+    completed=$(awk '/requests in/ {print $1}' "$out")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $5}' "$out")
+    non2xx=${non2xx:-0}
+    sockerr=$(awk '/Socket errors:/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$out")
+    sockerr=${sockerr:-0}
+    cp "$out" "$tmp/last-wrk.txt"
+}
+
+#   Increments the gateway acknowledged (200) so far, from /metrics
+acked () {
+    curl -sf "$base/metrics" | awk -F' ' \
+        '/^hgp_gateway_http_requests_total\{route="increment",status="200"\}/ {print $2; f=1} END {if (!f) print 0}'
+}
+
+#   Sum of the counters <prefix>_1..$KEYS, in one batch request
+counter_sum () {
+    local body
+    body=$(/usr/bin/python3 -c 'import json,sys; print(json.dumps({"queries": [{"resource_id": "%s_%d" % (sys.argv[1], i), "counter_type": "hit"} for i in range(1, int(sys.argv[2]) + 1)]}))' "$1" "$KEYS")
+    curl -sf -X POST -H 'Content-Type: application/json' -d "$body" "$base/api/v1/counter/batch" \
+        | /usr/bin/python3 -c 'import json,sys; print(sum(r["value"] for r in json.load(sys.stdin)["results"]))'
+}
+
+#   Wait until the gateway has nothing in flight (wrk left some behind)
+drain () {
+    for _ in $(seq 100); do
+        local n
+        n=$(curl -sf "$base/metrics" | awk '/^hgp_gateway_http_requests_in_flight / {print $2}')
+        [ "${n:-1}" -le 1 ] && return 0       # 1: this scrape itself
+        sleep 0.1
+    done
+}
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m), $(uname -r)"
+echo "stack: redis-server $(redis-server --version | grep -o 'v=[0-9.]*'), broker, $ACTORS counter actors, hgp-gateway (threads $(awk '/^ *threads *=/ {print $3; exit}' configs/hgp.cfg)), civetweb hello-world; all on loopback"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (anything else running skews the numbers)"
+echo "wrk: -t$WRK_THREADS -d${SECONDS_PER_RUN}s --timeout 10s --latency; increments spread over $KEYS keys, delta 1"
+echo
+failed=0
+declare -A R
+for c in $LEVELS; do
+    prefix="bench_c${c}_$$"
+    post_script "$prefix"
+    before=$(acked)
+    run_wrk "$c" -s "$tmp/incr.lua" "$base/api/v1/counter/increment"
+    R[incr_rps_$c]=$rps; R[incr_p99_$c]=$p99
+    drain
+    after=$(acked)
+    sum=$(counter_sum "$prefix")
+    gw_acked=$((after - before))
+    status=ok
+    if [ "$non2xx" -ne 0 ] || [ "$sockerr" -ne 0 ]; then status="FAIL: $non2xx non-2xx, $sockerr socket errors"; fi
+    if [ "$sum" -ne "$gw_acked" ]; then status="FAIL: counters sum $sum != $gw_acked acknowledged"; fi
+    if [ "$sum" -lt "$completed" ] || [ "$sum" -gt $((completed + c)) ]; then
+        status="FAIL: counters sum $sum outside [$completed, $((completed + c))]"
+    fi
+    [ "$status" = ok ] || { failed=1; cat "$tmp/last-wrk.txt"; }
+    R[check_$c]="wrk completed $completed, gateway acknowledged $gw_acked, counters sum $sum (+$((sum - completed)) in flight at wrk's stop), non-2xx $non2xx, socket errors $sockerr: $status"
+
+    run_wrk "$c" "$base/api/v1/counter/${prefix}_1/hit"
+    R[get_rps_$c]=$rps; R[get_p99_$c]=$p99
+    if [ "$non2xx" -ne 0 ] || [ "$sockerr" -ne 0 ]; then
+        failed=1; R[check_$c]="${R[check_$c]}; GET: FAIL $non2xx non-2xx, $sockerr socket errors"
+    fi
+    drain
+
+    run_wrk "$c" "http://127.0.0.1:$hport/"
+    R[hello_rps_$c]=$rps; R[hello_p99_$c]=$p99
+done
+
+printf "%-6s | %12s %9s | %12s %9s | %12s %9s | %11s\n" \
+    conns "incr req/s" "incr p99" "get req/s" "get p99" "hello req/s" "hello p99" "incr/hello"
+for c in $LEVELS; do
+    ratio=$(awk -v a="${R[incr_rps_$c]}" -v b="${R[hello_rps_$c]}" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+    printf "%-6s | %12s %9s | %12s %9s | %12s %9s | %11s\n" "$c" \
+        "${R[incr_rps_$c]}" "${R[incr_p99_$c]}" "${R[get_rps_$c]}" "${R[get_p99_$c]}" \
+        "${R[hello_rps_$c]}" "${R[hello_p99_$c]}" "$ratio"
+done
+echo
+for c in $LEVELS; do echo "c=$c: ${R[check_$c]}"; done
+last=${LEVELS##* }
+ratio=$(awk -v a="${R[incr_rps_$last]}" -v b="${R[hello_rps_$last]}" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+target=$(awk -v r="$ratio" 'BEGIN {print (r >= 0.5) ? "met" : "NOT met"}')
+echo "target: increments at $last connections >= 0.5 x hello-world: $ratio, $target"
+if [ $failed -ne 0 ]; then
+    echo "bench_http: FAILED (counts not exact, see above)"
+    exit 1
+fi

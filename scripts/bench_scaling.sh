@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+#   Scaling by launching processes: `hgp bench` (incr, exactly-once check)
+#   against one broker with 1, 2 and 4 hgp-counter processes.
+#
+#   Starts its own redis-server and hgp-broker (release build, bin/) on free
+#   loopback ports, then for each count starts that many counter actors,
+#   waits until the broker lists them, benches, and stops them with SIGTERM
+#   before the next count. Static endpoints: nothing is beaconed. Prints one
+#   table at the end.
+#
+#   Env: BENCH_N (requests per run, default 100000), BENCH_WINDOW (128),
+#   BENCH_KEYS (1000), BENCH_ACTORS ("1 2 4"), BENCH_BIN (bin).
+#
+#   Read the numbers with the machine in mind: broker, Redis, the bench
+#   client and every actor share its cores, and Redis executes the Lua
+#   script of every batch on one thread. More actors add batching
+#   parallelism in front of Redis, not Redis capacity.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${BENCH_N:-100000}
+W=${BENCH_WINDOW:-128}
+KEYS=${BENCH_KEYS:-1000}
+COUNTS=${BENCH_ACTORS:-"1 2 4"}
+BIN=${BENCH_BIN:-bin}
+free_port () {
+    /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+tmp=$(mktemp -d /tmp/hgp-scaling.XXXXXX)
+rport=$(free_port); cport=$(free_port); aport=$(free_port)
+export HGP_CONFIG=configs/hgp.cfg
+export HGP_DISCOVERY_INTERFACE=""
+export HGP_REDIS_URL="redis://127.0.0.1:$rport"
+export HGP_BROKER_CLIENT_ENDPOINT="tcp://127.0.0.1:$cport"
+export HGP_BROKER_ACTOR_ENDPOINT="tcp://127.0.0.1:$aport"
+pids=()
+counters=()
+cleanup () {
+    for pid in "${counters[@]}" "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+actors_seen () {
+    "$BIN/hgp" --json actors 2>/dev/null | grep -o '"distinct_actors":[0-9]*' | cut -d: -f2
+}
+
+redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$tmp" > "$tmp/redis.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+"$BIN/hgp-broker" > "$tmp/broker.log" 2>&1 &
+pids+=($!)
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "stack: redis-server $(redis-server --version | grep -o 'v=[0-9.]*'), 1 broker, N counter processes, loopback, $BIN"
+echo "bench: $BIN/hgp bench -n $N -w $W -k $KEYS --op incr"
+results=()
+for n in $COUNTS; do
+    counters=()
+    for i in $(seq "$n"); do
+        "$BIN/hgp-counter" > "$tmp/counter-$n-$i.log" 2>&1 &
+        counters+=($!)
+    done
+    for _ in $(seq 100); do
+        [ "$(actors_seen)" = "$n" ] && break
+        sleep 0.1
+    done
+    echo "== $n counter actor(s)"
+    out=$("$BIN/hgp" bench -n "$N" -w "$W" -k "$KEYS" --op incr)
+    echo "$out"
+    rps=$(echo "$out" | awk '/^requests\/s:/ {print $2}')
+    lat=$(echo "$out" | awk '/^latency us:/ {print $4, $6}')
+    verify=$(echo "$out" | awk '/^verify:/ {print $2}')
+    results+=("$n $rps $lat $verify")
+    for pid in "${counters[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${counters[@]}"; do wait "$pid" 2>/dev/null || true; done
+    counters=()
+    for _ in $(seq 100); do
+        [ "$(actors_seen)" = "0" ] && break
+        sleep 0.1
+    done
+done
+echo
+echo "actors  requests/s  p50_us  p99_us  verify"
+base=""
+for r in "${results[@]}"; do
+    set -- $r
+    [ -z "$base" ] && base=$2
+    printf "%6s  %10s  %6s  %6s  %s (x%.2f)\n" "$1" "$2" "$3" "$4" "$5" \
+        "$(awk -v a="$2" -v b="$base" 'BEGIN { print (b > 0 ? a / b : 0) }')"
+done

@@ -1,0 +1,390 @@
+/*  test_json.c - the gateway's JSON decoders accept exactly the documented
+ *  bodies (gateway/hgp_json.h) and turn everything else into the right
+ *  status and code; the encoders always produce valid JSON.
+ *
+ *  Encoded output is parsed back with jansson rather than compared as
+ *  text, so the tests do not depend on key order or spacing.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "hgp_json.h"
+
+static int
+s_incr (const char *body, const char *key, hgp_request_t *req,
+        hgp_error_t *err)
+{
+    memset (err, 0, sizeof *err);
+    return hgp_json_decode_increment (body, strlen (body), key, req, err);
+}
+
+//  Expect the increment body to be refused with status and code, leaving
+//  req cleared
+
+static void
+s_incr_rejects (const char *body, const char *key, int status,
+                const char *code)
+{
+    hgp_request_t req;
+    hgp_error_t err;
+    if (s_incr (body, key, &req, &err) != -1)
+        fail_msg ("accepted: %s", body);
+    if (err.status != status || strcmp (err.code, code))
+        fail_msg ("%s -> %d %s (%s), want %d %s", body, err.status, err.code,
+                  err.message, status, code);
+    assert_true (strlen (err.message) > 0);
+    assert_int_equal (req.op, HGP_OP_NONE);
+    assert_null (req.keys);
+}
+
+static void
+s_batch_rejects (const char *body, int status, const char *code)
+{
+    hgp_request_t req;
+    hgp_error_t err = { 0 };
+    if (hgp_json_decode_batch (body, strlen (body), &req, &err) != -1)
+        fail_msg ("accepted: %.200s", body);
+    if (err.status != status || strcmp (err.code, code))
+        fail_msg ("%.200s -> %d %s (%s), want %d %s", body, err.status,
+                  err.code, err.message, status, code);
+    assert_true (strlen (err.message) > 0);
+    assert_null (req.keys);
+    assert_int_equal (req.nkeys, 0);
+}
+
+static void
+test_increment_defaults_delta_to_one_and_leaves_id_to_the_caller (void **state)
+{
+    hgp_request_t req;
+    hgp_error_t err;
+    assert_int_equal (s_incr ("{\"resource_id\": \"post_42\", "
+                              "\"counter_type\": \"like\"}", NULL, &req, &err), 0);
+    assert_int_equal (req.op, HGP_OP_INCR);
+    assert_string_equal (req.key.resource_id, "post_42");
+    assert_string_equal (req.key.counter_type, "like");
+    assert_true (req.delta == 1);
+    assert_string_equal (req.id, "");
+    assert_string_equal (req.user_id, "");
+    hgp_request_clear (&req);
+}
+
+static void
+test_increment_takes_every_field (void **state)
+{
+    hgp_request_t req;
+    hgp_error_t err;
+    assert_int_equal (s_incr ("{\"resource_id\":\"a:b.c-d_e\",\"counter_type\":\"t\","
+                              "\"delta\":-7,\"user_id\":\"u1\",\"request_id\":\"r-1\"}",
+                              NULL, &req, &err), 0);
+    assert_true (req.delta == -7);
+    assert_string_equal (req.key.resource_id, "a:b.c-d_e");
+    assert_string_equal (req.user_id, "u1");
+    assert_string_equal (req.id, "r-1");
+    hgp_request_clear (&req);
+}
+
+static void
+test_increment_accepts_the_whole_int64_range (void **state)
+{
+    hgp_request_t req;
+    hgp_error_t err;
+    assert_int_equal (s_incr ("{\"resource_id\":\"r\",\"counter_type\":\"t\","
+                              "\"delta\":9223372036854775807}", NULL, &req, &err), 0);
+    assert_true (req.delta == INT64_MAX);
+    assert_int_equal (s_incr ("{\"resource_id\":\"r\",\"counter_type\":\"t\","
+                              "\"delta\":-9223372036854775808}", NULL, &req, &err), 0);
+    assert_true (req.delta == INT64_MIN);
+}
+
+static void
+test_increment_refuses_bad_deltas (void **state)
+{
+    const char *deltas [] = {
+        "0", "-0", "1.0", "1.5", "1e3", "\"1\"", "true", "null", "[]", "{}",
+        "9223372036854775808", "-9223372036854775809",
+        "99999999999999999999999999",
+    };
+    for (size_t i = 0; i < sizeof deltas / sizeof deltas [0]; i++) {
+        char body [256];
+        snprintf (body, sizeof body,
+                  "{\"resource_id\":\"r\",\"counter_type\":\"t\",\"delta\":%s}",
+                  deltas [i]);
+        s_incr_rejects (body, NULL, 400, "invalid");
+    }
+}
+
+static void
+test_increment_refuses_bad_ids (void **state)
+{
+    char long_id [200];
+    memset (long_id, 'x', 129);
+    long_id [129] = 0;
+    char body [512];
+    const char *ids [] = {
+        "\"\"", "\"a/b\"", "\"a b\"", "\"caf\\u00e9\"", "\"a%2Fb\"", "7",
+        "null", "[\"a\"]",
+    };
+    const char *fields [] = { "resource_id", "counter_type" };
+    for (size_t f = 0; f < 2; f++)
+        for (size_t i = 0; i < sizeof ids / sizeof ids [0]; i++) {
+            snprintf (body, sizeof body, "{\"%s\":%s,\"%s\":\"ok\"}",
+                      fields [f], ids [i], fields [1 - f]);
+            s_incr_rejects (body, NULL, 400, "invalid");
+        }
+    snprintf (body, sizeof body,
+              "{\"resource_id\":\"%s\",\"counter_type\":\"t\"}", long_id);
+    s_incr_rejects (body, NULL, 400, "invalid");
+    long_id [128] = 0;          //  128 bytes is the most, and fine
+    snprintf (body, sizeof body,
+              "{\"resource_id\":\"%s\",\"counter_type\":\"t\"}", long_id);
+    hgp_request_t req;
+    hgp_error_t err;
+    assert_int_equal (s_incr (body, NULL, &req, &err), 0);
+    assert_int_equal (strlen (req.key.resource_id), 128);
+    s_incr_rejects ("{\"resource_id\":\"r\",\"counter_type\":\"t\",\"user_id\":\"a b\"}",
+                    NULL, 400, "invalid");
+    s_incr_rejects ("{\"resource_id\":\"r\",\"counter_type\":\"t\",\"request_id\":\"\"}",
+                    NULL, 400, "invalid");
+}
+
+static void
+test_increment_needs_resource_and_type_and_nothing_unknown (void **state)
+{
+    s_incr_rejects ("{\"counter_type\":\"t\"}", NULL, 400, "invalid");
+    s_incr_rejects ("{\"resource_id\":\"r\"}", NULL, 400, "invalid");
+    s_incr_rejects ("{}", NULL, 400, "invalid");
+    s_incr_rejects ("{\"resource_id\":\"r\",\"counter_type\":\"t\",\"detla\":5}",
+                    NULL, 400, "invalid");
+    s_incr_rejects ("[]", NULL, 400, "invalid");
+    s_incr_rejects ("\"r\"", NULL, 400, "invalid");
+    s_incr_rejects ("42", NULL, 400, "invalid");
+}
+
+static void
+test_increment_refuses_json_that_does_not_parse (void **state)
+{
+    s_incr_rejects ("", NULL, 400, "malformed");
+    s_incr_rejects ("{", NULL, 400, "malformed");
+    s_incr_rejects ("{\"resource_id\":\"r\",\"counter_type\":\"t\"} x", NULL, 400,
+                    "malformed");
+    s_incr_rejects ("{'resource_id':'r'}", NULL, 400, "malformed");
+    //  last-one-wins would make the delta depend on the parser
+    s_incr_rejects ("{\"resource_id\":\"r\",\"counter_type\":\"t\",\"delta\":1,"
+                    "\"delta\":1000}", NULL, 400, "malformed");
+    s_incr_rejects ("{\"resource_id\":\"a\\u0000b\",\"counter_type\":\"t\"}",
+                    NULL, 400, "malformed");
+    s_incr_rejects ("{\"resource_id\":\"\xff\",\"counter_type\":\"t\"}", NULL, 400,
+                    "malformed");
+    //  embedded NUL in the raw bytes
+    hgp_request_t req;
+    hgp_error_t err;
+    const char raw [] = "{\"resource_id\":\"r\",\"counter_type\":\"t\"}\0{}";
+    assert_int_equal (hgp_json_decode_increment (raw, sizeof raw - 1, NULL,
+                                                 &req, &err), -1);
+    assert_int_equal (err.status, 400);
+}
+
+static void
+test_idempotency_key_header_and_request_id_must_agree (void **state)
+{
+    hgp_request_t req;
+    hgp_error_t err;
+    const char *plain = "{\"resource_id\":\"r\",\"counter_type\":\"t\"}";
+    const char *with_id = "{\"resource_id\":\"r\",\"counter_type\":\"t\","
+                          "\"request_id\":\"k1\"}";
+    assert_int_equal (s_incr (plain, "k1", &req, &err), 0);
+    assert_string_equal (req.id, "k1");
+    assert_int_equal (s_incr (with_id, "k1", &req, &err), 0);
+    assert_string_equal (req.id, "k1");
+    assert_int_equal (s_incr (with_id, NULL, &req, &err), 0);
+    assert_string_equal (req.id, "k1");
+    s_incr_rejects (with_id, "k2", 400, "invalid");
+    s_incr_rejects (plain, "bad key", 400, "invalid");
+    s_incr_rejects (plain, "", 400, "invalid");
+}
+
+static void
+test_batch_keeps_request_order_and_accepts_items_alias (void **state)
+{
+    hgp_request_t req;
+    hgp_error_t err;
+    const char *bodies [] = {
+        "{\"queries\":[{\"resource_id\":\"a\",\"counter_type\":\"x\"},"
+        "{\"counter_type\":\"y\",\"resource_id\":\"b\"},"
+        "{\"resource_id\":\"a\",\"counter_type\":\"x\"}]}",
+        "{\"items\":[{\"resource_id\":\"a\",\"counter_type\":\"x\"},"
+        "{\"counter_type\":\"y\",\"resource_id\":\"b\"},"
+        "{\"resource_id\":\"a\",\"counter_type\":\"x\"}]}",
+    };
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal (hgp_json_decode_batch (bodies [i], strlen (bodies [i]),
+                                                 &req, &err), 0);
+        assert_int_equal (req.op, HGP_OP_MGET);
+        assert_int_equal (req.nkeys, 3);
+        assert_string_equal (req.keys [0].resource_id, "a");
+        assert_string_equal (req.keys [1].resource_id, "b");
+        assert_string_equal (req.keys [1].counter_type, "y");
+        assert_string_equal (req.keys [2].counter_type, "x");
+        hgp_request_clear (&req);
+    }
+}
+
+static char *
+s_batch_body (const char *list, size_t n)
+{
+    size_t one = strlen ("{\"resource_id\":\"r00000\",\"counter_type\":\"t\"},");
+    char *body = (char *) malloc (n * one + 64);
+    size_t size = (size_t) sprintf (body, "{\"%s\":[", list);
+    for (size_t i = 0; i < n; i++)
+        size += (size_t) sprintf (body + size,
+            "{\"resource_id\":\"r%05zu\",\"counter_type\":\"t\"}%s", i,
+            i + 1 < n ? "," : "");
+    strcpy (body + size, "]}");
+    return body;
+}
+
+static void
+test_batch_takes_1000_queries_and_refuses_1001_as_too_large (void **state)
+{
+    char *body = s_batch_body ("queries", 1000);
+    hgp_request_t req;
+    hgp_error_t err;
+    assert_int_equal (hgp_json_decode_batch (body, strlen (body), &req, &err), 0);
+    assert_int_equal (req.nkeys, 1000);
+    assert_string_equal (req.keys [999].resource_id, "r00999");
+    hgp_request_clear (&req);
+    free (body);
+    body = s_batch_body ("items", 1001);
+    s_batch_rejects (body, 413, "too_large");
+    free (body);
+}
+
+static void
+test_batch_refuses_bad_shapes (void **state)
+{
+    s_batch_rejects ("{}", 400, "invalid");
+    s_batch_rejects ("{\"queries\":[]}", 400, "invalid");
+    s_batch_rejects ("{\"queries\":{}}", 400, "invalid");
+    s_batch_rejects ("{\"queries\":[1]}", 400, "invalid");
+    s_batch_rejects ("{\"queries\":[{\"resource_id\":\"a\"}]}", 400, "invalid");
+    s_batch_rejects ("{\"queries\":[{\"resource_id\":\"a\",\"counter_type\":\"b\","
+                     "\"delta\":1}]}", 400, "invalid");
+    s_batch_rejects ("{\"queries\":[{\"resource_id\":\"a\",\"counter_type\":\"b\"},"
+                     "{\"resource_id\":\"a/b\",\"counter_type\":\"b\"}]}",
+                     400, "invalid");
+    s_batch_rejects ("{\"queries\":[{\"resource_id\":\"a\",\"counter_type\":\"b\"}],"
+                     "\"items\":[{\"resource_id\":\"a\",\"counter_type\":\"b\"}]}",
+                     400, "invalid");
+    s_batch_rejects ("{\"queries\":[],\"extra\":1}", 400, "invalid");
+    s_batch_rejects ("[{\"resource_id\":\"a\",\"counter_type\":\"b\"}]", 400,
+                     "invalid");
+    s_batch_rejects ("{\"queries\":[", 400, "malformed");
+}
+
+static json_t *
+s_load (char *text)
+{
+    assert_non_null (text);
+    json_error_t jerr;
+    json_t *json = json_loads (text, 0, &jerr);
+    if (!json)
+        fail_msg ("not JSON: %s (%s)", text, jerr.text);
+    free (text);
+    return json;
+}
+
+static void
+test_value_replies_carry_replayed_and_request_id_only_for_increments (void **state)
+{
+    hgp_key_t key = { "post_1", "like" };
+    json_t *json = s_load (hgp_json_encode_value (&key, INT64_MIN, false, NULL));
+    assert_string_equal (json_string_value (json_object_get (json, "resource_id")),
+                         "post_1");
+    assert_string_equal (json_string_value (json_object_get (json, "counter_type")),
+                         "like");
+    assert_true (json_integer_value (json_object_get (json, "value")) == INT64_MIN);
+    assert_null (json_object_get (json, "replayed"));
+    assert_null (json_object_get (json, "request_id"));
+    json_decref (json);
+
+    json = s_load (hgp_json_encode_value (&key, 5, true, "r1"));
+    assert_true (json_is_true (json_object_get (json, "replayed")));
+    assert_string_equal (json_string_value (json_object_get (json, "request_id")),
+                         "r1");
+    json_decref (json);
+}
+
+static void
+test_batch_results_pair_keys_with_values_in_order (void **state)
+{
+    hgp_key_t keys [3] = { { "a", "x" }, { "b", "y" }, { "a", "x" } };
+    int64_t values [3] = { 3, INT64_MAX, 3 };
+    hgp_request_t req;
+    hgp_request_init (&req);
+    req.op = HGP_OP_MGET;
+    req.keys = keys;
+    req.nkeys = 3;
+    hgp_reply_t rep;
+    hgp_reply_init (&rep);
+    rep.values = values;
+    rep.nvalues = 3;
+    json_t *json = s_load (hgp_json_encode_values (&req, &rep));
+    json_t *results = json_object_get (json, "results");
+    assert_int_equal (json_array_size (results), 3);
+    json_t *second = json_array_get (results, 1);
+    assert_string_equal (json_string_value (json_object_get (second, "resource_id")),
+                         "b");
+    assert_true (json_integer_value (json_object_get (second, "value")) == INT64_MAX);
+    json_decref (json);
+}
+
+static void
+test_error_bodies_escape_any_message (void **state)
+{
+    hgp_error_t err;
+    hgp_error_set (&err, 503, "unavailable", "redis \"down\"\n\tat <%s>", "x");
+    json_t *json = s_load (hgp_json_encode_error (&err, "rid"));
+    json_t *error = json_object_get (json, "error");
+    assert_string_equal (json_string_value (json_object_get (error, "code")),
+                         "unavailable");
+    assert_string_equal (json_string_value (json_object_get (error, "message")),
+                         "redis \"down\"\n\tat <x>");
+    assert_string_equal (json_string_value (json_object_get (json, "request_id")),
+                         "rid");
+    json_decref (json);
+
+    //  bytes from the wire that are not UTF-8 still give a JSON error body
+    hgp_error_set (&err, 500, "internal", "bad \xff\xfe bytes");
+    json = s_load (hgp_json_encode_error (&err, NULL));
+    assert_non_null (json_object_get (json_object_get (json, "error"), "message"));
+    assert_null (json_object_get (json, "request_id"));
+    json_decref (json);
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests [] = {
+        cmocka_unit_test (test_increment_defaults_delta_to_one_and_leaves_id_to_the_caller),
+        cmocka_unit_test (test_increment_takes_every_field),
+        cmocka_unit_test (test_increment_accepts_the_whole_int64_range),
+        cmocka_unit_test (test_increment_refuses_bad_deltas),
+        cmocka_unit_test (test_increment_refuses_bad_ids),
+        cmocka_unit_test (test_increment_needs_resource_and_type_and_nothing_unknown),
+        cmocka_unit_test (test_increment_refuses_json_that_does_not_parse),
+        cmocka_unit_test (test_idempotency_key_header_and_request_id_must_agree),
+        cmocka_unit_test (test_batch_keeps_request_order_and_accepts_items_alias),
+        cmocka_unit_test (test_batch_takes_1000_queries_and_refuses_1001_as_too_large),
+        cmocka_unit_test (test_batch_refuses_bad_shapes),
+        cmocka_unit_test (test_value_replies_carry_replayed_and_request_id_only_for_increments),
+        cmocka_unit_test (test_batch_results_pair_keys_with_values_in_order),
+        cmocka_unit_test (test_error_bodies_escape_any_message),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}
