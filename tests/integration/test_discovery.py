@@ -29,6 +29,7 @@ NET = "10.77.0"
 REDIS_PORT = 6390                       # inside namespace A: private
 CLIENT = os.path.join(os.path.dirname(__file__), "disco_client.py")
 HTTP_LOAD = os.path.join(os.path.dirname(__file__), "http_load.py")
+FORWARD = os.path.join(os.path.dirname(__file__), "tcp_forward.py")
 GATEWAY_PORT = 18080                    # inside the namespace: private
 
 
@@ -102,8 +103,8 @@ def netns():
 
 
 class Cluster:
-    """Redis in A, and brokers, counters and clients in A or B, all finding
-    each other by beacons on the veth pair."""
+    """Redis and the Kafka mock in A, and brokers, counters and clients in A
+    or B, all finding each other by beacons on the veth pair."""
 
     def __init__(self, net, logdir):
         self.net = net
@@ -121,6 +122,33 @@ class Cluster:
         while self.redis("PING") != "PONG":
             assert time.time() < deadline, self.logs()
             time.sleep(0.05)
+        self.start_kafka()
+
+    def start_kafka(self):
+        """The event log: hgp-kafka-mock in A, on 127.0.0.1 (the only
+        address it listens on), reached from B through two forwarders on
+        the same port (tcp_forward.py), so counters on both sides log to
+        one log, as they would to one real Kafka cluster"""
+        addr_file = os.path.join(self.logdir, "kafka.addr")
+        self.start("kafka", "A", [os.path.join(BIN, "hgp-kafka-mock"),
+                                  "--address-file", addr_file],
+                   {"HGP_KAFKA_PARTITIONS": "8"})
+        deadline = time.time() + 10
+        while not os.path.exists(addr_file):
+            assert time.time() < deadline, self.logs()
+            time.sleep(0.02)
+        with open(addr_file) as f:
+            brokers = f.read().strip()
+        host, port = brokers.rsplit(":", 1)
+        assert host == "127.0.0.1" and "," not in brokers, brokers
+        py = sys.executable if os.path.exists(sys.executable) else "/usr/bin/python3"
+        self.start("kafka-fwd-a", "A", [py, FORWARD, self.net.addr["A"], port,
+                                        "127.0.0.1"])
+        self.start("kafka-fwd-b", "B", [py, FORWARD, "127.0.0.1", port,
+                                        self.net.addr["A"]])
+        for name in ("kafka-fwd-a", "kafka-fwd-b"):
+            self.log_value(name, r"(forwarding)")
+        self.env["HGP_KAFKA_BROKERS"] = brokers
 
     def side_env(self, side, extra=None):
         env = dict(self.env, HGP_DISCOVERY_INTERFACE=self.net.veth[side])
@@ -221,6 +249,9 @@ class Cluster:
         for name in order:
             if name not in self.killed:
                 codes[name] = self.procs[name].stop()
+        for name in ("kafka-fwd-a", "kafka-fwd-b"):
+            self.procs[name].stop()
+        codes["kafka"] = self.procs["kafka"].stop()
         self.procs["redis"].stop()
         return codes
 
