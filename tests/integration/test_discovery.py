@@ -172,6 +172,11 @@ class Cluster:
         return self.start(name, side, [os.path.join(BIN, "hgp-counter")],
                           {"HGP_REDIS_URL": "redis://%s:%d" % (host, REDIS_PORT)})
 
+    def analytics(self, name, side):
+        host = "127.0.0.1" if side == "A" else self.net.addr["A"]
+        return self.start(name, side, [os.path.join(BIN, "hgp-analytics")],
+                          {"HGP_REDIS_URL": "redis://%s:%d" % (host, REDIS_PORT)})
+
     def kill9(self, name):
         self.procs[name].kill9()
         self.killed.add(name)
@@ -245,6 +250,7 @@ class Cluster:
         codes = {}
         order = [n for n in self.procs if n.startswith("gateway")] + \
                 [n for n in self.procs if n.startswith("c")] + \
+                [n for n in self.procs if n.startswith("analytics")] + \
                 [n for n in self.procs if n.startswith("broker")]
         for name in order:
             if name not in self.killed:
@@ -449,6 +455,37 @@ def test_a_cleanly_stopped_broker_is_dropped_at_once(cluster):
     c.log_value("c1", r"broker %s at \S+: (left);" % b2, timeout=2)
     assert time.time() - t0 < 1.5
     c.wait_view(lambda v: set(v) == {b1}, 3, "broker2 gone")
+
+
+def test_analytics_actor_serves_every_broker_it_hears(cluster):
+    # The analytics actor links to brokers with the counter's code
+    # (lib/hgp_worker.c): one link per beaconing broker, top answered on both
+    c = cluster
+    c.broker("broker1", "A")
+    c.broker("broker2", "B")
+    c.counter("c1", "A")
+    c.analytics("analytics1", "B")
+    b1, b2 = c.broker_id("broker1"), c.broker_id("broker2")
+    an = c.log_value("analytics1", r"analytics: actor ([0-9a-f]{32}),")
+    c.wait_view(lambda v: set(v) == {b1, b2} and all(an in v[b] for b in v),
+                15, "the analytics actor on 2 brokers")
+    for _ in range(3):
+        r = c.hgp("B", "incr", "song", "play")
+        assert r.returncode == 0, r.stderr + c.logs()
+    # top asked of each broker alone (--broker), from the side it is on
+    for name, side in (("broker1", "A"), ("broker2", "B")):
+        endpoint = c.log_value(name, r"clients at (tcp://[0-9.]+:\d+),")
+        deadline = time.time() + 30
+        r = None
+        while time.time() < deadline:
+            r = c.hgp(side, "--broker", endpoint, "top", "play")
+            if r.returncode == 0 and r.stdout.startswith("1 song 3"):
+                break
+            time.sleep(0.2)
+        assert r.returncode == 0 and r.stdout.startswith("1 song 3"), \
+            "top through %s: %r %r\n%s" % (name, r.stdout, r.stderr, c.logs())
+    view = c.actors()
+    assert all(view[b][an] > 0 for b in (b1, b2)), view
 
 
 def test_loopback_interface_falls_back_to_static_endpoints(make_stack):
