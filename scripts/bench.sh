@@ -16,11 +16,8 @@ N=${BENCH_N:-100000}
 KEYS=${BENCH_KEYS:-1000}
 ACTORS=${BENCH_ACTORS:-2}
 MODES=${BENCH_MODES:-off async sync}
-free_port () {
-    /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 tmp=$(mktemp -d /tmp/hgp-bench.XXXXXX)
-rport=$(free_port); cport=$(free_port); aport=$(free_port)
+read -r rport cport aport <<< "$(/usr/bin/python3 scripts/free_ports.py 3 | tr '\n' ' ')"
 export HGP_REDIS_URL="redis://127.0.0.1:$rport"
 export HGP_BROKER_CLIENT_ENDPOINT="tcp://127.0.0.1:$cport"
 export HGP_BROKER_ACTOR_ENDPOINT="tcp://127.0.0.1:$aport"

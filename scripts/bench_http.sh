@@ -36,12 +36,8 @@ mkdir -p build/bench
 cc -O2 -Wall -Wextra -Werror -Wno-unused-parameter gateway/bench/hello.c \
     -o build/bench/hello -lcivetweb -lpthread
 
-free_port () {
-    /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 tmp=$(mktemp -d /tmp/hgp-bench-http.XXXXXX)
-rport=$(free_port); cport=$(free_port); aport=$(free_port)
-gport=$(free_port); hport=$(free_port)
+read -r rport cport aport gport hport <<< "$(/usr/bin/python3 scripts/free_ports.py 5 | tr '\n' ' ')"
 export HGP_CONFIG=configs/hgp.cfg
 export HGP_REDIS_URL="redis://127.0.0.1:$rport"
 export HGP_BROKER_CLIENT_ENDPOINT="tcp://127.0.0.1:$cport"

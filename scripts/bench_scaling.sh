@@ -22,11 +22,8 @@ W=${BENCH_WINDOW:-128}
 KEYS=${BENCH_KEYS:-1000}
 COUNTS=${BENCH_ACTORS:-"1 2 4"}
 BIN=${BENCH_BIN:-bin}
-free_port () {
-    /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 tmp=$(mktemp -d /tmp/hgp-scaling.XXXXXX)
-rport=$(free_port); cport=$(free_port); aport=$(free_port)
+read -r rport cport aport <<< "$(/usr/bin/python3 scripts/free_ports.py 3 | tr '\n' ' ')"
 export HGP_CONFIG=configs/hgp.cfg
 export HGP_DISCOVERY_INTERFACE=""
 export HGP_REDIS_URL="redis://127.0.0.1:$rport"

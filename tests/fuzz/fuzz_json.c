@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "fuzz_mutate.h"
 
 static void
 s_check_refusal (const hgp_request_t *req, const hgp_error_t *err)
@@ -112,15 +113,6 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 
 #ifdef HGP_FUZZ_SMOKE_MAIN
 
-static uint64_t
-s_rand (uint64_t *state)
-{
-    uint64_t x = (*state += 0x9e3779b97f4a7c15ULL);
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
 static const char *s_seeds [] = {
     "{\"resource_id\":\"post_42\",\"counter_type\":\"like\"}",
     "{\"resource_id\":\"a:b\",\"counter_type\":\"t.1\",\"delta\":-9223372036854775808,"
@@ -149,24 +141,18 @@ main (int argc, char *argv [])
     uint64_t state = argc > 2 ? strtoull (argv [2], NULL, 10) : 42;
     uint8_t *work = (uint8_t *) malloc (WORK_MAX);
     for (long i = 0; i < iterations; i++) {
-        const char *seed = s_seeds [s_rand (&state) % SEEDS];
+        const char *seed = s_seeds [fuzz_rand (&state) % SEEDS];
         size_t size = strlen (seed);
         memcpy (work, seed, size);
-        int edits = 1 + (int) (s_rand (&state) % 4);
+        int edits = 1 + (int) (fuzz_rand (&state) % 4);
         for (int e = 0; e < edits && size > 0; e++) {
-            size_t at = s_rand (&state) % size;
-            switch (s_rand (&state) % 5) {
-                case 0: work [at] ^= (uint8_t) (1u << (s_rand (&state) % 8)); break;
-                case 1: work [at] = (uint8_t) s_rand (&state); break;
-                case 2: size = at; break;                           /* cut */
-                case 3:                                             /* dup */
-                    if (size * 2 < WORK_MAX) {
-                        memcpy (work + size, work, size);
-                        size *= 2;
-                    }
-                    break;
+            size_t at = fuzz_rand (&state) % size;
+            unsigned kind = (unsigned) (fuzz_rand (&state) % 5);
+            if (fuzz_mutate_step (work, &size, WORK_MAX, at, kind, &state))
+                continue;
+            switch (kind) {
                 case 4: {                                           /* token */
-                    const char *token = s_tokens [s_rand (&state) % TOKENS];
+                    const char *token = s_tokens [fuzz_rand (&state) % TOKENS];
                     size_t n = strlen (token);
                     if (size + n < WORK_MAX) {
                         memmove (work + at + n, work + at, size - at);

@@ -10,17 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "fuzz_mutate.h"
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
-
-static uint64_t
-s_rand (uint64_t *state)
-{
-    uint64_t x = (*state += 0x9e3779b97f4a7c15ULL);
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
 
 #define SEEDS 9
 
@@ -102,30 +94,24 @@ main (int argc, char *argv [])
     s_seeds (seeds);
     uint8_t *work = malloc (8192);
     for (long i = 0; i < iterations; i++) {
-        hgp_buf_t *seed = &seeds [s_rand (&state) % SEEDS];
+        hgp_buf_t *seed = &seeds [fuzz_rand (&state) % SEEDS];
         size_t size = seed->size;
         memcpy (work, seed->data, size);
-        int edits = 1 + (int) (s_rand (&state) % 4);
+        int edits = 1 + (int) (fuzz_rand (&state) % 4);
         for (int e = 0; e < edits && size > 0; e++) {
-            size_t at = s_rand (&state) % size;
-            switch (s_rand (&state) % 6) {
-                case 0: work [at] ^= (uint8_t) (1u << (s_rand (&state) % 8)); break;
-                case 1: work [at] = (uint8_t) s_rand (&state); break;
-                case 2: size = at; break;                           /* cut */
-                case 3:                                             /* dup */
-                    if (size * 2 < 8192) {
-                        memcpy (work + size, work, size);
-                        size *= 2;
-                    }
-                    break;
+            size_t at = fuzz_rand (&state) % size;
+            unsigned kind = (unsigned) (fuzz_rand (&state) % 6);
+            if (fuzz_mutate_step (work, &size, 8192, at, kind, &state))
+                continue;
+            switch (kind) {
                 case 4: {                                           /* hostile length */
                     static const uint8_t heads [] = { 0xdc, 0xdd, 0xde, 0xdf, 0xdb, 0xda };
-                    work [at] = heads [s_rand (&state) % sizeof heads];
+                    work [at] = heads [fuzz_rand (&state) % sizeof heads];
                     break;
                 }
                 case 5: {                                           /* splice */
-                    hgp_buf_t *other = &seeds [s_rand (&state) % SEEDS];
-                    size_t from = s_rand (&state) % other->size;
+                    hgp_buf_t *other = &seeds [fuzz_rand (&state) % SEEDS];
+                    size_t from = fuzz_rand (&state) % other->size;
                     size_t n = other->size - from;
                     if (at + n < 8192) {
                         memcpy (work + at, other->data + from, n);
