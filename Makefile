@@ -6,7 +6,7 @@
 
 SAN ?= 0
 CC ?= cc
-PKGS := libczmq libzmq hiredis msgpack
+PKGS := libczmq libzmq hiredis msgpack rdkafka
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -std=gnu11
 INC := -Ilib -Ischemas
 
@@ -25,27 +25,30 @@ CFLAGS_ALL = $(WARN) $(OPT) $(INC) $(shell pkg-config --cflags $(PKGS) 2>/dev/nu
 LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread $(LDLIBS)
 
 LIB_SRC := schemas/hgp_codec.c lib/hgp_config.c lib/hgp_process.c lib/hgp_keyspace.c lib/hgp_client.c \
-           lib/hgp_discovery.c
+           lib/hgp_discovery.c lib/hgp_redis.c lib/hgp_eventlog.c lib/hgp_ledger.c lib/hgp_worker.c
 LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/obj/%.o)
 LIB_A   := $(OUT)/libhgp.a
 
 BROKER_SRC  := bus/hgp_broker.c bus/hgp_broker_main.c
 COUNTER_SRC := actors/counter/hgp_counter.c actors/counter/hgp_counter_main.c
 CLI_SRC     := cli/hgp_cli.c
+MOCK_SRC    := kafka/hgp_kafka_mock.c
+ANALYTICS_SRC := actors/analytics/hgp_analytics.c actors/analytics/hgp_analytics_main.c
 GATEWAY_SRC := gateway/hgp_gateway.c gateway/hgp_json.c gateway/hgp_metrics.c gateway/hgp_gateway_main.c
 
-BINS := $(BIN)/hgp-broker $(BIN)/hgp-counter $(BIN)/hgp $(BIN)/hgp-gateway
+BINS := $(BIN)/hgp-broker $(BIN)/hgp-counter $(BIN)/hgp-analytics $(BIN)/hgp \
+        $(BIN)/hgp-kafka-mock $(BIN)/hgp-gateway
 
 .PHONY: all deps test unit integration fuzz bench bench-scaling run clean help
 all: $(BINS)
 
 help:
-	@echo "make          build bin/hgp-broker bin/hgp-counter bin/hgp"
+	@echo "make          build bin/hgp-broker bin/hgp-counter bin/hgp-analytics bin/hgp bin/hgp-kafka-mock bin/hgp-gateway"
 	@echo "make deps     install missing Debian packages (see DEVELOPERS.md)"
 	@echo "make test     deps, sanitized build, unit + fuzz-smoke + integration tests"
-	@echo "make bench    release build; hgp bench at window 1, 16, 128; wrk vs hello-world"
+	@echo "make bench    release build; hgp bench at window 1, 16, 128, event log off/async/sync; wrk vs hello-world"
 	@echo "make bench-scaling  release build, hgp bench with 1, 2, 4 counter actors"
-	@echo "make run      deps, build, start redis + broker + 2 counter actors + gateway"
+	@echo "make run      deps, build, start redis + kafka mock + broker + 2 counters + analytics + gateway"
 
 $(OUT)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -67,6 +70,13 @@ $(BIN)/hgp: $(CLI_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -lm
 
+$(BIN)/hgp-analytics: $(ANALYTICS_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -lm
+
+$(BIN)/hgp-kafka-mock: $(MOCK_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL)
 #   The HTTP gateway links jansson and civetweb (no .pc file on Debian)
 $(BIN)/hgp-gateway: $(GATEWAY_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
 	@mkdir -p $(dir $@)

@@ -1,9 +1,11 @@
-/*  hgp_broker.c - the bus: routes client requests to counter actors
+/*  hgp_broker.c - the bus: routes client requests to counter and
+ *  analytics actors
  *
  *  What it does (schemas/PROTOCOL.md sections 4-6 are the contract):
  *  every client body passes hgp_request_decode; ping and actors are
  *  answered here; incr goes to the rendezvous owner of its key and get/mget
- *  to the least busy live "counter" actor. Each actor holds at most
+ *  to the least busy live "counter" actor, top and stats to the least busy
+ *  live "analytics" actor. Each actor holds at most
  *  `capacity` requests without a REPLY; the rest wait in its FIFO, at most
  *  broker/queue_limit, past which a new request is answered 503 busy.
  *
@@ -74,6 +76,32 @@
 #define FRAME_MAX       (4 * HGP_BODY_MAX)  /* bigger frames drop the peer  */
 #define LINGER_MS       500                 /* flush final answers on exit  */
 
+/*  The services the broker routes to; actors of any other service may
+    register (and are listed) but get no requests */
+#define S_KIND_OTHER        0
+#define S_KIND_COUNTER      1       /* "counter": incr, get, mget           */
+#define S_KIND_ANALYTICS    2       /* "analytics": top, stats              */
+
+static int
+s_kind_of_service (const char *service)
+{
+    return streq (service, "counter") ? S_KIND_COUNTER
+         : streq (service, "analytics") ? S_KIND_ANALYTICS : S_KIND_OTHER;
+}
+
+static int
+s_kind_of_op (int op)
+{
+    return op == HGP_OP_TOP || op == HGP_OP_STATS ? S_KIND_ANALYTICS
+                                                  : S_KIND_COUNTER;
+}
+
+static const char *
+s_service_of_op (int op)
+{
+    return s_kind_of_op (op) == S_KIND_ANALYTICS ? "analytics" : "counter";
+}
+
 typedef enum {
     ENTRY_FREE,                 /* on the free list                         */
     ENTRY_LOOSE,                /* being routed, in no actor list           */
@@ -117,7 +145,7 @@ struct _actor_t {
     size_t identity_size;       /* bytes in identity                        */
     char service [HGP_ID_MAX + 1];  /* what it offers                       */
     char actor_id [HGP_ID_MAX + 1]; /* its self-chosen id                   */
-    bool counter;               /* service is "counter": we route to it     */
+    int kind;                   /* S_KIND_*: which ops we route to it       */
     uint32_t capacity;          /* most requests it holds without a REPLY   */
     s_list_t queue;             /* waiting for capacity, FIFO               */
     s_list_t inflight;          /* sent, no REPLY yet (orphans included)    */
@@ -520,7 +548,7 @@ s_route_owner (hgp_broker_t *self, const hgp_key_t *key)
     uint64_t best_w = 0;
     for (size_t i = 0; i < self->nlive; i++) {
         actor_t *a = self->live [i];
-        if (!a->counter || a->dead)
+        if (a->kind != S_KIND_COUNTER || a->dead)
             continue;
         uint64_t w = hgp_keyspace_weight (a->actor_id, key);
         if (!best || w > best_w
@@ -532,10 +560,10 @@ s_route_owner (hgp_broker_t *self, const hgp_key_t *key)
     return best;
 }
 
-//  The live counter actor with the fewest requests on it (in flight plus
+//  The live actor of kind with the fewest requests on it (in flight plus
 //  waiting); ties rotate so idle readers share the load
 static actor_t *
-s_route_reader (hgp_broker_t *self)
+s_route_reader (hgp_broker_t *self, int kind)
 {
     actor_t *best = NULL;
     uint64_t best_load = 0;
@@ -545,7 +573,7 @@ s_route_reader (hgp_broker_t *self)
     size_t start = self->rr++ % n;
     for (size_t k = 0; k < n; k++) {
         actor_t *a = self->live [(start + k) % n];
-        if (!a->counter || a->dead)
+        if (a->kind != kind || a->dead)
             continue;
         uint64_t load = (uint64_t) a->inflight.size + a->queue.size;
         if (!best || load < best_load) {
@@ -593,19 +621,25 @@ s_reroute (hgp_broker_t *self, entry_t *e)
         hgp_request_clear (&self->scratch);
     }
     else
-        actor = s_route_reader (self);
+        actor = s_route_reader (self, s_kind_of_op (e->op));
     if (actor) {
         self->stats.rerouted++;
         s_assign (self, actor, e);
     }
     else {
-        if (e->dispatched)
-            s_entry_error (self, e, HGP_STATUS_TIMEOUT, "timeout",
-                "the actor holding the request died and no counter actor "
-                "is live; it may or may not have been applied");
-        else
+        char message [HGP_MESSAGE_MAX + 1];
+        if (e->dispatched) {
+            snprintf (message, sizeof message, "the actor holding the request"
+                      " died and no %s actor is live; it may or may not have"
+                      " been applied", s_service_of_op (e->op));
+            s_entry_error (self, e, HGP_STATUS_TIMEOUT, "timeout", message);
+        }
+        else {
+            snprintf (message, sizeof message, "no live actor offers the %s"
+                      " service", s_service_of_op (e->op));
             s_entry_error (self, e, HGP_STATUS_UNAVAILABLE, "no_actor",
-                           "no live actor offers the counter service");
+                           message);
+        }
         s_entry_free (self, e);
     }
 }
@@ -727,7 +761,7 @@ s_actor_ready (hgp_broker_t *self, actor_t *actor, const uint8_t *identity,
     actor->identity_size = identity_size;
     strcpy (actor->service, ready.service);
     strcpy (actor->actor_id, ready.actor_id);
-    actor->counter = streq (ready.service, "counter");
+    actor->kind = s_kind_of_service (ready.service);
     actor->capacity = ready.capacity;
     actor->last_heard = self->now;
     self->live [self->nlive++] = actor;
@@ -925,12 +959,13 @@ s_client_message (hgp_broker_t *self, int nparts)
     }
     actor_t *actor = req->op == HGP_OP_INCR
                    ? s_route_owner (self, &req->key)
-                   : s_route_reader (self);
+                   : s_route_reader (self, s_kind_of_op (req->op));
     entry_t *e = NULL;
     if (!actor) {
         self->stats.no_actor++;
         hgp_error_set (&err, HGP_STATUS_UNAVAILABLE, "no_actor",
-                       "no live actor offers the counter service");
+                       "no live actor offers the %s service",
+                       s_service_of_op (req->op));
     }
     else
     if ((actor->inflight.size >= actor->capacity || actor->queue.size)

@@ -1,11 +1,14 @@
-/*  hgp_broker.h - the bus: routes client requests to counter actors
+/*  hgp_broker.h - the bus: routes client requests to counter and analytics
+ *  actors
  *
  *  The broker binds two ROUTER sockets, one for clients (HGPC01) and one for
  *  actors (HGPA01), and implements schemas/PROTOCOL.md sections 4-6: it
  *  answers ping and actors itself, sends each incr to the rendezvous owner
- *  of its key and each get/mget to the least busy counter actor, keeps at
- *  most `capacity` requests in flight per actor with a bounded FIFO behind
- *  it, enforces deadlines, and re-routes the requests of an actor that dies.
+ *  of its key among "counter" actors, each get/mget to the least busy
+ *  counter actor and each top/stats to the least busy "analytics" actor,
+ *  keeps at most `capacity` requests in flight per actor with a bounded
+ *  FIFO behind it, enforces deadlines, and re-routes the requests of an
+ *  actor that dies.
  *
  *  It runs as a zactor (one thread owns both sockets):
  *

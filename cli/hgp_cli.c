@@ -1,11 +1,15 @@
 /*  hgp_cli.c - bin/hgp, the command-line client of the hgp brokers
  *
  *  One process, one hgp_client_t, one command: incr, get, mget, ping,
- *  actors, or bench. The client is what the config says (lib/hgp_client.h):
- *  with discovery/interface set it follows broker beacons, spreads requests
- *  over every live broker and fails over with the same request id;
- *  otherwise, or with --broker, it talks to one broker. `hgp --help` is the
- *  manual; it lists the exit codes scripts rely on.
+ *  actors, top, stats or bench. The client is what the config says
+ *  (lib/hgp_client.h): with discovery/interface set it follows broker
+ *  beacons, spreads requests over every live broker and fails over with the
+ *  same request id; otherwise, or with --broker, it talks to one broker.
+ *  `hgp --help` is the manual; it lists the exit codes scripts rely on.
+ *
+ *  replay is the exception: it is disaster recovery for when the bus may
+ *  be of no help, so it talks to Kafka and Redis itself (hgp_ledger), with
+ *  the same code the counter actors use to apply events.
  *
  *  Invariants:
  *  - A value is printed only for a status 200 reply that carries it; every
@@ -28,10 +32,15 @@
 #include "hgp_client.h"
 #include "hgp_config.h"
 #include "hgp_discovery.h"
+#include "hgp_eventlog.h"
+#include "hgp_ledger.h"
 #include "hgp_process.h"
+#include "hgp_redis.h"
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
+#include <time.h>
 #include <unistd.h>
 
 #define EXIT_OK         0       /* success                                  */
@@ -872,6 +881,305 @@ s_cmd_actors (s_app_t *app, int argc, char *argv [])
 }
 
 //  --------------------------------------------------------------------------
+//  top TYPE [--window W] [--limit N]
+
+static int
+s_cmd_top (s_app_t *app, int argc, char *argv [])
+{
+    const char *pos [1];
+    int npos = 0;
+    bool options = true;
+    hgp_window_t window = HGP_WINDOW_ALL;
+    int64_t limit = HGP_LIMIT_DEFAULT;
+    for (int i = 0; i < argc; i++) {
+        const char *value;
+        if (options && streq (argv [i], "--"))
+            options = false;
+        else
+        if (options && s_option (argc, argv, &i, "--window", &value)) {
+            if (!value || hgp_window_from_name (value, &window))
+                return s_usage_error (app, "--window wants all, 1h, 24h or"
+                                      " trending");
+        }
+        else
+        if (options && s_option (argc, argv, &i, "--limit", &value)) {
+            if (!s_parse_range (value, 1, HGP_LIMIT_MAX, &limit))
+                return s_usage_error (app, "--limit wants 1..%d",
+                                      HGP_LIMIT_MAX);
+        }
+        else
+        if (options && s_is_option (argv [i]))
+            return s_usage_error (app, "unknown option '%s'", argv [i]);
+        else
+        if (npos < 1)
+            pos [npos++] = argv [i];
+        else
+            return s_usage_error (app, "too many arguments");
+    }
+    if (npos < 1)
+        return s_usage_error (app, "top needs TYPE");
+    int rc;
+    if ((rc = s_check_id (app, "TYPE", pos [0])) || (rc = s_connect (app)))
+        return rc;
+    hgp_request_t req;
+    s_request (app, &req, HGP_OP_TOP);
+    snprintf (req.key.counter_type, sizeof req.key.counter_type, "%s",
+              pos [0]);
+    req.window = window;
+    req.limit = (uint32_t) limit;
+    hgp_reply_t rep;
+    hgp_reply_init (&rep);
+    hgp_client_call (app->client, &req, &rep);
+    bool trending = window == HGP_WINDOW_TRENDING;
+    if (rep.error.status != HGP_STATUS_OK)
+        rc = s_reply_error (app, &rep, NULL);
+    else
+    if (app->json) {
+        printf ("{\"status\":200,\"counter_type\":");
+        s_json_str (req.key.counter_type);
+        printf (",\"window\":\"%s\",\"ranking\":[", hgp_window_name (window));
+        for (size_t i = 0; i < rep.nranking; i++) {
+            printf ("%s{\"resource_id\":", i ? "," : "");
+            s_json_str (rep.ranking [i].resource_id);
+            if (trending)
+                printf (",\"score\":%.17g}", rep.ranking [i].score);
+            else
+                printf (",\"count\":%lld}", (long long) rep.ranking [i].count);
+        }
+        printf ("]}\n");
+    }
+    else
+        for (size_t i = 0; i < rep.nranking; i++) {
+            if (trending)
+                printf ("%zu %s %.3f\n", i + 1, rep.ranking [i].resource_id,
+                        rep.ranking [i].score);
+            else
+                printf ("%zu %s %lld\n", i + 1, rep.ranking [i].resource_id,
+                        (long long) rep.ranking [i].count);
+        }
+    hgp_reply_clear (&rep);
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
+//  stats RES TYPE
+
+static int
+s_cmd_stats (s_app_t *app, int argc, char *argv [])
+{
+    const char *pos [2];
+    int npos = 0;
+    bool options = true;
+    for (int i = 0; i < argc; i++) {
+        if (options && streq (argv [i], "--"))
+            options = false;
+        else
+        if (options && s_is_option (argv [i]))
+            return s_usage_error (app, "unknown option '%s'", argv [i]);
+        else
+        if (npos < 2)
+            pos [npos++] = argv [i];
+        else
+            return s_usage_error (app, "too many arguments");
+    }
+    if (npos < 2)
+        return s_usage_error (app, "stats needs RES and TYPE");
+    int rc;
+    if ((rc = s_check_id (app, "RES", pos [0]))
+    ||  (rc = s_check_id (app, "TYPE", pos [1]))
+    ||  (rc = s_connect (app)))
+        return rc;
+    hgp_request_t req;
+    s_request (app, &req, HGP_OP_STATS);
+    snprintf (req.key.resource_id, sizeof req.key.resource_id, "%s", pos [0]);
+    snprintf (req.key.counter_type, sizeof req.key.counter_type, "%s",
+              pos [1]);
+    hgp_reply_t rep;
+    hgp_reply_init (&rep);
+    hgp_client_call (app->client, &req, &rep);
+    if (rep.error.status != HGP_STATUS_OK)
+        rc = s_reply_error (app, &rep, NULL);
+    else
+    if (app->json) {
+        printf ("{\"status\":200,\"resource_id\":");
+        s_json_str (req.key.resource_id);
+        printf (",\"counter_type\":");
+        s_json_str (req.key.counter_type);
+        printf (",\"total\":%lld,\"trending\":%.17g,\"bucket_ms\":%u,"
+                "\"buckets\":[", (long long) rep.total, rep.trending,
+                rep.bucket_ms);
+        for (size_t i = 0; i < rep.nbuckets; i++)
+            printf ("%s[%lld,%lld]", i ? "," : "",
+                    (long long) rep.buckets [i].start_ms,
+                    (long long) rep.buckets [i].count);
+        printf ("]}\n");
+    }
+    else {
+        printf ("total %lld\ntrending %.3f\n", (long long) rep.total,
+                rep.trending);
+        for (size_t i = 0; i < rep.nbuckets; i++) {
+            time_t t = (time_t) (rep.buckets [i].start_ms / 1000);
+            struct tm tm;
+            gmtime_r (&t, &tm);
+            char when [32];
+            strftime (when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+            printf ("%s %lld\n", when, (long long) rep.buckets [i].count);
+        }
+    }
+    hgp_reply_clear (&rep);
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
+//  replay [--reset]
+
+static bool s_replay_quiet;
+
+static void
+s_replay_progress (int32_t partition, const hgp_ledger_stats_t *stats)
+{
+    if (!s_replay_quiet)
+        fprintf (stderr, "replay: partition %d done; %" PRIu64 " events read"
+                 " so far, %" PRIu64 " applied\n", partition, stats->read,
+                 stats->applied);
+}
+
+//  Delete every key matching pattern; how many, or -1
+static long long
+s_delete_keys (hgp_redis_t *redis, const char *pattern, bool only_count)
+{
+    char cursor [32] = "0", reason [256];
+    long long found = 0;
+    do {
+        const char *scan [] = { "SCAN", cursor, "MATCH", pattern, "COUNT",
+                                "1000" };
+        redisReply *reply = hgp_redis_command (redis, 6, scan, NULL, reason,
+                                               sizeof reason);
+        if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+            fprintf (stderr, "hgp: redis: %s\n", reply ? "odd SCAN" : reason);
+            if (reply)
+                freeReplyObject (reply);
+            return -1;
+        }
+        snprintf (cursor, sizeof cursor, "%s", reply->element [0]->str);
+        redisReply *keys = reply->element [1];
+        found += (long long) keys->elements;
+        if (!only_count && keys->elements) {
+            const char **argv = (const char **) calloc (keys->elements + 1,
+                                                        sizeof (char *));
+            assert (argv);
+            argv [0] = "UNLINK";
+            for (size_t i = 0; i < keys->elements; i++)
+                argv [i + 1] = keys->element [i]->str;
+            redisReply *gone = hgp_redis_command (redis,
+                                                  (int) keys->elements + 1,
+                                                  argv, NULL, reason,
+                                                  sizeof reason);
+            free (argv);
+            if (!gone) {
+                fprintf (stderr, "hgp: redis: %s\n", reason);
+                freeReplyObject (reply);
+                return -1;
+            }
+            freeReplyObject (gone);
+        }
+        freeReplyObject (reply);
+        if (only_count && found)
+            break;
+    } while (strcmp (cursor, "0") != 0);
+    return found;
+}
+
+static int
+s_cmd_replay (s_app_t *app, int argc, char *argv [])
+{
+    bool reset = false;
+    for (int i = 0; i < argc; i++) {
+        if (streq (argv [i], "--reset"))
+            reset = true;
+        else
+            return s_usage_error (app, "unexpected argument '%s'", argv [i]);
+    }
+    s_replay_quiet = app->json;
+    app->config = hgp_config_load (app->config_path);
+    if (!app->config) {
+        fprintf (stderr, "hgp: config: cannot load %s\n",
+                 app->config_path ? app->config_path : "the config");
+        return EXIT_USAGE;
+    }
+    char *error = NULL;
+    int64_t ttl = hgp_config_int (app->config, "counter/dedup_ttl", 600, 1,
+                                  INT32_MAX);
+    hgp_redis_t *redis = hgp_redis_new (app->config, "replay", &error);
+    hgp_eventlog_t *log = error ? NULL
+                        : hgp_eventlog_new (app->config, "replay", &error);
+    if (error) {
+        hgp_redis_destroy (&redis);
+        int rc = s_usage_error (app, "%s", error);
+        free (error);
+        return rc;
+    }
+    hgp_ledger_t *ledger = hgp_ledger_new (redis, "replay", ttl, 1000);
+    int rc = EXIT_ERROR;
+    char message [512] = "";
+    hgp_ledger_stats_t stats = { 0 };
+    if (!hgp_redis_ready (redis, true)) {
+        snprintf (message, sizeof message, "cannot reach redis at %s",
+                  hgp_redis_address (redis));
+        goto done;
+    }
+    long long existing = s_delete_keys (redis, "hgp:c:*", !reset);
+    if (existing < 0) {
+        snprintf (message, sizeof message, "cannot read redis");
+        goto done;
+    }
+    if (existing && !reset) {
+        snprintf (message, sizeof message, "redis at %s already holds"
+                  " counters (hgp:c:*); replaying onto them would count"
+                  " events again whose request records have expired. Flush"
+                  " them first, or pass --reset to delete the counters and"
+                  " request records (hgp:c:*, hgp:r:*) before replaying",
+                  hgp_redis_address (redis));
+        goto done;
+    }
+    if (reset && s_delete_keys (redis, "hgp:r:*", false) < 0) {
+        snprintf (message, sizeof message, "cannot delete request records");
+        goto done;
+    }
+    if (!app->json)
+        fprintf (stderr, "replay: reading %s at kafka %s into redis at %s\n",
+                 hgp_eventlog_topic (log), hgp_eventlog_brokers (log),
+                 hgp_redis_address (redis));
+    if (hgp_ledger_replay (ledger, log, &stats, s_replay_progress, message,
+                           sizeof message) == 0)
+        rc = EXIT_OK;
+
+done:
+    if (rc == EXIT_OK) {
+        if (app->json)
+            printf ("{\"status\":200,\"read\":%" PRIu64 ",\"applied\":%"
+                    PRIu64 ",\"already\":%" PRIu64 ",\"bad\":%" PRIu64 "}\n",
+                    stats.read, stats.applied, stats.already, stats.bad);
+        else
+            printf ("replay: %" PRIu64 " events read, %" PRIu64 " applied, %"
+                    PRIu64 " already applied (same request id), %" PRIu64
+                    " not applicable\n", stats.read, stats.applied,
+                    stats.already, stats.bad);
+        if (stats.bad)
+            rc = EXIT_ERROR;
+    }
+    else {
+        fprintf (stderr, "hgp: replay: %s\n", message);
+        if (app->json)
+            s_json_error ("replay", message, HGP_STATUS_UNAVAILABLE, NULL);
+    }
+    hgp_ledger_destroy (&ledger);
+    hgp_eventlog_destroy (&log);
+    hgp_redis_destroy (&redis);
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
 //  bench
 
 #define BENCH_CODES 16          /* distinct error codes we tally            */
@@ -1424,6 +1732,40 @@ static const s_command_t s_commands [] = {
       "sent through that broker), then a line per service. Exits 3 (or 1)\n"
       "when a broker did not answer, after printing what the others said.\n",
       s_cmd_actors },
+    { "top", "TYPE [--window all|1h|24h|trending] [--limit N]",
+      "print the resources of TYPE with the biggest counts",
+      "Prints \"RANK RESOURCE COUNT\" lines, best first, from the analytics\n"
+      "service. --window: all (all-time sums, the default), 1h or 24h (sums\n"
+      "over the last hour or day, at 1/60 of the window's granularity), or\n"
+      "trending (a score that halves every analytics/half_life, one hour by\n"
+      "default; printed as a decimal). --limit: 1..1000, default 10.\n"
+      "Ties rank by resource id, ascending bytewise. Resources whose sum is\n"
+      "not positive are not ranked. The ranking follows the event log, so\n"
+      "it may lag the counters by the analytics actors' delay.\n",
+      s_cmd_top },
+    { "stats", "RES TYPE",
+      "print a resource's total, trending score and counts per minute",
+      "Prints \"total N\", \"trending S\" and one \"TIME COUNT\" line per\n"
+      "minute of the last 24 hours that has events (UTC; the widths are\n"
+      "analytics/bucket and analytics/span), from the analytics service.\n",
+      s_cmd_stats },
+    { "replay", "[--reset]",
+      "rebuild the counters in Redis from the event log (disaster recovery)",
+      "Reads every partition of the event log from its first event up to\n"
+      "where it ended when the replay started, and applies each event to\n"
+      "Redis as the counter actors do: once per request id. Talks to Kafka\n"
+      "(kafka/brokers) and Redis (redis/url) directly, not through the\n"
+      "broker.\n"
+      "\n"
+      "Refuses when Redis already holds counters (hgp:c:*), since events\n"
+      "whose request records expired would count twice; --reset deletes the\n"
+      "counters and request records first. Refuses when a partition no\n"
+      "longer starts at offset 0 (retention dropped events): the counts\n"
+      "would be short. Run it with no traffic; increments acknowledged\n"
+      "during a replay are applied exactly once too, but the counters are\n"
+      "only complete once it has finished. Exits 0 when every event was\n"
+      "applied or already applied, 1 otherwise.\n",
+      s_cmd_replay },
     { "bench", "[-n N] [-w W] [-k K] [--op incr|get] [--prefix P]",
       "load test with an exactly-once check",
       "Sends N requests (default 100000), W in flight at once (default 128),\n"

@@ -63,6 +63,8 @@
 #define PATH_INCREMENT  "/api/v1/counter/increment"
 #define PATH_BATCH      "/api/v1/counter/batch"
 #define PATH_HEALTH     "/api/v1/health"
+#define PREFIX_RANK     "/api/v1/rank/"
+#define SUFFIX_STATS    "stats"
 #define PATH_METRICS    "/metrics"
 
 //  The key the health check reads through an actor to prove Redis works
@@ -423,6 +425,54 @@ s_batch (s_call_t *call)
     return status;
 }
 
+//  Analytics reads: top and stats go to an analytics actor (503 no_actor
+//  when none is up, like any service without actors). The query string is
+//  decoded by hgp_json like a body would be.
+
+static int
+s_rank (s_call_t *call, const char *counter_type)
+{
+    hgp_request_t req;
+    hgp_error_t err;
+    if (hgp_json_decode_rank (counter_type, call->info->query_string, &req,
+                              &err))
+        return s_send_error (call, &err, NULL, NULL);
+    s_new_id (&req);
+    req.timeout_ms = call->gateway->timeout;
+
+    hgp_reply_t *rep = &call->worker->reply;
+    hgp_client_call (call->worker->client, &req, rep);
+    if (rep->error.status != HGP_STATUS_OK)
+        return s_send_error (call, &rep->error, NULL, NULL);
+    return s_send_json (call, HGP_STATUS_OK,
+                        hgp_json_encode_ranking (req.window, rep), NULL);
+}
+
+static int
+s_stats (s_call_t *call, const char *resource, size_t resource_len,
+         const char *type, size_t type_len)
+{
+    hgp_request_t req;
+    hgp_window_t window;
+    hgp_error_t err;
+    if (hgp_json_decode_stats (resource, resource_len, type, type_len,
+                               call->info->query_string, &req, &window, &err))
+        return s_send_error (call, &err, NULL, NULL);
+    s_new_id (&req);
+    req.timeout_ms = call->gateway->timeout;
+
+    hgp_reply_t *rep = &call->worker->reply;
+    hgp_client_call (call->worker->client, &req, rep);
+    if (rep->error.status != HGP_STATUS_OK)
+        return s_send_error (call, &rep->error, NULL, NULL);
+    if (rep->bucket_ms == 0)
+        return s_fail (call, HGP_STATUS_INTERNAL, "internal",
+                       "the analytics actor sent stats without bucket_ms",
+                       NULL);
+    return s_send_json (call, HGP_STATUS_OK,
+        hgp_json_encode_series (&req.key, window, zclock_time (), rep), NULL);
+}
+
 //  Health: each check really goes through the bus. bus: the broker answers
 //  ping. actors: it sees a live "counter" actor. redis: a get of a probe
 //  key is answered by an actor, which had to read Redis to answer it (503
@@ -564,12 +614,43 @@ s_dispatch (s_call_t *call, hgp_route_t *route_p)
                            "worker thread has no bus client", NULL);
         return health ? s_health (call) : s_metrics (call);
     }
-    //  /api/v1/counter/{resource_id}/{counter_type}: exactly two segments
-    size_t prefix = strlen (PREFIX_COUNTER);
+    //  /api/v1/rank/{counter_type}: exactly one segment
+    size_t prefix = strlen (PREFIX_RANK);
+    if (strncmp (path, PREFIX_RANK, prefix) == 0
+    &&  !strchr (path + prefix, '/')) {
+        *route_p = HGP_ROUTE_RANK;
+        if (!get) {
+            s_discard_body (call);
+            return s_fail (call, 405, "method_not_allowed", "use GET",
+                           "Allow: GET, HEAD\r\n");
+        }
+        if (!call->worker || !call->worker->client)
+            return s_fail (call, HGP_STATUS_INTERNAL, "internal",
+                           "worker thread has no bus client", NULL);
+        return s_rank (call, path + prefix);
+    }
+    //  /api/v1/counter/{resource_id}/{counter_type}: exactly two segments,
+    //  or three with "stats" last
+    prefix = strlen (PREFIX_COUNTER);
     if (strncmp (path, PREFIX_COUNTER, prefix) == 0) {
         const char *resource = path + prefix;
         const char *slash = strchr (resource, '/');
-        if (slash && !strchr (slash + 1, '/')) {
+        const char *third = slash ? strchr (slash + 1, '/') : NULL;
+        if (third && streq (third + 1, SUFFIX_STATS)
+        &&  !strchr (third + 1, '/')) {
+            *route_p = HGP_ROUTE_STATS;
+            if (!get) {
+                s_discard_body (call);
+                return s_fail (call, 405, "method_not_allowed", "use GET",
+                               "Allow: GET, HEAD\r\n");
+            }
+            if (!call->worker || !call->worker->client)
+                return s_fail (call, HGP_STATUS_INTERNAL, "internal",
+                               "worker thread has no bus client", NULL);
+            return s_stats (call, resource, (size_t) (slash - resource),
+                            slash + 1, (size_t) (third - slash - 1));
+        }
+        if (slash && !third) {
             *route_p = HGP_ROUTE_GET;
             if (!get) {
                 s_discard_body (call);
@@ -589,7 +670,9 @@ s_dispatch (s_call_t *call, hgp_route_t *route_p)
     return s_fail (call, HGP_STATUS_NOT_FOUND, "not_found",
         "no such endpoint; see POST /api/v1/counter/increment, GET "
         "/api/v1/counter/{resource_id}/{counter_type}, POST "
-        "/api/v1/counter/batch, GET /api/v1/health, GET /metrics", NULL);
+        "/api/v1/counter/batch, GET /api/v1/rank/{counter_type}, GET "
+        "/api/v1/counter/{resource_id}/{counter_type}/stats, GET "
+        "/api/v1/health, GET /metrics", NULL);
 }
 
 //  civetweb calls this for every request; answering here (returning the

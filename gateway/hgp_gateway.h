@@ -16,6 +16,9 @@
  *    POST /api/v1/counter/increment        incr
  *    GET  /api/v1/counter/{resource}/{type} get
  *    POST /api/v1/counter/batch            mget
+ *    GET  /api/v1/rank/{type}?window=&limit=  top (analytics actors)
+ *    GET  /api/v1/counter/{resource}/{type}/stats?window=  stats, cut to
+ *                                          the window as a per-minute series
  *    GET  /api/v1/health                   ping + actors + get of a probe key
  *    GET  /metrics                         Prometheus text format
  *

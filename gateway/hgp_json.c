@@ -311,3 +311,185 @@ hgp_json_encode_error (const hgp_error_t *err, const char *request_id)
         json_object_set_new (json, "request_id", json_string (request_id));
     return s_dump (json);
 }
+
+
+//  --------------------------------------------------------------------
+//  Query strings (rank, stats)
+
+#define S_PARAM_MAX 16                  /* bytes of a name or a value       */
+
+static bool
+s_param_char (char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+        || (c >= '0' && c <= '9') || c == '_';
+}
+
+//  Next name=value of *query into name and value; 1, 0 at the end, or -1
+//  with err
+
+static int
+s_param_next (const char **query, char *name, char *value, hgp_error_t *err)
+{
+    const char *p = *query;
+    if (!p || !*p)
+        return 0;
+    char *out [2] = { name, value };
+    for (int part = 0; part < 2; part++) {
+        size_t n = 0;
+        while (s_param_char (*p)) {
+            if (n == S_PARAM_MAX) {
+                BAD (err, "query parameter names and values are at most %d"
+                     " characters", S_PARAM_MAX);
+                return -1;
+            }
+            out [part][n++] = *p++;
+        }
+        out [part][n] = 0;
+        if (n == 0 || (part == 0 && *p != '=')
+        ||  (part == 1 && *p && *p != '&')) {
+            BAD (err, "query must be name=value pairs joined by '&', of"
+                 " A-Z a-z 0-9 _");
+            return -1;
+        }
+        p++;                            //  past '=', '&' or the NUL
+        if (part == 1 && !p [-1])
+            p--;
+    }
+    *query = p;
+    return 1;
+}
+
+int
+hgp_json_decode_rank (const char *counter_type, const char *query,
+                      hgp_request_t *req, hgp_error_t *err)
+{
+    hgp_request_init (req);
+    if (!hgp_id_valid (counter_type, strlen (counter_type)))
+        return BAD (err, "counter_type in the path must be %s", s_id_rule);
+    req->op = HGP_OP_TOP;
+    strcpy (req->key.counter_type, counter_type);
+    req->window = HGP_WINDOW_ALL;
+    req->limit = HGP_LIMIT_DEFAULT;
+    bool seen_window = false, seen_limit = false;
+    char name [S_PARAM_MAX + 1], value [S_PARAM_MAX + 1];
+    int rc;
+    while ((rc = s_param_next (&query, name, value, err)) == 1) {
+        if (s_eq (name, "window") && !seen_window) {
+            seen_window = true;
+            if (hgp_window_from_name (value, &req->window))
+                return BAD (err, "window must be all, 1h, 24h or trending");
+        }
+        else
+        if (s_eq (name, "limit") && !seen_limit) {
+            seen_limit = true;
+            char *end;
+            long limit = strtol (value, &end, 10);
+            if (*end || value [0] == '0' || limit < 1
+            ||  limit > HGP_JSON_RANK_LIMIT_MAX)
+                return BAD (err, "limit must be an integer from 1 to %d",
+                            HGP_JSON_RANK_LIMIT_MAX);
+            req->limit = (uint32_t) limit;
+        }
+        else
+            return BAD (err, "'%s' is not a parameter of rank, or is given"
+                        " twice (window, limit)", name);
+    }
+    return rc;
+}
+
+int
+hgp_json_decode_stats (const char *resource_id, size_t resource_len,
+                       const char *counter_type, size_t type_len,
+                       const char *query, hgp_request_t *req,
+                       hgp_window_t *window, hgp_error_t *err)
+{
+    hgp_request_init (req);
+    if (!hgp_id_valid (resource_id, resource_len))
+        return BAD (err, "resource_id in the path must be %s", s_id_rule);
+    if (!hgp_id_valid (counter_type, type_len))
+        return BAD (err, "counter_type in the path must be %s", s_id_rule);
+    req->op = HGP_OP_STATS;
+    memcpy (req->key.resource_id, resource_id, resource_len);
+    req->key.resource_id [resource_len] = 0;
+    memcpy (req->key.counter_type, counter_type, type_len);
+    req->key.counter_type [type_len] = 0;
+    *window = HGP_WINDOW_24H;
+    bool seen_window = false;
+    char name [S_PARAM_MAX + 1], value [S_PARAM_MAX + 1];
+    int rc;
+    while ((rc = s_param_next (&query, name, value, err)) == 1) {
+        if (s_eq (name, "window") && !seen_window) {
+            seen_window = true;
+            if (hgp_window_from_name (value, window)
+            ||  (*window != HGP_WINDOW_1H && *window != HGP_WINDOW_24H))
+                return BAD (err, "window must be 1h or 24h");
+        }
+        else
+            return BAD (err, "'%s' is not a parameter of stats, or is given"
+                        " twice (window)", name);
+    }
+    return rc;
+}
+
+char *
+hgp_json_encode_ranking (hgp_window_t window, const hgp_reply_t *rep)
+{
+    json_t *rows = json_array ();
+    bool trending = window == HGP_WINDOW_TRENDING;
+    for (size_t i = 0; rows && i < rep->nranking; i++) {
+        const hgp_rank_t *rank = &rep->ranking [i];
+        json_t *row = trending
+            ? json_pack ("{s:s, s:f}", "resource_id", rank->resource_id,
+                         "score", rank->score)
+            : json_pack ("{s:s, s:I}", "resource_id", rank->resource_id,
+                         "value", (json_int_t) rank->count);
+        if (json_array_append_new (rows, row)) {
+            json_decref (rows);
+            return NULL;
+        }
+    }
+    return s_dump (rows);
+}
+
+char *
+hgp_json_encode_series (const hgp_key_t *key, hgp_window_t window,
+                        int64_t now_ms, const hgp_reply_t *rep)
+{
+    int64_t width = rep->bucket_ms;
+    if (width <= 0)
+        return NULL;
+    int64_t length = window == HGP_WINDOW_1H ? 3600000 : 86400000;
+    int64_t n = length / width;
+    if (n < 1)
+        n = 1;
+    if (n > HGP_MINUTES_MAX)
+        n = HGP_MINUTES_MAX;
+    int64_t last = now_ms - now_ms % width;
+    int64_t first = last - (n - 1) * width;
+    json_t *series = json_array ();
+    int64_t sum = 0;
+    size_t b = 0;                       //  reply buckets, oldest first
+    for (int64_t i = 0; series && i < n; i++) {
+        int64_t start = first + i * width;
+        int64_t count = 0;
+        while (b < rep->nbuckets && rep->buckets [b].start_ms < start)
+            b++;
+        if (b < rep->nbuckets && rep->buckets [b].start_ms == start)
+            count = rep->buckets [b].count;
+        sum += count;
+        json_t *row = json_pack ("{s:I, s:I}", "start_ms", (json_int_t) start,
+                                 "count", (json_int_t) count);
+        if (json_array_append_new (series, row)) {
+            json_decref (series);
+            return NULL;
+        }
+    }
+    if (!series)
+        return NULL;
+    return s_dump (json_pack ("{s:s, s:s, s:s, s:I, s:I, s:f, s:I, s:o}",
+        "resource_id", key->resource_id, "counter_type", key->counter_type,
+        "window", hgp_window_name (window), "bucket_ms", (json_int_t) width,
+        "total", (json_int_t) rep->total, "trending", rep->trending,
+        "sum", (json_int_t) sum, "series", series));
+}

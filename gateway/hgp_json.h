@@ -19,6 +19,9 @@
  *    batch      {"queries": [{"resource_id": ID, "counter_type": ID}, ...]}
  *               ("items" is accepted as an alias of "queries")
  *
+ *  The analytics reads (rank, stats) take their parameters from the path
+ *  and the query string instead; see hgp_json_decode_rank below.
+ *
  *  ID is a JSON string of 1-128 bytes of [A-Za-z0-9_.:-]. delta defaults
  *  to 1 and is an exact JSON integer (no fraction, no exponent) in the
  *  signed 64-bit range, non-zero: [-9223372036854775808, -1] or
@@ -62,6 +65,43 @@ char *hgp_json_encode_value (const hgp_key_t *key, int64_t value,
     req->keys with rep->values (rep->nvalues must equal req->nkeys) */
 char *hgp_json_encode_values (const hgp_request_t *req,
                               const hgp_reply_t *rep);
+
+/*  Query strings of the analytics reads (GET, so no body). Parameters are
+    name=value pairs joined by '&', names and values of [A-Za-z0-9_]; a
+    parameter that is not listed, given twice or without a value is 400
+    "invalid", like an unknown key in a body.
+
+      rank   window=all|1h|24h|trending (default all), limit=1..100
+             (default 10)
+      stats  window=1h|24h (default 24h)
+
+    query may be NULL (no '?'). */
+#define HGP_JSON_RANK_LIMIT_MAX 100
+
+/*  Decode GET /api/v1/rank/{counter_type}?... into req (op top,
+    counter_type, window, limit); req->id is left "" for the caller. */
+int hgp_json_decode_rank (const char *counter_type, const char *query,
+                          hgp_request_t *req, hgp_error_t *err);
+
+/*  Decode GET /api/v1/counter/{resource_id}/{counter_type}/stats?... into
+    req (op stats, key) and *window (HGP_WINDOW_1H or HGP_WINDOW_24H) */
+int hgp_json_decode_stats (const char *resource_id, size_t resource_len,
+                           const char *counter_type, size_t type_len,
+                           const char *query, hgp_request_t *req,
+                           hgp_window_t *window, hgp_error_t *err);
+
+/*  A 200 top reply as the ordered array [{"resource_id", "value"}, ...],
+    or "score" instead of "value" for the trending window */
+char *hgp_json_encode_ranking (hgp_window_t window, const hgp_reply_t *rep);
+
+/*  A 200 stats reply cut to window, as {"resource_id", "counter_type",
+    "window", "bucket_ms", "total" (all-time), "trending", "sum" (of the
+    window), "series": [{"start_ms", "count"}, ...]}: one entry per bucket
+    of the window ending with the bucket now_ms is in, oldest first, zeros
+    included, so a chart needs no gap filling. NULL also when the reply's
+    bucket_ms is 0. */
+char *hgp_json_encode_series (const hgp_key_t *key, hgp_window_t window,
+                              int64_t now_ms, const hgp_reply_t *rep);
 
 /*  {"error": {"code", "message"}}, plus "request_id" at top level when not
     NULL (so a client can retry a 504 increment with the same id) */

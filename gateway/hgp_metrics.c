@@ -26,7 +26,8 @@
 #include <string.h>
 
 static const char *s_route_names [HGP_ROUTE_COUNT] = {
-    "increment", "get", "batch", "health", "metrics", "unmatched"
+    "increment", "get", "batch", "health", "metrics", "rank", "stats",
+    "unmatched"
 };
 
 //  Statuses the gateway answers with; the last slot is "anything else"

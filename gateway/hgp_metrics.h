@@ -27,6 +27,8 @@ typedef enum {
     HGP_ROUTE_BATCH,            /* POST /api/v1/counter/batch             */
     HGP_ROUTE_HEALTH,           /* GET  /api/v1/health                    */
     HGP_ROUTE_METRICS,          /* GET  /metrics                          */
+    HGP_ROUTE_RANK,             /* GET  /api/v1/rank/{t}                  */
+    HGP_ROUTE_STATS,            /* GET  /api/v1/counter/{r}/{t}/stats     */
     HGP_ROUTE_UNMATCHED,        /* anything else (404)                    */
     HGP_ROUTE_COUNT
 } hgp_route_t;

@@ -829,6 +829,14 @@ s_check_shape (const hgp_request_t *req, hgp_reply_t *rep)
             if (!rep->actors)
                 missing = "actors";
             break;
+        case HGP_OP_TOP:
+            if (!rep->ranking)
+                missing = "a ranking";
+            break;
+        case HGP_OP_STATS:
+            if (!rep->has_stats)
+                missing = "stats";
+            break;
         default:
             break;
     }

@@ -66,22 +66,42 @@ hgp_error_set (hgp_error_t *err, uint16_t status, const char *code,
 }
 
 static const char *s_op_names [] = {
-    "", "incr", "get", "mget", "ping", "actors"
+    "", "incr", "get", "mget", "ping", "actors", "top", "stats"
 };
 
 const char *
 hgp_op_name (hgp_op_t op)
 {
-    return (op > HGP_OP_NONE && op <= HGP_OP_ACTORS) ? s_op_names [op] : "";
+    return (op > HGP_OP_NONE && op <= HGP_OP_STATS) ? s_op_names [op] : "";
 }
 
 hgp_op_t
 hgp_op_from_name (const char *name)
 {
-    for (int op = HGP_OP_INCR; op <= HGP_OP_ACTORS; op++)
+    for (int op = HGP_OP_INCR; op <= HGP_OP_STATS; op++)
         if (strcmp (name, s_op_names [op]) == 0)
             return (hgp_op_t) op;
     return HGP_OP_NONE;
+}
+
+static const char *s_window_names [] = { "all", "1h", "24h", "trending" };
+
+const char *
+hgp_window_name (hgp_window_t window)
+{
+    return (window >= HGP_WINDOW_ALL && window <= HGP_WINDOW_TRENDING)
+           ? s_window_names [window] : "";
+}
+
+int
+hgp_window_from_name (const char *name, hgp_window_t *window)
+{
+    for (int w = HGP_WINDOW_ALL; w <= HGP_WINDOW_TRENDING; w++)
+        if (strcmp (name, s_window_names [w]) == 0) {
+            *window = (hgp_window_t) w;
+            return 0;
+        }
+    return -1;
 }
 
 bool
@@ -291,6 +311,36 @@ s_uint (s_cur_t *cur, uint64_t max, uint64_t *v, const char *what)
     return 0;
 }
 
+/*  A float64 or float32, or any integer (as a double) */
+static int
+s_float (s_cur_t *cur, double *v, const char *what)
+{
+    if (s_need (cur, 1))
+        return -1;
+    uint8_t b = *cur->p;
+    if (b == 0xcb || b == 0xca) {
+        int width = b == 0xcb ? 8 : 4;
+        if (s_need (cur, 1 + width))
+            return -1;
+        uint64_t raw = s_be (cur->p + 1, width);
+        cur->p += 1 + width;
+        if (width == 8)
+            memcpy (v, &raw, sizeof *v);
+        else {
+            uint32_t raw32 = (uint32_t) raw;
+            float f;
+            memcpy (&f, &raw32, sizeof f);
+            *v = f;
+        }
+        return 0;
+    }
+    int64_t n;
+    if (s_int (cur, &n, what))
+        return -1;
+    *v = (double) n;
+    return 0;
+}
+
 static int
 s_bool (s_cur_t *cur, bool *v, const char *what)
 {
@@ -300,6 +350,25 @@ s_bool (s_cur_t *cur, bool *v, const char *what)
         return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "invalid",
                               "%s must be a boolean", what);
     *v = *cur->p++ == 0xc3;
+    return 0;
+}
+
+/*  A window name (all, 1h, 24h, trending) */
+static int
+s_window (s_cur_t *cur, hgp_window_t *window)
+{
+    const char *s;
+    uint32_t len;
+    if (s_str (cur, &s, &len, "window"))
+        return -1;
+    char name [12] = "";
+    if (len < sizeof name) {
+        memcpy (name, s, len);
+        name [len] = 0;
+    }
+    if (hgp_window_from_name (name, window))
+        return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "invalid",
+                              "window must be one of all, 1h, 24h, trending");
     return 0;
 }
 
@@ -444,11 +513,11 @@ s_finish (s_cur_t *cur)
 
 enum {
     RQ_OP, RQ_ID, RQ_TIMEOUT, RQ_TRACE, RQ_RESOURCE, RQ_TYPE, RQ_DELTA,
-    RQ_USER, RQ_KEYS, RQ_COUNT
+    RQ_USER, RQ_KEYS, RQ_WINDOW, RQ_LIMIT, RQ_COUNT
 };
 static const char *const s_request_keys [RQ_COUNT] = {
     "op", "id", "timeout_ms", "trace", "resource_id", "counter_type",
-    "delta", "user_id", "keys"
+    "delta", "user_id", "keys", "window", "limit"
 };
 
 /*  Which keys each op takes (bitmask over RQ_*) */
@@ -466,6 +535,10 @@ s_allowed (hgp_op_t op)
             return COMMON | BIT (RQ_RESOURCE) | BIT (RQ_TYPE);
         case HGP_OP_MGET:
             return COMMON | BIT (RQ_KEYS);
+        case HGP_OP_TOP:
+            return COMMON | BIT (RQ_TYPE) | BIT (RQ_WINDOW) | BIT (RQ_LIMIT);
+        case HGP_OP_STATS:
+            return COMMON | BIT (RQ_RESOURCE) | BIT (RQ_TYPE);
         default:
             return COMMON;
     }
@@ -482,6 +555,10 @@ s_required (hgp_op_t op)
             return base | BIT (RQ_RESOURCE) | BIT (RQ_TYPE);
         case HGP_OP_MGET:
             return base | BIT (RQ_KEYS);
+        case HGP_OP_TOP:
+            return base | BIT (RQ_TYPE);
+        case HGP_OP_STATS:
+            return base | BIT (RQ_RESOURCE) | BIT (RQ_TYPE);
         default:
             return base;
     }
@@ -492,6 +569,8 @@ hgp_request_init (hgp_request_t *req)
 {
     memset (req, 0, sizeof *req);
     req->timeout_ms = HGP_TIMEOUT_DEFAULT;
+    req->window = HGP_WINDOW_ALL;
+    req->limit = HGP_LIMIT_DEFAULT;
 }
 
 void
@@ -547,7 +626,7 @@ s_request_field (s_cur_t *cur, hgp_request_t *req, int key)
         case RQ_OP:
             if (s_str (cur, &s, &len, "op"))
                 return -1;
-            char name [8] = "";
+            char name [12] = "";
             if (len < sizeof name) {
                 memcpy (name, s, len);
                 name [len] = 0;
@@ -556,7 +635,8 @@ s_request_field (s_cur_t *cur, hgp_request_t *req, int key)
             if (req->op == HGP_OP_NONE)
                 return hgp_error_set (cur->err, HGP_STATUS_NOT_FOUND,
                     "unknown_op",
-                    "op must be one of incr, get, mget, ping, actors");
+                    "op must be one of incr, get, mget, ping, actors, top,"
+                    " stats");
             return 0;
         case RQ_ID:
             return s_id (cur, req->id, "id");
@@ -586,6 +666,16 @@ s_request_field (s_cur_t *cur, hgp_request_t *req, int key)
             return s_id (cur, req->user_id, "user_id");
         case RQ_KEYS:
             return s_keys (cur, req);
+        case RQ_WINDOW:
+            return s_window (cur, &req->window);
+        case RQ_LIMIT:
+            if (s_uint (cur, HGP_LIMIT_MAX, &u, "limit"))
+                return -1;
+            if (u == 0)
+                return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST,
+                    "invalid", "limit must be from 1 to %d", HGP_LIMIT_MAX);
+            req->limit = (uint32_t) u;
+            return 0;
     }
     assert (false);
     return -1;
@@ -672,15 +762,19 @@ hgp_request_encode (const hgp_request_t *req, hgp_buf_t *buf)
     if (req->op == HGP_OP_NONE || !hgp_id_valid (req->id, strlen (req->id)))
         return -1;
     bool incr = req->op == HGP_OP_INCR;
-    bool keyed = incr || req->op == HGP_OP_GET;
+    bool keyed = incr || req->op == HGP_OP_GET || req->op == HGP_OP_STATS;
     bool mget = req->op == HGP_OP_MGET;
+    bool top = req->op == HGP_OP_TOP;
     if (mget && (req->nkeys < 1 || req->nkeys > HGP_MGET_MAX))
         return -1;
     if (incr && req->delta == 0)
         return -1;
+    if (top && (req->limit < 1 || req->limit > HGP_LIMIT_MAX
+            ||  !*hgp_window_name (req->window)))
+        return -1;
     size_t count = 3 + (req->trace [0] ? 1 : 0) + (keyed ? 2 : 0)
                  + (incr ? 1 : 0) + (incr && req->user_id [0] ? 1 : 0)
-                 + (mget ? 1 : 0);
+                 + (mget ? 1 : 0) + (top ? 3 : 0);
     msgpack_packer pk;
     msgpack_packer_init (&pk, buf, s_buf_write);
     msgpack_pack_map (&pk, count);
@@ -714,6 +808,14 @@ hgp_request_encode (const hgp_request_t *req, hgp_buf_t *buf)
         for (size_t i = 0; i < req->nkeys; i++)
             s_pack_key (&pk, &req->keys [i]);
     }
+    if (top) {
+        s_pack_str (&pk, "counter_type");
+        s_pack_str (&pk, req->key.counter_type);
+        s_pack_str (&pk, "window");
+        s_pack_str (&pk, hgp_window_name (req->window));
+        s_pack_str (&pk, "limit");
+        msgpack_pack_uint32 (&pk, req->limit);
+    }
     return 0;
 }
 
@@ -733,6 +835,8 @@ hgp_reply_clear (hgp_reply_t *rep)
 {
     free (rep->values);
     free (rep->actors);
+    free (rep->ranking);
+    free (rep->buckets);
     hgp_reply_init (rep);
 }
 
@@ -765,12 +869,17 @@ hgp_reply_encode (const hgp_reply_t *rep, hgp_buf_t *buf)
 {
     if (rep->error.status != HGP_STATUS_OK)
         return hgp_reply_encode_error (rep->id, &rep->error, buf);
-    if (rep->nactors > HGP_ACTORS_MAX || rep->nvalues > HGP_MGET_MAX)
+    if (rep->nactors > HGP_ACTORS_MAX || rep->nvalues > HGP_MGET_MAX
+    ||  rep->nranking > HGP_LIMIT_MAX || rep->nbuckets > HGP_MINUTES_MAX)
         return -1;
     bool values = rep->values != NULL;
     bool actors = rep->actors != NULL;
+    bool ranking = rep->ranking != NULL;
+    if (ranking && !*hgp_window_name (rep->window))
+        return -1;
     size_t count = 2 + (rep->has_value ? 1 : 0) + (rep->replayed ? 1 : 0)
-                 + (values ? 1 : 0) + (actors ? 1 : 0);
+                 + (values ? 1 : 0) + (actors ? 1 : 0) + (ranking ? 2 : 0)
+                 + (rep->has_stats ? 4 : 0);
     msgpack_packer pk;
     msgpack_packer_init (&pk, buf, s_buf_write);
     msgpack_pack_map (&pk, count);
@@ -798,6 +907,36 @@ hgp_reply_encode (const hgp_reply_t *rep, hgp_buf_t *buf)
         for (size_t i = 0; i < rep->nactors; i++)
             s_pack_actor (&pk, &rep->actors [i]);
     }
+    if (ranking) {
+        //  Counts are exact integers; the trending score is a float
+        s_pack_str (&pk, "window");
+        s_pack_str (&pk, hgp_window_name (rep->window));
+        s_pack_str (&pk, "ranking");
+        msgpack_pack_array (&pk, rep->nranking);
+        for (size_t i = 0; i < rep->nranking; i++) {
+            msgpack_pack_array (&pk, 2);
+            s_pack_str (&pk, rep->ranking [i].resource_id);
+            if (rep->window == HGP_WINDOW_TRENDING)
+                msgpack_pack_double (&pk, rep->ranking [i].score);
+            else
+                msgpack_pack_int64 (&pk, rep->ranking [i].count);
+        }
+    }
+    if (rep->has_stats) {
+        s_pack_str (&pk, "total");
+        msgpack_pack_int64 (&pk, rep->total);
+        s_pack_str (&pk, "trending");
+        msgpack_pack_double (&pk, rep->trending);
+        s_pack_str (&pk, "bucket_ms");
+        msgpack_pack_uint32 (&pk, rep->bucket_ms);
+        s_pack_str (&pk, "buckets");
+        msgpack_pack_array (&pk, rep->nbuckets);
+        for (size_t i = 0; i < rep->nbuckets; i++) {
+            msgpack_pack_array (&pk, 2);
+            msgpack_pack_int64 (&pk, rep->buckets [i].start_ms);
+            msgpack_pack_int64 (&pk, rep->buckets [i].count);
+        }
+    }
     return 0;
 }
 
@@ -819,11 +958,88 @@ hgp_reply_encode_error (const char *id, const hgp_error_t *error,
 
 enum {
     RP_ID, RP_STATUS, RP_ERROR, RP_VALUE, RP_REPLAYED, RP_VALUES, RP_ACTORS,
+    RP_WINDOW, RP_RANKING, RP_TOTAL, RP_TRENDING, RP_BUCKET_MS, RP_BUCKETS,
     RP_COUNT
 };
 static const char *const s_reply_keys [RP_COUNT] = {
-    "id", "status", "error", "value", "replayed", "values", "actors"
+    "id", "status", "error", "value", "replayed", "values", "actors",
+    "window", "ranking", "total", "trending", "bucket_ms", "buckets"
 };
+
+/*  A 2-element array; -1 unless it is one */
+static int
+s_pair (s_cur_t *cur, const char *what)
+{
+    uint32_t n;
+    if (s_array (cur, &n, what))
+        return -1;
+    if (n != 2)
+        return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "invalid",
+                              "%s must have 2 elements", what);
+    return 0;
+}
+
+/*  ranking: [[resource_id, count or score], ...] */
+static int
+s_ranking (s_cur_t *cur, hgp_reply_t *rep)
+{
+    uint32_t n;
+    if (s_array (cur, &n, "ranking"))
+        return -1;
+    if (n > HGP_LIMIT_MAX)
+        return hgp_error_set (cur->err, HGP_STATUS_TOO_LARGE, "too_large",
+                              "too many ranking entries");
+    if ((size_t) (cur->end - cur->p) < (size_t) n * 4)
+        return s_truncated (cur);
+    rep->ranking = (hgp_rank_t *) calloc (n ? n : 1, sizeof (hgp_rank_t));
+    if (!rep->ranking)
+        return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        hgp_rank_t *r = &rep->ranking [i];
+        if (s_pair (cur, "ranking entry")
+        ||  s_id (cur, r->resource_id, "ranking[].resource_id"))
+            return -1;
+        if (s_need (cur, 1))
+            return -1;
+        if (*cur->p == 0xcb || *cur->p == 0xca) {
+            if (s_float (cur, &r->score, "ranking[].score"))
+                return -1;
+        }
+        else {
+            if (s_int (cur, &r->count, "ranking[].count"))
+                return -1;
+            r->score = (double) r->count;
+        }
+        rep->nranking = i + 1;
+    }
+    return 0;
+}
+
+/*  buckets: [[start_ms, count], ...] */
+static int
+s_buckets (s_cur_t *cur, hgp_reply_t *rep)
+{
+    uint32_t n;
+    if (s_array (cur, &n, "buckets"))
+        return -1;
+    if (n > HGP_MINUTES_MAX)
+        return hgp_error_set (cur->err, HGP_STATUS_TOO_LARGE, "too_large",
+                              "too many buckets");
+    if ((size_t) (cur->end - cur->p) < (size_t) n * 3)
+        return s_truncated (cur);
+    rep->buckets = (hgp_bucket_t *) calloc (n ? n : 1, sizeof (hgp_bucket_t));
+    if (!rep->buckets)
+        return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        hgp_bucket_t *b = &rep->buckets [i];
+        if (s_pair (cur, "bucket")
+        ||  s_int (cur, &b->start_ms, "buckets[].start_ms")
+        ||  s_int (cur, &b->count, "buckets[].count"))
+            return -1;
+        rep->nbuckets = i + 1;
+    }
+    return 0;
+}
 
 enum { AC_SERVICE, AC_ID, AC_CAPACITY, AC_INFLIGHT, AC_QUEUED, AC_IDLE,
        AC_SERVED, AC_COUNT };
@@ -947,6 +1163,22 @@ s_reply_field (s_cur_t *cur, hgp_reply_t *rep, int key)
                 rep->nactors = i + 1;
             }
             return 0;
+        case RP_WINDOW:
+            return s_window (cur, &rep->window);
+        case RP_RANKING:
+            return s_ranking (cur, rep);
+        case RP_TOTAL:
+            rep->has_stats = true;
+            return s_int (cur, &rep->total, "total");
+        case RP_TRENDING:
+            return s_float (cur, &rep->trending, "trending");
+        case RP_BUCKET_MS:
+            if (s_uint (cur, UINT32_MAX, &u, "bucket_ms"))
+                return -1;
+            rep->bucket_ms = (uint32_t) u;
+            return 0;
+        case RP_BUCKETS:
+            return s_buckets (cur, rep);
     }
     assert (false);
     return -1;
@@ -980,9 +1212,130 @@ hgp_reply_decode (hgp_reply_t *rep, const uint8_t *data, size_t size,
                        "a reply has an error exactly when status is not 200");
         goto fail;
     }
+    uint32_t stats = BIT (RP_TOTAL) | BIT (RP_TRENDING) | BIT (RP_BUCKET_MS)
+                   | BIT (RP_BUCKETS);
+    uint32_t top = BIT (RP_WINDOW) | BIT (RP_RANKING);
+    if ((seen & stats && (seen & stats) != stats)
+    ||  (seen & top && (seen & top) != top)) {
+        hgp_error_set (err, HGP_STATUS_BAD_REQUEST, "invalid",
+                       "a stats reply needs total, trending, bucket_ms and"
+                       " buckets; a top reply window and ranking");
+        goto fail;
+    }
     return 0;
 fail:
     hgp_reply_clear (rep);
+    return -1;
+}
+
+/*  --------------------------------------------------------------------
+ *  Events of the log (PROTOCOL.md section 10)
+ */
+
+enum {
+    EV_ID, EV_RESOURCE, EV_TYPE, EV_DELTA, EV_USER, EV_VALUE, EV_TS, EV_ACTOR,
+    EV_COUNT
+};
+static const char *const s_event_keys [EV_COUNT] = {
+    "id", "resource_id", "counter_type", "delta", "user_id", "value", "ts",
+    "actor"
+};
+
+int
+hgp_event_encode (const hgp_event_t *event, hgp_buf_t *buf)
+{
+    if (!hgp_id_valid (event->id, strlen (event->id))
+    ||  !hgp_id_valid (event->key.resource_id, strlen (event->key.resource_id))
+    ||  !hgp_id_valid (event->key.counter_type,
+                       strlen (event->key.counter_type))
+    ||  !hgp_id_valid (event->actor, strlen (event->actor))
+    ||  (event->user_id [0]
+         && !hgp_id_valid (event->user_id, strlen (event->user_id)))
+    ||  event->delta == 0 || event->ts > (uint64_t) INT64_MAX)
+        return -1;
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, buf, s_buf_write);
+    msgpack_pack_map (&pk, event->user_id [0] ? 8 : 7);
+    s_pack_str (&pk, "id");
+    s_pack_str (&pk, event->id);
+    s_pack_str (&pk, "resource_id");
+    s_pack_str (&pk, event->key.resource_id);
+    s_pack_str (&pk, "counter_type");
+    s_pack_str (&pk, event->key.counter_type);
+    s_pack_str (&pk, "delta");
+    msgpack_pack_int64 (&pk, event->delta);
+    if (event->user_id [0]) {
+        s_pack_str (&pk, "user_id");
+        s_pack_str (&pk, event->user_id);
+    }
+    s_pack_str (&pk, "value");
+    msgpack_pack_int64 (&pk, event->value);
+    s_pack_str (&pk, "ts");
+    msgpack_pack_uint64 (&pk, event->ts);
+    s_pack_str (&pk, "actor");
+    s_pack_str (&pk, event->actor);
+    return 0;
+}
+
+int
+hgp_event_decode (hgp_event_t *event, const uint8_t *data, size_t size,
+                  hgp_error_t *err)
+{
+    memset (event, 0, sizeof *event);
+    s_cur_t cur;
+    if (s_begin (&cur, data, size, err))
+        return -1;
+    uint32_t n, seen = 0;
+    uint64_t u;
+    if (s_map (&cur, &n, "event body"))
+        goto fail;
+    for (uint32_t i = 0; i < n; i++) {
+        int key = s_key (&cur, s_event_keys, EV_COUNT, &seen);
+        int rc = -1;
+        switch (key) {
+            case EV_ID:
+                rc = s_id (&cur, event->id, "id");
+                break;
+            case EV_RESOURCE:
+                rc = s_id (&cur, event->key.resource_id, "resource_id");
+                break;
+            case EV_TYPE:
+                rc = s_id (&cur, event->key.counter_type, "counter_type");
+                break;
+            case EV_DELTA:
+                rc = s_int (&cur, &event->delta, "delta");
+                if (rc == 0 && event->delta == 0)
+                    rc = hgp_error_set (err, HGP_STATUS_BAD_REQUEST,
+                                        "invalid", "delta must not be 0");
+                break;
+            case EV_USER:
+                rc = s_id (&cur, event->user_id, "user_id");
+                break;
+            case EV_VALUE:
+                rc = s_int (&cur, &event->value, "value");
+                break;
+            case EV_TS:
+                rc = s_uint (&cur, INT64_MAX, &u, "ts");
+                event->ts = u;
+                break;
+            case EV_ACTOR:
+                rc = s_id (&cur, event->actor, "actor");
+                break;
+        }
+        if (rc)
+            goto fail;
+    }
+    if (s_finish (&cur))
+        goto fail;
+    for (int k = 0; k < EV_COUNT; k++)
+        if (k != EV_USER && !(seen & BIT (k))) {
+            hgp_error_set (err, HGP_STATUS_BAD_REQUEST, "invalid",
+                           "event needs %s", s_event_keys [k]);
+            goto fail;
+        }
+    return 0;
+fail:
+    memset (event, 0, sizeof *event);
     return -1;
 }
 

@@ -8,9 +8,11 @@
  *  downstream re-checks.
  *
  *  The structs are plain values: fixed-size strings live inline, so a
- *  request can be decoded on the stack without allocation. Only mget keys
- *  and mget values are heap arrays; hgp_request_clear / hgp_reply_clear
- *  free them. A decoded struct owns everything it points to.
+ *  request can be decoded on the stack without allocation. Only lists are
+ *  heap arrays (mget keys and values, actors, a ranking, stats buckets);
+ *  hgp_request_clear / hgp_reply_clear free them. A decoded struct owns
+ *  everything it points to. Events of the log (hgp_event_t) are decoded by
+ *  the same reader, with the same strictness.
  */
 #ifndef HGP_CODEC_H_INCLUDED
 #define HGP_CODEC_H_INCLUDED
@@ -26,6 +28,8 @@ extern "C" {
 /*  Protocol signatures, the first non-empty frame of every message */
 #define HGP_PROTO_CLIENT    "HGPC01"
 #define HGP_PROTO_ACTOR     "HGPA01"
+/*  Event log: the value of the "hgp" header of every Kafka record */
+#define HGP_PROTO_EVENT     "HGPE01"
 
 /*  Broker beacons (PROTOCOL.md section 9): a fixed 26-byte UDP payload that
     starts with this tag, then the version byte */
@@ -43,6 +47,9 @@ extern "C" {
 #define HGP_ACTORS_MAX      1024        /* entries in an actors reply */
 #define HGP_MESSAGE_MAX     255         /* bytes of an error message */
 #define HGP_CODE_MAX        31          /* bytes of an error code */
+#define HGP_LIMIT_MAX       1000        /* entries in a top ranking */
+#define HGP_LIMIT_DEFAULT   10          /* ... when limit is absent */
+#define HGP_MINUTES_MAX     1440        /* buckets in a stats reply */
 
 /*  Actor protocol commands (second frame, one byte) */
 #define HGP_CMD_READY       0x01
@@ -67,8 +74,18 @@ typedef enum {
     HGP_OP_GET,                 /* counter: read one value            */
     HGP_OP_MGET,                /* counter: read up to 1000 values    */
     HGP_OP_PING,                /* broker: liveness of the bus itself */
-    HGP_OP_ACTORS               /* broker: what the broker sees       */
+    HGP_OP_ACTORS,              /* broker: what the broker sees       */
+    HGP_OP_TOP,                 /* analytics: a ranking of resources  */
+    HGP_OP_STATS                /* analytics: one resource over time  */
 } hgp_op_t;
+
+/*  Which ranking a top request asks for */
+typedef enum {
+    HGP_WINDOW_ALL = 0,         /* all-time sums, exact               */
+    HGP_WINDOW_1H,              /* sums over the last hour            */
+    HGP_WINDOW_24H,             /* sums over the last 24 hours        */
+    HGP_WINDOW_TRENDING         /* forward-decayed score              */
+} hgp_window_t;
 
 /*  A counter key: both parts are 1..128 bytes of [A-Za-z0-9_.:-] */
 typedef struct {
@@ -93,6 +110,8 @@ typedef struct {
     char user_id [HGP_ID_MAX + 1];      /* incr, "" when absent             */
     size_t nkeys;                       /* mget                             */
     hgp_key_t *keys;                    /* mget, owned, nkeys entries       */
+    hgp_window_t window;                /* top, HGP_WINDOW_ALL by default   */
+    uint32_t limit;                     /* top, 1..1000, 10 by default      */
 } hgp_request_t;
 
 /*  One row of an actors reply */
@@ -106,6 +125,20 @@ typedef struct {
     uint64_t served;                    /* replies it has sent              */
 } hgp_actor_info_t;
 
+/*  One row of a top reply. count is the score of the count windows;
+    score is the trending score (and count as a double elsewhere). */
+typedef struct {
+    char resource_id [HGP_ID_MAX + 1];  /* what is ranked                   */
+    int64_t count;                      /* all, 1h, 24h: the sum of deltas  */
+    double score;                       /* trending: decayed score          */
+} hgp_rank_t;
+
+/*  One bucket of a stats reply */
+typedef struct {
+    int64_t start_ms;                   /* bucket start, ms since the epoch */
+    int64_t count;                      /* sum of deltas in the bucket      */
+} hgp_bucket_t;
+
 typedef struct {
     char id [HGP_ID_MAX + 1];           /* the request id it answers        */
     hgp_error_t error;                  /* status 200 and code "" when ok   */
@@ -116,7 +149,27 @@ typedef struct {
     int64_t *values;                    /* mget, owned, in request order    */
     size_t nactors;                     /* actors                           */
     hgp_actor_info_t *actors;           /* actors, owned                    */
+    hgp_window_t window;                /* top: the ranking's window        */
+    size_t nranking;                    /* top                              */
+    hgp_rank_t *ranking;                /* top, owned, best first           */
+    bool has_stats;                     /* stats: the four fields below     */
+    int64_t total;                      /* stats: all-time sum              */
+    double trending;                    /* stats: decayed score now         */
+    uint32_t bucket_ms;                 /* stats: width of each bucket      */
+    size_t nbuckets;                    /* stats                            */
+    hgp_bucket_t *buckets;              /* stats, owned, oldest first       */
 } hgp_reply_t;
+
+/*  One event of the log (PROTOCOL.md section 10): an applied increment */
+typedef struct {
+    char id [HGP_ID_MAX + 1];           /* request id of the increment      */
+    hgp_key_t key;                      /* which counter                    */
+    int64_t delta;                      /* what was added, non-zero         */
+    char user_id [HGP_ID_MAX + 1];      /* who, "" when absent              */
+    int64_t value;                      /* counter value right after it     */
+    uint64_t ts;                        /* ms since the Unix epoch          */
+    char actor [HGP_ID_MAX + 1];        /* actor_id of the producing actor  */
+} hgp_event_t;
 
 /*  READY body: an actor introduces itself */
 typedef struct {
@@ -151,6 +204,9 @@ void hgp_buf_clear (hgp_buf_t *self);
 /*  Names */
 const char *hgp_op_name (hgp_op_t op);
 hgp_op_t hgp_op_from_name (const char *name);
+const char *hgp_window_name (hgp_window_t window);
+/*  0 and *window set, or -1 when name is not all, 1h, 24h or trending */
+int hgp_window_from_name (const char *name, hgp_window_t *window);
 
 /*  Is s (length len) a valid id: 1..128 bytes of [A-Za-z0-9_.:-]? */
 bool hgp_id_valid (const char *s, size_t len);
@@ -177,6 +233,11 @@ int  hgp_reply_encode (const hgp_reply_t *rep, hgp_buf_t *buf);
 /*  Encode an error reply for request id (id may be "" when unknown) */
 int  hgp_reply_encode_error (const char *id, const hgp_error_t *error,
                              hgp_buf_t *buf);
+
+/*  Events (the value of a Kafka record): same conventions */
+int  hgp_event_decode (hgp_event_t *event, const uint8_t *data, size_t size,
+                       hgp_error_t *err);
+int  hgp_event_encode (const hgp_event_t *event, hgp_buf_t *buf);
 
 /*  READY bodies */
 int  hgp_ready_decode (hgp_ready_t *ready, const uint8_t *data, size_t size,

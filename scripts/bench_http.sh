@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 #   The HTTP gateway under wrk, side by side with a civetweb hello-world.
 #
-#   Starts its own redis-server, broker, counter actors and bin/hgp-gateway
-#   (release build) plus build/bench/hello (gateway/bench/hello.c, same
-#   civetweb settings) on free loopback ports, then runs wrk at 50, 500 and
-#   1000 keep-alive connections against:
-#     POST /api/v1/counter/increment   (wrk Lua script, BENCH_KEYS keys)
+#   Starts its own redis-server, hgp-kafka-mock, broker, counter actors and
+#   bin/hgp-gateway (release build) plus build/bench/hello
+#   (gateway/bench/hello.c, same civetweb settings) on free loopback ports,
+#   then runs wrk at 50, 500 and 1000 keep-alive connections against:
+#     POST /api/v1/counter/increment   (wrk Lua script, BENCH_KEYS keys),
+#          once per event-log mode of the counters (BENCH_MODES, default
+#          "off sync": without the log, and with the log as it ships, where
+#          every increment is in Kafka before it is acknowledged); the
+#          counters are restarted in each mode, all else stays up
 #     GET  /api/v1/counter/{r}/{t}
 #     GET  / on hello-world
 #   and prints requests/s, p99 and increments/hello at each level. Then it
@@ -19,7 +23,8 @@
 #
 #   Env: BENCH_SECONDS (per run, default 10), BENCH_LEVELS ("50 500 1000"),
 #   BENCH_KEYS (increment keys, default 100), BENCH_ACTORS (2),
-#   BENCH_THREADS (wrk threads, default 2). Exit 1 when a check fails.
+#   BENCH_THREADS (wrk threads, default 2), BENCH_MODES ("off sync").
+#   Exit 1 when a check fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN=${BENCH_SECONDS:-10}
@@ -27,11 +32,12 @@ LEVELS=${BENCH_LEVELS:-"50 500 1000"}
 KEYS=${BENCH_KEYS:-100}
 ACTORS=${BENCH_ACTORS:-2}
 WRK_THREADS=${BENCH_THREADS:-2}
+MODES=${BENCH_MODES:-off sync}
 
 for tool in wrk redis-server redis-cli curl; do
     command -v "$tool" >/dev/null || { echo "bench_http: $tool is missing (make deps)" >&2; exit 1; }
 done
-make -s bin/hgp-broker bin/hgp-counter bin/hgp-gateway
+make -s bin/hgp-broker bin/hgp-counter bin/hgp-gateway bin/hgp-kafka-mock bin/hgp
 mkdir -p build/bench
 cc -O2 -Wall -Wextra -Werror -Wno-unused-parameter gateway/bench/hello.c \
     -o build/bench/hello -lcivetweb -lpthread
@@ -44,9 +50,10 @@ export HGP_BROKER_CLIENT_ENDPOINT="tcp://127.0.0.1:$cport"
 export HGP_BROKER_ACTOR_ENDPOINT="tcp://127.0.0.1:$aport"
 export HGP_GATEWAY_PORT=$gport
 pids=()
+counters=()
 cleanup () {
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    for pid in "${counters[@]}" "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${counters[@]}" "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -55,12 +62,38 @@ redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
     --dir "$tmp" > "$tmp/redis.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+bin/hgp-kafka-mock -c "$HGP_CONFIG" --address-file "$tmp/kafka.addr" > "$tmp/kafka.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$tmp/kafka.addr" ] && break; sleep 0.05; done
+HGP_KAFKA_BROKERS=$(cat "$tmp/kafka.addr")
+export HGP_KAFKA_BROKERS
 bin/hgp-broker -c "$HGP_CONFIG" > "$tmp/broker.log" 2>&1 &
 pids+=($!)
-for i in $(seq "$ACTORS"); do
-    bin/hgp-counter -c "$HGP_CONFIG" > "$tmp/counter-$i.log" 2>&1 &
-    pids+=($!)
-done
+
+#   Wait until the broker lists exactly $1 actors of service counter
+wait_counters () {
+    for _ in $(seq 150); do
+        [ "$(bin/hgp --json actors 2>/dev/null | grep -o '"service": *"counter"' | wc -l)" -eq "$1" ] && return 0
+        sleep 0.1
+    done
+    echo "bench_http: expected $1 counter actors" >&2
+    tail -n 5 "$tmp"/*.log >&2
+    exit 1
+}
+
+#   (Re)start the counter actors with event log mode $1
+start_counters () {
+    for pid in "${counters[@]}"; do kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+    counters=()
+    wait_counters 0
+    for i in $(seq "$ACTORS"); do
+        HGP_COUNTER_EVENT_LOG=$1 bin/hgp-counter -c "$HGP_CONFIG" > "$tmp/counter-$1-$i.log" 2>&1 &
+        counters+=($!)
+    done
+    wait_counters "$ACTORS"
+    sleep 0.5                       #   let them register with the log
+}
+start_counters "${MODES%% *}"
 bin/hgp-gateway -c "$HGP_CONFIG" > "$tmp/gateway.log" 2>&1 &
 pids+=($!)
 build/bench/hello "$hport" > "$tmp/hello.log" 2>&1 &
@@ -139,56 +172,72 @@ drain () {
 }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m), $(uname -r)"
-echo "stack: redis-server $(redis-server --version | grep -o 'v=[0-9.]*'), broker, $ACTORS counter actors, hgp-gateway (threads $(awk '/^ *threads *=/ {print $3; exit}' configs/hgp.cfg)), civetweb hello-world; all on loopback"
+echo "stack: redis-server $(redis-server --version | grep -o 'v=[0-9.]*'), hgp-kafka-mock (librdkafka $(pkg-config --modversion rdkafka), in memory), broker, $ACTORS counter actors, hgp-gateway (threads $(awk '/^ *threads *=/ {print $3; exit}' configs/hgp.cfg)), civetweb hello-world; all on loopback"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (anything else running skews the numbers)"
-echo "wrk: -t$WRK_THREADS -d${SECONDS_PER_RUN}s --timeout 10s --latency; increments spread over $KEYS keys, delta 1"
+echo "wrk: -t$WRK_THREADS -d${SECONDS_PER_RUN}s --timeout 10s --latency; increments spread over $KEYS keys, delta 1; event-log modes: $MODES"
 echo
 failed=0
 declare -A R
+first=1
+for mode in $MODES; do
+    [ $first -eq 1 ] || start_counters "$mode"
+    first=0
+    for c in $LEVELS; do
+        prefix="bench_${mode}_c${c}_$$"
+        post_script "$prefix"
+        before=$(acked)
+        run_wrk "$c" -s "$tmp/incr.lua" "$base/api/v1/counter/increment"
+        R[incr_rps_${mode}_$c]=$rps; R[incr_p99_${mode}_$c]=$p99
+        drain
+        after=$(acked)
+        sum=$(counter_sum "$prefix")
+        gw_acked=$((after - before))
+        status=ok
+        if [ "$non2xx" -ne 0 ] || [ "$sockerr" -ne 0 ]; then status="FAIL: $non2xx non-2xx, $sockerr socket errors"; fi
+        if [ "$sum" -ne "$gw_acked" ]; then status="FAIL: counters sum $sum != $gw_acked acknowledged"; fi
+        if [ "$sum" -lt "$completed" ] || [ "$sum" -gt $((completed + c)) ]; then
+            status="FAIL: counters sum $sum outside [$completed, $((completed + c))]"
+        fi
+        [ "$status" = ok ] || { failed=1; cat "$tmp/last-wrk.txt"; }
+        R[check_${mode}_$c]="wrk completed $completed, gateway acknowledged $gw_acked, counters sum $sum (+$((sum - completed)) in flight at wrk's stop), non-2xx $non2xx, socket errors $sockerr: $status"
+    done
+done
 for c in $LEVELS; do
-    prefix="bench_c${c}_$$"
-    post_script "$prefix"
-    before=$(acked)
-    run_wrk "$c" -s "$tmp/incr.lua" "$base/api/v1/counter/increment"
-    R[incr_rps_$c]=$rps; R[incr_p99_$c]=$p99
-    drain
-    after=$(acked)
-    sum=$(counter_sum "$prefix")
-    gw_acked=$((after - before))
-    status=ok
-    if [ "$non2xx" -ne 0 ] || [ "$sockerr" -ne 0 ]; then status="FAIL: $non2xx non-2xx, $sockerr socket errors"; fi
-    if [ "$sum" -ne "$gw_acked" ]; then status="FAIL: counters sum $sum != $gw_acked acknowledged"; fi
-    if [ "$sum" -lt "$completed" ] || [ "$sum" -gt $((completed + c)) ]; then
-        status="FAIL: counters sum $sum outside [$completed, $((completed + c))]"
-    fi
-    [ "$status" = ok ] || { failed=1; cat "$tmp/last-wrk.txt"; }
-    R[check_$c]="wrk completed $completed, gateway acknowledged $gw_acked, counters sum $sum (+$((sum - completed)) in flight at wrk's stop), non-2xx $non2xx, socket errors $sockerr: $status"
-
-    run_wrk "$c" "$base/api/v1/counter/${prefix}_1/hit"
+    run_wrk "$c" "$base/api/v1/counter/bench_${MODES%% *}_c${c}_$$_1/hit"
     R[get_rps_$c]=$rps; R[get_p99_$c]=$p99
     if [ "$non2xx" -ne 0 ] || [ "$sockerr" -ne 0 ]; then
-        failed=1; R[check_$c]="${R[check_$c]}; GET: FAIL $non2xx non-2xx, $sockerr socket errors"
+        failed=1; R[get_check_$c]="GET: FAIL $non2xx non-2xx, $sockerr socket errors"
     fi
     drain
-
     run_wrk "$c" "http://127.0.0.1:$hport/"
     R[hello_rps_$c]=$rps; R[hello_p99_$c]=$p99
 done
 
-printf "%-6s | %12s %9s | %12s %9s | %12s %9s | %11s\n" \
-    conns "incr req/s" "incr p99" "get req/s" "get p99" "hello req/s" "hello p99" "incr/hello"
+header=$(printf "%-6s |" conns)
+for mode in $MODES; do header+=$(printf " %17s %9s |" "incr/$mode req/s" p99); done
+header+=$(printf " %10s %9s | %11s %9s |" "get req/s" p99 "hello req/s" p99)
+for mode in $MODES; do header+=$(printf " %11s" "$mode/hello"); done
+echo "$header"
 for c in $LEVELS; do
-    ratio=$(awk -v a="${R[incr_rps_$c]}" -v b="${R[hello_rps_$c]}" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
-    printf "%-6s | %12s %9s | %12s %9s | %12s %9s | %11s\n" "$c" \
-        "${R[incr_rps_$c]}" "${R[incr_p99_$c]}" "${R[get_rps_$c]}" "${R[get_p99_$c]}" \
-        "${R[hello_rps_$c]}" "${R[hello_p99_$c]}" "$ratio"
+    line=$(printf "%-6s |" "$c")
+    for mode in $MODES; do line+=$(printf " %17s %9s |" "${R[incr_rps_${mode}_$c]}" "${R[incr_p99_${mode}_$c]}"); done
+    line+=$(printf " %10s %9s | %11s %9s |" "${R[get_rps_$c]}" "${R[get_p99_$c]}" "${R[hello_rps_$c]}" "${R[hello_p99_$c]}")
+    for mode in $MODES; do
+        line+=$(awk -v a="${R[incr_rps_${mode}_$c]}" -v b="${R[hello_rps_$c]}" 'BEGIN {printf " %11.2f", (b > 0 ? a / b : 0)}')
+    done
+    echo "$line"
 done
 echo
-for c in $LEVELS; do echo "c=$c: ${R[check_$c]}"; done
+for mode in $MODES; do
+    for c in $LEVELS; do echo "$mode c=$c: ${R[check_${mode}_$c]}"; done
+done
+for c in $LEVELS; do [ -z "${R[get_check_$c]:-}" ] || echo "c=$c: ${R[get_check_$c]}"; done
 last=${LEVELS##* }
-ratio=$(awk -v a="${R[incr_rps_$last]}" -v b="${R[hello_rps_$last]}" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
-target=$(awk -v r="$ratio" 'BEGIN {print (r >= 0.5) ? "met" : "NOT met"}')
-echo "target: increments at $last connections >= 0.5 x hello-world: $ratio, $target"
+for mode in $MODES; do
+    ratio=$(awk -v a="${R[incr_rps_${mode}_$last]}" -v b="${R[hello_rps_$last]}" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+    target=$(awk -v r="$ratio" 'BEGIN {print (r >= 0.5) ? "met" : "NOT met"}')
+    echo "target: increments (event log $mode) at $last connections >= 0.5 x hello-world: $ratio, $target"
+done
 if [ $failed -ne 0 ]; then
     echo "bench_http: FAILED (counts not exact, see above)"
     exit 1

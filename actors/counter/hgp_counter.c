@@ -1,86 +1,106 @@
-/*  hgp_counter.c - the counter actor: incr, get and mget on Redis
+/*  hgp_counter.c - the counter actor: incr, get and mget on Redis, every
+ *  increment logged to Kafka first
  *
- *  One zactor thread owns one DEALER per broker it knows (schemas/PROTOCOL.md
- *  sections 5 and 9), the discovery actor that tells it which brokers
- *  exist (lib/hgp_discovery.c: beacons, or the one static endpoint), and
- *  one blocking hiredis connection. Nothing else touches any of them, so
- *  there are no locks and no callbacks: the actor polls, drains what the
- *  brokers sent, goes to Redis once for all of it, replies to each broker
- *  on its own DEALER, and polls again.
+ *  One zactor thread owns the broker links (hgp_worker: one DEALER per
+ *  broker discovery reports, schemas/PROTOCOL.md sections 5 and 9), one
+ *  blocking Redis connection (hgp_redis) and one Kafka producer
+ *  (hgp_eventlog). Nothing else touches them, so there are no locks and
+ *  no callbacks: the actor polls, drains a batch from every broker, does
+ *  the batch's round trips, replies to each request on the link it came
+ *  from, and polls again.
+ *
+ *  The write path, with counter/event_log = sync (the default), per batch:
+ *
+ *    1. prepare (one Lua script, pipelined with the batch's reads): for
+ *       each increment, a request record that says "applied" answers it
+ *       (replayed); otherwise write a *pending* record "<ck> <delta>
+ *       ?<log id>" and read the counter, so the event can carry the
+ *       resulting value. The script also renews this actor's lease.
+ *    2. log: produce one event per new increment (idempotent producer,
+ *       acks=all), wait for every delivery report.
+ *    3. apply (hgp_ledger's script): INCRBY + the final record per event,
+ *       and this actor's watermark per partition, atomically.
+ *    4. reply, with the value Redis returned.
  *
  *  Invariants, and why they hold:
  *
- *  - An acknowledged incr is applied exactly once. The increment and its
- *    idempotency record ("hgp:r:<id>" = "<counter key> <delta> <value>",
- *    PROTOCOL.md section 7) are written by one Lua script, so Redis applies
- *    both or neither. A retry of the same id, through this actor or any
- *    other, after a crash or a broker redelivery, finds the record and
- *    replays the recorded value instead of adding again. Nothing about
- *    idempotency lives in this process, so losing the process loses nothing.
- *
+ *  - Every acknowledged increment is in the log exactly once. We reply
+ *    200 only after Kafka acknowledged the event (2) and Redis applied it
+ *    (3). A retry of the same id finds the record: "applied" answers it
+ *    without a new event; "pending" (1) means an attempt may be in the log
+ *    and not applied yet, and it is not logged again: a pending record of
+ *    a live actor is answered 504 (retry later), one of a dead actor that
+ *    is not yet recovered too, and only once recovery has read that
+ *    actor's part of the log (hgp_ledger) may another actor take the
+ *    request over. So a request is logged twice only if its first attempt
+ *    stalled between its lease check and the produce call for longer than
+ *    the lease (a paused process), and another actor served a retry
+ *    meanwhile; see PROTOCOL.md section 10 for what readers do about it.
+ *  - Redis converges to the sum of the log after any single crash. An
+ *    event is applied at most once (its record) and at least once: when we
+ *    die between (2) and (3), or (3) fails or its outcome is unknown, the
+ *    event is above our watermark; we then give up our log identity
+ *    (retire the lease, register a new one) and whoever recovers the old
+ *    identity (any counter actor, us included) applies it from the log.
+ *    After a Redis reconnect we do the same, since Redis may have come back
+ *    older than we left it.
  *  - No error looks like success, and no outcome is claimed that we do not
- *    know. Every request gets exactly one reply. When we know Redis did not
- *    run an increment (not connected, NOSCRIPT, a refusal before the script
- *    ran) the reply is the definite 503 unavailable; once the script may
- *    have run and we did not see its answer (I/O error, timeout, an odd
- *    reply) it is the indeterminate 504 timeout, which clients settle by
- *    retrying with the same id. Reads change nothing, so their failures are
- *    always definite.
- *
- *  - Values are exact int64s. Lua numbers are doubles, so the script uses
- *    INCRBY's integer reply only while it is below 2^53 in magnitude, where
- *    a double is exact (and saves a GET per increment); beyond that the
- *    value is read back with GET, as a string, and parsed here.
- *
- *  - Group commit. Whatever the broker has sent when the DEALER becomes
- *    readable (up to counter/batch_max requests) goes to Redis in one
- *    pipelined round trip: one EVALSHA for all increments, then a GET or
- *    MGET per read. Throughput grows with load instead of being one round
- *    trip per request, and the script keeps increments in arrival order,
- *    so two requests with the same id in one batch still count once.
- *
- *  - The actor outlives its peers. Each broker link has its own READY and
- *    heartbeat state: a silent broker (heartbeat/interval x
- *    heartbeat/liveness) or a DISCONNECT gets a fresh DEALER and READY on
- *    that link only; a broker that discovery says left (leaving beacon, or
- *    no beacon for 8 intervals) loses its link. A lost Redis connection is
- *    reopened (and the script loaded again) at most every 200 ms to 1 s,
- *    without restarting anything.
+ *    know. Kafka unreachable: the event was surely not written (delivery
+ *    report "not persisted", or never produced) -> 503 log_unavailable,
+ *    nothing applied, and the pending record is released. An event that
+ *    may have been written, or was written but not applied -> 504: it will
+ *    be applied by recovery, and a retry with the same id says when.
+ *    Redis unreachable before (1) -> 503 unavailable, nothing logged.
+ *  - Group commit: one prepare, one Kafka wait and one apply per batch,
+ *    however many increments it holds.
  *
  *  - Serving several brokers changes nothing about exactly-once: each
  *    broker routes a key to its own rendezvous owner, and while brokers
  *    disagree about the live actors (for a beacon interval after a join,
  *    a heartbeat expiry after a death) two actors may write one key. That
- *    is safe because no actor caches a value and the Lua script makes
- *    increment plus idempotency record one atomic step in Redis
- *    (PROTOCOL.md 9.5 says what is fenced and what is not).
+ *    is safe because no actor caches a value, and the pending record,
+ *    the event and the applied record are keyed by request id, not by
+ *    actor (PROTOCOL.md 9.5 says what is fenced and what is not).
+ *  - Values are exact int64s. Lua numbers are doubles, so the off-mode
+ *    script uses INCRBY's integer reply only while it is below 2^53 in
+ *    magnitude, where a double is exact; beyond that, and always in
+ *    hgp_ledger's apply, the value is read back with GET as a string.
+ *
+ *  counter/event_log = off keeps the plain path (one script that applies
+ *  and records, no Kafka); async applies first and produces the events
+ *  afterwards without waiting (fire-and-forget: a crash or a Kafka outage
+ *  loses events). Both exist to measure what the guarantee costs; only
+ *  sync has it.
  */
 #include "hgp_counter.h"
 #include "hgp_codec.h"
-#include "hgp_discovery.h"
+#include "hgp_eventlog.h"
 #include "hgp_keyspace.h"
+#include "hgp_ledger.h"
 #include "hgp_process.h"
-#include <ctype.h>
-#include <errno.h>
+#include "hgp_redis.h"
+#include "hgp_worker.h"
 #include <inttypes.h>
-#include <limits.h>
-#include <sys/socket.h>
-#include <hiredis.h>
+#include <unistd.h>
 
 #define S_SERVICE           "counter"
-#define S_RETRY_MIN         200         /* ms between Redis connect attempts */
-#define S_RETRY_MAX         1000        /* ... backing off to this           */
 /*  Counter keys in one batch: bounds what one round trip holds in memory
     (an mget counts its keys, anything else 1); always fits one full mget */
 #define S_BATCH_KEYS_MAX    (16 * HGP_MGET_MAX)
+#define S_REGISTER_MS       250         /* each Kafka call of a registration */
+#define S_SWEEP_MS          1000        /* between looks for dead actors     */
+#define S_SLICE_MS          250         /* longest recovery work at a time   */
+#define S_ADVANCE_MS        10000       /* between idle watermark moves      */
+#define S_LOG_PAUSE_MS      1000        /* after Kafka failed a whole batch  */
 
-/*  The whole write path. See the top of the file for why it looks like this.
-    Result per increment: {0, value} applied, {1, value} replayed,
-    {-1, ""} id used for another key or delta, {-2, err} overflow,
-    {-3, err} refused by Redis for another reason. -1..-3 changed nothing:
-    the record GET comes first and INCRBY is the first write, run by
-    pcall so its refusal (overflow, OOM, READONLY) does not abort the
-    script. */
+/*  Plain path (event_log off or async). Result per increment: {0, value}
+    applied, {1, value} replayed, {-1, ""} id used for another key or
+    delta, {-2, err} overflow, {-3, err} refused by Redis for another
+    reason, {2, owner} an attempt is pending in the log (a sync actor's).
+    -1..-3 and 2 changed nothing: the record GET comes first and INCRBY is
+    the first write, run by pcall so its refusal (overflow, OOM, READONLY)
+    does not abort the script. Values are read back with GET: Lua numbers
+    are doubles, counters are int64. */
 static const char *s_incr_script =
     "local out = {}\n"
     "for i = 1, #KEYS / 2 do\n"
@@ -90,10 +110,13 @@ static const char *s_incr_script =
     "  if type(rec) == 'table' and rec.err then\n"
     "    out[i] = {-3, rec.err}\n"
     "  elseif rec then\n"
-    "    if string.sub(rec, 1, #head) == head then\n"
-    "      out[i] = {1, string.sub(rec, #head + 1)}\n"
-    "    else\n"
+    "    local rest = string.sub(rec, #head + 1)\n"
+    "    if string.sub(rec, 1, #head) ~= head then\n"
     "      out[i] = {-1, ''}\n"
+    "    elseif string.sub(rest, 1, 1) == '?' then\n"
+    "      out[i] = {2, string.sub(rest, 2)}\n"
+    "    else\n"
+    "      out[i] = {1, string.match(rest, '^%-?%d+')}\n"
     "    end\n"
     "  else\n"
     "    local r = redis.pcall('INCRBY', ck, delta)\n"
@@ -117,47 +140,83 @@ static const char *s_incr_script =
     "end\n"
     "return out\n";
 
+/*  Step 1 of the logged path. Returns -9 when our lease is gone (nothing
+    written), else per increment: {0, counter} new, pending record written;
+    {1, value} applied already; {-1, ""} id used for another increment;
+    {2, owner} pending at a live actor; {5, owner} pending at a dead actor
+    not recovered yet; {3, counter} pending by us (earlier in this batch,
+    or an attempt we never logged); {-3, err} Redis refused. A pending
+    record of an actor that is neither alive nor registered any more was
+    recovered (its event, if any, would have been applied), so we take it
+    over. */
+static const char *s_prepare_script =
+    "if redis.call('PEXPIRE', KEYS[2], ARGV[2]) == 0 then return -9 end\n"
+    "local me, out = ARGV[1], {}\n"
+    "for i = 1, (#KEYS - 2) / 2 do\n"
+    "  local ck, rk, delta = KEYS[2 * i + 1], KEYS[2 * i + 2], ARGV[i + 3]\n"
+    "  local head = ck .. ' ' .. delta .. ' '\n"
+    "  local rec = redis.pcall('GET', rk)\n"
+    "  local take = false\n"
+    "  if type(rec) == 'table' and rec.err then\n"
+    "    out[i] = {-3, rec.err}\n"
+    "  elseif not rec then\n"
+    "    take = true\n"
+    "  elseif string.sub(rec, 1, #head) ~= head then\n"
+    "    out[i] = {-1, ''}\n"
+    "  elseif string.sub(rec, #head + 1, #head + 1) ~= '?' then\n"
+    "    out[i] = {1, string.match(string.sub(rec, #head + 1), '^%-?%d+')}\n"
+    "  else\n"
+    "    local owner = string.sub(rec, #head + 2)\n"
+    "    if owner == me then\n"
+    "      out[i] = {3, redis.call('GET', ck) or '0'}\n"
+    "    elseif redis.call('EXISTS', 'hgp:lease:' .. owner) == 1 then\n"
+    "      out[i] = {2, owner}\n"
+    "    elseif redis.call('HEXISTS', KEYS[1], owner) == 1 then\n"
+    "      out[i] = {5, owner}\n"
+    "    else\n"
+    "      take = true\n"
+    "    end\n"
+    "  end\n"
+    "  if take then\n"
+    "    local r = redis.pcall('SET', rk, head .. '?' .. me, 'EX', ARGV[3])\n"
+    "    if type(r) == 'table' and r.err then\n"
+    "      out[i] = {-3, r.err}\n"
+    "    else\n"
+    "      out[i] = {0, redis.call('GET', ck) or '0'}\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+typedef enum { S_LOG_OFF, S_LOG_ASYNC, S_LOG_SYNC } s_log_mode_t;
+
 /*  Settings, read once from the config */
 typedef struct {
-    const char *endpoint;       /* broker/actor_endpoint, the config's     */
     int64_t heartbeat;          /* heartbeat/interval, ms                  */
     int64_t liveness;           /* heartbeat/liveness, intervals           */
-    int64_t redis_timeout;      /* redis/timeout, ms, connect and replies  */
     int64_t capacity;           /* counter/capacity, announced in READY    */
     int64_t batch_max;          /* counter/batch_max, requests per batch   */
     int64_t dedup_ttl;          /* counter/dedup_ttl, seconds              */
-    char *redis_host;           /* from redis/url                          */
-    int redis_port;             /* from redis/url, 6379 if absent          */
-    char *redis_user;           /* AUTH user, NULL when none               */
-    char *redis_password;       /* AUTH password, NULL when none           */
-    int redis_db;               /* SELECTed when not 0                     */
+    int64_t lease;              /* counter/lease, ms                       */
+    s_log_mode_t log_mode;      /* counter/event_log                       */
+    bool crash_after_log;       /* counter/crash_after_log: tests only     */
 } s_settings_t;
-
-/*  Our link to one broker: a DEALER with its own READY and heartbeats */
-typedef struct {
-    char broker_id [40];        /* from discovery, "static" without it     */
-    char *endpoint;             /* its actor endpoint                      */
-    zsock_t *dealer;            /* connected to endpoint                   */
-    int64_t heartbeat_at;       /* next HEARTBEAT due, zclock_mono ms      */
-    int64_t expiry_at;          /* broker dead if silent until then        */
-    bool lost;                  /* reconnected after silence, not heard yet */
-    bool restart;               /* got DISCONNECT: new DEALER after batch  */
-    uint64_t served;            /* replies sent on this link               */
-} s_link_t;
-
-#define S_LINKS_MAX         64          /* brokers served at once           */
 
 /*  One request of the current batch */
 typedef struct {
-    s_link_t *link;             /* the broker it came from, answered there */
-    uint8_t token [8];          /* the broker's handle, echoed in REPLY    */
-    int64_t deadline;           /* zclock_mono ms when its budget ends     */
+    hgp_work_t work;            /* link, token and deadline; body unused  */
     hgp_request_t request;      /* decoded body (empty if it did not)      */
     hgp_reply_t reply;          /* the answer, final once done             */
     bool done;                  /* reply is final                          */
     char counter_key [HGP_KEYSPACE_COUNTER_MAX];   /* incr, get           */
     char record_key [HGP_KEYSPACE_RECORD_MAX];     /* incr                */
     char delta [24];            /* incr: delta in decimal, as recorded     */
+    //  The logged path
+    int link;                   /* earlier item with the same id, or -1    */
+    bool logging;               /* prepared: its event is to be produced   */
+    bool release;               /* prepared, then not logged: drop record  */
+    int64_t value;              /* counter before it, then after it        */
+    hgp_delivery_t delivery;    /* what Kafka said about its event         */
 } s_item_t;
 
 /*  What one command of a pipeline answers for */
@@ -169,27 +228,40 @@ typedef struct {
 
 struct _hgp_counter_t {
     zsock_t *pipe;              /* commands from the caller                */
-    zactor_t *discovery;        /* tells which brokers there are           */
-    s_link_t *links [S_LINKS_MAX];  /* one per broker we serve             */
-    size_t nlinks;              /* entries used in links                   */
-    size_t next_link;           /* first link drained next time (fairness) */
+    hgp_config_t *config;       /* the caller's, outlives us               */
+    hgp_worker_t *worker;       /* to the broker                           */
     s_settings_t settings;      /* what the config said                    */
     char actor_id [33];         /* random per start, told in READY         */
     bool terminated;            /* $TERM received                          */
-    redisContext *redis;        /* NULL while not connected                */
-    char sha [41];              /* the script's SHA1, loaded on redis      */
-    bool redis_up;              /* for logging transitions only            */
-    bool redis_complained;      /* logged a failed connect since last up   */
-    int64_t redis_retry_at;     /* no idle connect attempt before this     */
-    int64_t redis_retry_delay;  /* current idle backoff, ms                */
-    int64_t redis_tried_at;     /* last failed connect attempt, mono ms   */
-    s_item_t *items;            /* the batch, batch_max entries            */
+    int64_t upkeep_at;          /* next idle check of Redis and the log    */
+    hgp_redis_t *redis;         /* the store                               */
+    int incr_script;            /* script handles on redis                 */
+    int prepare_script;
+    hgp_ledger_t *ledger;       /* applies events, leases, recovery        */
+    hgp_eventlog_t *log;        /* Kafka; NULL when event_log is off       */
+    //  Our identity in the log (sync mode)
+    char log_id [HGP_ID_MAX + 1];  /* actor field of our events, lease id  */
+    uint32_t generation;        /* log identities we had so far            */
+    bool registered;            /* log_id holds a lease: we may produce    */
+    bool retire;                /* give log_id up before the next batch    */
+    int partitions;             /* of the topic, when registered           */
+    uint64_t redis_connects;    /* connects seen when we registered        */
+    zhashx_t *limbo;            /* ids we logged, outcome unsettled        */
+    int64_t register_at;        /* next registration attempt               */
+    int64_t register_delay;     /* backoff between attempts, ms            */
+    int64_t log_paused_until;   /* Kafka failed a batch: 503 until then    */
+    int64_t sweep_at;           /* next look for dead actors               */
+    int64_t advance_at;         /* next idle watermark move                */
+    //  The batch
+    s_item_t *items;            /* batch_max entries                       */
     size_t *incrs;              /* items that are incrs, in order          */
     s_command_t *commands;      /* the pipeline, batch_max + 1 entries     */
     const char **argv;          /* one Redis command's arguments           */
     size_t *argvlen;            /* ... and their lengths                   */
     char *keybuf;               /* counter keys of one mget                */
-    char ttl [24];              /* dedup_ttl in decimal, script ARGV[1]    */
+    hgp_ledger_item_t *applies; /* step 3 of the logged path               */
+    zhashx_t *latest;           /* counter key -> last item on it, a batch */
+    char lease_ms [24];         /* settings.lease in decimal               */
     hgp_buf_t buf;              /* encoded bodies, reused                  */
 };
 typedef struct _hgp_counter_t hgp_counter_t;
@@ -199,133 +271,37 @@ typedef struct _hgp_counter_t hgp_counter_t;
     Settings
 */
 
-static void
-s_settings_clear (s_settings_t *s)
-{
-    free (s->redis_host);
-    free (s->redis_user);
-    free (s->redis_password);
-    memset (s, 0, sizeof *s);
-}
-
-static int
-s_parse_uint (const char *s, size_t len, long min, long max, long *value)
-{
-    if (len == 0 || len > 10)
-        return -1;
-    long n = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (!isdigit ((unsigned char) s [i]))
-            return -1;
-        n = n * 10 + (s [i] - '0');
-    }
-    if (n < min || n > max)
-        return -1;
-    *value = n;
-    return 0;
-}
-
-/*  redis://[[user]:password@]host[:port][/db]. Returns NULL or a message
-    to free. The message never quotes the URL: it may hold a password. */
-static char *
-s_redis_url_parse (const char *url, s_settings_t *s)
-{
-    const char *problem = NULL;
-    const char *scheme = "redis://";
-    if (strncmp (url, scheme, strlen (scheme)) != 0) {
-        problem = "it must start with redis://";
-        goto failed;
-    }
-    const char *p = url + strlen (scheme);
-    const char *at = strrchr (p, '@');
-    if (at) {
-        const char *colon = memchr (p, ':', (size_t) (at - p));
-        if (!colon) {
-            problem = "credentials must be :password@ or user:password@";
-            goto failed;
-        }
-        if (colon + 1 == at) {
-            problem = "the password is empty";
-            goto failed;
-        }
-        if (colon > p)
-            s->redis_user = strndup (p, (size_t) (colon - p));
-        s->redis_password = strndup (colon + 1, (size_t) (at - colon - 1));
-        p = at + 1;
-    }
-    const char *slash = strchr (p, '/');
-    const char *end = slash ? slash : p + strlen (p);
-    const char *host = p, *host_end = NULL, *port = NULL;
-    if (*p == '[') {                    /*  [IPv6 literal]              */
-        host = p + 1;
-        host_end = memchr (host, ']', (size_t) (end - host));
-        if (!host_end) {
-            problem = "an IPv6 host needs a closing ]";
-            goto failed;
-        }
-        if (host_end + 1 < end) {
-            if (host_end [1] != ':') {
-                problem = "junk after the host";
-                goto failed;
-            }
-            port = host_end + 2;
-        }
-    }
-    else {
-        const char *colon = memchr (p, ':', (size_t) (end - p));
-        host_end = colon ? colon : end;
-        if (colon)
-            port = colon + 1;
-    }
-    if (host_end == host) {
-        problem = "the host is missing";
-        goto failed;
-    }
-    if (memchr (host, '@', (size_t) (host_end - host))
-    ||  (*p != '[' && memchr (host, ':', (size_t) (host_end - host)))) {
-        problem = "the host is not valid";
-        goto failed;
-    }
-    s->redis_host = strndup (host, (size_t) (host_end - host));
-    long n = 6379;
-    if (port && s_parse_uint (port, (size_t) (end - port), 1, 65535, &n)) {
-        problem = "the port must be a number from 1 to 65535";
-        goto failed;
-    }
-    s->redis_port = (int) n;
-    n = 0;
-    if (slash && slash [1]
-    &&  s_parse_uint (slash + 1, strlen (slash + 1), 0, INT_MAX, &n)) {
-        problem = "the database after / must be a number";
-        goto failed;
-    }
-    s->redis_db = (int) n;
-    return NULL;
-
-failed:
-    return zsys_sprintf ("config: redis/url (HGP_REDIS_URL) is not valid: %s;"
-                         " want redis://[[user]:password@]host[:port][/db]",
-                         problem);
-}
-
 /*  Fill s from config; NULL or a message to free */
 static char *
 s_settings_load (hgp_config_t *config, s_settings_t *s)
 {
     memset (s, 0, sizeof *s);
-    s->endpoint = hgp_config_str (config, "broker/actor_endpoint",
-                                  "tcp://127.0.0.1:5556");
     s->heartbeat = hgp_config_int (config, "heartbeat/interval", 500, 10, 60000);
     s->liveness = hgp_config_int (config, "heartbeat/liveness", 4, 1, 100);
-    s->redis_timeout = hgp_config_int (config, "redis/timeout", 1000, 10, 60000);
     s->capacity = hgp_config_int (config, "counter/capacity", 2048, 1, 65535);
-    s->batch_max = hgp_config_int (config, "counter/batch_max", 512, 1, 65535);
+    s->batch_max = hgp_config_int (config, "counter/batch_max", 512, 1,
+                                   HGP_LEDGER_BATCH_MAX);
     s->dedup_ttl = hgp_config_int (config, "counter/dedup_ttl", 600,
                                    1, INT32_MAX);
+    s->lease = hgp_config_int (config, "counter/lease",
+                               s->heartbeat * s->liveness, 100, 600000);
+    s->crash_after_log = hgp_config_int (config, "counter/crash_after_log",
+                                         0, 0, 1) == 1;
     if (hgp_config_error (config))
         return strdup (hgp_config_error (config));
-    return s_redis_url_parse (
-        hgp_config_str (config, "redis/url", "redis://127.0.0.1:6379"), s);
+    const char *mode = hgp_config_str (config, "counter/event_log", "sync");
+    if (streq (mode, "sync"))
+        s->log_mode = S_LOG_SYNC;
+    else
+    if (streq (mode, "async"))
+        s->log_mode = S_LOG_ASYNC;
+    else
+    if (streq (mode, "off"))
+        s->log_mode = S_LOG_OFF;
+    else
+        return zsys_sprintf ("config: counter/event_log (HGP_COUNTER_EVENT_LOG)"
+                             " is '%s'; want sync, async or off", mode);
+    return NULL;
 }
 
 char *
@@ -334,19 +310,15 @@ hgp_counter_config_check (hgp_config_t *config)
     s_settings_t s;
     char *error = s_settings_load (config, &s);
     if (!error)
-        error = hgp_discovery_config_check (config);
+        error = hgp_worker_config_check (config);
     if (!error) {
-        //  Only libzmq knows what endpoints it takes; ask it
-        zsock_t *probe = zsock_new (ZMQ_DEALER);
-        assert (probe);
-        if (zsock_connect (probe, "%s", s.endpoint) == -1)
-            error = zsys_sprintf ("config: broker/actor_endpoint"
-                                  " (HGP_BROKER_ACTOR_ENDPOINT) '%s' is not a"
-                                  " ZeroMQ endpoint: %s",
-                                  s.endpoint, zmq_strerror (zmq_errno ()));
-        zsock_destroy (&probe);
+        hgp_redis_t *redis = hgp_redis_new (config, "counter", &error);
+        hgp_redis_destroy (&redis);
     }
-    s_settings_clear (&s);
+    if (!error && s.log_mode != S_LOG_OFF) {
+        hgp_eventlog_t *log = hgp_eventlog_new (config, "counter", &error);
+        hgp_eventlog_destroy (&log);
+    }
     return error;
 }
 
@@ -388,247 +360,6 @@ s_item_value (s_item_t *item, int64_t value, bool replayed)
     item->done = true;
 }
 
-/*  Exact decimal int64, as Redis writes them: no spaces, no '+' */
-static int
-s_parse_int64 (const char *s, size_t len, int64_t *value)
-{
-    char text [24];
-    if (len == 0 || len >= sizeof text
-    ||  !(s [0] == '-' || isdigit ((unsigned char) s [0])))
-        return -1;
-    memcpy (text, s, len);
-    text [len] = 0;
-    errno = 0;
-    char *end = NULL;
-    long long n = strtoll (text, &end, 10);
-    if (errno || end != text + len || end == text
-    ||  (text [0] == '-' && len == 1))
-        return -1;
-    *value = (int64_t) n;
-    return 0;
-}
-
-/*  Is error Redis saying "not now" (out of memory, read-only replica,
-    loading, failing to persist...)? Then the store is unavailable rather
-    than our request wrong. Used where nothing can have changed anyway: a
-    read, or a refused INCRBY inside the script. */
-static bool
-s_store_unavailable (const char *error)
-{
-    static const char *prefixes [] = {
-        "LOADING", "BUSY", "MASTERDOWN", "NOAUTH", "NOPERM", "OOM",
-        "READONLY", "MISCONF", "NOREPLICAS"
-    };
-    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes [0]; i++)
-        if (strncmp (error, prefixes [i], strlen (prefixes [i])) == 0)
-            return true;
-    return false;
-}
-
-/*  Did Redis refuse the EVALSHA before running any of the script? Only
-    errors that processCommand gives and no redis.call inside a script can
-    raise (Redis 7 passes those on with their own codes, so "OOM" or
-    "NOPERM" on an EVALSHA may come from the SET after an INCRBY). */
-static bool
-s_script_refused (const char *error)
-{
-    static const char *prefixes [] = { "NOSCRIPT", "LOADING", "BUSY", "NOAUTH" };
-    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes [0]; i++)
-        if (strncmp (error, prefixes [i], strlen (prefixes [i])) == 0)
-            return true;
-    return false;
-}
-
-
-/*  --------------------------------------------------------------------------
-    Redis connection
-*/
-
-static void
-s_redis_drop (hgp_counter_t *self, const char *reason)
-{
-    if (self->redis) {
-        redisFree (self->redis);
-        self->redis = NULL;
-    }
-    if (self->redis_up) {
-        zsys_warning ("redis: lost %s:%d (%s); requests get 503/504 until"
-                      " it is back", self->settings.redis_host,
-                      self->settings.redis_port, reason);
-        self->redis_up = false;
-    }
-    //  Try again at once: most losses are a restart, the next attempt
-    //  backs off if it fails
-    self->redis_retry_at = zclock_mono ();
-}
-
-/*  Why c failed, in words for the log: hiredis reports its socket
-    timeouts as a bare EAGAIN */
-static const char *
-s_redis_why (redisContext *c)
-{
-    if (c->err == REDIS_ERR_IO && streq (c->errstr, strerror (EAGAIN)))
-        return "timed out";
-    if (c->err == REDIS_ERR_EOF || !c->errstr [0])
-        return "connection closed";
-    return c->errstr;
-}
-
-/*  One command at connect time; the reply, or NULL with reason filled */
-static redisReply *
-s_redis_command (redisContext *c, int argc, const char **argv,
-                 char *reason, size_t size)
-{
-    redisReply *reply = (redisReply *) redisCommandArgv (c, argc, argv, NULL);
-    if (!reply) {
-        snprintf (reason, size, "%s: %s", argv [0], s_redis_why (c));
-        return NULL;
-    }
-    if (reply->type == REDIS_REPLY_ERROR) {
-        snprintf (reason, size, "%s: %s", argv [0], reply->str);
-        freeReplyObject (reply);
-        return NULL;
-    }
-    return reply;
-}
-
-/*  SCRIPT LOAD on c, the SHA1 into sha; 0 or -1 with reason filled */
-static int
-s_script_load (redisContext *c, char *sha, char *reason, size_t size)
-{
-    const char *argv [] = { "SCRIPT", "LOAD", s_incr_script };
-    redisReply *reply = s_redis_command (c, 3, argv, reason, size);
-    if (!reply)
-        return -1;
-    int rc = -1;
-    if (reply->type == REDIS_REPLY_STRING && reply->len == 40) {
-        memcpy (sha, reply->str, 40);
-        sha [40] = 0;
-        rc = 0;
-    }
-    else
-        snprintf (reason, size, "SCRIPT LOAD: unexpected reply");
-    freeReplyObject (reply);
-    return rc;
-}
-
-/*  After NOSCRIPT: load the script again on the current connection; on
-    failure drop it (the next connect loads again, with backoff). 0 or -1 */
-static int
-s_redis_reload_script (hgp_counter_t *self)
-{
-    if (!self->redis)
-        return -1;
-    char reason [256];
-    if (s_script_load (self->redis, self->sha, reason, sizeof reason) == 0)
-        return 0;
-    zsys_error ("redis: cannot load the counter script (%s)", reason);
-    s_redis_drop (self, reason);
-    return -1;
-}
-
-/*  Connect, AUTH, SELECT, SCRIPT LOAD. 0 when connected. Logs only
-    transitions. Two paces: while idle (demand false) attempts back off
-    from 200 ms to 1 s; with requests waiting (demand true) we try every
-    200 ms, so service resumes within 200 ms of Redis coming back. */
-static int
-s_redis_connect (hgp_counter_t *self, bool demand)
-{
-    assert (!self->redis);
-    s_settings_t *s = &self->settings;
-    int64_t now = zclock_mono ();
-    if (demand ? now < self->redis_tried_at + S_RETRY_MIN
-               : now < self->redis_retry_at)
-        return -1;
-    self->redis_tried_at = now;
-
-    struct timeval tv = {
-        .tv_sec = (time_t) (s->redis_timeout / 1000),
-        .tv_usec = (suseconds_t) (s->redis_timeout % 1000) * 1000
-    };
-    char reason [256] = "";
-    redisContext *c = redisConnectWithTimeout (s->redis_host, s->redis_port, tv);
-    if (!c || c->err) {
-        snprintf (reason, sizeof reason, "%s", c ? c->errstr : "out of memory");
-        goto failed;
-    }
-    if (redisSetTimeout (c, tv) != REDIS_OK) {
-        snprintf (reason, sizeof reason, "cannot set timeout: %s", c->errstr);
-        goto failed;
-    }
-    redisEnableKeepAlive (c);           //  best effort: detects dead peers
-    if (s->redis_password) {
-        const char *argv [] = { "AUTH", s->redis_user, s->redis_password };
-        if (!s->redis_user)
-            argv [1] = s->redis_password;
-        redisReply *reply = s_redis_command (c, s->redis_user ? 3 : 2, argv,
-                                             reason, sizeof reason);
-        if (!reply)
-            goto failed;
-        freeReplyObject (reply);
-    }
-    if (s->redis_db) {
-        char db [16];
-        snprintf (db, sizeof db, "%d", s->redis_db);
-        const char *argv [] = { "SELECT", db };
-        redisReply *reply = s_redis_command (c, 2, argv, reason, sizeof reason);
-        if (!reply)
-            goto failed;
-        freeReplyObject (reply);
-    }
-    if (s_script_load (c, self->sha, reason, sizeof reason))
-        goto failed;
-    self->redis = c;
-    zsys_info ("redis: connected to %s:%d db %d", s->redis_host,
-               s->redis_port, s->redis_db);
-    self->redis_up = true;
-    self->redis_complained = false;
-    self->redis_retry_delay = S_RETRY_MIN;
-    self->redis_tried_at = 0;           //  only failed attempts hold us back
-    return 0;
-
-failed:
-    if (c)
-        redisFree (c);
-    if (!self->redis_complained)
-        zsys_warning ("redis: cannot connect to %s:%d (%s); retrying, requests"
-                      " get 503 unavailable meanwhile",
-                      s->redis_host, s->redis_port, reason);
-    self->redis_complained = true;
-    self->redis_retry_at = zclock_mono () + self->redis_retry_delay;
-    self->redis_retry_delay = MIN (self->redis_retry_delay * 2, S_RETRY_MAX);
-    return -1;
-}
-
-/*  Is the idle connection still open? A server that closed it (restart,
-    timeout, kill) left an EOF or a goodbye error in our receive buffer.
-    Seeing that before writing turns what would be an indeterminate 504
-    into a reconnect, or at worst a definite 503. */
-static bool
-s_redis_alive (hgp_counter_t *self)
-{
-    char byte;
-    ssize_t rc = recv (self->redis->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    return rc == -1 && (errno == EAGAIN || errno == EWOULDBLOCK
-                        || errno == EINTR);
-}
-
-/*  0 when there is a connection that looks alive */
-static int
-s_redis_ready (hgp_counter_t *self)
-{
-    if (self->redis && !s_redis_alive (self))
-        s_redis_drop (self, "closed by the server");
-    if (!self->redis)
-        s_redis_connect (self, true);
-    return self->redis ? 0 : -1;
-}
-
-
-/*  --------------------------------------------------------------------------
-    One pipelined round trip
-*/
-
 /*  Fail every item not done yet (of kind op, or all for HGP_OP_NONE) */
 static void
 s_fail_pending (hgp_counter_t *self, size_t count, hgp_op_t op,
@@ -641,13 +372,172 @@ s_fail_pending (hgp_counter_t *self, size_t count, hgp_op_t op,
     }
 }
 
-/*  Commands from first on got no reply: the connection broke */
+/*  Fail the pending increments that we did not log: definite, except for
+    ids whose earlier attempt we logged and could not settle (limbo) */
+static void
+s_fail_unlogged (hgp_counter_t *self, size_t count, uint16_t status,
+                 const char *code, const char *message)
+{
+    for (size_t i = 0; i < count; i++) {
+        s_item_t *item = &self->items [i];
+        if (item->done || item->request.op != HGP_OP_INCR)
+            continue;
+        if (zhashx_lookup (self->limbo, item->request.id))
+            s_item_fail (item, HGP_STATUS_TIMEOUT, "timeout",
+                         "an earlier attempt of %s was logged and is not"
+                         " settled yet; retry with the same id",
+                         item->request.id);
+        else
+            s_item_fail (item, status, code, "%s", message);
+    }
+}
+
+
+/*  --------------------------------------------------------------------------
+    Our identity in the event log
+*/
+
+/*  Give up our log identity: whatever of ours is in the log and not
+    applied is recovered from it by whoever recovers the old id (any
+    counter actor, us included), so from here on we need a new one */
+static void
+s_log_retire (hgp_counter_t *self, const char *why)
+{
+    if (!self->registered)
+        return;
+    zsys_warning ("counter: giving up log identity %s (%s); its events will"
+                  " be recovered from the log", self->log_id, why);
+    hgp_ledger_retire (self->ledger, self->log_id);   //  else it expires
+    self->registered = false;
+    self->retire = false;
+    self->register_at = zclock_mono ();
+    self->register_delay = S_REGISTER_MS;
+    self->sweep_at = zclock_mono ();        //  recover it soon
+}
+
+/*  Take a new log identity: read where every partition ends now, then
+    register (lease, watermarks at those ends). Needs Kafka and Redis.
+    Kafka calls are short: the broker must keep hearing from us. */
+static void
+s_log_register (hgp_counter_t *self)
+{
+    int64_t now = zclock_mono ();
+    if (now < self->register_at)
+        return;
+    self->register_at = now + self->register_delay;
+    self->register_delay = MIN (self->register_delay * 2, 5000);
+    if (!hgp_redis_ready (self->redis, false))
+        return;
+    int partitions = hgp_eventlog_partitions (self->log, S_REGISTER_MS);
+    if (partitions < 1 || partitions > HGP_LEDGER_BATCH_MAX) {
+        if (self->generation == 0 || self->register_delay < 1000)
+            zsys_warning ("counter: cannot register with the event log: %s",
+                          partitions < 1 ? hgp_eventlog_error (self->log)
+                                         : "too many partitions");
+        return;
+    }
+    int64_t *ends = (int64_t *) calloc ((size_t) partitions, sizeof (int64_t));
+    assert (ends);
+    int rc = 0;
+    for (int p = 0; p < partitions && rc == 0; p++) {
+        int64_t low;
+        rc = hgp_eventlog_offsets (self->log, p, &low, &ends [p],
+                                   S_REGISTER_MS);
+    }
+    char id [HGP_ID_MAX + 1], reason [256] = "";
+    snprintf (id, sizeof id, "%s.%u", self->actor_id, self->generation + 1);
+    if (rc == 0)
+        rc = hgp_ledger_register (self->ledger, id, ends, partitions,
+                                  reason, sizeof reason);
+    else
+        snprintf (reason, sizeof reason, "%s", hgp_eventlog_error (self->log));
+    free (ends);
+    if (rc) {
+        zsys_warning ("counter: cannot register with the event log: %s",
+                      reason);
+        return;
+    }
+    self->generation++;
+    memcpy (self->log_id, id, sizeof id);
+    self->registered = true;
+    self->partitions = partitions;
+    self->redis_connects = hgp_redis_connects (self->redis);
+    self->register_delay = S_REGISTER_MS;
+    //  Ids we could not settle belonged to the old identity: recovery of
+    //  that one settles them, and our prepare script sees its records
+    zhashx_purge (self->limbo);
+    zsys_info ("counter: logging to %s topic %s (%d partitions) as %s",
+               hgp_eventlog_brokers (self->log), hgp_eventlog_topic (self->log),
+               partitions, self->log_id);
+}
+
+/*  Between batches: keep the identity valid, recover dead actors, and
+    move our watermarks over partitions we did not write to lately */
+static void
+s_log_upkeep (hgp_counter_t *self)
+{
+    if (self->settings.log_mode != S_LOG_SYNC)
+        return;
+    if (self->registered
+    &&  (self->retire
+         || hgp_redis_connects (self->redis) != self->redis_connects))
+        s_log_retire (self, self->retire ? "a batch was not settled"
+                                         : "redis reconnected");
+    if (!self->registered) {
+        s_log_register (self);
+        if (!self->registered)
+            return;
+    }
+    if (!hgp_redis_context (self->redis))
+        return;
+    int renewed = hgp_ledger_renew (self->ledger, self->log_id);
+    if (renewed == 0) {
+        s_log_retire (self, "its lease expired");
+        return;
+    }
+    int64_t now = zclock_mono ();
+    if (renewed == 1 && now >= self->sweep_at) {
+        //  A slice at a time: the broker must keep hearing from us, and
+        //  requests keep coming
+        self->sweep_at = now + S_SWEEP_MS;
+        hgp_ledger_recover_dead (self->ledger, self->log, self->log_id,
+                                 now + MIN (self->settings.heartbeat / 2,
+                                            S_SLICE_MS));
+    }
+    if (renewed == 1 && now >= self->advance_at) {
+        //  Nothing of ours is outstanding between batches: every event we
+        //  produced is applied, so all of each partition up to now is done
+        self->advance_at = now + S_ADVANCE_MS;
+        for (int p = 0; p < self->partitions; p++) {
+            int64_t low, high;
+            if (hgp_eventlog_offsets (self->log, p, &low, &high,
+                                      S_REGISTER_MS))
+                break;
+            if (high > 0)
+                hgp_ledger_advance (self->ledger, self->log_id, p, high - 1);
+        }
+    }
+}
+
+
+/*  --------------------------------------------------------------------------
+    One pipelined round trip: the increments' script and the reads
+*/
+
+/*  Commands from first on got no reply: the connection broke. prepare:
+    the script was the logged path's step 1, which logs nothing, so its
+    failure is definite. */
 static void
 s_commands_lost (hgp_counter_t *self, size_t count, size_t first,
-                 size_t ncommands, const char *reason)
+                 size_t ncommands, bool prepare, const char *reason)
 {
     for (size_t k = first; k < ncommands; k++) {
         s_command_t *command = &self->commands [k];
+        if (command->kind == S_CMD_INCRS && prepare)
+            s_fail_unlogged (self, count, HGP_STATUS_UNAVAILABLE,
+                             "unavailable", "redis connection broke before"
+                             " the increment was logged; nothing was applied");
+        else
         if (command->kind == S_CMD_INCRS)
             s_fail_pending (self, count, HGP_OP_INCR, HGP_STATUS_TIMEOUT,
                             "timeout", "redis connection broke after the"
@@ -662,13 +552,60 @@ s_commands_lost (hgp_counter_t *self, size_t count, size_t first,
     }
 }
 
+/*  A {code, text} result of a script; false when it is not one */
+static bool
+s_result (redisReply *r, long long *code, const char **text, size_t *len)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2
+    ||  r->element [0]->type != REDIS_REPLY_INTEGER
+    ||  (r->element [1]->type != REDIS_REPLY_STRING
+      && r->element [1]->type != REDIS_REPLY_NIL))
+        return false;
+    *code = r->element [0]->integer;
+    *text = r->element [1]->type == REDIS_REPLY_STRING ? r->element [1]->str
+                                                        : "";
+    *len = r->element [1]->type == REDIS_REPLY_STRING ? r->element [1]->len : 0;
+    return true;
+}
+
+/*  A value in a script result; false (item failed 504) if it is not an
+    integer: applied or not, we cannot say to what */
+static bool
+s_result_value (s_item_t *item, const char *text, size_t len, int64_t *value)
+{
+    if (hgp_redis_int64 (text, len, value) == 0)
+        return true;
+    zsys_error ("redis: non-integer counter value for %s", item->request.id);
+    s_item_fail (item, HGP_STATUS_TIMEOUT, "timeout",
+                 "redis holds a value that is not an integer; outcome unknown");
+    return false;
+}
+
+/*  Redis refused a write before it changed anything */
+static void
+s_item_refused (s_item_t *item, const char *text, size_t len)
+{
+    if (hgp_redis_unavailable (text))
+        s_item_fail (item, HGP_STATUS_UNAVAILABLE, "unavailable",
+                     "redis refused the write: %.*s", (int) len, text);
+    else {
+        zsys_error ("redis: refused %s: %.*s", item->request.id, (int) len,
+                    text);
+        s_item_fail (item, HGP_STATUS_INTERNAL, "internal",
+                     "redis refused the increment: %.*s", (int) len, text);
+    }
+}
+
+/*  One result of the plain script */
 static void
 s_incr_result (hgp_counter_t *self, s_item_t *item, redisReply *result)
 {
     hgp_request_t *req = &item->request;
-    if (result->type != REDIS_REPLY_ARRAY || result->elements != 2
-    ||  result->element [0]->type != REDIS_REPLY_INTEGER
-    ||  result->element [1]->type != REDIS_REPLY_STRING) {
+    long long code;
+    const char *text;
+    size_t len;
+    int64_t value;
+    if (!s_result (result, &code, &text, &len)) {
         zsys_error ("redis: counter script gave a malformed result for %s",
                     req->id);
         s_item_fail (item, HGP_STATUS_TIMEOUT, "timeout",
@@ -676,21 +613,12 @@ s_incr_result (hgp_counter_t *self, s_item_t *item, redisReply *result)
                      " retry with the same id");
         return;
     }
-    long long code = result->element [0]->integer;
-    const char *text = result->element [1]->str;
-    size_t len = result->element [1]->len;
-    int64_t value;
     switch (code) {
         case 0:
         case 1:
-            if (s_parse_int64 (text, len, &value) == 0)
+            if (s_result_value (item, text, len, &value)) {
                 s_item_value (item, value, code == 1);
-            else {
-                //  Applied, but we cannot say to what: not definite
-                zsys_error ("redis: non-integer counter value for %s", req->id);
-                s_item_fail (item, HGP_STATUS_TIMEOUT, "timeout",
-                             "redis holds a value that is not an integer;"
-                             " outcome unknown");
+                item->value = value;
             }
             break;
         case -1:
@@ -705,16 +633,13 @@ s_incr_result (hgp_counter_t *self, s_item_t *item, redisReply *result)
                          req->key.counter_type, req->delta);
             break;
         case -3:
-            //  INCRBY (or the record GET) refused: nothing changed
-            if (s_store_unavailable (text))
-                s_item_fail (item, HGP_STATUS_UNAVAILABLE, "unavailable",
-                             "redis refused the write: %.*s", (int) len, text);
-            else {
-                zsys_error ("redis: refused %s: %.*s", req->id, (int) len, text);
-                s_item_fail (item, HGP_STATUS_INTERNAL, "internal",
-                             "redis refused the increment: %.*s",
-                             (int) len, text);
-            }
+            s_item_refused (item, text, len);
+            break;
+        case 2:
+            s_item_fail (item, HGP_STATUS_TIMEOUT, "timeout",
+                         "an attempt of %s by actor %.*s is in the event log"
+                         " and not applied yet; retry with the same id",
+                         req->id, (int) len, text);
             break;
         default:
             zsys_error ("redis: counter script gave code %lld for %s",
@@ -725,20 +650,102 @@ s_incr_result (hgp_counter_t *self, s_item_t *item, redisReply *result)
     }
 }
 
+/*  The id of item j appeared earlier in the batch: its answer follows the
+    earlier one's */
+static int
+s_earlier (hgp_counter_t *self, size_t j)
+{
+    for (size_t k = 0; k < j; k++) {
+        s_item_t *other = &self->items [self->incrs [k]];
+        if (streq (other->request.id, self->items [self->incrs [j]].request.id))
+            return (int) self->incrs [k];
+    }
+    return -1;
+}
+
+/*  One result of the prepare script */
+static void
+s_prepare_result (hgp_counter_t *self, size_t j, redisReply *result)
+{
+    s_item_t *item = &self->items [self->incrs [j]];
+    hgp_request_t *req = &item->request;
+    long long code;
+    const char *text;
+    size_t len;
+    int64_t value;
+    if (!s_result (result, &code, &text, &len)) {
+        //  Step 1 logs nothing: whatever it did, nothing gets applied
+        zsys_error ("redis: prepare script gave a malformed result for %s",
+                    req->id);
+        s_item_fail (item, HGP_STATUS_INTERNAL, "internal",
+                     "redis gave an unexpected answer; nothing was applied");
+        return;
+    }
+    switch (code) {
+        case 3:
+            item->link = s_earlier (self, j);
+            if (item->link >= 0)
+                break;              //  answered with the earlier one
+            if (zhashx_lookup (self->limbo, req->id)) {
+                s_item_fail (item, HGP_STATUS_TIMEOUT, "timeout",
+                             "an earlier attempt of %s was logged and is not"
+                             " settled yet; retry with the same id", req->id);
+                break;
+            }
+            //  Our pending record of an attempt we never logged: go on
+            //  fall through
+        case 0:
+            if (s_result_value (item, text, len, &value)) {
+                item->value = value;
+                item->logging = true;
+            }
+            break;
+        case 1:
+            if (s_result_value (item, text, len, &value))
+                s_item_value (item, value, true);
+            break;
+        case -1:
+            s_item_fail (item, HGP_STATUS_CONFLICT, "id_conflict",
+                         "id %s was already used for a different key or"
+                         " delta", req->id);
+            break;
+        case 2:
+            s_item_fail (item, HGP_STATUS_TIMEOUT, "timeout",
+                         "an attempt of %s is in progress at counter %.*s;"
+                         " retry with the same id", req->id, (int) len, text);
+            break;
+        case 5:
+            s_item_fail (item, HGP_STATUS_TIMEOUT, "timeout",
+                         "an attempt of %s by counter %.*s, which died, is"
+                         " being recovered from the event log; retry with the"
+                         " same id", req->id, (int) len, text);
+            break;
+        case -3:
+            s_item_refused (item, text, len);
+            break;
+        default:
+            zsys_error ("redis: prepare script gave code %lld for %s",
+                        code, req->id);
+            s_item_fail (item, HGP_STATUS_INTERNAL, "internal",
+                         "redis gave an unexpected answer; nothing was"
+                         " applied");
+    }
+}
+
 /*  The EVALSHA reply; true when it was NOSCRIPT (incrs left pending) */
 static bool
 s_incrs_result (hgp_counter_t *self, size_t count, size_t nincrs,
-                redisReply *reply)
+                bool prepare, redisReply *reply)
 {
     if (reply->type == REDIS_REPLY_ERROR) {
         if (strncmp (reply->str, "NOSCRIPT", 8) == 0)
             return true;
-        if (s_script_refused (reply->str)) {
+        if (prepare || hgp_redis_refused (reply->str)) {
             char message [HGP_MESSAGE_MAX + 1];
-            snprintf (message, sizeof message, "redis refused the write: %s",
-                      reply->str);
-            s_fail_pending (self, count, HGP_OP_INCR, HGP_STATUS_UNAVAILABLE,
-                            "unavailable", message);
+            snprintf (message, sizeof message, "redis refused the write: %s;"
+                      " nothing was applied", reply->str);
+            s_fail_unlogged (self, count, HGP_STATUS_UNAVAILABLE,
+                             "unavailable", message);
         }
         else {
             zsys_error ("redis: counter script failed: %s", reply->str);
@@ -748,18 +755,35 @@ s_incrs_result (hgp_counter_t *self, size_t count, size_t nincrs,
         }
         return false;
     }
+    if (prepare && reply->type == REDIS_REPLY_INTEGER && reply->integer == -9) {
+        //  Our lease expired (we stalled, or Redis lost it): a new identity
+        self->retire = true;
+        s_fail_unlogged (self, count, HGP_STATUS_UNAVAILABLE,
+                         "log_unavailable", "the counter is renewing its"
+                         " event-log identity; nothing was applied");
+        return false;
+    }
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != nincrs) {
         zsys_error ("redis: counter script gave a reply of type %d, %zu"
                     " elements for %zu increments", reply->type,
                     reply->elements, nincrs);
-        s_fail_pending (self, count, HGP_OP_INCR, HGP_STATUS_TIMEOUT, "timeout",
-                        "redis gave an unexpected answer; outcome unknown,"
-                        " retry with the same id");
+        if (prepare)
+            s_fail_unlogged (self, count, HGP_STATUS_INTERNAL, "internal",
+                             "redis gave an unexpected answer; nothing was"
+                             " applied");
+        else
+            s_fail_pending (self, count, HGP_OP_INCR, HGP_STATUS_TIMEOUT,
+                            "timeout", "redis gave an unexpected answer;"
+                            " outcome unknown, retry with the same id");
         return false;
     }
-    for (size_t j = 0; j < nincrs; j++)
-        s_incr_result (self, &self->items [self->incrs [j]],
-                       reply->element [j]);
+    for (size_t j = 0; j < nincrs; j++) {
+        if (prepare)
+            s_prepare_result (self, j, reply->element [j]);
+        else
+            s_incr_result (self, &self->items [self->incrs [j]],
+                           reply->element [j]);
+    }
     return false;
 }
 
@@ -771,10 +795,10 @@ s_get_result (s_item_t *item, redisReply *reply)
         s_item_value (item, 0, false);
     else
     if (reply->type == REDIS_REPLY_STRING
-    &&  s_parse_int64 (reply->str, reply->len, &value) == 0)
+    &&  hgp_redis_int64 (reply->str, reply->len, &value) == 0)
         s_item_value (item, value, false);
     else
-    if (reply->type == REDIS_REPLY_ERROR && s_store_unavailable (reply->str))
+    if (reply->type == REDIS_REPLY_ERROR && hgp_redis_unavailable (reply->str))
         s_item_fail (item, HGP_STATUS_UNAVAILABLE, "unavailable",
                      "redis refused the read: %s", reply->str);
     else
@@ -787,7 +811,7 @@ s_mget_result (s_item_t *item, redisReply *reply)
 {
     hgp_request_t *req = &item->request;
     if (reply->type == REDIS_REPLY_ERROR) {
-        if (s_store_unavailable (reply->str))
+        if (hgp_redis_unavailable (reply->str))
             s_item_fail (item, HGP_STATUS_UNAVAILABLE, "unavailable",
                          "redis refused the read: %s", reply->str);
         else
@@ -808,7 +832,7 @@ s_mget_result (s_item_t *item, redisReply *reply)
             values [k] = 0;
         else
         if (element->type != REDIS_REPLY_STRING
-        ||  s_parse_int64 (element->str, element->len, &values [k])) {
+        ||  hgp_redis_int64 (element->str, element->len, &values [k])) {
             free (values);
             s_item_fail (item, HGP_STATUS_INTERNAL, "internal",
                          "the counter %s/%s does not hold an integer",
@@ -826,11 +850,11 @@ s_mget_result (s_item_t *item, redisReply *reply)
 static bool
 s_append (hgp_counter_t *self, int argc)
 {
-    if (redisAppendCommandArgv (self->redis, argc, self->argv,
-                                self->argvlen) == REDIS_OK)
+    redisContext *c = hgp_redis_context (self->redis);
+    if (redisAppendCommandArgv (c, argc, self->argv, self->argvlen) == REDIS_OK)
         return true;
-    zsys_error ("redis: cannot buffer a command: %s", self->redis->errstr);
-    s_redis_drop (self, "out of memory");
+    zsys_error ("redis: cannot buffer a command: %s", c->errstr);
+    hgp_redis_drop (self->redis, "out of memory");
     return false;
 }
 
@@ -842,32 +866,46 @@ s_arg (hgp_counter_t *self, int *argc, const char *arg, size_t len)
     (*argc)++;
 }
 
-/*  Send every pending incr (one EVALSHA) and, if with_reads, every pending
-    read, then read the answers. Returns true if the EVALSHA got NOSCRIPT:
-    those incrs were not run and are still pending. */
+/*  Send every pending incr (one EVALSHA of the plain or the prepare
+    script) and, if with_reads, every pending read, then read the answers.
+    Returns true if the EVALSHA got NOSCRIPT: those incrs were not run and
+    are still pending. */
 static bool
-s_round_trip (hgp_counter_t *self, size_t count, bool with_reads)
+s_round_trip (hgp_counter_t *self, size_t count, bool with_reads,
+              bool prepare)
 {
-    assert (self->redis);
+    assert (hgp_redis_context (self->redis));
     size_t ncommands = 0;
     size_t nincrs = 0;
     for (size_t i = 0; i < count; i++)
         if (!self->items [i].done && self->items [i].request.op == HGP_OP_INCR)
             self->incrs [nincrs++] = i;
 
+    char numkeys [24];
+    char lease [HGP_ID_MAX + 16];
     if (nincrs) {
-        char numkeys [24];
-        snprintf (numkeys, sizeof numkeys, "%zu", nincrs * 2);
         int argc = 0;
         s_arg (self, &argc, "EVALSHA", 7);
-        s_arg (self, &argc, self->sha, 40);
+        int script = prepare ? self->prepare_script : self->incr_script;
+        s_arg (self, &argc, hgp_redis_sha (self->redis, script), 40);
+        snprintf (numkeys, sizeof numkeys, "%zu", nincrs * 2 + (prepare ? 2 : 0));
         s_arg (self, &argc, numkeys, strlen (numkeys));
+        if (prepare) {
+            snprintf (lease, sizeof lease, "hgp:lease:%s", self->log_id);
+            s_arg (self, &argc, "hgp:actors", 10);
+            s_arg (self, &argc, lease, strlen (lease));
+        }
         for (size_t j = 0; j < nincrs; j++) {
             s_item_t *item = &self->items [self->incrs [j]];
             s_arg (self, &argc, item->counter_key, strlen (item->counter_key));
             s_arg (self, &argc, item->record_key, strlen (item->record_key));
         }
-        s_arg (self, &argc, self->ttl, strlen (self->ttl));
+        const char *ttl = hgp_ledger_ttl (self->ledger);
+        if (prepare) {
+            s_arg (self, &argc, self->log_id, strlen (self->log_id));
+            s_arg (self, &argc, self->lease_ms, strlen (self->lease_ms));
+        }
+        s_arg (self, &argc, ttl, strlen (ttl));
         for (size_t j = 0; j < nincrs; j++) {
             s_item_t *item = &self->items [self->incrs [j]];
             s_arg (self, &argc, item->delta, strlen (item->delta));
@@ -904,20 +942,21 @@ s_round_trip (hgp_counter_t *self, size_t count, bool with_reads)
     }
 
     bool noscript = false;
+    redisContext *c = hgp_redis_context (self->redis);
     for (size_t k = 0; k < ncommands; k++) {
         redisReply *reply = NULL;
-        if (redisGetReply (self->redis, (void **) &reply) != REDIS_OK) {
+        if (redisGetReply (c, (void **) &reply) != REDIS_OK) {
             char reason [128];
-            snprintf (reason, sizeof reason, "%s", s_redis_why (self->redis));
+            snprintf (reason, sizeof reason, "%s", hgp_redis_why (c));
             if (reply)
                 freeReplyObject (reply);
-            s_commands_lost (self, count, k, ncommands, reason);
-            s_redis_drop (self, reason);
+            s_commands_lost (self, count, k, ncommands, prepare, reason);
+            hgp_redis_drop (self->redis, reason);
             return noscript;
         }
         s_command_t *command = &self->commands [k];
         if (command->kind == S_CMD_INCRS)
-            noscript = s_incrs_result (self, count, nincrs, reply);
+            noscript = s_incrs_result (self, count, nincrs, prepare, reply);
         else
         if (command->kind == S_CMD_GET)
             s_get_result (&self->items [command->item], reply);
@@ -926,6 +965,228 @@ s_round_trip (hgp_counter_t *self, size_t count, bool with_reads)
         freeReplyObject (reply);
     }
     return noscript;
+}
+
+/*  Step 1 and the reads (or the plain path), reloading the scripts once
+    if Redis lost them */
+static void
+s_redis_batch (hgp_counter_t *self, size_t count, bool prepare)
+{
+    if (s_round_trip (self, count, true, prepare)) {
+        //  NOSCRIPT: the server lost our scripts (SCRIPT FLUSH, failover)
+        //  and ran nothing, so loading them and sending again is safe
+        zsys_warning ("redis: counter script missing (NOSCRIPT), loading it"
+                      " again");
+        if (hgp_redis_reload (self->redis) == 0)
+            s_round_trip (self, count, false, prepare);
+    }
+}
+
+
+/*  --------------------------------------------------------------------------
+    The logged path: steps 2 to 4
+*/
+
+/*  The values the events will carry: the counter as the prepare script
+    read it, plus the earlier increments of this batch on the same key */
+static void
+s_predict (hgp_counter_t *self, size_t count)
+{
+    zhashx_purge (self->latest);
+    for (size_t i = 0; i < count; i++) {
+        s_item_t *item = &self->items [i];
+        if (!item->logging)
+            continue;
+        s_item_t *before = (s_item_t *) zhashx_lookup (self->latest,
+                                                       item->counter_key);
+        int64_t base = before ? before->value : item->value;
+        if (__builtin_add_overflow (base, item->request.delta, &item->value)) {
+            item->logging = false;
+            item->release = true;
+            s_item_fail (item, HGP_STATUS_BAD_REQUEST, "overflow",
+                         "%s/%s %+" PRId64 " would leave the signed 64-bit"
+                         " range; nothing changed",
+                         item->request.key.resource_id,
+                         item->request.key.counter_type, item->request.delta);
+            continue;
+        }
+        zhashx_update (self->latest, item->counter_key, item);
+    }
+}
+
+/*  An event we logged and could not apply or settle: answered 504, and
+    our identity must go so that recovery applies it from the log */
+static void
+s_limbo (hgp_counter_t *self, s_item_t *item, const char *why)
+{
+    zhashx_insert (self->limbo, item->request.id, (void *) 1);
+    self->retire = true;
+    if (!item->done)
+        s_item_fail (item, HGP_STATUS_TIMEOUT, "timeout", "%s; outcome unknown,"
+                     " retry with the same id", why);
+}
+
+static void
+s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
+{
+    s_predict (self, count);
+    //  Our lease was renewed when step 1 was sent. If we stalled so long
+    //  since that it may have expired, another actor may be recovering
+    //  us: produce nothing under this identity
+    int64_t now = zclock_mono ();
+    bool stale = now - prepared_at > self->settings.lease / 2;
+    int64_t wait = hgp_eventlog_timeout (self->log);
+    size_t produced = 0;
+    for (size_t i = 0; i < count; i++) {
+        s_item_t *item = &self->items [i];
+        if (!item->logging)
+            continue;
+        if (stale) {
+            item->logging = false;
+            item->release = true;
+            s_item_fail (item, HGP_STATUS_UNAVAILABLE, "log_unavailable",
+                         "the counter stalled before logging; nothing was"
+                         " applied");
+            continue;
+        }
+        hgp_event_t event;
+        memset (&event, 0, sizeof event);
+        memcpy (event.id, item->request.id, sizeof event.id);
+        event.key = item->request.key;
+        event.delta = item->request.delta;
+        memcpy (event.user_id, item->request.user_id, sizeof event.user_id);
+        event.value = item->value;
+        event.ts = (uint64_t) zclock_time ();
+        memcpy (event.actor, self->log_id, sizeof event.actor);
+        if (hgp_eventlog_produce (self->log, &event, item->counter_key,
+                                  strlen (item->counter_key), &item->delivery))
+            continue;               //  delivery says not persisted
+        produced++;
+        wait = MIN (wait, item->work.deadline - now - 20);
+    }
+    if (stale)
+        self->retire = true;
+    //  Wait for Kafka, but never so long that the broker takes our silence
+    //  for death
+    wait = MAX (wait, 200);
+    wait = MIN (wait, self->settings.heartbeat * self->settings.liveness / 2);
+    if (produced)
+        hgp_eventlog_wait (self->log, (int) wait);
+
+    //  Step 3: apply what is in the log, release what surely is not
+    size_t napplies = 0;
+    size_t unsent = 0, sent = 0;
+    for (size_t i = 0; i < count; i++) {
+        s_item_t *item = &self->items [i];
+        if (item->logging) {
+            if (item->delivery.status == HGP_LOG_NOT_PERSISTED) {
+                item->logging = false;
+                item->release = true;
+                unsent++;
+                s_item_fail (item, HGP_STATUS_UNAVAILABLE, "log_unavailable",
+                             "the event log (kafka at %s) did not take the"
+                             " event: %s; nothing was applied",
+                             hgp_eventlog_brokers (self->log),
+                             item->delivery.error);
+            }
+            else
+            if (item->delivery.status != HGP_LOG_PERSISTED) {
+                item->logging = false;
+                sent++;
+                s_limbo (self, item, "the event log did not confirm the"
+                         " event in time");
+            }
+            else
+                sent++;
+        }
+        if (item->logging || item->release) {
+            hgp_ledger_item_t *a = &self->applies [napplies++];
+            memset (a, 0, sizeof *a);
+            memcpy (a->counter_key, item->counter_key, sizeof a->counter_key);
+            memcpy (a->record_key, item->record_key, sizeof a->record_key);
+            memcpy (a->delta, item->delta, sizeof a->delta);
+            a->partition = item->logging ? item->delivery.partition : -1;
+            a->offset = item->logging ? item->delivery.offset : -1;
+            a->release = item->release;
+        }
+    }
+    //  Kafka took none of them: do not make the next batches wait for it
+    //  too, answer them at once for a while
+    if (unsent && !sent)
+        self->log_paused_until = zclock_mono () + S_LOG_PAUSE_MS;
+    if (self->settings.crash_after_log && sent) {
+        //  Fault injection for tests: die with events logged and not
+        //  applied, as a kill -9 at the worst moment would
+        zsys_warning ("counter: crash_after_log is set; exiting now");
+        _exit (70);
+    }
+    if (napplies == 0)
+        return;
+    char reason [256];
+    int rc = hgp_ledger_apply (self->ledger, self->log_id, self->applies,
+                               napplies, reason, sizeof reason);
+    size_t a = 0;
+    for (size_t i = 0; i < count; i++) {
+        s_item_t *item = &self->items [i];
+        if (!item->logging && !item->release)
+            continue;
+        hgp_ledger_item_t *result = &self->applies [a++];
+        if (item->release)
+            continue;               //  answered already; a failed release
+                                    //  leaves a record we take over later
+        if (rc)
+            s_limbo (self, item, rc > 0 ? "the event is logged but redis did"
+                     " not apply it yet" : "the event is logged and redis"
+                     " did not confirm applying it");
+        else
+        if (result->code == HGP_LEDGER_APPLIED
+        ||  result->code == HGP_LEDGER_ALREADY)
+            s_item_value (item, result->value, false);
+        else
+        if (result->code == HGP_LEDGER_REFUSED)
+            s_limbo (self, item, "the event is logged but redis refused to"
+                     " apply it yet");
+        else {
+            //  Logged, and never applicable: a second writer moved the
+            //  counter between our prepare and apply
+            zsys_error ("counter: event %s at [%d] %" PRId64 " cannot be"
+                        " applied: %s", item->request.id, result->partition,
+                        result->offset, result->code == HGP_LEDGER_OVERFLOW
+                        ? result->text : "id conflict");
+            s_item_fail (item, HGP_STATUS_INTERNAL, "internal",
+                         "the increment was logged but cannot be applied");
+        }
+    }
+    if (rc)
+        zsys_warning ("counter: a logged batch was not applied: %s", reason);
+}
+
+/*  After the plain path: the events of what was applied now, produced
+    without waiting (fire-and-forget) */
+static void
+s_log_async (hgp_counter_t *self, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        s_item_t *item = &self->items [i];
+        if (item->request.op != HGP_OP_INCR || !item->done
+        ||  item->reply.error.status != HGP_STATUS_OK || item->reply.replayed)
+            continue;
+        hgp_event_t event;
+        memset (&event, 0, sizeof event);
+        memcpy (event.id, item->request.id, sizeof event.id);
+        event.key = item->request.key;
+        event.delta = item->request.delta;
+        memcpy (event.user_id, item->request.user_id, sizeof event.user_id);
+        event.value = item->reply.value;
+        event.ts = (uint64_t) zclock_time ();
+        memcpy (event.actor, self->actor_id, sizeof event.actor);
+        hgp_eventlog_produce (self->log, &event, item->counter_key,
+                              strlen (item->counter_key), NULL);
+    }
+    int lost = hgp_eventlog_wait (self->log, 0);
+    if (lost)
+        zsys_warning ("counter: %d events did not reach the log (event_log"
+                      " is async: nothing waits for them)", lost);
 }
 
 
@@ -939,9 +1200,28 @@ s_expire (hgp_counter_t *self, size_t count)
     int64_t now = zclock_mono ();
     for (size_t i = 0; i < count; i++) {
         s_item_t *item = &self->items [i];
-        if (!item->done && now >= item->deadline)
+        if (!item->done && now >= item->work.deadline)
             s_item_fail (item, HGP_STATUS_TIMEOUT, "timeout",
                          "the budget ran out before the counter started it");
+    }
+}
+
+/*  Items answered like an earlier one with the same id */
+static void
+s_links (hgp_counter_t *self, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        s_item_t *item = &self->items [i];
+        if (item->link < 0 || item->done)
+            continue;
+        s_item_t *first = &self->items [item->link];
+        assert (first->done);
+        if (first->reply.error.status == HGP_STATUS_OK)
+            s_item_value (item, first->reply.value, true);
+        else
+            s_item_fail (item, first->reply.error.status,
+                         first->reply.error.code, "%s",
+                         first->reply.error.message);
     }
 }
 
@@ -949,9 +1229,12 @@ static void
 s_batch_apply (hgp_counter_t *self, size_t count)
 {
     s_expire (self, count);
-    size_t pending = 0;
+    size_t pending = 0, nincrs = 0;
     for (size_t i = 0; i < count; i++) {
         s_item_t *item = &self->items [i];
+        item->link = -1;
+        item->logging = false;
+        item->release = false;
         if (item->done)
             continue;
         hgp_request_t *req = &item->request;
@@ -961,6 +1244,7 @@ s_batch_apply (hgp_counter_t *self, size_t count)
                                      sizeof item->record_key);
                 snprintf (item->delta, sizeof item->delta, "%" PRId64,
                           req->delta);
+                nincrs++;
                 //  fall through
             case HGP_OP_GET:
                 hgp_keyspace_counter (&req->key, item->counter_key,
@@ -974,7 +1258,7 @@ s_batch_apply (hgp_counter_t *self, size_t count)
                 break;
             default:
                 s_item_fail (item, HGP_STATUS_INTERNAL, "internal",
-                             "op %s is answered by the broker, not a counter",
+                             "op %s is not served by a counter actor",
                              hgp_op_name (req->op));
         }
     }
@@ -982,30 +1266,46 @@ s_batch_apply (hgp_counter_t *self, size_t count)
         return;
 
     char message [HGP_MESSAGE_MAX + 1];
-    if (s_redis_ready (self)) {
+    if (!hgp_redis_ready (self->redis, true)) {
         snprintf (message, sizeof message, "the counter cannot reach redis at"
-                  " %s:%d; nothing was applied", self->settings.redis_host,
-                  self->settings.redis_port);
+                  " %s; nothing was applied", hgp_redis_address (self->redis));
+        s_fail_unlogged (self, count, HGP_STATUS_UNAVAILABLE, "unavailable",
+                         message);
         s_fail_pending (self, count, HGP_OP_NONE, HGP_STATUS_UNAVAILABLE,
                         "unavailable", message);
         return;
     }
-    s_expire (self, count);             //  connecting may have taken a while
-    if (s_round_trip (self, count, true)) {
-        //  NOSCRIPT: the server lost our script (SCRIPT FLUSH, failover)
-        //  and ran nothing, so loading it and sending again is safe
-        zsys_warning ("redis: counter script missing (NOSCRIPT), loading it"
-                      " again");
-        if (s_redis_reload_script (self) == 0) {
-            s_expire (self, count);
-            s_round_trip (self, count, false);
+    bool sync = self->settings.log_mode == S_LOG_SYNC;
+    if (sync && nincrs) {
+        //  Not registered yet, or Kafka just failed a whole batch: nothing
+        //  can be logged, so nothing is tried
+        if (!self->registered || self->retire
+        ||  zclock_mono () < self->log_paused_until) {
+            snprintf (message, sizeof message, "the event log (kafka at %s) is"
+                      " unavailable%s%s; nothing was applied",
+                      hgp_eventlog_brokers (self->log),
+                      hgp_eventlog_error (self->log) [0] ? ": " : "",
+                      hgp_eventlog_error (self->log));
+            s_fail_unlogged (self, count, HGP_STATUS_UNAVAILABLE,
+                             "log_unavailable", message);
         }
     }
+    s_expire (self, count);             //  connecting may have taken a while
+    int64_t prepared_at = zclock_mono ();
+    s_redis_batch (self, count, sync);
+    if (sync)
+        s_log_batch (self, count, prepared_at);
+    else
+    if (self->settings.log_mode == S_LOG_ASYNC)
+        s_log_async (self, count);
+    s_links (self, count);
     //  Whatever is still pending was never sent (no connection, or
     //  NOSCRIPT twice): surely not applied
-    snprintf (message, sizeof message, "the counter lost redis at %s:%d"
+    snprintf (message, sizeof message, "the counter lost redis at %s"
               " before sending; nothing was applied",
-              self->settings.redis_host, self->settings.redis_port);
+              hgp_redis_address (self->redis));
+    s_fail_unlogged (self, count, HGP_STATUS_UNAVAILABLE, "unavailable",
+                     message);
     s_fail_pending (self, count, HGP_OP_NONE, HGP_STATUS_UNAVAILABLE,
                     "unavailable", message);
 }
@@ -1013,31 +1313,6 @@ s_batch_apply (hgp_counter_t *self, size_t count)
 /*  --------------------------------------------------------------------------
     Broker links
 */
-
-static void
-s_link_send (s_link_t *link, uint8_t command, const void *a, size_t asize,
-             const void *b, size_t bsize)
-{
-    struct { const void *data; size_t size; } frames [4] = {
-        { HGP_PROTO_ACTOR, strlen (HGP_PROTO_ACTOR) },
-        { &command, 1 },
-        { a, asize },
-        { b, bsize }
-    };
-    size_t nframes = b ? 4 : a ? 3 : 2;
-    void *socket = zsock_resolve (link->dealer);
-    for (size_t i = 0; i < nframes; i++) {
-        int flags = ZMQ_DONTWAIT | (i + 1 < nframes ? ZMQ_SNDMORE : 0);
-        if (zmq_send (socket, frames [i].data, frames [i].size, flags) == -1) {
-            //  Only the first frame can fail (high-water mark): the broker
-            //  is not reading. It answers 504 for a lost REPLY.
-            zsys_warning ("broker %s: cannot send command %d: %s",
-                          link->endpoint, command,
-                          zmq_strerror (zmq_errno ()));
-            return;
-        }
-    }
-}
 
 static void
 s_batch_reply (hgp_counter_t *self, size_t count)
@@ -1064,263 +1339,61 @@ s_batch_reply (hgp_counter_t *self, size_t count)
             int rc = hgp_reply_encode_error (item->reply.id, &error, &self->buf);
             assert (rc == 0);
         }
-        s_link_send (item->link, HGP_CMD_REPLY, item->token,
-                     sizeof item->token, self->buf.data, self->buf.size);
-        item->link->served++;
+        hgp_worker_reply (self->worker, &item->work, self->buf.data,
+                          self->buf.size);
         hgp_request_clear (&item->request);
         hgp_reply_clear (&item->reply);
     }
 }
 
-/*  Take a REQUEST into item; false if it cannot even be answered */
-static bool
-s_item_accept (s_item_t *item, s_link_t *link, zmsg_t *msg)
+/*  Take a REQUEST into item */
+static void
+s_item_accept (s_item_t *item, const hgp_work_t *work)
 {
-    item->link = link;
-    zframe_t *token = zmsg_next (msg);
-    zframe_t *budget = zmsg_next (msg);
-    zframe_t *body = zmsg_next (msg);
-    if (!token || zframe_size (token) != sizeof item->token) {
-        //  No token, no way to answer: the broker times it out (504)
-        zsys_warning ("broker: dropped a REQUEST without an 8-byte token");
-        return false;
-    }
-    memcpy (item->token, zframe_data (token), sizeof item->token);
+    item->work = *work;
+    item->work.body = NULL;             //  valid only until the next recv
+    item->work.size = 0;
     hgp_request_init (&item->request);
     hgp_reply_init (&item->reply);
     item->done = false;
-    if (!budget || zframe_size (budget) != 4 || !body || zmsg_next (msg)) {
+    if (!work->body) {
         s_item_fail (item, HGP_STATUS_BAD_REQUEST, "malformed",
                      "a REQUEST has 5 frames: %s, 0x02, token, budget (4"
                      " bytes), body", HGP_PROTO_ACTOR);
-        return true;
+        return;
     }
-    const uint8_t *b = zframe_data (budget);
-    uint32_t ms = (uint32_t) b [0] << 24 | (uint32_t) b [1] << 16
-                | (uint32_t) b [2] << 8 | (uint32_t) b [3];
-    item->deadline = zclock_mono () + ms;
     hgp_error_t error;
-    int rc = hgp_request_decode (&item->request, zframe_data (body),
-                                 zframe_size (body), &error);
+    int rc = hgp_request_decode (&item->request, work->body, work->size,
+                                 &error);
     if (hgp_id_valid (item->request.id, strlen (item->request.id)))
         memcpy (item->reply.id, item->request.id, sizeof item->reply.id);
     if (rc) {
         item->reply.error = error;
         item->done = true;
     }
-    return true;
 }
 
-
-/*  A fresh DEALER to the link's broker, and READY on it */
+/*  Drain what the brokers sent, up to one batch, and serve it. The worker
+    drains its links in turn from a rotating start, so a busy broker cannot
+    starve another of batch slots; a batch mixes brokers, each reply goes
+    back on its own link. */
 static void
-s_link_connect (hgp_counter_t *self, s_link_t *link)
-{
-    zsock_destroy (&link->dealer);
-    link->dealer = zsock_new (ZMQ_DEALER);
-    assert (link->dealer);
-    //  The broker holds at most capacity requests here; room for their
-    //  replies and heartbeats on top
-    int hwm = (int) self->settings.capacity + 1000;
-    zsock_set_sndhwm (link->dealer, hwm);
-    zsock_set_rcvhwm (link->dealer, hwm);
-    zsock_set_rcvtimeo (link->dealer, 0);       //  we only read when ready
-    zsock_set_linger (link->dealer, 0);
-    if (zsock_connect (link->dealer, "%s", link->endpoint) == -1)
-        //  hgp_counter_config_check tried the static one; a beaconed one
-        //  is tcp://address:port built by discovery. Keep the link: its
-        //  expiry tries again, and the log says why.
-        zsys_error ("broker %s: cannot connect: %s", link->endpoint,
-                    zmq_strerror (zmq_errno ()));
-
-    hgp_ready_t ready;
-    memset (&ready, 0, sizeof ready);
-    snprintf (ready.service, sizeof ready.service, "%s", S_SERVICE);
-    snprintf (ready.actor_id, sizeof ready.actor_id, "%s", self->actor_id);
-    ready.capacity = (uint32_t) self->settings.capacity;
-    self->buf.size = 0;
-    int rc = hgp_ready_encode (&ready, &self->buf);
-    assert (rc == 0);
-    s_link_send (link, HGP_CMD_READY, self->buf.data, self->buf.size,
-                 NULL, 0);
-    int64_t now = zclock_mono ();
-    link->heartbeat_at = now + self->settings.heartbeat;
-    link->expiry_at = now + self->settings.heartbeat * self->settings.liveness;
-    link->restart = false;
-}
-
-static s_link_t *
-s_link_lookup (hgp_counter_t *self, const char *broker_id)
-{
-    for (size_t i = 0; i < self->nlinks; i++)
-        if (streq (self->links [i]->broker_id, broker_id))
-            return self->links [i];
-    return NULL;
-}
-
-static void
-s_link_add (hgp_counter_t *self, const char *broker_id, const char *endpoint)
-{
-    if (self->nlinks == S_LINKS_MAX) {
-        zsys_warning ("broker %s at %s: not served, %d brokers already",
-                      broker_id, endpoint, S_LINKS_MAX);
-        return;
-    }
-    s_link_t *link = (s_link_t *) zmalloc (sizeof (s_link_t));
-    assert (link);
-    snprintf (link->broker_id, sizeof link->broker_id, "%s", broker_id);
-    link->endpoint = strdup (endpoint);
-    assert (link->endpoint);
-    self->links [self->nlinks++] = link;
-    s_link_connect (self, link);
-    zsys_info ("broker %s at %s: serving it (%zu brokers)", broker_id,
-               endpoint, self->nlinks);
-}
-
-//  Close a link; polite tells the broker DISCONNECT first and lets it leave
-static void
-s_link_remove (hgp_counter_t *self, s_link_t *link, bool polite)
-{
-    if (polite) {
-        s_link_send (link, HGP_CMD_DISCONNECT, NULL, 0, NULL, 0);
-        zsock_set_linger (link->dealer,
-                          (int) MIN (self->settings.heartbeat, 1000));
-    }
-    size_t i = 0;
-    while (self->links [i] != link)
-        i++;
-    memmove (&self->links [i], &self->links [i + 1],
-             (self->nlinks - i - 1) * sizeof (s_link_t *));
-    self->nlinks--;
-    zsock_destroy (&link->dealer);
-    free (link->endpoint);
-    free (link);
-}
-
-//  Discovery says a broker joined or left. Evasive brokers keep their
-//  link: our own heartbeats tell whether the broker still talks to us.
-static void
-s_discovery_recv (hgp_counter_t *self)
-{
-    hgp_discovery_event_t event;
-    if (hgp_discovery_event_recv (self->discovery, &event))
-        return;
-    s_link_t *link = s_link_lookup (self, event.broker_id);
-    if (streq (event.kind, "JOIN")) {
-        if (link && streq (link->endpoint, event.actor_endpoint))
-            return;
-        if (link)
-            s_link_remove (self, link, false);
-        s_link_add (self, event.broker_id, event.actor_endpoint);
-    }
-    else
-    if (streq (event.kind, "LEAVE") && link) {
-        zsys_info ("broker %s at %s: %s; %" PRIu64 " replies sent to it,"
-                   " closing the link (%zu brokers left)", link->broker_id,
-                   link->endpoint, event.reason, link->served,
-                   self->nlinks - 1);
-        s_link_remove (self, link, false);
-    }
-}
-
-/*  Drain what the brokers sent, up to one batch, and serve it. Links are
-    drained in turn from a rotating start, so a busy broker cannot starve
-    another of batch slots. */
-static void
-s_links_recv (hgp_counter_t *self, zmq_pollitem_t *items)
+s_links_recv (hgp_counter_t *self)
 {
     size_t count = 0;
     size_t keys = 0;
-    size_t n = self->nlinks;
-    size_t start = self->next_link++;
-    for (size_t k = 0; k < n; k++) {
-        size_t index = (start + k) % n;
-        if (!(items [index].revents & ZMQ_POLLIN))
-            continue;
-        s_link_t *link = self->links [index];
-        while (count < (size_t) self->settings.batch_max
-           &&  keys < S_BATCH_KEYS_MAX && !link->restart) {
-            zmsg_t *msg = zmsg_recv (link->dealer);
-            if (!msg)
-                break;                  //  drained
-            link->expiry_at = zclock_mono ()
-                            + self->settings.heartbeat
-                            * self->settings.liveness;
-            if (link->lost) {
-                zsys_info ("broker %s: heard from it again", link->endpoint);
-                link->lost = false;
-            }
-            zframe_t *signature = zmsg_first (msg);
-            zframe_t *command = zmsg_next (msg);
-            if (!command || !zframe_streq (signature, HGP_PROTO_ACTOR)
-            ||  zframe_size (command) != 1)
-                zsys_warning ("broker %s: dropped a message that is not %s",
-                              link->endpoint, HGP_PROTO_ACTOR);
-            else
-            switch (zframe_data (command) [0]) {
-                case HGP_CMD_REQUEST: {
-                    s_item_t *item = &self->items [count];
-                    if (s_item_accept (item, link, msg)) {
-                        keys += item->request.op == HGP_OP_MGET
-                              ? item->request.nkeys : 1;
-                        count++;
-                    }
-                    break;
-                }
-                case HGP_CMD_HEARTBEAT:
-                    break;
-                case HGP_CMD_DISCONNECT:
-                    link->restart = true;
-                    break;
-                default:
-                    zsys_warning ("broker %s: dropped unknown command %d",
-                                  link->endpoint, zframe_data (command) [0]);
-            }
-            zmsg_destroy (&msg);
-        }
+    hgp_work_t work;
+    while (count < (size_t) self->settings.batch_max
+       &&  keys < S_BATCH_KEYS_MAX && hgp_worker_recv (self->worker, &work)) {
+        s_item_t *item = &self->items [count++];
+        s_item_accept (item, &work);
+        keys += item->request.op == HGP_OP_MGET ? item->request.nkeys : 1;
     }
     if (count) {
         s_batch_apply (self, count);
-        //  On the old socket even after DISCONNECT: the broker drops what
-        //  it no longer wants, and redelivers by id what it wants again
         s_batch_reply (self, count);
     }
-    for (size_t i = 0; i < self->nlinks; i++)
-        if (self->links [i]->restart) {
-            zsys_info ("broker %s: got DISCONNECT, sending READY again",
-                       self->links [i]->endpoint);
-            s_link_connect (self, self->links [i]);
-        }
-}
-
-/*  Heartbeats and silence, per link; returns the earliest time due */
-static int64_t
-s_links_timers (hgp_counter_t *self, int64_t now)
-{
-    s_settings_t *s = &self->settings;
-    int64_t wake = now + s->heartbeat;
-    bool beat = false;
-    for (size_t i = 0; i < self->nlinks; i++) {
-        s_link_t *link = self->links [i];
-        if (now >= link->expiry_at) {
-            if (!link->lost)
-                zsys_warning ("broker %s: silent for %" PRId64 " ms,"
-                              " connecting again", link->endpoint,
-                              s->heartbeat * s->liveness);
-            link->lost = true;
-            s_link_connect (self, link);
-        }
-        if (now >= link->heartbeat_at) {
-            s_link_send (link, HGP_CMD_HEARTBEAT, NULL, 0, NULL, 0);
-            link->heartbeat_at = now + s->heartbeat;
-            beat = true;
-        }
-        wake = MIN (wake, MIN (link->heartbeat_at, link->expiry_at));
-    }
-    //  Notice a lost Redis while idle, so the log tells when
-    if (beat && self->redis && !s_redis_alive (self))
-        s_redis_drop (self, "closed by the server");
-    return wake;
+    hgp_worker_tick (self->worker);
 }
 
 
@@ -1334,27 +1407,40 @@ s_counter_new (zsock_t *pipe, hgp_config_t *config)
     hgp_counter_t *self = (hgp_counter_t *) zmalloc (sizeof (hgp_counter_t));
     assert (self);
     self->pipe = pipe;
+    self->config = config;
     char *error = s_settings_load (config, &self->settings);
+    if (!error)
+        self->redis = hgp_redis_new (config, "counter", &error);
+    if (!error && self->settings.log_mode != S_LOG_OFF)
+        self->log = hgp_eventlog_new (config, "counter", &error);
     if (error)
         zsys_error ("%s", error);
     assert (!error);                    //  main calls hgp_counter_config_check
     hgp_process_random_id (self->actor_id, sizeof self->actor_id);
-    snprintf (self->ttl, sizeof self->ttl, "%" PRId64,
-              self->settings.dedup_ttl);
-    self->redis_retry_delay = S_RETRY_MIN;
-    self->discovery = zactor_new (hgp_discovery_actor, config);
-    assert (self->discovery);
+    self->incr_script = hgp_redis_script (self->redis, s_incr_script);
+    self->prepare_script = hgp_redis_script (self->redis, s_prepare_script);
+    self->ledger = hgp_ledger_new (self->redis, "counter",
+                                   self->settings.dedup_ttl,
+                                   self->settings.lease);
+    snprintf (self->lease_ms, sizeof self->lease_ms, "%" PRId64,
+              self->settings.lease);
+    self->limbo = zhashx_new ();
+    self->latest = zhashx_new ();
+    assert (self->limbo && self->latest);
+    self->register_delay = S_REGISTER_MS;
 
     size_t batch = (size_t) self->settings.batch_max;
     self->items = (s_item_t *) calloc (batch, sizeof (s_item_t));
     self->incrs = (size_t *) calloc (batch, sizeof (size_t));
     self->commands = (s_command_t *) calloc (batch + 1, sizeof (s_command_t));
-    size_t argc = MAX (4 + 3 * batch, 1 + HGP_MGET_MAX);
+    size_t argc = MAX (6 + 3 * batch, 1 + HGP_MGET_MAX);
     self->argv = (const char **) calloc (argc, sizeof (char *));
     self->argvlen = (size_t *) calloc (argc, sizeof (size_t));
     self->keybuf = (char *) malloc (HGP_MGET_MAX * HGP_KEYSPACE_COUNTER_MAX);
+    self->applies = (hgp_ledger_item_t *) calloc (batch,
+                                                  sizeof (hgp_ledger_item_t));
     assert (self->items && self->incrs && self->commands && self->argv
-            && self->argvlen && self->keybuf);
+            && self->argvlen && self->keybuf && self->applies);
     return self;
 }
 
@@ -1364,18 +1450,19 @@ s_counter_destroy (hgp_counter_t **self_p)
     assert (self_p);
     hgp_counter_t *self = *self_p;
     if (self) {
-        while (self->nlinks)
-            s_link_remove (self, self->links [0], false);
-        zactor_destroy (&self->discovery);
-        if (self->redis)
-            redisFree (self->redis);
-        s_settings_clear (&self->settings);
+        hgp_worker_destroy (&self->worker);
+        hgp_ledger_destroy (&self->ledger);
+        hgp_eventlog_destroy (&self->log);
+        hgp_redis_destroy (&self->redis);
+        zhashx_destroy (&self->limbo);
+        zhashx_destroy (&self->latest);
         free (self->items);
         free (self->incrs);
         free (self->commands);
         free (self->argv);
         free (self->argvlen);
         free (self->keybuf);
+        free (self->applies);
         hgp_buf_clear (&self->buf);
         free (self);
         *self_p = NULL;
@@ -1404,51 +1491,76 @@ hgp_counter_actor (zsock_t *pipe, void *args)
     hgp_counter_t *self = s_counter_new (pipe, (hgp_config_t *) args);
     zsock_signal (pipe, 0);
     s_settings_t *s = &self->settings;
+    static const char *modes [] = { "off", "async", "sync" };
     zsys_info ("counter: actor %s, capacity %" PRId64 " per broker, batch %"
-               PRId64 ", redis %s:%d db %d", self->actor_id, s->capacity,
-               s->batch_max, s->redis_host, s->redis_port, s->redis_db);
-    s_redis_connect (self, false);      //  failure is logged and retried
-    zstr_send (self->discovery, "LISTEN");  //  links come as JOIN events
+               PRId64 ", redis %s, event log %s%s%s", self->actor_id,
+               s->capacity, s->batch_max,
+               hgp_redis_address (self->redis), modes [s->log_mode],
+               self->log ? " to kafka at " : "",
+               self->log ? hgp_eventlog_brokers (self->log) : "");
+    hgp_redis_ready (self->redis, false);   //  failure is logged and retried
+    s_log_upkeep (self);
+    self->worker = hgp_worker_new (self->config, S_SERVICE, self->actor_id,
+                                   (uint32_t) s->capacity, s->heartbeat,
+                                   s->liveness);
+    self->upkeep_at = zclock_mono () + s->heartbeat;
 
-    zmq_pollitem_t items [2 + S_LINKS_MAX];
-    int64_t wake = zclock_mono ();
+    zmq_pollitem_t items [1 + HGP_WORKER_POLL_MAX];
     while (!self->terminated) {
         int64_t now = zclock_mono ();
-        if (!self->redis)
-            wake = MIN (wake, self->redis_retry_at);
-        size_t n = self->nlinks;
-        for (size_t i = 0; i < n; i++)
-            items [i] = (zmq_pollitem_t) {
-                zsock_resolve (self->links [i]->dealer), 0, ZMQ_POLLIN, 0 };
-        items [n] = (zmq_pollitem_t) {
+        int64_t wake = MIN (hgp_worker_wake_at (self->worker), self->upkeep_at);
+        wake = MIN (wake, hgp_redis_retry_at (self->redis));
+        if (s->log_mode == S_LOG_SYNC && !self->registered)
+            wake = MIN (wake, self->register_at);
+        items [0] = (zmq_pollitem_t) {
             zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0 };
-        items [n + 1] = (zmq_pollitem_t) {
-            zsock_resolve (self->discovery), 0, ZMQ_POLLIN, 0 };
-        if (zmq_poll (items, (int) n + 2, (long) MAX (wake - now, 0)) == -1) {
+        size_t n = 1 + hgp_worker_pollitems (self->worker, items + 1);
+        if (zmq_poll (items, (int) n, (long) MAX (wake - now, 0)) == -1) {
             if (zmq_errno () == EINTR)
                 continue;
             zsys_error ("counter: poll failed: %s", zmq_strerror (zmq_errno ()));
             break;
         }
-        if (items [n].revents & ZMQ_POLLIN)
+        if (items [0].revents & ZMQ_POLLIN)
             s_pipe_recv (self);
         if (self->terminated)
             break;
         //  Input before timers: after a pause (SIGSTOP, a slow Redis) the
         //  brokers' messages are waiting and prove them alive
-        s_links_recv (self, items);
-        //  Only now may links come and go: items [] indexes them
-        if (items [n + 1].revents & ZMQ_POLLIN)
-            s_discovery_recv (self);
+        bool input = false;
+        for (size_t i = 1; i < n; i++)
+            input |= (items [i].revents & ZMQ_POLLIN) != 0;
+        if (input)
+            s_links_recv (self);
+        if (self->retire)
+            s_log_upkeep (self);
+        hgp_worker_tick (self->worker);
         now = zclock_mono ();
-        wake = s_links_timers (self, now);
-        if (!self->redis && now >= self->redis_retry_at)
-            s_redis_connect (self, false);
+        if (now >= self->upkeep_at) {
+            self->upkeep_at = now + s->heartbeat;
+            //  Notice a lost Redis while idle, so the log tells when
+            hgp_redis_check (self->redis);
+            s_log_upkeep (self);
+        }
+        else
+        if (s->log_mode == S_LOG_SYNC && !self->registered
+        &&  now >= self->register_at)
+            s_log_upkeep (self);
+        if (!hgp_redis_context (self->redis)
+        &&  now >= hgp_redis_retry_at (self->redis))
+            hgp_redis_ready (self->redis, false);
     }
-    //  DISCONNECT to every broker, with a moment to leave: each redelivers
-    //  what it had sent us that is still unread to the other actors
+    //  DISCONNECT to every broker: each redelivers anything it had sent us
+    //  that is still unread to the other actors
+    hgp_worker_destroy (&self->worker);
+    //  A clean stop between batches leaves nothing of ours unapplied,
+    //  unless a batch was not settled: then recovery must look
+    if (self->registered && hgp_redis_context (self->redis)) {
+        if (self->retire)
+            hgp_ledger_retire (self->ledger, self->log_id);
+        else
+            hgp_ledger_leave (self->ledger, self->log_id);
+    }
     zsys_info ("counter: actor %s stopped", self->actor_id);
-    while (self->nlinks)
-        s_link_remove (self, self->links [0], true);
     s_counter_destroy (&self);
 }

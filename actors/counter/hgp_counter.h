@@ -8,8 +8,11 @@
  *  in group commits: everything that is waiting when it wakes up, from all
  *  brokers, goes to Redis in one pipelined round trip.
  *
- *  An acknowledged increment is applied exactly once, across retries, actor
- *  deaths and Redis restarts; see hgp_counter.c for how.
+ *  With counter/event_log = sync (the default) every increment is logged
+ *  to Kafka (hgp_eventlog) before it is applied and acknowledged. An
+ *  acknowledged increment is exactly one event in the log and is applied
+ *  exactly once, across retries, actor deaths and Redis restarts; see
+ *  hgp_counter.c for how.
  */
 #ifndef HGP_COUNTER_H_INCLUDED
 #define HGP_COUNTER_H_INCLUDED
@@ -22,7 +25,7 @@ extern "C" {
 #endif
 
 /*  Read and check every setting the counter uses (broker/actor_endpoint,
-    the discovery, heartbeat, redis and counter sections). NULL when all are
+    the discovery, heartbeat, redis, kafka and counter sections). NULL when all are
     good, else one message for the operator, which the caller frees. Call it
     before starting the actor: the actor asserts what this checks. */
 char *hgp_counter_config_check (hgp_config_t *config);

@@ -75,6 +75,23 @@ s_ready (const uint8_t *data, size_t size)
         s_check_error (&err);
 }
 
+static void
+s_event (const uint8_t *data, size_t size)
+{
+    hgp_event_t event, again;
+    hgp_error_t err = { 0 };
+    if (hgp_event_decode (&event, data, size, &err)) {
+        s_check_error (&err);
+        return;
+    }
+    hgp_buf_t buf = { 0 };
+    if (hgp_event_encode (&event, &buf)
+    ||  hgp_event_decode (&again, buf.data, buf.size, &err)
+    ||  memcmp (&event, &again, sizeof event))
+        abort ();
+    hgp_buf_clear (&buf);
+}
+
 /*  A beacon that decodes re-encodes to the very same bytes: the layout
     is fixed, so there is exactly one encoding of each beacon */
 static void
@@ -100,6 +117,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     s_request (data, size);
     s_reply (data, size);
     s_ready (data, size);
+    s_event (data, size);
     s_beacon (data, size);
     return 0;
 }

@@ -14,7 +14,7 @@
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 
-#define SEEDS 6
+#define SEEDS 9
 
 static void
 s_seeds (hgp_buf_t *bufs)
@@ -50,14 +50,38 @@ s_seeds (hgp_buf_t *bufs)
     hgp_error_set (&err, 503, "busy", "queue full");
     hgp_reply_encode_error ("x", &err, &bufs [4]);
 
+    hgp_request_init (&req);
+    req.op = HGP_OP_TOP;
+    strcpy (req.id, "seed-2");
+    strcpy (req.key.counter_type, "like");
+    req.window = HGP_WINDOW_24H;
+    req.limit = 25;
+    hgp_request_encode (&req, &bufs [5]);
+    hgp_rank_t ranks [2] = { { "a", 5, 5.0 }, { "b", 3, 3.0 } };
+    hgp_bucket_t buckets [2] = { { 60000, 2 }, { 120000, 3 } };
+    hgp_reply_init (&rep);
+    strcpy (rep.id, "seed-2");
+    rep.window = HGP_WINDOW_TRENDING;
+    rep.ranking = ranks;
+    rep.nranking = 2;
+    rep.has_stats = true;
+    rep.total = 5;
+    rep.trending = 0.5;
+    rep.bucket_ms = 60000;
+    rep.buckets = buckets;
+    rep.nbuckets = 2;
+    hgp_reply_encode (&rep, &bufs [6]);
+    hgp_event_t event = { "seed-3", { "post_1", "like" }, 2, "u1", 7,
+                          1700000000000ULL, "actor.1" };
+    hgp_event_encode (&event, &bufs [7]);
     /*  A broker beacon: fixed binary layout, mutated like the bodies */
     hgp_beacon_t beacon = { HGP_BEACON_ALIVE,
                             "0123456789abcdef0123456789abcdef", 5555, 5556 };
     uint8_t wire [HGP_BEACON_SIZE];
     hgp_beacon_encode (&beacon, wire, sizeof wire);
-    bufs [5].data = malloc (HGP_BEACON_SIZE);
-    memcpy (bufs [5].data, wire, HGP_BEACON_SIZE);
-    bufs [5].size = bufs [5].alloc = HGP_BEACON_SIZE;
+    bufs [8].data = malloc (HGP_BEACON_SIZE);
+    memcpy (bufs [8].data, wire, HGP_BEACON_SIZE);
+    bufs [8].size = bufs [8].alloc = HGP_BEACON_SIZE;
 }
 
 int

@@ -1,14 +1,18 @@
 """Test harness: start real hgp processes and talk to them over real sockets.
 
 Everything here is a real process on loopback: redis-server from Debian, the
-hgp broker and counter actors built by `make`. Ports are chosen free at run
-time. The client speaks schemas/PROTOCOL.md directly with pyzmq + msgpack, so
-it is an independent implementation of the spec, not our C client.
+Kafka mock cluster (bin/hgp-kafka-mock, librdkafka's in-memory brokers that
+speak the real Kafka protocol), the hgp broker, counter and analytics actors
+built by `make`. Ports are chosen free at run time. The client speaks
+schemas/PROTOCOL.md directly with pyzmq + msgpack, and the event log is read
+with kcat and decoded here with msgpack, so both are independent
+implementations of the spec, not our C code.
 """
 import os
 import random
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -117,44 +121,174 @@ class Redis:
 
     def counter(self, resource_id, counter_type):
         """The raw value in Redis, read by an independent client."""
-        key = "hgp:c:%d:%s:%s" % (len(resource_id), resource_id, counter_type)
-        reply = self.command("GET", key)
+        reply = self.command("GET", counter_key(resource_id, counter_type))
         if reply.startswith(b"$-1"):
             return 0
         return int(reply.split(b"\r\n")[1])
+
+    def counters(self):
+        """{counter key: value} of every counter in Redis"""
+        out = {}
+        for key in self.keys("hgp:c:*"):
+            reply = self.command("GET", key)
+            out[key] = int(reply.split(b"\r\n")[1])
+        return out
+
+    def keys(self, pattern):
+        """KEYS pattern, decoded (tests only: KEYS walks the whole db)"""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"*2\r\n$4\r\nKEYS\r\n$%d\r\n%s\r\n"
+                      % (len(pattern), pattern.encode()))
+            f = s.makefile("rb")
+            n = int(f.readline()[1:])
+            out = []
+            for _ in range(n):
+                size = int(f.readline()[1:])
+                out.append(f.read(size + 2)[:-2].decode())
+            return out
 
     def stop(self):
         return self.proc.stop()
 
 
-class Stack:
-    """redis-server + hgp-broker + N hgp-counter, on free ports."""
+class Kafka:
+    """bin/hgp-kafka-mock: an in-memory Kafka cluster on a free port."""
 
-    def __init__(self, logdir, actors=2, env=None, redis=None):
+    def __init__(self, logdir, partitions=8):
+        self.addr_file = os.path.join(logdir, "kafka-%s.addr" % new_id()[:8])
+        env = {"HGP_KAFKA_PARTITIONS": str(partitions),
+               "HGP_CONFIG": os.path.join(ROOT, "configs", "hgp.cfg")}
+        self.proc = Proc("kafka", [os.path.join(BIN, "hgp-kafka-mock"),
+                                   "--address-file", self.addr_file],
+                         env=env, logdir=logdir)
+        deadline = time.time() + 10
+        while not os.path.exists(self.addr_file):
+            if time.time() > deadline or not self.proc.alive():
+                raise RuntimeError("hgp-kafka-mock did not start:\n" + self.proc.output())
+            time.sleep(0.02)
+        with open(self.addr_file) as f:
+            self.brokers = f.read().strip()
+
+    def stop(self):
+        return self.proc.stop()
+
+    def read(self, topic="counter_events"):
+        """Every record of the topic, read with kcat (an independent Kafka
+        client): a list of dicts with partition, offset, key, headers, value
+        (raw bytes) and event (decoded by decode_event, or the error)."""
+        out = subprocess.run(
+            ["kcat", "-C", "-b", self.brokers, "-t", topic, "-e", "-q",
+             "-f", "%p\n%o\n%k\n%h\n%R%s"],
+            capture_output=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        data, i, records = out.stdout, 0, []
+        while i < len(data):
+            fields = []
+            for _ in range(4):
+                j = data.index(b"\n", i)
+                fields.append(data[i:j].decode())
+                i = j + 1
+            n = struct.unpack(">i", data[i:i + 4])[0]
+            i += 4
+            value = data[i:i + n]
+            i += n
+            rec = {"partition": int(fields[0]), "offset": int(fields[1]),
+                   "key": fields[2], "headers": fields[3], "value": value}
+            rec["event"] = decode_event(value)
+            records.append(rec)
+        return records
+
+
+EVENT_KEYS = {"id": str, "resource_id": str, "counter_type": str, "delta": int,
+              "user_id": str, "value": int, "ts": int, "actor": str}
+
+
+def decode_event(value):
+    """Decode one event by schemas/PROTOCOL.md section 10, strictly: a map of
+    exactly these keys (user_id optional), ids valid, ints in range.
+    Raises ValueError when the record does not follow the spec."""
+    ev = msgpack.unpackb(value, raw=False)
+    if not isinstance(ev, dict):
+        raise ValueError("event is not a map")
+    keys = set(ev)
+    required = set(EVENT_KEYS) - {"user_id"}
+    if not required <= keys or not keys <= set(EVENT_KEYS):
+        raise ValueError("event keys %r" % sorted(keys))
+    for k, t in EVENT_KEYS.items():
+        if k in ev and (not isinstance(ev[k], t) or isinstance(ev[k], bool)):
+            raise ValueError("%s is not %s" % (k, t.__name__))
+    for k in ("id", "resource_id", "counter_type", "actor", "user_id"):
+        if k in ev and not valid_id(ev[k]):
+            raise ValueError("%s is not an id" % k)
+    if ev["delta"] == 0 or not -2**63 <= ev["delta"] < 2**63:
+        raise ValueError("delta out of range")
+    if not -2**63 <= ev["value"] < 2**63 or not 0 <= ev["ts"] < 2**63:
+        raise ValueError("value or ts out of range")
+    return ev
+
+
+def valid_id(s):
+    return (1 <= len(s.encode()) <= 128
+            and all(c.isascii() and (c.isalnum() or c in "_-.:") for c in s))
+
+
+def counter_key(resource_id, counter_type):
+    return "hgp:c:%d:%s:%s" % (len(resource_id), resource_id, counter_type)
+
+
+class Stack:
+    """redis-server + hgp-kafka-mock + hgp-broker + N hgp-counter + M
+    hgp-analytics, on free ports."""
+
+    def __init__(self, logdir, actors=2, env=None, redis=None, kafka=None,
+                 analytics=0):
         self.logdir = logdir
         self.redis = redis or Redis(logdir)
+        self.kafka = kafka or Kafka(logdir)
         cport, aport = free_port(), free_port()
         self.client_endpoint = "tcp://127.0.0.1:%d" % cport
         self.env = {
             "HGP_BROKER_CLIENT_ENDPOINT": self.client_endpoint,
             "HGP_BROKER_ACTOR_ENDPOINT": "tcp://127.0.0.1:%d" % aport,
             "HGP_REDIS_URL": self.redis.url,
+            "HGP_KAFKA_BROKERS": self.kafka.brokers,
             "HGP_CONFIG": os.path.join(ROOT, "configs", "hgp.cfg"),
         }
         self.env.update(env or {})
         self.broker = Proc("broker", [os.path.join(BIN, "hgp-broker")],
                            env=self.env, logdir=logdir)
         self.counters = []
+        self.analytics = []
         for _ in range(actors):
             self.add_counter()
-        self.wait_actors(actors)
+        for _ in range(analytics):
+            self.add_analytics()
+        self.wait_actors(actors + analytics)
 
-    def add_counter(self):
+    def add_counter(self, env=None):
         n = len(self.counters)
+        full = dict(self.env)
+        full.update(env or {})
         proc = Proc("counter-%d" % n, [os.path.join(BIN, "hgp-counter")],
-                    env=self.env, logdir=self.logdir)
+                    env=full, logdir=self.logdir)
         self.counters.append(proc)
         return proc
+
+    def add_analytics(self, env=None):
+        n = len(self.analytics)
+        full = dict(self.env)
+        full.update(env or {})
+        proc = Proc("analytics-%d" % n, [os.path.join(BIN, "hgp-analytics")],
+                    env=full, logdir=self.logdir)
+        self.analytics.append(proc)
+        return proc
+
+    def cli(self, *args, timeout=60):
+        """Run bin/hgp with this stack's settings"""
+        env = dict(os.environ)
+        env.update(self.env)
+        return subprocess.run([os.path.join(BIN, "hgp")] + list(args), env=env,
+                              capture_output=True, text=True, timeout=timeout)
 
     def client(self):
         return Client(self.client_endpoint)
@@ -180,17 +314,19 @@ class Stack:
 
     def logs(self):
         out = []
-        for p in [self.broker] + self.counters:
+        for p in [self.broker] + self.counters + self.analytics + [self.kafka.proc]:
             out.append("---- %s ----\n%s" % (p.name, p.output()[-4000:]))
         return "\n".join(out)
 
     def stop(self):
         """Stop everything; return {name: exit code} of hgp processes."""
         codes = {}
-        for p in self.counters:
+        for p in self.counters + self.analytics:
             if p.alive():
                 codes[p.name] = p.stop()
         codes["broker"] = self.broker.stop()
+        if self.kafka.proc.alive():
+            codes["kafka"] = self.kafka.stop()
         self.redis.stop()
         return codes
 

@@ -29,6 +29,7 @@ NET = "10.77.0"
 REDIS_PORT = 6390                       # inside namespace A: private
 CLIENT = os.path.join(os.path.dirname(__file__), "disco_client.py")
 HTTP_LOAD = os.path.join(os.path.dirname(__file__), "http_load.py")
+FORWARD = os.path.join(os.path.dirname(__file__), "tcp_forward.py")
 GATEWAY_PORT = 18080                    # inside the namespace: private
 
 
@@ -102,8 +103,8 @@ def netns():
 
 
 class Cluster:
-    """Redis in A, and brokers, counters and clients in A or B, all finding
-    each other by beacons on the veth pair."""
+    """Redis and the Kafka mock in A, and brokers, counters and clients in A
+    or B, all finding each other by beacons on the veth pair."""
 
     def __init__(self, net, logdir):
         self.net = net
@@ -121,6 +122,33 @@ class Cluster:
         while self.redis("PING") != "PONG":
             assert time.time() < deadline, self.logs()
             time.sleep(0.05)
+        self.start_kafka()
+
+    def start_kafka(self):
+        """The event log: hgp-kafka-mock in A, on 127.0.0.1 (the only
+        address it listens on), reached from B through two forwarders on
+        the same port (tcp_forward.py), so counters on both sides log to
+        one log, as they would to one real Kafka cluster"""
+        addr_file = os.path.join(self.logdir, "kafka.addr")
+        self.start("kafka", "A", [os.path.join(BIN, "hgp-kafka-mock"),
+                                  "--address-file", addr_file],
+                   {"HGP_KAFKA_PARTITIONS": "8"})
+        deadline = time.time() + 10
+        while not os.path.exists(addr_file):
+            assert time.time() < deadline, self.logs()
+            time.sleep(0.02)
+        with open(addr_file) as f:
+            brokers = f.read().strip()
+        host, port = brokers.rsplit(":", 1)
+        assert host == "127.0.0.1" and "," not in brokers, brokers
+        py = sys.executable if os.path.exists(sys.executable) else "/usr/bin/python3"
+        self.start("kafka-fwd-a", "A", [py, FORWARD, self.net.addr["A"], port,
+                                        "127.0.0.1"])
+        self.start("kafka-fwd-b", "B", [py, FORWARD, "127.0.0.1", port,
+                                        self.net.addr["A"]])
+        for name in ("kafka-fwd-a", "kafka-fwd-b"):
+            self.log_value(name, r"(forwarding)")
+        self.env["HGP_KAFKA_BROKERS"] = brokers
 
     def side_env(self, side, extra=None):
         env = dict(self.env, HGP_DISCOVERY_INTERFACE=self.net.veth[side])
@@ -142,6 +170,11 @@ class Cluster:
     def counter(self, name, side):
         host = "127.0.0.1" if side == "A" else self.net.addr["A"]
         return self.start(name, side, [os.path.join(BIN, "hgp-counter")],
+                          {"HGP_REDIS_URL": "redis://%s:%d" % (host, REDIS_PORT)})
+
+    def analytics(self, name, side):
+        host = "127.0.0.1" if side == "A" else self.net.addr["A"]
+        return self.start(name, side, [os.path.join(BIN, "hgp-analytics")],
                           {"HGP_REDIS_URL": "redis://%s:%d" % (host, REDIS_PORT)})
 
     def kill9(self, name):
@@ -217,10 +250,14 @@ class Cluster:
         codes = {}
         order = [n for n in self.procs if n.startswith("gateway")] + \
                 [n for n in self.procs if n.startswith("c")] + \
+                [n for n in self.procs if n.startswith("analytics")] + \
                 [n for n in self.procs if n.startswith("broker")]
         for name in order:
             if name not in self.killed:
                 codes[name] = self.procs[name].stop()
+        for name in ("kafka-fwd-a", "kafka-fwd-b"):
+            self.procs[name].stop()
+        codes["kafka"] = self.procs["kafka"].stop()
         self.procs["redis"].stop()
         return codes
 
@@ -418,6 +455,37 @@ def test_a_cleanly_stopped_broker_is_dropped_at_once(cluster):
     c.log_value("c1", r"broker %s at \S+: (left);" % b2, timeout=2)
     assert time.time() - t0 < 1.5
     c.wait_view(lambda v: set(v) == {b1}, 3, "broker2 gone")
+
+
+def test_analytics_actor_serves_every_broker_it_hears(cluster):
+    # The analytics actor links to brokers with the counter's code
+    # (lib/hgp_worker.c): one link per beaconing broker, top answered on both
+    c = cluster
+    c.broker("broker1", "A")
+    c.broker("broker2", "B")
+    c.counter("c1", "A")
+    c.analytics("analytics1", "B")
+    b1, b2 = c.broker_id("broker1"), c.broker_id("broker2")
+    an = c.log_value("analytics1", r"analytics: actor ([0-9a-f]{32}),")
+    c.wait_view(lambda v: set(v) == {b1, b2} and all(an in v[b] for b in v),
+                15, "the analytics actor on 2 brokers")
+    for _ in range(3):
+        r = c.hgp("B", "incr", "song", "play")
+        assert r.returncode == 0, r.stderr + c.logs()
+    # top asked of each broker alone (--broker), from the side it is on
+    for name, side in (("broker1", "A"), ("broker2", "B")):
+        endpoint = c.log_value(name, r"clients at (tcp://[0-9.]+:\d+),")
+        deadline = time.time() + 30
+        r = None
+        while time.time() < deadline:
+            r = c.hgp(side, "--broker", endpoint, "top", "play")
+            if r.returncode == 0 and r.stdout.startswith("1 song 3"):
+                break
+            time.sleep(0.2)
+        assert r.returncode == 0 and r.stdout.startswith("1 song 3"), \
+            "top through %s: %r %r\n%s" % (name, r.stdout, r.stderr, c.logs())
+    view = c.actors()
+    assert all(view[b][an] > 0 for b in (b1, b2)), view
 
 
 def test_loopback_interface_falls_back_to_static_endpoints(make_stack):

@@ -567,3 +567,112 @@ def test_sigterm_with_open_keep_alive_connections_exits_0_promptly(make_gateway)
     assert "gateway: stopped" in gateway.output()
     for c in conns:
         c.close()
+
+
+# ---------------------------------------------------------------------------
+# Analytics reads: rankings and per-minute series (bus ops top and stats)
+
+RANK = "/api/v1/rank/"
+
+
+def wait_rank(h, path, want, timeout=30.0):
+    """Poll a rank path until its body equals want (analytics lags the log)"""
+    deadline = time.time() + timeout
+    body = None
+    while time.time() < deadline:
+        status, _, body = h.request("GET", path)
+        if status == 200 and body == want:
+            return body
+        time.sleep(0.25)
+    raise AssertionError("%s did not settle:\nwant %r\ngot  %r" % (path, want, body))
+
+
+def test_rank_is_ordered_by_value_ties_by_resource_id_and_limited(make_gateway):
+    _, gateway = make_gateway(actors=1, analytics=1)
+    incrs = [("r1", 5), ("r2", 3), ("r3", 3), ("r0", 3), ("r4", 1),
+             ("r5", 2), ("r5", -2), ("r6", -1), ("r1", 2)]
+    with gateway.http() as h:
+        for res, delta in incrs:
+            status, _, body = h.increment(res, "like", delta=delta)
+            assert status == 200, body
+        want = [{"resource_id": r, "value": v} for r, v in
+                [("r1", 7), ("r0", 3), ("r2", 3), ("r3", 3), ("r4", 1)]]
+        wait_rank(h, RANK + "like", want)
+        status, headers, body = h.request("GET", RANK + "like?window=all&limit=2")
+        assert status == 200 and body == want[:2], body
+        assert headers["content-type"].startswith("application/json")
+        for window in ("1h", "24h"):
+            status, _, body = h.request("GET", RANK + "like?limit=100&window=" + window)
+            assert status == 200 and body == want, (window, body)
+        status, _, body = h.request("GET", RANK + "like?window=trending&limit=4")
+        # trending weighs later events a little more, so only the leader and
+        # the set of the next three are certain
+        assert status == 200 and len(body) == 4 and body[0]["resource_id"] == "r1", body
+        assert {e["resource_id"] for e in body[1:]} == {"r0", "r2", "r3"}, body
+        assert all(set(e) == {"resource_id", "score"} and isinstance(e["score"], float)
+                   and e["score"] > 0 for e in body), body
+        status, _, body = h.request("GET", RANK + "nothing")
+        assert status == 200 and body == [], body
+
+
+def test_stats_is_a_per_minute_series_of_the_window_adding_up(make_gateway):
+    _, gateway = make_gateway(actors=1, analytics=1)
+    with gateway.http() as h:
+        for delta in (1, 2, 3, -1):
+            assert h.increment("song", "play", delta=delta)[0] == 200
+        wait_rank(h, RANK + "play", [{"resource_id": "song", "value": 5}])
+        for window, n in (("1h", 60), ("24h", 1440)):
+            status, _, body = h.request(
+                "GET", "/api/v1/counter/song/play/stats?window=" + window)
+            assert status == 200, body
+            assert body["resource_id"] == "song" and body["counter_type"] == "play"
+            assert body["window"] == window and body["bucket_ms"] == 60000
+            assert body["total"] == 5 and body["sum"] == 5 and body["trending"] > 0
+            series = body["series"]
+            assert len(series) == n, len(series)
+            starts = [e["start_ms"] for e in series]
+            assert all(t % 60000 == 0 for t in starts)
+            assert all(b - a == 60000 for a, b in zip(starts, starts[1:]))
+            assert abs(starts[-1] - time.time() * 1000) < 120000
+            assert sum(e["count"] for e in series) == 5
+        status, _, default = h.request("GET", "/api/v1/counter/song/play/stats")
+        assert status == 200 and default["window"] == "24h"
+        status, _, body = h.request("GET", "/api/v1/counter/silent/play/stats?window=1h")
+        assert status == 200 and body["total"] == 0 and body["sum"] == 0
+        assert len(body["series"]) == 60 and not any(e["count"] for e in body["series"])
+
+
+def test_rank_and_stats_bad_window_limit_or_id_are_400(gw):
+    _, gateway = gw
+    bad = [RANK, RANK + "like?window=week", RANK + "like?limit=0", RANK + "like?limit=101",
+           RANK + "like?limit=abc", RANK + "like?limit=-5", RANK + "like?limit=",
+           RANK + "like?limit=10&limit=20", RANK + "like?colour=red",
+           RANK + "like?window", RANK + "like?window=1h%26limit", RANK + "bad%20type",
+           "/api/v1/counter/a/b/stats?window=all",
+           "/api/v1/counter/a/b/stats?window=trending",
+           "/api/v1/counter/a/b/stats?window=7d", "/api/v1/counter/a/b/stats?limit=3",
+           "/api/v1/counter/a%2Fb/b/stats"]
+    with gateway.http() as h:
+        for path in bad:
+            status, _, body = h.request("GET", path)
+            assert_error(status, body, 400, "invalid")
+        for method, path in (("POST", RANK + "like"), ("DELETE", "/api/v1/counter/a/b/stats")):
+            status, headers, body = h.request(method, path, b"{}")
+            assert_error(status, body, 405, "method_not_allowed")
+            assert headers["allow"] == "GET, HEAD"
+        for path in (RANK + "like/x", "/api/v1/counter/a/b/stats/x"):
+            status, _, body = h.request("GET", path)
+            assert_error(status, body, 404, "not_found")
+
+
+def test_rank_and_stats_without_an_analytics_actor_are_503(gw):
+    _, gateway = gw
+    with gateway.http() as h:
+        for path in (RANK + "like?window=24h&limit=5",
+                     "/api/v1/counter/a/b/stats?window=1h"):
+            status, _, body = h.request("GET", path)
+            assert_error(status, body, 503, "no_actor")
+            assert "analytics" in body["error"]["message"]
+        status, _, text = h.request("GET", "/metrics")
+    assert 'hgp_gateway_http_requests_total{route="rank",status="503"} 1' in text
+    assert 'hgp_gateway_http_requests_total{route="stats",status="503"} 1' in text

@@ -400,6 +400,204 @@ test_ready_round_trips_and_rejects_zero_capacity (void **state)
 }
 
 static void
+test_top_and_stats_requests_round_trip_and_check_their_fields (void **state)
+{
+    hgp_request_t req, out;
+    hgp_request_init (&req);
+    req.op = HGP_OP_TOP;
+    strcpy (req.id, "t1");
+    strcpy (req.key.counter_type, "like");
+    req.window = HGP_WINDOW_TRENDING;
+    req.limit = 1000;
+    hgp_buf_t buf = { 0 };
+    hgp_error_t err = { 0 };
+    assert_int_equal (hgp_request_encode (&req, &buf), 0);
+    assert_int_equal (hgp_request_decode (&out, buf.data, buf.size, &err), 0);
+    assert_int_equal (out.op, HGP_OP_TOP);
+    assert_int_equal (out.window, HGP_WINDOW_TRENDING);
+    assert_int_equal (out.limit, 1000);
+    assert_string_equal (out.key.counter_type, "like");
+    hgp_buf_clear (&buf);
+
+    //  Defaults: window all, limit 10
+    body_t b;
+    s_body_init (&b, 3);
+    s_kv (&b, "op", "top");
+    s_kv (&b, "id", "t2");
+    s_kv (&b, "counter_type", "like");
+    assert_int_equal (hgp_request_decode (&out, (uint8_t *) b.sb.data,
+                                          b.sb.size, &err), 0);
+    assert_int_equal (out.window, HGP_WINDOW_ALL);
+    assert_int_equal (out.limit, HGP_LIMIT_DEFAULT);
+    msgpack_sbuffer_destroy (&b.sb);
+
+    //  A window that is not one of the four, a limit out of range, a
+    //  window on another op, stats without its resource
+    s_body_init (&b, 4);
+    s_kv (&b, "op", "top");
+    s_kv (&b, "id", "t3");
+    s_kv (&b, "counter_type", "like");
+    s_kv (&b, "window", "week");
+    s_expect_reject (b.sb.data, b.sb.size, 400, "invalid");
+    msgpack_sbuffer_destroy (&b.sb);
+    for (int limit = 0; limit <= 1001; limit += 1001) {
+        s_body_init (&b, 4);
+        s_kv (&b, "op", "top");
+        s_kv (&b, "id", "t4");
+        s_kv (&b, "counter_type", "like");
+        s_str (&b, "limit");
+        msgpack_pack_int (&b.pk, limit);
+        s_expect_reject (b.sb.data, b.sb.size, 400, "invalid");
+        msgpack_sbuffer_destroy (&b.sb);
+    }
+    s_body_init (&b, 5);
+    s_kv (&b, "op", "get");
+    s_kv (&b, "id", "t5");
+    s_kv (&b, "resource_id", "r");
+    s_kv (&b, "counter_type", "like");
+    s_kv (&b, "window", "1h");
+    s_expect_reject (b.sb.data, b.sb.size, 400, "invalid");
+    msgpack_sbuffer_destroy (&b.sb);
+    s_body_init (&b, 3);
+    s_kv (&b, "op", "stats");
+    s_kv (&b, "id", "t6");
+    s_kv (&b, "counter_type", "like");
+    s_expect_reject (b.sb.data, b.sb.size, 400, "invalid");
+    msgpack_sbuffer_destroy (&b.sb);
+}
+
+static void
+test_top_and_stats_replies_round_trip (void **state)
+{
+    hgp_reply_t rep, out;
+    hgp_reply_init (&rep);
+    strcpy (rep.id, "q");
+    rep.window = HGP_WINDOW_ALL;
+    rep.nranking = 2;
+    rep.ranking = (hgp_rank_t *) calloc (2, sizeof (hgp_rank_t));
+    strcpy (rep.ranking [0].resource_id, "a");
+    rep.ranking [0].count = INT64_MAX;
+    strcpy (rep.ranking [1].resource_id, "b");
+    rep.ranking [1].count = 3;
+    hgp_buf_t buf = { 0 };
+    hgp_error_t err = { 0 };
+    assert_int_equal (hgp_reply_encode (&rep, &buf), 0);
+    assert_int_equal (hgp_reply_decode (&out, buf.data, buf.size, &err), 0);
+    assert_int_equal (out.nranking, 2);
+    assert_int_equal (out.ranking [0].count, INT64_MAX);    //  exact
+    assert_string_equal (out.ranking [1].resource_id, "b");
+    hgp_reply_clear (&out);
+    hgp_buf_clear (&buf);
+
+    //  Trending scores travel as floats
+    rep.window = HGP_WINDOW_TRENDING;
+    rep.ranking [0].score = 2.5;
+    rep.ranking [1].score = 0.125;
+    assert_int_equal (hgp_reply_encode (&rep, &buf), 0);
+    assert_int_equal (hgp_reply_decode (&out, buf.data, buf.size, &err), 0);
+    assert_int_equal (out.window, HGP_WINDOW_TRENDING);
+    assert_true (out.ranking [0].score == 2.5 && out.ranking [1].score == 0.125);
+    hgp_reply_clear (&out);
+    hgp_reply_clear (&rep);
+    hgp_buf_clear (&buf);
+
+    hgp_reply_init (&rep);
+    strcpy (rep.id, "s");
+    rep.has_stats = true;
+    rep.total = -7;
+    rep.trending = 1.5;
+    rep.bucket_ms = 60000;
+    rep.nbuckets = 2;
+    rep.buckets = (hgp_bucket_t *) calloc (2, sizeof (hgp_bucket_t));
+    rep.buckets [0] = (hgp_bucket_t) { 60000, -10 };
+    rep.buckets [1] = (hgp_bucket_t) { 120000, 3 };
+    assert_int_equal (hgp_reply_encode (&rep, &buf), 0);
+    assert_int_equal (hgp_reply_decode (&out, buf.data, buf.size, &err), 0);
+    assert_true (out.has_stats && out.total == -7 && out.trending == 1.5);
+    assert_int_equal (out.bucket_ms, 60000);
+    assert_int_equal (out.nbuckets, 2);
+    assert_int_equal (out.buckets [1].start_ms, 120000);
+    assert_int_equal (out.buckets [0].count, -10);
+    hgp_reply_clear (&out);
+    hgp_reply_clear (&rep);
+    hgp_buf_clear (&buf);
+
+    //  Half a stats reply is invalid
+    body_t b;
+    s_body_init (&b, 3);
+    s_kv (&b, "id", "s");
+    s_str (&b, "status");
+    msgpack_pack_int (&b.pk, 200);
+    s_str (&b, "total");
+    msgpack_pack_int (&b.pk, 1);
+    assert_int_equal (hgp_reply_decode (&out, (uint8_t *) b.sb.data,
+                                        b.sb.size, &err), -1);
+    assert_string_equal (err.code, "invalid");
+    msgpack_sbuffer_destroy (&b.sb);
+}
+
+static void
+test_events_round_trip_and_anything_else_is_rejected (void **state)
+{
+    hgp_event_t ev, out;
+    memset (&ev, 0, sizeof ev);
+    strcpy (ev.id, "req-1");
+    strcpy (ev.key.resource_id, "post:42");
+    strcpy (ev.key.counter_type, "like");
+    ev.delta = INT64_MIN;
+    ev.value = -1;
+    ev.ts = 1700000000123ULL;
+    strcpy (ev.actor, "a1.1");
+    hgp_buf_t buf = { 0 };
+    hgp_error_t err = { 0 };
+    assert_int_equal (hgp_event_encode (&ev, &buf), 0);
+    assert_int_equal (hgp_event_decode (&out, buf.data, buf.size, &err), 0);
+    assert_int_equal (memcmp (&ev, &out, sizeof ev), 0);   //  no user_id
+    hgp_buf_clear (&buf);
+    strcpy (ev.user_id, "u_7");
+    assert_int_equal (hgp_event_encode (&ev, &buf), 0);
+    assert_int_equal (hgp_event_decode (&out, buf.data, buf.size, &err), 0);
+    assert_string_equal (out.user_id, "u_7");
+    hgp_buf_clear (&buf);
+    ev.delta = 0;
+    assert_int_equal (hgp_event_encode (&ev, &buf), -1);
+    hgp_buf_clear (&buf);
+
+    //  Missing actor; an unknown key; delta 0 on the wire
+    body_t b;
+    s_body_init (&b, 6);
+    s_kv (&b, "id", "x");
+    s_kv (&b, "resource_id", "r");
+    s_kv (&b, "counter_type", "t");
+    s_str (&b, "delta");
+    msgpack_pack_int (&b.pk, 1);
+    s_str (&b, "value");
+    msgpack_pack_int (&b.pk, 1);
+    s_str (&b, "ts");
+    msgpack_pack_int (&b.pk, 1);
+    assert_int_equal (hgp_event_decode (&out, (uint8_t *) b.sb.data,
+                                        b.sb.size, &err), -1);
+    assert_string_equal (err.code, "invalid");
+    msgpack_sbuffer_destroy (&b.sb);
+    s_body_init (&b, 8);
+    s_kv (&b, "id", "x");
+    s_kv (&b, "resource_id", "r");
+    s_kv (&b, "counter_type", "t");
+    s_str (&b, "delta");
+    msgpack_pack_int (&b.pk, 0);
+    s_str (&b, "value");
+    msgpack_pack_int (&b.pk, 1);
+    s_str (&b, "ts");
+    msgpack_pack_int (&b.pk, 1);
+    s_kv (&b, "actor", "a");
+    s_kv (&b, "colour", "red");
+    assert_int_equal (hgp_event_decode (&out, (uint8_t *) b.sb.data,
+                                        b.sb.size, &err), -1);
+    assert_string_equal (err.code, "invalid");
+    msgpack_sbuffer_destroy (&b.sb);
+}
+
+static void
 test_beacon_round_trips_alive_and_leaving (void **state)
 {
     hgp_beacon_t beacon = { HGP_BEACON_ALIVE,
@@ -523,6 +721,9 @@ main (void)
         cmocka_unit_test (test_oversize_inputs_are_413),
         cmocka_unit_test (test_hostile_array_header_allocates_nothing_big),
         cmocka_unit_test (test_ready_round_trips_and_rejects_zero_capacity),
+        cmocka_unit_test (test_top_and_stats_requests_round_trip_and_check_their_fields),
+        cmocka_unit_test (test_top_and_stats_replies_round_trip),
+        cmocka_unit_test (test_events_round_trip_and_anything_else_is_rejected),
         cmocka_unit_test (test_beacon_round_trips_alive_and_leaving),
         cmocka_unit_test (test_beacon_encoder_refuses_what_the_decoder_would),
         cmocka_unit_test (test_beacon_decoder_rejects_junk_versions_and_zeros),

@@ -134,8 +134,10 @@ test_a_silent_broker_is_evasive_then_expires (void **state)
     s_expect (discovery, "ALIVE", ID_A, NULL);
     s_expect (discovery, "EVASIVE", ID_A, NULL);
     s_expect (discovery, "LEAVE", ID_A, "expired");
+    //  Never before 8 intervals; the upper bound only says "it does
+    //  expire", with room for a loaded machine under the sanitizers
     int64_t silent = zclock_mono () - heard;
-    assert_true (silent >= 8 * 20 && silent < 8 * 20 + 250);
+    assert_true (silent >= 8 * 20 && silent < 8 * 20 + 1500);
     //  An id that left does not come back (a late or reordered beacon)
     s_inject (discovery, "10.77.0.1", HGP_BEACON_ALIVE, ID_A, 5555, 5556);
     s_expect_nothing (discovery, 60);

@@ -367,6 +367,133 @@ test_error_bodies_escape_any_message (void **state)
     json_decref (json);
 }
 
+static void
+test_rank_query_defaults_and_takes_window_and_limit (void **state)
+{
+    hgp_request_t req;
+    hgp_error_t err;
+    assert_int_equal (hgp_json_decode_rank ("like", NULL, &req, &err), 0);
+    assert_int_equal (req.op, HGP_OP_TOP);
+    assert_string_equal (req.key.counter_type, "like");
+    assert_int_equal (req.window, HGP_WINDOW_ALL);
+    assert_int_equal (req.limit, 10);
+    assert_int_equal (hgp_json_decode_rank ("like", "limit=100&window=trending",
+                                            &req, &err), 0);
+    assert_int_equal (req.window, HGP_WINDOW_TRENDING);
+    assert_int_equal (req.limit, 100);
+    assert_int_equal (hgp_json_decode_rank ("t", "window=24h", &req, &err), 0);
+    assert_int_equal (req.window, HGP_WINDOW_24H);
+    assert_int_equal (req.limit, 10);
+}
+
+static void
+test_rank_and_stats_queries_refuse_anything_else_as_400 (void **state)
+{
+    const char *rank [] = { "window=week", "limit=0", "limit=101", "limit=1x",
+        "limit=-1", "limit=07", "limit=", "window", "=1h", "window=1h&&limit=2",
+        "limit=1&limit=2", "colour=red", "window=1h%26", "limit=12345678901234567",
+        "window=ALL" };
+    hgp_request_t req;
+    hgp_error_t err;
+    for (size_t i = 0; i < sizeof rank / sizeof rank [0]; i++) {
+        memset (&err, 0, sizeof err);
+        if (hgp_json_decode_rank ("like", rank [i], &req, &err) != -1)
+            fail_msg ("rank accepted %s", rank [i]);
+        assert_int_equal (err.status, 400);
+        assert_string_equal (err.code, "invalid");
+    }
+    assert_int_equal (hgp_json_decode_rank ("", NULL, &req, &err), -1);
+    assert_int_equal (hgp_json_decode_rank ("a b", NULL, &req, &err), -1);
+    const char *stats [] = { "window=all", "window=trending", "window=7d",
+        "limit=3", "window=1h&window=1h" };
+    hgp_window_t window;
+    for (size_t i = 0; i < sizeof stats / sizeof stats [0]; i++) {
+        memset (&err, 0, sizeof err);
+        if (hgp_json_decode_stats ("r", 1, "t", 1, stats [i], &req, &window,
+                                   &err) != -1)
+            fail_msg ("stats accepted %s", stats [i]);
+        assert_int_equal (err.status, 400);
+    }
+    assert_int_equal (hgp_json_decode_stats ("r", 1, "t", 1, "window=1h", &req,
+                                             &window, &err), 0);
+    assert_int_equal (window, HGP_WINDOW_1H);
+    assert_int_equal (req.op, HGP_OP_STATS);
+    assert_string_equal (req.key.resource_id, "r");
+    assert_int_equal (hgp_json_decode_stats ("r%2F", 4, "t", 1, NULL, &req,
+                                             &window, &err), -1);
+}
+
+static void
+test_series_has_one_entry_per_bucket_of_the_window_zeros_included (void **state)
+{
+    hgp_key_t key = { "song", "play" };
+    int64_t now = 1700000000000LL + 30000;      //  mid-minute
+    int64_t minute = now - now % 60000;
+    hgp_bucket_t buckets [3] = {
+        { minute - 2 * 3600000, 7 },            //  outside 1h, inside 24h
+        { minute - 59 * 60000, 2 },             //  first bucket of 1h
+        { minute, 3 }                           //  the current one
+    };
+    hgp_reply_t rep;
+    hgp_reply_init (&rep);
+    rep.has_stats = true;
+    rep.total = 12;
+    rep.trending = 1.5;
+    rep.bucket_ms = 60000;
+    rep.buckets = buckets;
+    rep.nbuckets = 3;
+    char *text = hgp_json_encode_series (&key, HGP_WINDOW_1H, now, &rep);
+    json_t *json = json_loads (text, 0, NULL);
+    assert_non_null (json);
+    json_t *series = json_object_get (json, "series");
+    assert_int_equal (json_array_size (series), 60);
+    assert_int_equal (json_integer_value (json_object_get (json, "sum")), 5);
+    assert_int_equal (json_integer_value (json_object_get (json, "total")), 12);
+    assert_int_equal (json_integer_value (json_object_get (
+        json_array_get (series, 0), "count")), 2);
+    assert_int_equal (json_integer_value (json_object_get (
+        json_array_get (series, 59), "start_ms")), minute);
+    json_decref (json);
+    free (text);
+    text = hgp_json_encode_series (&key, HGP_WINDOW_24H, now, &rep);
+    json = json_loads (text, 0, NULL);
+    assert_int_equal (json_array_size (json_object_get (json, "series")), 1440);
+    assert_int_equal (json_integer_value (json_object_get (json, "sum")), 12);
+    assert_string_equal (json_string_value (json_object_get (json, "window")),
+                         "24h");
+    json_decref (json);
+    free (text);
+    rep.bucket_ms = 0;
+    assert_null (hgp_json_encode_series (&key, HGP_WINDOW_1H, now, &rep));
+    rep.buckets = NULL;                 //  not ours to free
+    rep.nbuckets = 0;
+    hgp_reply_clear (&rep);
+}
+
+static void
+test_ranking_is_an_ordered_array_with_value_or_score (void **state)
+{
+    hgp_rank_t ranks [2] = { { "a", 5, 5.0 }, { "b", 3, 2.5 } };
+    hgp_reply_t rep;
+    hgp_reply_init (&rep);
+    rep.ranking = ranks;
+    rep.nranking = 2;
+    char *text = hgp_json_encode_ranking (HGP_WINDOW_ALL, &rep);
+    assert_string_equal (text, "[{\"resource_id\":\"a\",\"value\":5},"
+                               "{\"resource_id\":\"b\",\"value\":3}]");
+    free (text);
+    text = hgp_json_encode_ranking (HGP_WINDOW_TRENDING, &rep);
+    json_t *json = json_loads (text, 0, NULL);
+    assert_true (json_is_real (json_object_get (json_array_get (json, 1),
+                                                "score")));
+    assert_null (json_object_get (json_array_get (json, 1), "value"));
+    json_decref (json);
+    free (text);
+    rep.ranking = NULL;
+    rep.nranking = 0;
+    hgp_reply_clear (&rep);
+}
+
 int
 main (void)
 {
@@ -385,6 +512,10 @@ main (void)
         cmocka_unit_test (test_value_replies_carry_replayed_and_request_id_only_for_increments),
         cmocka_unit_test (test_batch_results_pair_keys_with_values_in_order),
         cmocka_unit_test (test_error_bodies_escape_any_message),
+        cmocka_unit_test (test_rank_query_defaults_and_takes_window_and_limit),
+        cmocka_unit_test (test_rank_and_stats_queries_refuse_anything_else_as_400),
+        cmocka_unit_test (test_series_has_one_entry_per_bucket_of_the_window_zeros_included),
+        cmocka_unit_test (test_ranking_is_an_ordered_array_with_value_or_score),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

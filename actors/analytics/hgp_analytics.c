@@ -1,0 +1,1105 @@
+/*  hgp_analytics.c - the analytics actor: rankings and series from the log
+ *
+ *  One zactor thread owns a Kafka consumer (group analytics/group on the
+ *  event topic), a Redis connection (hgp_redis) and the links to the
+ *  brokers (hgp_worker, service "analytics": one per broker discovery
+ *  reports, the same code as the counter's). It polls the three, folds consumed
+ *  events into Redis in batches, and answers top and stats from Redis.
+ *
+ *  What it keeps, per counter type T (Redis keys, PROTOCOL.md section 7):
+ *
+ *  - all-time sums: sorted set hgp:a:all:T, member resource_id, score
+ *    minus the sum. Exact as long as a sum stays within 2^53 (a double).
+ *  - windowed sums, for the two windows W (analytics/window_1h and
+ *    window_24h): 60 buckets of W/60 ms each, sorted sets
+ *    hgp:a:w:<1h|24h>:T:<bucket>, each expiring once it has left the
+ *    window. A query adds up the last 60 buckets (ZUNIONSTORE), so "the
+ *    last hour" is the last 59 to 60 minutes. Events older than the window
+ *    when they arrive go to the all-time sums only.
+ *  - trending: forward decay (Cormode et al.). An event of delta d at time
+ *    t adds d * 2^((t - L) / half_life) to its resource's score, L being a
+ *    landmark, so the update is a plain ZINCRBY and the order of the
+ *    scores is the order of the decayed sums at any later time. To keep
+ *    the factors within a double, the landmark moves every 16 half-lives:
+ *    one sorted set per epoch (hgp:a:tr:T:<epoch>), a query adds the
+ *    current and the previous epoch (weight 2^-16) and reports the score
+ *    decayed to now. Older epochs (< 2^-16 of their weight) expire.
+ *  - per resource R: counts per bucket (analytics/bucket, one minute) over
+ *    analytics/span (24 h), hash hgp:a:m:<len(R)>:R:T, field = bucket.
+ *
+ *  Scores in the sorted sets are negated sums, so that ZRANGEBYSCORE
+ *  lists the biggest first and Redis breaks ties by member: equal scores
+ *  rank by resource_id ascending, bytewise. Deterministic, and documented
+ *  in PROTOCOL.md. Only resources whose sum (or score) is positive are
+ *  ranked.
+ *
+ *  Each event counts once, and why:
+ *  - The script that folds a batch in also records, per partition, the
+ *    offset of the last event it applied (hash hgp:a:off), atomically
+ *    with the sums, and skips any event at or below it. Kafka may deliver
+ *    an event again (a rebalance, a restart after a crash before the
+ *    commit); it is skipped.
+ *  - Offsets are committed to Kafka only after the script applied the
+ *    batch, and on assignment we start each partition right after the
+ *    offset recorded in Redis (the source of truth; the committed offset
+ *    is at most that). A crash anywhere loses nothing and counts nothing
+ *    twice.
+ *  - Redis unavailable: the batch is dropped, its partitions go back to
+ *    its first offsets and pause, and consumption resumes when Redis is
+ *    back. Between batches this actor holds nothing Kafka does not.
+ *  - Redis lost the state (FLUSHALL), or the log is another one (a new
+ *    mock cluster): hgp:a:log names the log and an epoch, the fold script
+ *    refuses a batch read under another epoch, and every actor then reads
+ *    its partitions again from the start (s_state_script). So the rankings
+ *    are rebuilt from the log, as `hgp replay` rebuilds the counters.
+ */
+#include "hgp_analytics.h"
+#include "hgp_codec.h"
+#include "hgp_eventlog.h"
+#include "hgp_process.h"
+#include "hgp_redis.h"
+#include "hgp_worker.h"
+#include <inttypes.h>
+#include <math.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <librdkafka/rdkafka.h>
+
+#define S_SERVICE       "analytics"
+#define S_BUCKETS       60          /* buckets per window                  */
+#define S_EPOCH         16          /* half-lives per trending epoch       */
+#define S_OFFSETS       "hgp:a:off"
+#define S_RETRY_MS      500         /* retry a batch Redis refused         */
+
+/*  Fold events into the sums. KEYS[1] the applied offsets, KEYS[2] the
+    state they belong to. ARGV: now, window 1h, window 24h, half-life,
+    epoch, bucket, span (all ms), the state this actor read from (else
+    nothing is done: {-1, 0}), then per event partition, offset, counter
+    type ('' for a record that is not an event: only the offset moves),
+    resource, delta, ts. Returns {applied, skipped}. */
+static const char *s_fold_script =
+    "if redis.call('GET', KEYS[2]) ~= ARGV[8] then return {-1, 0} end\n"
+    "local now = tonumber(ARGV[1])\n"
+    "local wins = {{'1h', tonumber(ARGV[2])}, {'24h', tonumber(ARGV[3])}}\n"
+    "local half, epoch = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
+    "local bucket, span = tonumber(ARGV[6]), tonumber(ARGV[7])\n"
+    "local keep = span / bucket\n"
+    "local done, moved, applied, skipped = {}, {}, 0, 0\n"
+    "for i = 9, #ARGV, 6 do\n"
+    "  local part, off = ARGV[i], tonumber(ARGV[i + 1])\n"
+    "  if done[part] == nil then\n"
+    "    done[part] = tonumber(redis.call('HGET', KEYS[1], part) or '-1')\n"
+    "  end\n"
+    "  if off <= done[part] then\n"
+    "    skipped = skipped + 1\n"
+    "  else\n"
+    "    done[part] = off\n"
+    "    moved[part] = ARGV[i + 1]\n"
+    "    local t = ARGV[i + 2]\n"
+    "    if t ~= '' then\n"
+    "      local r, dstr, ts = ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])\n"
+    "      local d = tonumber(dstr)\n"
+    "      local all = 'hgp:a:all:' .. t\n"
+    "      if tonumber(redis.call('ZINCRBY', all, -d, r)) == 0 then\n"
+    "        redis.call('ZREM', all, r)\n"
+    "      end\n"
+    "      for _, w in ipairs(wins) do\n"
+    "        local b = w[2] / 60\n"
+    "        local idx = math.floor(ts / b)\n"
+    "        local expire = (idx + 1) * b + w[2]\n"
+    "        if expire > now then\n"
+    "          local k = 'hgp:a:w:' .. w[1] .. ':' .. t .. ':' .. idx\n"
+    "          redis.call('ZINCRBY', k, -d, r)\n"
+    "          redis.call('PEXPIREAT', k, expire)\n"
+    "        end\n"
+    "      end\n"
+    "      local e = math.floor(ts / epoch)\n"
+    "      if (e + 2) * epoch > now then\n"
+    "        local k = 'hgp:a:tr:' .. t .. ':' .. e\n"
+    "        local f = math.pow(2, (ts - e * epoch) / half)\n"
+    "        redis.call('ZINCRBY', k, -d * f, r)\n"
+    "        redis.call('PEXPIREAT', k, (e + 2) * epoch)\n"
+    "      end\n"
+    "      local m = math.floor(ts / bucket)\n"
+    "      local until_ = (m + 1) * bucket + span\n"
+    "      if until_ > now then\n"
+    "        local k = 'hgp:a:m:' .. string.len(r) .. ':' .. r .. ':' .. t\n"
+    "        redis.call('HINCRBY', k, m, dstr)\n"
+    "        if redis.call('PEXPIRETIME', k) < until_ then\n"
+    "          redis.call('PEXPIREAT', k, until_)\n"
+    "        end\n"
+    "        if redis.call('HLEN', k) > keep + 8 then\n"
+    "          local lo = math.floor(now / bucket) - keep\n"
+    "          for _, field in ipairs(redis.call('HKEYS', k)) do\n"
+    "            if tonumber(field) <= lo then redis.call('HDEL', k, field) end\n"
+    "          end\n"
+    "        end\n"
+    "      end\n"
+    "      applied = applied + 1\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "for part, off in pairs(moved) do\n"
+    "  redis.call('HSET', KEYS[1], part, off)\n"
+    "end\n"
+    "return {applied, skipped}\n";
+
+/*  What the analytics state in Redis was built from: KEYS[1] holds
+    "<cluster id>/<topic> <epoch>". ARGV[1] is the log we read, ARGV[2] a
+    fresh epoch. Same log: {0, state}. A different log (a new mock cluster,
+    a topic made again: it starts at offset 0 again) or no state at all
+    (first start, or Redis was flushed): forget the offsets and start a new
+    epoch, {1 or 2, state}. Every actor whose epoch is not the current one
+    reads its partitions again from the start, so after a flush the
+    rankings are rebuilt from the log. Atomic, so that of two actors the
+    second sees the new epoch, not stale offsets. */
+static const char *s_state_script =
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "if cur and string.sub(cur, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then\n"
+    "  return {0, cur}\n"
+    "end\n"
+    "redis.call('DEL', KEYS[2])\n"
+    "local state = ARGV[1] .. ' ' .. ARGV[2]\n"
+    "redis.call('SET', KEYS[1], state)\n"
+    "return {cur and 1 or 2, state}\n";
+
+/*  Settings, read once from the config */
+typedef struct {
+    int64_t heartbeat;          /* heartbeat/interval, ms                  */
+    int64_t liveness;           /* heartbeat/liveness                      */
+    int64_t capacity;           /* analytics/capacity, told in READY       */
+    int64_t batch_max;          /* analytics/batch_max, events per fold    */
+    const char *group;          /* analytics/group, the consumer group     */
+    int64_t session_timeout;    /* analytics/session_timeout, ms           */
+    int64_t window [2];         /* analytics/window_1h, window_24h, ms     */
+    int64_t half_life;          /* analytics/half_life, ms                 */
+    int64_t bucket;             /* analytics/bucket, ms                    */
+    int64_t span;               /* analytics/span, ms                      */
+} s_settings_t;
+
+/*  One consumed record waiting to be folded in */
+typedef struct {
+    int32_t partition;
+    int64_t offset;
+    bool event;                 /* false: not an event, only moves offset  */
+    hgp_event_t ev;             /* when event                              */
+} s_record_t;
+
+typedef struct {
+    zsock_t *pipe;              /* commands from the caller                */
+    s_settings_t settings;      /* what the config said                    */
+    char actor_id [33];         /* random per start, told in READY         */
+    bool terminated;            /* $TERM received                          */
+    hgp_config_t *config;       /* the caller's, outlives us               */
+    hgp_worker_t *worker;       /* to the brokers                          */
+    hgp_redis_t *redis;         /* the store                               */
+    int fold_script;            /* script handles on redis                 */
+    int state_script;
+    char state [400];           /* what hgp:a:log said we build on, or ""  */
+    int64_t check_at;           /* next look at hgp:a:log while idle       */
+    hgp_eventlog_t *log;        /* settings of the event log               */
+    rd_kafka_t *consumer;       /* member of the group                     */
+    int wakeup [2];             /* librdkafka writes here when it has news */
+    bool more;                  /* the consumer queue may not be empty     */
+    bool paused;                /* partitions paused, waiting for Redis    */
+    int64_t retry_at;           /* when to look at Redis again             */
+    s_record_t *records;        /* the pending batch                       */
+    size_t nrecords;            /* records in it                           */
+    const char **argv;          /* one EVALSHA's arguments                 */
+    size_t *argvlen;            /* ... and their lengths                   */
+    char (*numbers) [24];       /* number texts of a batch                 */
+    uint64_t folded;            /* events applied, for the log             */
+    uint64_t skipped;           /* redelivered events skipped              */
+    hgp_buf_t buf;              /* encoded replies                         */
+} s_analytics_t;
+
+
+/*  --------------------------------------------------------------------------
+    Settings
+*/
+
+static char *
+s_settings_load (hgp_config_t *config, s_settings_t *s)
+{
+    memset (s, 0, sizeof *s);
+    s->heartbeat = hgp_config_int (config, "heartbeat/interval", 500, 10, 60000);
+    s->liveness = hgp_config_int (config, "heartbeat/liveness", 4, 1, 100);
+    s->capacity = hgp_config_int (config, "analytics/capacity", 256, 1, 65535);
+    s->batch_max = hgp_config_int (config, "analytics/batch_max", 1000, 1,
+                                   10000);
+    s->group = hgp_config_str (config, "analytics/group", "hgp-analytics");
+    s->session_timeout = hgp_config_int (config, "analytics/session_timeout",
+                                         6000, 1000, 300000);
+    s->window [0] = hgp_config_int (config, "analytics/window_1h", 3600000,
+                                    60, INT32_MAX);
+    s->window [1] = hgp_config_int (config, "analytics/window_24h", 86400000,
+                                    60, INT32_MAX);
+    s->half_life = hgp_config_int (config, "analytics/half_life", 3600000,
+                                   1, INT32_MAX);
+    s->bucket = hgp_config_int (config, "analytics/bucket", 60000, 1,
+                                INT32_MAX);
+    s->span = hgp_config_int (config, "analytics/span", 86400000, 1,
+                              INT64_MAX / 4);
+    if (hgp_config_error (config))
+        return strdup (hgp_config_error (config));
+    if (s->window [0] % S_BUCKETS || s->window [1] % S_BUCKETS)
+        return strdup ("config: analytics/window_1h and window_24h must be"
+                       " multiples of 60 ms (they are cut in 60 buckets)");
+    if (s->span % s->bucket || s->span / s->bucket > HGP_MINUTES_MAX)
+        return zsys_sprintf ("config: analytics/span must be a multiple of"
+                             " analytics/bucket, at most %d buckets",
+                             HGP_MINUTES_MAX);
+    if (!hgp_id_valid (s->group, strlen (s->group)))
+        return strdup ("config: analytics/group must be an id");
+    return NULL;
+}
+
+char *
+hgp_analytics_config_check (hgp_config_t *config)
+{
+    s_settings_t s;
+    char *error = s_settings_load (config, &s);
+    if (!error)
+        error = hgp_worker_config_check (config);
+    if (!error) {
+        hgp_redis_t *redis = hgp_redis_new (config, "analytics", &error);
+        hgp_redis_destroy (&redis);
+    }
+    if (!error) {
+        hgp_eventlog_t *log = hgp_eventlog_new (config, "analytics", &error);
+        hgp_eventlog_destroy (&log);
+    }
+    return error;
+}
+
+
+/*  --------------------------------------------------------------------------
+    Consuming: the group, batches, the fold script
+*/
+
+static void
+s_arg (s_analytics_t *self, int *argc, const char *arg)
+{
+    self->argv [*argc] = arg;
+    self->argvlen [*argc] = strlen (arg);
+    (*argc)++;
+}
+
+static char *
+s_number (s_analytics_t *self, size_t *used, int64_t n)
+{
+    char *text = self->numbers [(*used)++];
+    snprintf (text, 24, "%" PRId64, n);
+    return text;
+}
+
+/*  On assignment, start each partition right after what Redis says we
+    applied: Redis is the truth, Kafka's committed offset at most that. If
+    Redis cannot say now, the committed offsets are safe too (the fold
+    script skips what it applied). */
+/*  Learn (or start) the state of the analytics in Redis (s_state_script).
+    -1 when Redis or Kafka cannot say; else 0 when it is the one we read
+    from, 1 when it changed under us (our positions are worthless) */
+static int
+s_adopt (s_analytics_t *self)
+{
+    if (!hgp_redis_ready (self->redis, true))
+        return -1;
+    char *cluster = rd_kafka_clusterid (self->consumer, 1000);
+    if (!cluster)
+        return -1;
+    char log [300], epoch [33], reason [256];
+    snprintf (log, sizeof log, "%s/%s", cluster, hgp_eventlog_topic (self->log));
+    rd_kafka_mem_free (self->consumer, cluster);
+    hgp_process_random_id (epoch, sizeof epoch);
+    const char *argv [] = {
+        "EVALSHA", hgp_redis_sha (self->redis, self->state_script),
+        "2", "hgp:a:log", S_OFFSETS, log, epoch
+    };
+    redisReply *reply = hgp_redis_command (self->redis, 7, argv, NULL,
+                                           reason, sizeof reason);
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+        if (reply)
+            freeReplyObject (reply);
+        return -1;
+    }
+    long long code = reply->element [0]->integer;
+    const char *state = reply->element [1]->str;
+    if (code == 1)
+        zsys_warning ("analytics: the event log is %s, not the one the"
+                      " rankings in redis were built from: reading it from"
+                      " the start (sums so far are kept)", log);
+    else
+    if (code == 2 && self->state [0])
+        zsys_warning ("analytics: redis lost the analytics state (flushed?):"
+                      " rebuilding it from the start of the log");
+    int rc = self->state [0] && !streq (self->state, state) ? 1 : 0;
+    snprintf (self->state, sizeof self->state, "%s", state);
+    freeReplyObject (reply);
+    return rc;
+}
+
+/*  Read every assigned partition again from its first event */
+static void
+s_rewind (s_analytics_t *self)
+{
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (rd_kafka_assignment (self->consumer, &parts) || !parts)
+        return;
+    for (int i = 0; i < parts->cnt; i++)
+        parts->elems [i].offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_error_t *error = rd_kafka_seek_partitions (self->consumer, parts,
+                                                        1000);
+    if (error) {
+        zsys_warning ("analytics: cannot rewind: %s",
+                      rd_kafka_error_string (error));
+        rd_kafka_error_destroy (error);
+    }
+    rd_kafka_topic_partition_list_destroy (parts);
+    self->nrecords = 0;
+    self->more = true;
+}
+
+static void
+s_assign (s_analytics_t *self, rd_kafka_topic_partition_list_t *parts)
+{
+    //  Unsure which state the offsets in Redis belong to: committed
+    //  offsets, which are safe (the fold script skips what it applied)
+    redisContext *c = s_adopt (self) < 0 ? NULL
+                    : hgp_redis_context (self->redis);
+    if (c && parts->cnt > 0) {
+        const char **argv = (const char **) calloc ((size_t) parts->cnt + 2,
+                                                    sizeof (char *));
+        char (*names) [16] = calloc ((size_t) parts->cnt, 16);
+        assert (argv && names);
+        argv [0] = "HMGET";
+        argv [1] = S_OFFSETS;
+        for (int i = 0; i < parts->cnt; i++) {
+            snprintf (names [i], 16, "%d", parts->elems [i].partition);
+            argv [i + 2] = names [i];
+        }
+        char reason [256];
+        redisReply *reply = hgp_redis_command (self->redis, parts->cnt + 2,
+                                               argv, NULL, reason,
+                                               sizeof reason);
+        if (reply && reply->type == REDIS_REPLY_ARRAY
+        &&  (int) reply->elements == parts->cnt)
+            for (int i = 0; i < parts->cnt; i++) {
+                redisReply *r = reply->element [i];
+                parts->elems [i].offset = r->type == REDIS_REPLY_STRING
+                    ? strtoll (r->str, NULL, 10) + 1 : RD_KAFKA_OFFSET_BEGINNING;
+            }
+        else
+            zsys_warning ("analytics: starting from the committed offsets:"
+                          " %s", reply ? "odd reply" : reason);
+        if (reply)
+            freeReplyObject (reply);
+        free (argv);
+        free (names);
+    }
+    rd_kafka_assign (self->consumer, parts);
+    self->paused = false;
+    zsys_info ("analytics: assigned %d partitions", parts->cnt);
+}
+
+static void
+s_rebalance_cb (rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    s_analytics_t *self = (s_analytics_t *) opaque;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+        s_assign (self, parts);
+    else {
+        //  What we hold of them is not ours to apply any more; the next
+        //  owner starts after what Redis says was applied
+        self->nrecords = 0;
+        rd_kafka_assign (rk, NULL);
+        zsys_info ("analytics: partitions revoked");
+    }
+}
+
+static void
+s_error_cb (rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    static int last = 0;
+    if (err != last)
+        zsys_warning ("analytics: kafka: %s", reason);
+    last = err;
+}
+
+static void
+s_log_cb (const rd_kafka_t *rk, int level, const char *facility,
+          const char *line)
+{
+    zsys_warning ("analytics: kafka: %s: %s", facility, line);
+}
+
+static int
+s_consumer_new (s_analytics_t *self)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new ();
+    char errstr [256], session [24], heartbeat [24];
+    snprintf (session, sizeof session, "%" PRId64,
+              self->settings.session_timeout);
+    snprintf (heartbeat, sizeof heartbeat, "%" PRId64,
+              MAX (self->settings.session_timeout / 6, 100));
+    const char *pairs [] = {
+        "bootstrap.servers", hgp_eventlog_brokers (self->log),
+        "group.id", self->settings.group,
+        "client.id", self->actor_id,
+        "enable.auto.commit", "false",
+        "enable.auto.offset.store", "false",
+        "auto.offset.reset", "earliest",
+        "session.timeout.ms", session,
+        "heartbeat.interval.ms", heartbeat,
+        "socket.nagle.disable", "true",
+        "log_level", "4",
+        "log.connection.close", "false",
+        "reconnect.backoff.max.ms", "1000",
+        NULL
+    };
+    for (const char **p = pairs; *p; p += 2)
+        if (rd_kafka_conf_set (conf, p [0], p [1], errstr, sizeof errstr)) {
+            zsys_error ("analytics: kafka setting %s: %s", p [0], errstr);
+            rd_kafka_conf_destroy (conf);
+            return -1;
+        }
+    rd_kafka_conf_set_opaque (conf, self);
+    rd_kafka_conf_set_rebalance_cb (conf, s_rebalance_cb);
+    rd_kafka_conf_set_error_cb (conf, s_error_cb);
+    rd_kafka_conf_set_log_cb (conf, s_log_cb);
+    self->consumer = rd_kafka_new (RD_KAFKA_CONSUMER, conf, errstr,
+                                   sizeof errstr);
+    if (!self->consumer) {
+        zsys_error ("analytics: cannot create a kafka consumer: %s", errstr);
+        return -1;
+    }
+    //  Everything (messages, rebalances, errors) through one queue, which
+    //  writes to our pipe when it becomes non-empty: we poll it with the
+    //  sockets instead of waking up to look
+    rd_kafka_poll_set_consumer (self->consumer);
+    rd_kafka_queue_t *queue = rd_kafka_queue_get_consumer (self->consumer);
+    rd_kafka_queue_io_event_enable (queue, self->wakeup [1], "1", 1);
+    rd_kafka_queue_destroy (queue);
+    rd_kafka_topic_partition_list_t *topics =
+        rd_kafka_topic_partition_list_new (1);
+    rd_kafka_topic_partition_list_add (topics, hgp_eventlog_topic (self->log),
+                                       RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe (self->consumer, topics);
+    rd_kafka_topic_partition_list_destroy (topics);
+    if (err) {
+        zsys_error ("analytics: cannot subscribe: %s", rd_kafka_err2str (err));
+        return -1;
+    }
+    self->more = true;
+    return 0;
+}
+
+/*  Take one consumed message into the pending batch */
+static void
+s_take (s_analytics_t *self, rd_kafka_message_t *m)
+{
+    s_record_t *rec = &self->records [self->nrecords++];
+    rec->partition = m->partition;
+    rec->offset = m->offset;
+    rec->event = false;
+    hgp_error_t error = { 0 };
+    const void *value = NULL;
+    size_t size = 0;
+    rd_kafka_headers_t *headers = NULL;
+    bool signed_ = rd_kafka_message_headers (m, &headers) == 0
+                && rd_kafka_header_get_last (headers, "hgp", &value, &size) == 0
+                && size == strlen (HGP_PROTO_EVENT)
+                && memcmp (value, HGP_PROTO_EVENT, size) == 0;
+    if (!signed_)
+        zsys_warning ("analytics: record at [%d] %" PRId64 " has no hgp=%s"
+                      " header; skipped", m->partition, m->offset,
+                      HGP_PROTO_EVENT);
+    else
+    if (hgp_event_decode (&rec->ev, m->payload, m->len, &error))
+        zsys_warning ("analytics: record at [%d] %" PRId64 " is not an"
+                      " event (%s); skipped", m->partition, m->offset,
+                      error.message);
+    else
+        rec->event = true;
+}
+
+/*  Fold the pending batch into Redis and commit its offsets. 0 when it is
+    done (or empty), -1 when it must be tried again. */
+static int
+s_fold (s_analytics_t *self)
+{
+    if (self->nrecords == 0)
+        return 0;
+    if (!hgp_redis_ready (self->redis, true))
+        return -1;
+    s_settings_t *s = &self->settings;
+    size_t used = 0;
+    int argc = 0;
+    s_arg (self, &argc, "EVALSHA");
+    s_arg (self, &argc, hgp_redis_sha (self->redis, self->fold_script));
+    s_arg (self, &argc, "2");
+    s_arg (self, &argc, S_OFFSETS);
+    s_arg (self, &argc, "hgp:a:log");
+    s_arg (self, &argc, s_number (self, &used, zclock_time ()));
+    s_arg (self, &argc, s_number (self, &used, s->window [0]));
+    s_arg (self, &argc, s_number (self, &used, s->window [1]));
+    s_arg (self, &argc, s_number (self, &used, s->half_life));
+    s_arg (self, &argc, s_number (self, &used, s->half_life * S_EPOCH));
+    s_arg (self, &argc, s_number (self, &used, s->bucket));
+    s_arg (self, &argc, s_number (self, &used, s->span));
+    s_arg (self, &argc, self->state);
+    for (size_t i = 0; i < self->nrecords; i++) {
+        s_record_t *rec = &self->records [i];
+        s_arg (self, &argc, s_number (self, &used, rec->partition));
+        s_arg (self, &argc, s_number (self, &used, rec->offset));
+        s_arg (self, &argc, rec->event ? rec->ev.key.counter_type : "");
+        s_arg (self, &argc, rec->event ? rec->ev.key.resource_id : "");
+        s_arg (self, &argc, s_number (self, &used, rec->event ? rec->ev.delta : 0));
+        s_arg (self, &argc, s_number (self, &used,
+                                      rec->event ? (int64_t) rec->ev.ts : 0));
+    }
+    char reason [256];
+    redisReply *reply = NULL;
+    for (int attempt = 0; attempt < 2 && !reply; attempt++) {
+        reply = hgp_redis_command (self->redis, argc, self->argv,
+                                   self->argvlen, reason, sizeof reason);
+        if (!reply && strstr (reason, "NOSCRIPT")
+        &&  hgp_redis_reload (self->redis) == 0)
+            continue;
+        break;
+    }
+    if (!reply) {
+        //  Applied or not, the offsets in Redis say which: trying again
+        //  is safe
+        zsys_warning ("analytics: cannot fold %zu events in: %s; will retry",
+                      self->nrecords, reason);
+        return -1;
+    }
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+    &&  reply->element [0]->integer == -1) {
+        //  The state changed (a flush, another log) or we never knew it:
+        //  nothing was folded. Learn it; if it moved, read all again.
+        freeReplyObject (reply);
+        int changed = s_adopt (self);
+        if (changed < 0)
+            return -1;
+        if (changed) {
+            s_rewind (self);
+            return 0;
+        }
+        return s_fold (self);       //  same state, now known: once more
+    }
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
+        self->folded += (uint64_t) reply->element [0]->integer;
+        self->skipped += (uint64_t) reply->element [1]->integer;
+    }
+    freeReplyObject (reply);
+
+    //  Commit after applying: the next owner of a partition starts at the
+    //  offset in Redis anyway, this keeps Kafka's view (lag) right
+    rd_kafka_topic_partition_list_t *commit =
+        rd_kafka_topic_partition_list_new (8);
+    for (size_t i = 0; i < self->nrecords; i++) {
+        s_record_t *rec = &self->records [i];
+        rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find (
+            commit, hgp_eventlog_topic (self->log), rec->partition);
+        if (!tp)
+            tp = rd_kafka_topic_partition_list_add (
+                commit, hgp_eventlog_topic (self->log), rec->partition);
+        if (rec->offset + 1 > tp->offset)
+            tp->offset = rec->offset + 1;
+    }
+    rd_kafka_commit (self->consumer, commit, 1);
+    rd_kafka_topic_partition_list_destroy (commit);
+    self->nrecords = 0;
+    return 0;
+}
+
+static void
+s_pause (s_analytics_t *self, bool pause)
+{
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (rd_kafka_assignment (self->consumer, &parts) == 0 && parts) {
+        if (pause)
+            rd_kafka_pause_partitions (self->consumer, parts);
+        else
+            rd_kafka_resume_partitions (self->consumer, parts);
+        rd_kafka_topic_partition_list_destroy (parts);
+    }
+    self->paused = pause;
+}
+
+/*  Redis did not take the batch: drop it, go back to its first offsets
+    and pause until Redis is back. Kafka holds the events; we hold
+    nothing, so no rebalance or restart can lose them. */
+static void
+s_back_off (s_analytics_t *self)
+{
+    rd_kafka_topic_partition_list_t *seek =
+        rd_kafka_topic_partition_list_new (8);
+    for (size_t i = 0; i < self->nrecords; i++) {
+        s_record_t *rec = &self->records [i];
+        rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find (
+            seek, hgp_eventlog_topic (self->log), rec->partition);
+        if (!tp)
+            rd_kafka_topic_partition_list_add (
+                seek, hgp_eventlog_topic (self->log), rec->partition)->offset
+                = rec->offset;
+        else
+        if (rec->offset < tp->offset)
+            tp->offset = rec->offset;
+    }
+    s_pause (self, true);
+    rd_kafka_error_t *error = rd_kafka_seek_partitions (self->consumer, seek,
+                                                        1000);
+    if (error) {
+        zsys_warning ("analytics: cannot seek back: %s",
+                      rd_kafka_error_string (error));
+        rd_kafka_error_destroy (error);
+    }
+    rd_kafka_topic_partition_list_destroy (seek);
+    self->nrecords = 0;
+    self->retry_at = zclock_mono () + S_RETRY_MS;
+}
+
+/*  Consume what is there, in batches, and fold each in */
+static void
+s_consume (s_analytics_t *self)
+{
+    char drain [64];
+    while (read (self->wakeup [0], drain, sizeof drain) > 0)
+        ;
+    rd_kafka_message_t *m;
+    if (self->paused) {
+        //  Waiting for Redis. Polling keeps the group's rebalances going;
+        //  messages fetched before the seek are dropped (fetched again)
+        while ((m = rd_kafka_consumer_poll (self->consumer, 0)))
+            rd_kafka_message_destroy (m);
+        if (zclock_mono () < self->retry_at)
+            return;
+        if (!hgp_redis_ready (self->redis, true)) {
+            self->retry_at = zclock_mono () + S_RETRY_MS;
+            return;
+        }
+        s_pause (self, false);
+    }
+    self->more = false;
+    while ((m = rd_kafka_consumer_poll (self->consumer, 0))) {
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                zsys_warning ("analytics: kafka: %s",
+                              rd_kafka_message_errstr (m));
+        }
+        else
+            s_take (self, m);
+        rd_kafka_message_destroy (m);
+        if (self->nrecords == (size_t) self->settings.batch_max) {
+            if (s_fold (self))
+                s_back_off (self);
+            else
+                self->more = true;  //  the queue may hold more: come back
+            return;
+        }
+        if (self->paused)
+            return;                 //  a rebalance happened in the poll
+    }
+    if (s_fold (self))
+        s_back_off (self);
+}
+
+
+/*  --------------------------------------------------------------------------
+    Queries: top and stats
+*/
+
+static void
+s_fail (hgp_reply_t *rep, uint16_t status, const char *code,
+        const char *message)
+{
+    free (rep->ranking);
+    rep->ranking = NULL;
+    rep->nranking = 0;
+    free (rep->buckets);
+    rep->buckets = NULL;
+    rep->nbuckets = 0;
+    rep->has_stats = false;
+    hgp_error_set (&rep->error, status, code, "%s", message);
+}
+
+/*  A sorted-set score (negated sum) as a count */
+static int64_t
+s_count (const char *score)
+{
+    return -(int64_t) llround (strtod (score, NULL));
+}
+
+static void
+s_top (s_analytics_t *self, const hgp_request_t *req, hgp_reply_t *rep)
+{
+    s_settings_t *s = &self->settings;
+    int64_t now = zclock_time ();
+    const char *type = req->key.counter_type;
+    char key [HGP_ID_MAX + 64], tmp [64], limit [16];
+    snprintf (tmp, sizeof tmp, "hgp:a:tmp:%s", self->actor_id);
+    snprintf (limit, sizeof limit, "%u", req->limit);
+    const char *source = key;
+    double factor = 1.0;
+    char reason [256];
+
+    //  Windows and trending: add up their sets into a scratch key first
+    if (req->window != HGP_WINDOW_ALL) {
+        const char *argv [S_BUCKETS + 8];
+        char names [S_BUCKETS][HGP_ID_MAX + 64];
+        int argc = 0, nkeys;
+        argv [argc++] = "ZUNIONSTORE";
+        argv [argc++] = tmp;
+        argv [argc++] = "";                 //  numkeys, below
+        char weight [32], count [8];
+        if (req->window == HGP_WINDOW_TRENDING) {
+            int64_t epoch = s->half_life * S_EPOCH;
+            int64_t e = now / epoch;
+            snprintf (names [0], sizeof names [0], "hgp:a:tr:%s:%" PRId64, type, e);
+            snprintf (names [1], sizeof names [1], "hgp:a:tr:%s:%" PRId64, type,
+                      e - 1);
+            argv [argc++] = names [0];
+            argv [argc++] = names [1];
+            nkeys = 2;
+            snprintf (weight, sizeof weight, "%.17g", pow (2.0, -S_EPOCH));
+            argv [argc++] = "WEIGHTS";
+            argv [argc++] = "1";
+            argv [argc++] = weight;
+            //  Scores are relative to the epoch's landmark: decay to now
+            factor = pow (2.0, (double) (e * epoch - now) / (double) s->half_life);
+        }
+        else {
+            int w = req->window == HGP_WINDOW_1H ? 0 : 1;
+            int64_t b = s->window [w] / S_BUCKETS;
+            int64_t last = now / b;
+            for (int i = 0; i < S_BUCKETS; i++) {
+                snprintf (names [i], sizeof names [i], "hgp:a:w:%s:%s:%" PRId64,
+                          w ? "24h" : "1h", type, last - i);
+                argv [argc++] = names [i];
+            }
+            nkeys = S_BUCKETS;
+        }
+        snprintf (count, sizeof count, "%d", nkeys);
+        argv [2] = count;
+        redisReply *reply = hgp_redis_command (self->redis, argc, argv, NULL,
+                                               reason, sizeof reason);
+        if (!reply) {
+            s_fail (rep, HGP_STATUS_UNAVAILABLE, "unavailable", reason);
+            return;
+        }
+        freeReplyObject (reply);
+        source = tmp;
+    }
+    else
+        snprintf (key, sizeof key, "hgp:a:all:%s", type);
+
+    //  Best first, ties by member: the sets hold negated sums
+    const char *range [] = { "ZRANGEBYSCORE", source, "-inf", "(0",
+                             "WITHSCORES", "LIMIT", "0", limit };
+    redisReply *reply = hgp_redis_command (self->redis, 8, range, NULL,
+                                           reason, sizeof reason);
+    if (source == tmp) {
+        const char *del [] = { "DEL", tmp };
+        redisReply *gone = hgp_redis_context (self->redis)
+                         ? hgp_redis_command (self->redis, 2, del, NULL,
+                                              reason, sizeof reason)
+                         : NULL;
+        if (gone)
+            freeReplyObject (gone);
+    }
+    if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+        s_fail (rep, HGP_STATUS_UNAVAILABLE, "unavailable",
+                reply ? "redis gave an odd reply" : reason);
+        if (reply)
+            freeReplyObject (reply);
+        return;
+    }
+    size_t n = reply->elements / 2;
+    rep->ranking = (hgp_rank_t *) calloc (n ? n : 1, sizeof (hgp_rank_t));
+    assert (rep->ranking);
+    rep->window = req->window;
+    for (size_t i = 0; i < n; i++) {
+        hgp_rank_t *r = &rep->ranking [rep->nranking];
+        const char *member = reply->element [2 * i]->str;
+        if (!hgp_id_valid (member, strlen (member)))
+            continue;
+        snprintf (r->resource_id, sizeof r->resource_id, "%s", member);
+        const char *score = reply->element [2 * i + 1]->str;
+        r->score = -strtod (score, NULL) * factor;
+        r->count = s_count (score);
+        rep->nranking++;
+    }
+    freeReplyObject (reply);
+}
+
+static int
+s_compare_buckets (const void *a, const void *b)
+{
+    int64_t x = ((const hgp_bucket_t *) a)->start_ms;
+    int64_t y = ((const hgp_bucket_t *) b)->start_ms;
+    return x < y ? -1 : x > y;
+}
+
+static void
+s_stats (s_analytics_t *self, const hgp_request_t *req, hgp_reply_t *rep)
+{
+    s_settings_t *s = &self->settings;
+    int64_t now = zclock_time ();
+    const char *r = req->key.resource_id, *t = req->key.counter_type;
+    int64_t epoch = s->half_life * S_EPOCH;
+    int64_t e = now / epoch;
+    char all [HGP_ID_MAX + 16], minutes [2 * HGP_ID_MAX + 32];
+    char tr0 [HGP_ID_MAX + 48], tr1 [HGP_ID_MAX + 48];
+    snprintf (all, sizeof all, "hgp:a:all:%s", t);
+    snprintf (minutes, sizeof minutes, "hgp:a:m:%zu:%s:%s", strlen (r), r, t);
+    snprintf (tr0, sizeof tr0, "hgp:a:tr:%s:%" PRId64, t, e);
+    snprintf (tr1, sizeof tr1, "hgp:a:tr:%s:%" PRId64, t, e - 1);
+    const char *argv [4][3] = {
+        { "ZSCORE", all, r }, { "HGETALL", minutes, NULL },
+        { "ZSCORE", tr0, r }, { "ZSCORE", tr1, r }
+    };
+    redisReply *replies [4] = { NULL };
+    char reason [256] = "";
+    for (int i = 0; i < 4; i++) {
+        if (!hgp_redis_context (self->redis))
+            break;
+        replies [i] = hgp_redis_command (self->redis, argv [i][2] ? 3 : 2,
+                                         argv [i], NULL, reason, sizeof reason);
+        if (!replies [i])
+            break;
+    }
+    if (!replies [3]) {
+        s_fail (rep, HGP_STATUS_UNAVAILABLE, "unavailable",
+                reason [0] ? reason : "redis connection broke");
+        goto done;
+    }
+    rep->has_stats = true;
+    rep->total = replies [0]->type == REDIS_REPLY_STRING
+               ? s_count (replies [0]->str) : 0;
+    double raw0 = replies [2]->type == REDIS_REPLY_STRING
+                ? -strtod (replies [2]->str, NULL) : 0;
+    double raw1 = replies [3]->type == REDIS_REPLY_STRING
+                ? -strtod (replies [3]->str, NULL) : 0;
+    rep->trending = (raw0 + raw1 * pow (2.0, -S_EPOCH))
+                  * pow (2.0, (double) (e * epoch - now) / (double) s->half_life);
+    rep->bucket_ms = (uint32_t) s->bucket;
+    size_t fields = replies [1]->type == REDIS_REPLY_ARRAY
+                  ? replies [1]->elements / 2 : 0;
+    rep->buckets = (hgp_bucket_t *) calloc (fields ? fields : 1,
+                                            sizeof (hgp_bucket_t));
+    assert (rep->buckets);
+    int64_t last = now / s->bucket;
+    int64_t first = last - s->span / s->bucket + 1;
+    for (size_t i = 0; i < fields; i++) {
+        int64_t idx = strtoll (replies [1]->element [2 * i]->str, NULL, 10);
+        int64_t count = strtoll (replies [1]->element [2 * i + 1]->str, NULL, 10);
+        if (idx < first || idx > last || count == 0
+        ||  rep->nbuckets == HGP_MINUTES_MAX)
+            continue;
+        rep->buckets [rep->nbuckets].start_ms = idx * s->bucket;
+        rep->buckets [rep->nbuckets].count = count;
+        rep->nbuckets++;
+    }
+    qsort (rep->buckets, rep->nbuckets, sizeof (hgp_bucket_t),
+           s_compare_buckets);
+done:
+    for (int i = 0; i < 4; i++)
+        if (replies [i])
+            freeReplyObject (replies [i]);
+}
+
+/*  Answer one REQUEST */
+static void
+s_serve (s_analytics_t *self, const hgp_work_t *work)
+{
+    hgp_request_t req;
+    hgp_reply_t rep;
+    hgp_reply_init (&rep);
+    hgp_error_t error;
+    if (!work->body)
+        hgp_error_set (&rep.error, HGP_STATUS_BAD_REQUEST, "malformed",
+                       "a REQUEST has 5 frames: %s, 0x02, token, budget (4"
+                       " bytes), body", HGP_PROTO_ACTOR);
+    else
+    if (hgp_request_decode (&req, work->body, work->size, &error)) {
+        snprintf (rep.id, sizeof rep.id, "%s", req.id);
+        rep.error = error;
+    }
+    else {
+        snprintf (rep.id, sizeof rep.id, "%s", req.id);
+        if (zclock_mono () >= work->deadline)
+            hgp_error_set (&rep.error, HGP_STATUS_TIMEOUT, "timeout",
+                           "the budget ran out before analytics started it");
+        else
+        if (req.op == HGP_OP_TOP || req.op == HGP_OP_STATS) {
+            if (!hgp_redis_ready (self->redis, true))
+                s_fail (&rep, HGP_STATUS_UNAVAILABLE, "unavailable",
+                        "analytics cannot reach redis");
+            else
+            if (req.op == HGP_OP_TOP)
+                s_top (self, &req, &rep);
+            else
+                s_stats (self, &req, &rep);
+        }
+        else
+        if (req.op != HGP_OP_PING)
+            hgp_error_set (&rep.error, HGP_STATUS_INTERNAL, "internal",
+                           "op %s is not served by an analytics actor",
+                           hgp_op_name (req.op));
+        hgp_request_clear (&req);
+    }
+    self->buf.size = 0;
+    if (hgp_reply_encode (&rep, &self->buf)) {
+        hgp_error_set (&error, HGP_STATUS_INTERNAL, "internal",
+                       "analytics could not encode its reply");
+        self->buf.size = 0;
+        hgp_reply_encode_error (rep.id, &error, &self->buf);
+    }
+    hgp_worker_reply (self->worker, work, self->buf.data,
+                      self->buf.size);
+    hgp_reply_clear (&rep);
+}
+
+
+/*  --------------------------------------------------------------------------
+    The actor
+*/
+
+static s_analytics_t *
+s_analytics_new (zsock_t *actor_pipe, hgp_config_t *config)
+{
+    s_analytics_t *self = (s_analytics_t *) zmalloc (sizeof (s_analytics_t));
+    assert (self);
+    self->pipe = actor_pipe;
+    self->config = config;
+    char *error = s_settings_load (config, &self->settings);
+    if (!error)
+        self->redis = hgp_redis_new (config, "analytics", &error);
+    if (!error)
+        self->log = hgp_eventlog_new (config, "analytics", &error);
+    if (error)
+        zsys_error ("%s", error);
+    assert (!error);            //  main calls hgp_analytics_config_check
+    hgp_process_random_id (self->actor_id, sizeof self->actor_id);
+    self->fold_script = hgp_redis_script (self->redis, s_fold_script);
+    self->state_script = hgp_redis_script (self->redis, s_state_script);
+    int rc = pipe (self->wakeup);
+    assert (rc == 0);
+    for (int i = 0; i < 2; i++)
+        fcntl (self->wakeup [i], F_SETFL, O_NONBLOCK);
+    size_t batch = (size_t) self->settings.batch_max;
+    self->records = (s_record_t *) calloc (batch, sizeof (s_record_t));
+    self->argv = (const char **) calloc (16 + 6 * batch, sizeof (char *));
+    self->argvlen = (size_t *) calloc (16 + 6 * batch, sizeof (size_t));
+    self->numbers = calloc (8 + 4 * batch, 24);
+    assert (self->records && self->argv && self->argvlen && self->numbers);
+    return self;
+}
+
+static void
+s_analytics_destroy (s_analytics_t **self_p)
+{
+    s_analytics_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->consumer) {
+        //  Leave the group now, so our partitions move at once
+        rd_kafka_consumer_close (self->consumer);
+        rd_kafka_destroy (self->consumer);
+    }
+    hgp_worker_destroy (&self->worker);
+    hgp_eventlog_destroy (&self->log);
+    hgp_redis_destroy (&self->redis);
+    close (self->wakeup [0]);
+    close (self->wakeup [1]);
+    free (self->records);
+    free (self->argv);
+    free (self->argvlen);
+    free (self->numbers);
+    hgp_buf_clear (&self->buf);
+    free (self);
+    *self_p = NULL;
+}
+
+void
+hgp_analytics_actor (zsock_t *pipe, void *args)
+{
+    s_analytics_t *self = s_analytics_new (pipe, (hgp_config_t *) args);
+    zsock_signal (pipe, 0);
+    s_settings_t *s = &self->settings;
+    zsys_info ("analytics: actor %s, group %s on %s at kafka %s, redis %s,"
+               " windows %" PRId64 "/%" PRId64 " ms, half-life %" PRId64 " ms",
+               self->actor_id, s->group, hgp_eventlog_topic (self->log),
+               hgp_eventlog_brokers (self->log),
+               hgp_redis_address (self->redis), s->window [0], s->window [1],
+               s->half_life);
+    hgp_redis_ready (self->redis, false);
+    if (s_consumer_new (self))
+        zsys_error ("analytics: no consumer: rankings will not move");
+    self->worker = hgp_worker_new (self->config, S_SERVICE, self->actor_id,
+                                   (uint32_t) s->capacity, s->heartbeat,
+                                   s->liveness);
+    uint64_t reported = 0;
+    int64_t report_at = zclock_mono () + 10000;
+    while (!self->terminated) {
+        int64_t now = zclock_mono ();
+        int64_t wake = MIN (hgp_worker_wake_at (self->worker), self->check_at);
+        if (self->more)
+            wake = now;
+        if (self->paused)
+            wake = MIN (wake, self->retry_at);
+        zmq_pollitem_t items [2 + HGP_WORKER_POLL_MAX] = {
+            { zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0 },
+            { NULL, self->wakeup [0], ZMQ_POLLIN, 0 }
+        };
+        size_t n = 2 + hgp_worker_pollitems (self->worker, items + 2);
+        if (zmq_poll (items, (int) n, (long) MAX (wake - now, 0)) == -1) {
+            if (zmq_errno () == EINTR)
+                continue;
+            break;
+        }
+        if (items [0].revents & ZMQ_POLLIN) {
+            char *command = zstr_recv (self->pipe);
+            if (command && streq (command, "$TERM"))
+                self->terminated = true;
+            zstr_free (&command);
+            if (self->terminated)
+                break;
+        }
+        bool input = false;
+        for (size_t i = 2; i < n; i++)
+            input |= (items [i].revents & ZMQ_POLLIN) != 0;
+        if (input) {
+            hgp_work_t work;
+            for (int i = 0; i < 256 && hgp_worker_recv (self->worker, &work);
+                 i++)
+                s_serve (self, &work);
+        }
+        if (self->consumer
+        &&  ((items [1].revents & ZMQ_POLLIN) || self->more
+             || (self->paused && zclock_mono () >= self->retry_at)))
+            s_consume (self);
+        hgp_worker_tick (self->worker);
+        if (self->consumer && !self->paused && zclock_mono () >= self->check_at) {
+            //  While no events come, notice a flushed Redis anyway
+            self->check_at = zclock_mono () + 2000;
+            if (self->state [0] && s_adopt (self) == 1)
+                s_rewind (self);
+        }
+        if (zclock_mono () >= report_at) {
+            report_at = zclock_mono () + 10000;
+            if (self->folded != reported)
+                zsys_info ("analytics: %" PRIu64 " events folded in, %" PRIu64
+                           " redeliveries skipped", self->folded,
+                           self->skipped);
+            reported = self->folded;
+        }
+    }
+    zsys_info ("analytics: actor %s stopped after %" PRIu64 " events",
+               self->actor_id, self->folded);
+    s_analytics_destroy (&self);
+}

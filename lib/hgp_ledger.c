@@ -1,0 +1,756 @@
+/*  hgp_ledger.c - applying the event log to the counters (see .h)
+ *
+ *  Invariants, and why they hold:
+ *
+ *  - An event is applied at most once. The apply script reads the request
+ *    record first and adds nothing when it says "applied"; INCRBY and the
+ *    record are written by one script, so Redis has both or neither.
+ *    Records live counter/dedup_ttl seconds; beyond that, watermarks keep
+ *    recovery from reading old events at all (below).
+ *  - An event in the log is applied at least once, even when the actor
+ *    that produced it dies first. An actor's watermark only moves (inside
+ *    the script that applied the events) past events that were applied,
+ *    or that can never be (overflow); it does not move at all when Redis
+ *    refused part of a batch. So everything of that actor above its
+ *    watermark is found by reading the log from there, and applying an
+ *    event found there twice is harmless (its record).
+ *  - Recovery and the actor itself never run at once under one id: an
+ *    actor recovers others only once their lease is gone, and an actor
+ *    whose lease is gone stops producing under that id (hgp_counter.c).
+ *    Leases are kept by the actor (hgp_ledger_renew) and expire by
+ *    themselves when it dies or stalls.
+ *
+ *  The scripts build no keys they were not given except the leases and
+ *  watermark keys of other actors, which is fine for one Redis server (not
+ *  a cluster: there it would need hash tags).
+ */
+#include "hgp_ledger.h"
+#include <czmq.h>
+#include <inttypes.h>
+
+#define S_REGISTRY      "hgp:actors"
+#define S_BATCH         512         /* events per apply round trip        */
+#define S_LOCK_MS       60000       /* a recovery lock outlives a recovery */
+
+/*  Apply events, release pending records. See hgp_ledger.h for the codes.
+    Per item 4 ARGV: op ('a' apply, 'r' release), delta, partition, offset.
+    The watermark of ARGV[2] advances only when nothing was refused, so a
+    refused event stays above it and is found again by recovery. */
+static const char *s_apply_script =
+    "local ttl, actor = ARGV[1], ARGV[2]\n"
+    "local track = actor ~= '' and redis.call('HEXISTS', KEYS[1], actor) == 1\n"
+    "local marks, clean, out = {}, true, {}\n"
+    "for i = 1, (#KEYS - 2) / 2 do\n"
+    "  local ck, rk = KEYS[2 * i + 1], KEYS[2 * i + 2]\n"
+    "  local op, delta = ARGV[4 * i - 1], ARGV[4 * i]\n"
+    "  local part, off = ARGV[4 * i + 1], ARGV[4 * i + 2]\n"
+    "  local head = ck .. ' ' .. delta .. ' '\n"
+    "  local rec = redis.pcall('GET', rk)\n"
+    "  if type(rec) == 'table' and rec.err then\n"
+    "    out[i] = {-3, rec.err}\n"
+    "    clean = false\n"
+    "  elseif op == 'r' then\n"
+    "    if rec == head .. '?' .. actor then\n"
+    "      redis.call('DEL', rk)\n"
+    "      out[i] = {4, ''}\n"
+    "    else\n"
+    "      out[i] = {5, ''}\n"
+    "    end\n"
+    "  elseif rec and string.sub(rec, 1, #head) ~= head then\n"
+    "    out[i] = {-1, ''}\n"
+    "  elseif rec and string.sub(rec, #head + 1, #head + 1) ~= '?' then\n"
+    "    out[i] = {1, string.match(string.sub(rec, #head + 1), '^%-?%d+')}\n"
+    "  else\n"
+    "    local r = redis.pcall('INCRBY', ck, delta)\n"
+    "    if type(r) == 'table' and r.err then\n"
+    "      if string.find(r.err, 'overflow', 1, true) then\n"
+    "        out[i] = {-2, r.err}\n"
+    "      else\n"
+    "        out[i] = {-3, r.err}\n"
+    "        clean = false\n"
+    "      end\n"
+    "    else\n"
+    "      local value = redis.call('GET', ck)\n"
+    "      redis.call('SET', rk, head .. value .. ' ' .. part .. ':' .. off,\n"
+    "                 'EX', ttl)\n"
+    "      out[i] = {0, value}\n"
+    "    end\n"
+    "  end\n"
+    "  if track and op == 'a' and out[i][1] ~= -3 then\n"
+    "    local m = marks[part]\n"
+    "    if not m or tonumber(off) > tonumber(m) then marks[part] = off end\n"
+    "  end\n"
+    "end\n"
+    "if track and clean then\n"
+    "  for part, off in pairs(marks) do\n"
+    "    local cur = redis.call('HGET', KEYS[2], part)\n"
+    "    if not cur or tonumber(off) > tonumber(cur) then\n"
+    "      redis.call('HSET', KEYS[2], part, off)\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+/*  Register ARGV[1]: registry entry, fresh watermarks, lease */
+static const char *s_register_script =
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])\n"
+    "redis.call('DEL', KEYS[2])\n"
+    "for i = 4, #ARGV, 2 do\n"
+    "  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])\n"
+    "end\n"
+    "redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])\n"
+    "return 1\n";
+
+/*  Move the watermark of a registered actor up (never down) */
+static const char *s_advance_script =
+    "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end\n"
+    "local cur = redis.call('HGET', KEYS[2], ARGV[2])\n"
+    "if not cur or tonumber(ARGV[3]) > tonumber(cur) then\n"
+    "  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])\n"
+    "end\n"
+    "return 1\n";
+
+/*  An actor that stops cleanly, with all its events applied */
+static const char *s_leave_script =
+    "redis.call('HDEL', KEYS[1], ARGV[1])\n"
+    "redis.call('DEL', KEYS[2], KEYS[3])\n"
+    "return 1\n";
+
+/*  Forget a recovered actor, if we still hold its lock */
+static const char *s_forget_script =
+    "if redis.call('GET', KEYS[3]) ~= ARGV[2] then return 0 end\n"
+    "redis.call('HDEL', KEYS[1], ARGV[1])\n"
+    "redis.call('DEL', KEYS[2], KEYS[3])\n"
+    "return 1\n";
+
+struct _hgp_ledger_t {
+    hgp_redis_t *redis;         /* not owned                               */
+    char *who;                  /* owner, for logs                         */
+    char ttl [24];              /* record TTL, decimal seconds             */
+    char lease_ms [24];         /* lease life, decimal ms                  */
+    int apply;                  /* script handles on redis                 */
+    int register_;
+    int advance;
+    int forget;
+    int leave;
+    const char **argv;          /* one EVALSHA's arguments                 */
+    size_t *argvlen;            /* ... and their lengths                   */
+    char (*numbers) [24];       /* partition and offset texts of a batch   */
+};
+
+static int
+s_fail (char *reason, size_t size, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static int
+s_fail (char *reason, size_t size, const char *format, ...)
+{
+    if (reason && size) {
+        va_list args;
+        va_start (args, format);
+        vsnprintf (reason, size, format, args);
+        va_end (args);
+    }
+    return -1;
+}
+
+void
+hgp_ledger_item_event (hgp_ledger_item_t *item, const hgp_event_t *event,
+                       int32_t partition, int64_t offset)
+{
+    memset (item, 0, sizeof *item);
+    hgp_keyspace_counter (&event->key, item->counter_key,
+                          sizeof item->counter_key);
+    hgp_keyspace_record (event->id, item->record_key, sizeof item->record_key);
+    snprintf (item->delta, sizeof item->delta, "%" PRId64, event->delta);
+    item->partition = partition;
+    item->offset = offset;
+}
+
+hgp_ledger_t *
+hgp_ledger_new (hgp_redis_t *redis, const char *who, int64_t dedup_ttl,
+                int64_t lease_ms)
+{
+    hgp_ledger_t *self = (hgp_ledger_t *) zmalloc (sizeof (hgp_ledger_t));
+    assert (self);
+    self->redis = redis;
+    self->who = strdup (who);
+    snprintf (self->ttl, sizeof self->ttl, "%" PRId64, dedup_ttl);
+    snprintf (self->lease_ms, sizeof self->lease_ms, "%" PRId64, lease_ms);
+    self->apply = hgp_redis_script (redis, s_apply_script);
+    self->register_ = hgp_redis_script (redis, s_register_script);
+    self->advance = hgp_redis_script (redis, s_advance_script);
+    self->forget = hgp_redis_script (redis, s_forget_script);
+    self->leave = hgp_redis_script (redis, s_leave_script);
+    //  The biggest EVALSHA: the apply script over HGP_LEDGER_BATCH_MAX
+    //  items, or register over 1000 partitions
+    size_t argc = 5 + 6 * (size_t) HGP_LEDGER_BATCH_MAX;
+    self->argv = (const char **) calloc (argc, sizeof (char *));
+    self->argvlen = (size_t *) calloc (argc, sizeof (size_t));
+    self->numbers = calloc (2 * (size_t) HGP_LEDGER_BATCH_MAX, 24);
+    assert (self->argv && self->argvlen && self->numbers);
+    return self;
+}
+
+void
+hgp_ledger_destroy (hgp_ledger_t **self_p)
+{
+    assert (self_p);
+    hgp_ledger_t *self = *self_p;
+    if (self) {
+        free (self->who);
+        free (self->argv);
+        free (self->argvlen);
+        free (self->numbers);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+const char *
+hgp_ledger_ttl (hgp_ledger_t *self)
+{
+    return self->ttl;
+}
+
+static void
+s_arg (hgp_ledger_t *self, int *argc, const char *arg)
+{
+    self->argv [*argc] = arg;
+    self->argvlen [*argc] = strlen (arg);
+    (*argc)++;
+}
+
+/*  EVALSHA script with the arguments in self->argv (after the first
+    three, which this fills). Reloads the scripts once on NOSCRIPT. The
+    reply (caller frees), or NULL: *definite tells whether the script
+    surely did not run. */
+static redisReply *
+s_evalsha (hgp_ledger_t *self, int script, int argc, int numkeys,
+           bool *definite, char *reason, size_t size)
+{
+    char nk [16];
+    snprintf (nk, sizeof nk, "%d", numkeys);
+    *definite = true;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!hgp_redis_ready (self->redis, true)) {
+            s_fail (reason, size, "redis at %s is unreachable",
+                    hgp_redis_address (self->redis));
+            return NULL;
+        }
+        self->argv [0] = "EVALSHA";
+        self->argvlen [0] = 7;
+        self->argv [1] = hgp_redis_sha (self->redis, script);
+        self->argvlen [1] = 40;
+        self->argv [2] = nk;
+        self->argvlen [2] = strlen (nk);
+        redisContext *c = hgp_redis_context (self->redis);
+        redisReply *reply = (redisReply *) redisCommandArgv (
+            c, argc, self->argv, self->argvlen);
+        if (!reply) {
+            //  Sent, or partly sent, and no answer: it may have run
+            s_fail (reason, size, "redis at %s: %s",
+                    hgp_redis_address (self->redis), hgp_redis_why (c));
+            hgp_redis_drop (self->redis, reason);
+            *definite = false;
+            return NULL;
+        }
+        if (reply->type != REDIS_REPLY_ERROR)
+            return reply;
+        s_fail (reason, size, "redis at %s: %s",
+                hgp_redis_address (self->redis), reply->str);
+        bool noscript = strncmp (reply->str, "NOSCRIPT", 8) == 0;
+        *definite = hgp_redis_refused (reply->str);
+        freeReplyObject (reply);
+        if (!noscript || hgp_redis_reload (self->redis))
+            return NULL;
+    }
+    return NULL;
+}
+
+int
+hgp_ledger_apply (hgp_ledger_t *self, const char *actor,
+                  hgp_ledger_item_t *items, size_t count,
+                  char *reason, size_t size)
+{
+    assert (count <= HGP_LEDGER_BATCH_MAX);
+    if (count == 0)
+        return 0;
+    char wm [HGP_ID_MAX + 16];
+    snprintf (wm, sizeof wm, "hgp:wm:%s", actor ? actor : "");
+    int argc = 3;
+    s_arg (self, &argc, S_REGISTRY);
+    s_arg (self, &argc, wm);
+    for (size_t i = 0; i < count; i++) {
+        s_arg (self, &argc, items [i].counter_key);
+        s_arg (self, &argc, items [i].record_key);
+    }
+    int numkeys = argc - 3;
+    s_arg (self, &argc, self->ttl);
+    s_arg (self, &argc, actor ? actor : "");
+    for (size_t i = 0; i < count; i++) {
+        char *part = self->numbers [2 * i];
+        char *off = self->numbers [2 * i + 1];
+        snprintf (part, 24, "%" PRId32, items [i].partition);
+        snprintf (off, 24, "%" PRId64, items [i].offset);
+        s_arg (self, &argc, items [i].release ? "r" : "a");
+        s_arg (self, &argc, items [i].delta);
+        s_arg (self, &argc, part);
+        s_arg (self, &argc, off);
+    }
+    bool definite;
+    redisReply *reply = s_evalsha (self, self->apply, argc, numkeys,
+                                   &definite, reason, size);
+    if (!reply)
+        return definite ? 1 : -1;
+    int rc = 0;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != count) {
+        rc = s_fail (reason, size, "redis: the apply script gave a reply of"
+                     " type %d", reply->type);
+        zsys_error ("%s: %s", self->who, reason);
+    }
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        redisReply *r = reply->element [i];
+        hgp_ledger_item_t *item = &items [i];
+        if (r->type != REDIS_REPLY_ARRAY || r->elements < 1
+        ||  r->element [0]->type != REDIS_REPLY_INTEGER) {
+            rc = s_fail (reason, size, "redis: malformed apply result");
+            break;
+        }
+        item->code = (int) r->element [0]->integer;
+        item->text [0] = 0;
+        const char *text = r->elements > 1
+                        && r->element [1]->type == REDIS_REPLY_STRING
+                         ? r->element [1]->str : NULL;
+        size_t len = text ? r->element [1]->len : 0;
+        if (item->code == HGP_LEDGER_APPLIED || item->code == HGP_LEDGER_ALREADY) {
+            if (!text || hgp_redis_int64 (text, len, &item->value)) {
+                rc = s_fail (reason, size, "redis: the counter %s does not"
+                             " hold an integer", item->counter_key);
+                break;
+            }
+        }
+        else
+        if (text)
+            snprintf (item->text, sizeof item->text, "%.*s", (int) len, text);
+    }
+    freeReplyObject (reply);
+    return rc;
+}
+
+int
+hgp_ledger_register (hgp_ledger_t *self, const char *actor,
+                     const int64_t *ends, int partitions,
+                     char *reason, size_t size)
+{
+    assert (partitions > 0 && partitions <= HGP_LEDGER_BATCH_MAX);
+    char wm [HGP_ID_MAX + 16], lease [HGP_ID_MAX + 16], now [24];
+    snprintf (wm, sizeof wm, "hgp:wm:%s", actor);
+    snprintf (lease, sizeof lease, "hgp:lease:%s", actor);
+    snprintf (now, sizeof now, "%" PRId64, zclock_time ());
+    int argc = 3;
+    s_arg (self, &argc, S_REGISTRY);
+    s_arg (self, &argc, wm);
+    s_arg (self, &argc, lease);
+    s_arg (self, &argc, actor);
+    s_arg (self, &argc, self->lease_ms);
+    s_arg (self, &argc, now);
+    for (int p = 0; p < partitions; p++) {
+        snprintf (self->numbers [2 * p], 24, "%d", p);
+        snprintf (self->numbers [2 * p + 1], 24, "%" PRId64, ends [p] - 1);
+        s_arg (self, &argc, self->numbers [2 * p]);
+        s_arg (self, &argc, self->numbers [2 * p + 1]);
+    }
+    bool definite;
+    redisReply *reply = s_evalsha (self, self->register_, argc, 3, &definite,
+                                   reason, size);
+    if (!reply)
+        return -1;
+    freeReplyObject (reply);
+    return 0;
+}
+
+/*  A simple command; its integer reply, or -1 */
+static long long
+s_integer (hgp_ledger_t *self, int argc, const char **argv)
+{
+    if (!hgp_redis_ready (self->redis, true))
+        return -1;
+    char reason [256];
+    redisReply *reply = hgp_redis_command (self->redis, argc, argv, NULL,
+                                           reason, sizeof reason);
+    if (!reply)
+        return -1;
+    long long n = reply->type == REDIS_REPLY_INTEGER ? reply->integer
+                : reply->type == REDIS_REPLY_STATUS ? 1
+                : reply->type == REDIS_REPLY_NIL ? 0 : -1;
+    freeReplyObject (reply);
+    return n;
+}
+
+int
+hgp_ledger_renew (hgp_ledger_t *self, const char *actor)
+{
+    char lease [HGP_ID_MAX + 16];
+    snprintf (lease, sizeof lease, "hgp:lease:%s", actor);
+    const char *argv [] = { "PEXPIRE", lease, self->lease_ms };
+    long long n = s_integer (self, 3, argv);
+    return n < 0 ? -1 : n > 0 ? 1 : 0;
+}
+
+int
+hgp_ledger_leave (hgp_ledger_t *self, const char *actor)
+{
+    char wm [HGP_ID_MAX + 16], lease [HGP_ID_MAX + 16], reason [256];
+    snprintf (wm, sizeof wm, "hgp:wm:%s", actor);
+    snprintf (lease, sizeof lease, "hgp:lease:%s", actor);
+    int argc = 3;
+    s_arg (self, &argc, S_REGISTRY);
+    s_arg (self, &argc, wm);
+    s_arg (self, &argc, lease);
+    s_arg (self, &argc, actor);
+    bool definite;
+    redisReply *reply = s_evalsha (self, self->leave, argc, 3, &definite,
+                                   reason, sizeof reason);
+    if (!reply)
+        return -1;
+    freeReplyObject (reply);
+    return 0;
+}
+
+int
+hgp_ledger_retire (hgp_ledger_t *self, const char *actor)
+{
+    char lease [HGP_ID_MAX + 16];
+    snprintf (lease, sizeof lease, "hgp:lease:%s", actor);
+    const char *argv [] = { "DEL", lease };
+    return s_integer (self, 2, argv) < 0 ? -1 : 0;
+}
+
+int
+hgp_ledger_advance (hgp_ledger_t *self, const char *actor, int32_t partition,
+           int64_t offset)
+{
+    char wm [HGP_ID_MAX + 16], part [16], off [24], reason [256];
+    snprintf (wm, sizeof wm, "hgp:wm:%s", actor);
+    snprintf (part, sizeof part, "%" PRId32, partition);
+    snprintf (off, sizeof off, "%" PRId64, offset);
+    int argc = 3;
+    s_arg (self, &argc, S_REGISTRY);
+    s_arg (self, &argc, wm);
+    s_arg (self, &argc, actor);
+    s_arg (self, &argc, part);
+    s_arg (self, &argc, off);
+    bool definite;
+    redisReply *reply = s_evalsha (self, self->advance, argc, 2, &definite,
+                                   reason, sizeof reason);
+    if (!reply)
+        return -1;
+    freeReplyObject (reply);
+    return 0;
+}
+
+
+/*  --------------------------------------------------------------------------
+    Reading the log and applying it: recovery and replay
+*/
+
+typedef struct {
+    hgp_ledger_t *self;
+    const char *only;           /* apply only this actor's events, or NULL */
+    const char *wm_actor;       /* whose watermark advances, or NULL       */
+    int32_t partition;          /* being read                              */
+    int64_t last;               /* last offset read in it, -1 if none      */
+    uint64_t unsaved;           /* records read since progress was saved   */
+    hgp_ledger_item_t *items;   /* batch waiting to be applied             */
+    size_t count;               /* items in it                             */
+    hgp_ledger_stats_t *stats;  /* what happened                           */
+    char reason [256];          /* why it failed                           */
+} s_reading_t;
+
+/*  Apply the waiting batch; 0 or -1 */
+static int
+s_flush (s_reading_t *r)
+{
+    if (r->count == 0)
+        return 0;
+    int rc = hgp_ledger_apply (r->self, r->wm_actor, r->items, r->count,
+                               r->reason, sizeof r->reason);
+    if (rc)
+        return -1;
+    for (size_t i = 0; i < r->count; i++) {
+        hgp_ledger_item_t *item = &r->items [i];
+        if (item->code == HGP_LEDGER_APPLIED)
+            r->stats->applied++;
+        else
+        if (item->code == HGP_LEDGER_ALREADY)
+            r->stats->already++;
+        else
+        if (item->code == HGP_LEDGER_REFUSED) {
+            snprintf (r->reason, sizeof r->reason, "redis refused %.100s: %.100s",
+                      item->record_key, item->text);
+            return -1;
+        }
+        else {
+            //  In the log but impossible to apply; say so loudly
+            r->stats->bad++;
+            zsys_error ("%s: event %s at [%d] %" PRId64 " cannot be applied:"
+                        " %s", r->self->who, item->record_key,
+                        item->partition, item->offset,
+                        item->code == HGP_LEDGER_CONFLICT
+                        ? "its id is recorded for another increment"
+                        : item->text);
+        }
+    }
+    r->count = 0;
+    return 0;
+}
+
+/*  Apply what waits, then move the watermark over what was read: every
+    event of wm_actor up to r->last is applied now. A long read of other
+    actors' events is not repeated after an interruption. */
+static int
+s_save (s_reading_t *r)
+{
+    if (s_flush (r))
+        return -1;
+    if (r->wm_actor && r->last >= 0 && r->unsaved) {
+        if (hgp_ledger_advance (r->self, r->wm_actor, r->partition, r->last))
+            return -1;
+    }
+    r->unsaved = 0;
+    return 0;
+}
+
+static int
+s_on_event (const hgp_event_t *event, const hgp_error_t *error,
+            int32_t partition, int64_t offset, void *arg)
+{
+    s_reading_t *r = (s_reading_t *) arg;
+    r->stats->read++;
+    //  The previous record is done with (applied or batched)
+    if (r->unsaved >= 4096 && s_save (r))
+        return -1;
+    r->last = offset;
+    r->unsaved++;
+    if (!event) {
+        r->stats->bad++;
+        zsys_error ("%s: record at [%d] %" PRId64 " is not an event: %s",
+                    r->self->who, partition, offset, error->message);
+        return 0;
+    }
+    if (r->only && !streq (event->actor, r->only)) {
+        r->stats->skipped++;
+        return 0;
+    }
+    hgp_ledger_item_event (&r->items [r->count++], event, partition, offset);
+    if (r->count == S_BATCH)
+        return s_flush (r);
+    return 0;
+}
+
+/*  Read partition [from, to) and apply (only's) events. 0 or -1. */
+static int
+s_apply_range (s_reading_t *r, hgp_eventlog_t *log, int32_t partition,
+               int64_t from, int64_t to, int64_t deadline)
+{
+    r->count = 0;
+    r->partition = partition;
+    r->last = -1;
+    r->unsaved = 0;
+    if (hgp_eventlog_read (log, partition, from, to, s_on_event, r, deadline)) {
+        if (!r->reason [0])
+            snprintf (r->reason, sizeof r->reason, "%s",
+                      hgp_eventlog_error (log));
+        s_save (r);             //  keep the progress
+        return -1;
+    }
+    return s_save (r);
+}
+
+/*  Recover one dead actor, whose lock we hold. 0 or -1 (logged). */
+static int
+s_recover (hgp_ledger_t *self, hgp_eventlog_t *log, const char *actor,
+           int64_t deadline)
+{
+    hgp_ledger_stats_t stats = { 0 };
+    s_reading_t r = { self, actor, actor, 0, -1, 0, NULL, 0, &stats, "" };
+    int partitions = hgp_eventlog_partitions (
+        log, (int) MAX (1, MIN (hgp_eventlog_timeout (log),
+                                deadline - zclock_mono ())));
+    if (partitions < 0) {
+        zsys_warning ("%s: cannot recover actor %s yet: %s", self->who, actor,
+                      hgp_eventlog_error (log));
+        return -1;
+    }
+    char wm [HGP_ID_MAX + 16], reason [256];
+    snprintf (wm, sizeof wm, "hgp:wm:%s", actor);
+    const char *argv [] = { "HGETALL", wm };
+    if (!hgp_redis_ready (self->redis, true))
+        return -1;
+    redisReply *marks = hgp_redis_command (self->redis, 2, argv, NULL,
+                                           reason, sizeof reason);
+    if (!marks || marks->type != REDIS_REPLY_ARRAY) {
+        if (marks)
+            freeReplyObject (marks);
+        return -1;
+    }
+    r.items = (hgp_ledger_item_t *) calloc (S_BATCH, sizeof (hgp_ledger_item_t));
+    assert (r.items);
+    int rc = 0;
+    for (int32_t p = 0; p < partitions && rc == 0; p++) {
+        //  A partition without a watermark was added after the actor
+        //  registered: read all of it
+        int64_t from = 0;
+        for (size_t i = 0; i + 1 < marks->elements; i += 2)
+            if (atoi (marks->element [i]->str) == p)
+                from = strtoll (marks->element [i + 1]->str, NULL, 10) + 1;
+        int64_t low, high;
+        int64_t left = MIN (hgp_eventlog_timeout (log), deadline - zclock_mono ());
+        if (left <= 0) {
+            snprintf (r.reason, sizeof r.reason, "out of time");
+            rc = -1;
+        }
+        else
+        if (hgp_eventlog_offsets (log, p, &low, &high, (int) left)) {
+            snprintf (r.reason, sizeof r.reason, "%s", hgp_eventlog_error (log));
+            rc = -1;
+        }
+        else
+        if (from < high) {
+            rc = s_apply_range (&r, log, p, from, high, deadline);
+            //  All of its events below high are applied now
+            if (rc == 0)
+                rc = hgp_ledger_advance (self, actor, p, high - 1);
+        }
+    }
+    free (r.items);
+    freeReplyObject (marks);
+    if (rc && zclock_mono () >= deadline)
+        //  A slice of work done, its progress saved; the next sweep goes on
+        zsys_info ("%s: recovering actor %s: %" PRIu64 " records read, %"
+                   PRIu64 " of its events applied so far", self->who, actor,
+                   stats.read, stats.applied);
+    else
+    if (rc)
+        zsys_warning ("%s: recovery of actor %s stopped: %s", self->who, actor,
+                      r.reason [0] ? r.reason : "redis failed");
+    if (rc)
+        return -1;
+    zsys_info ("%s: recovered actor %s: %" PRIu64 " records read, %" PRIu64
+               " of its events applied now, %" PRIu64 " were applied already"
+               "%s", self->who, actor, stats.read, stats.applied,
+               stats.already, stats.bad ? " (some could not be: see above)" : "");
+    return 0;
+}
+
+int
+hgp_ledger_recover_dead (hgp_ledger_t *self, hgp_eventlog_t *log,
+                         const char *me, int64_t deadline)
+{
+    if (!hgp_redis_ready (self->redis, false))
+        return -1;
+    char reason [256];
+    const char *keys [] = { "HKEYS", S_REGISTRY };
+    redisReply *actors = hgp_redis_command (self->redis, 2, keys, NULL,
+                                            reason, sizeof reason);
+    if (!actors)
+        return -1;
+    int recovered = 0;
+    for (size_t i = 0; i < actors->elements && recovered >= 0; i++) {
+        if (zclock_mono () >= deadline)
+            break;
+        const char *actor = actors->element [i]->str;
+        if (actors->element [i]->type != REDIS_REPLY_STRING
+        ||  streq (actor, me) || !hgp_id_valid (actor, strlen (actor)))
+            continue;
+        char lease [HGP_ID_MAX + 16], lock [HGP_ID_MAX + 24];
+        snprintf (lease, sizeof lease, "hgp:lease:%s", actor);
+        const char *exists [] = { "EXISTS", lease };
+        long long alive = s_integer (self, 2, exists);
+        if (alive != 0) {
+            if (alive < 0)
+                recovered = -1;
+            continue;
+        }
+        snprintf (lock, sizeof lock, "hgp:recovering:%s", actor);
+        char ms [16];
+        snprintf (ms, sizeof ms, "%d", S_LOCK_MS);
+        const char *take [] = { "SET", lock, me, "NX", "PX", ms };
+        if (s_integer (self, 6, take) != 1)
+            continue;               //  someone else is on it
+        zsys_info ("%s: actor %s lost its lease; recovering its events",
+                   self->who, actor);
+        if (s_recover (self, log, actor, deadline) == 0) {
+            char wm [HGP_ID_MAX + 16];
+            snprintf (wm, sizeof wm, "hgp:wm:%s", actor);
+            int argc = 3;
+            s_arg (self, &argc, S_REGISTRY);
+            s_arg (self, &argc, wm);
+            s_arg (self, &argc, lock);
+            s_arg (self, &argc, actor);
+            s_arg (self, &argc, me);
+            bool definite;
+            redisReply *reply = s_evalsha (self, self->forget, argc, 3,
+                                           &definite, reason, sizeof reason);
+            if (reply) {
+                freeReplyObject (reply);
+                recovered++;
+            }
+            else
+                recovered = -1;
+        }
+        else {
+            const char *unlock [] = { "DEL", lock };
+            s_integer (self, 2, unlock);
+            recovered = -1;
+        }
+    }
+    freeReplyObject (actors);
+    return recovered;
+}
+
+int
+hgp_ledger_replay (hgp_ledger_t *self, hgp_eventlog_t *log,
+                   hgp_ledger_stats_t *stats,
+                   void (*progress) (int32_t partition,
+                                     const hgp_ledger_stats_t *stats),
+                   char *reason, size_t size)
+{
+    memset (stats, 0, sizeof *stats);
+    int timeout = (int) hgp_eventlog_timeout (log);
+    int partitions = hgp_eventlog_partitions (log, timeout);
+    if (partitions < 0)
+        return s_fail (reason, size, "%s", hgp_eventlog_error (log));
+    int64_t *high = (int64_t *) calloc ((size_t) partitions, sizeof (int64_t));
+    assert (high);
+    int rc = 0;
+    //  Check every partition first: refuse before changing anything
+    for (int32_t p = 0; p < partitions && rc == 0; p++) {
+        int64_t low;
+        if (hgp_eventlog_offsets (log, p, &low, &high [p], timeout))
+            rc = s_fail (reason, size, "%s", hgp_eventlog_error (log));
+        else
+        if (low > 0)
+            rc = s_fail (reason, size, "partition %d of %s starts at offset"
+                         " %" PRId64 ", not 0: the log lost its oldest events"
+                         " (retention), so a replay would undercount",
+                         p, hgp_eventlog_topic (log), low);
+    }
+    s_reading_t r = { self, NULL, NULL, 0, -1, 0, NULL, 0, stats, "" };
+    r.items = (hgp_ledger_item_t *) calloc (S_BATCH, sizeof (hgp_ledger_item_t));
+    assert (r.items);
+    for (int32_t p = 0; p < partitions && rc == 0; p++) {
+        //  No deadline but a generous one per partition: a replay is as
+        //  long as the log
+        if (s_apply_range (&r, log, p, 0, high [p],
+                           zclock_mono () + 3600 * 1000))
+            rc = s_fail (reason, size, "partition %d: %s", p, r.reason);
+        else
+        if (progress)
+            progress (p, stats);
+    }
+    free (r.items);
+    free (high);
+    return rc;
+}

@@ -1,0 +1,141 @@
+/*  hgp_ledger.h - applying the event log to the counters in Redis
+ *
+ *  The counters in Redis are a materialised view of the event log: each
+ *  event adds its delta exactly once. This class is everything that
+ *  applies events, shared by the counter actor (its own batches, and the
+ *  recovery of actors that died) and `hgp replay` (all of the log):
+ *
+ *  - the apply script: per event, skip it if its request record says it
+ *    was applied, else INCRBY and write the record, atomically; and
+ *    advance the producing actor's watermark, in the same script;
+ *  - the registry of counter actors that produce events: a lease each
+ *    (hgp:lease:<actor>, expiring unless renewed), the list of registered
+ *    actors (hgp:actors) and a watermark per actor and partition
+ *    (hgp:wm:<actor>): every event of that actor at or below it is applied;
+ *  - recovery: for an actor whose lease expired, read each partition from
+ *    its watermark to the end, apply its events that are not applied yet,
+ *    then remove it from the registry. After that, a request it had
+ *    prepared but never logged may be taken over by another actor.
+ *  - replay: read every partition from the start and apply every event.
+ *
+ *  Storage layout: schemas/PROTOCOL.md section 7. Why records and
+ *  watermarks both: a record (kept counter/dedup_ttl seconds) tells for
+ *  one request id whether it was applied, which makes re-applying any
+ *  event safe within that window, whoever does it; a watermark tells for
+ *  a whole range of the log, which makes it safe beyond.
+ */
+#ifndef HGP_LEDGER_H_INCLUDED
+#define HGP_LEDGER_H_INCLUDED
+
+#include "hgp_codec.h"
+#include "hgp_eventlog.h"
+#include "hgp_keyspace.h"
+#include "hgp_redis.h"
+
+typedef struct _hgp_ledger_t hgp_ledger_t;
+
+/*  Most items in one hgp_ledger_apply, and most partitions of a topic */
+#define HGP_LEDGER_BATCH_MAX    4096
+
+/*  Result codes of one item of hgp_ledger_apply */
+#define HGP_LEDGER_APPLIED      0   /* added now; value is the new value   */
+#define HGP_LEDGER_ALREADY      1   /* its record says applied; value then */
+#define HGP_LEDGER_CONFLICT    -1   /* its id is recorded for another
+                                       increment; nothing changed          */
+#define HGP_LEDGER_OVERFLOW    -2   /* would leave int64; nothing changed  */
+#define HGP_LEDGER_REFUSED     -3   /* Redis refused (OOM...); nothing     */
+#define HGP_LEDGER_RELEASED     4   /* release: the pending record is gone */
+#define HGP_LEDGER_NOT_MINE     5   /* release: the record was not ours    */
+
+/*  One event to apply, or one pending record to release */
+typedef struct {
+    char counter_key [HGP_KEYSPACE_COUNTER_MAX];   /* hgp:c:...            */
+    char record_key [HGP_KEYSPACE_RECORD_MAX];     /* hgp:r:<id>           */
+    char delta [24];            /* decimal, as recorded                    */
+    int32_t partition;          /* where the event is in the log           */
+    int64_t offset;             /* ... -1 when it is not (release)         */
+    bool release;               /* drop my pending record, apply nothing   */
+    int code;                   /* result, HGP_LEDGER_*                    */
+    int64_t value;              /* APPLIED, ALREADY: the counter's value   */
+    char text [128];            /* REFUSED, OVERFLOW: Redis's words        */
+} hgp_ledger_item_t;
+
+/*  What a recovery or replay did */
+typedef struct {
+    uint64_t read;              /* records read from the log               */
+    uint64_t applied;           /* events applied now                      */
+    uint64_t already;           /* events whose record said applied        */
+    uint64_t skipped;           /* events of other actors (recovery)       */
+    uint64_t bad;               /* records that do not decode, conflicts,
+                                   overflows: logged, not applied          */
+} hgp_ledger_stats_t;
+
+/*  Fill item for event (key, record key, delta) at partition/offset */
+void hgp_ledger_item_event (hgp_ledger_item_t *item, const hgp_event_t *event,
+                            int32_t partition, int64_t offset);
+
+/*  A ledger on redis (which it does not own). Registers its scripts on
+    redis, so call it before redis first connects. dedup_ttl: seconds a
+    record is kept; lease_ms: life of a lease unless renewed. */
+hgp_ledger_t *hgp_ledger_new (hgp_redis_t *redis, const char *who,
+                              int64_t dedup_ttl, int64_t lease_ms);
+void hgp_ledger_destroy (hgp_ledger_t **self_p);
+
+/*  The record TTL in decimal seconds, for scripts of the caller */
+const char *hgp_ledger_ttl (hgp_ledger_t *self);
+
+/*  Run the apply script over items, in order, in one round trip; actor
+    is whose watermarks advance with the applied events (NULL: none; the
+    actor must be registered for them to move) and whose pending records
+    a release may drop. Returns 0 with every item's code set; 1 when the
+    script surely did not run (no connection, refused); -1 when it may
+    have run and we did not see the answer. reason says why on 1 and -1. */
+int hgp_ledger_apply (hgp_ledger_t *self, const char *actor,
+                      hgp_ledger_item_t *items, size_t count,
+                      char *reason, size_t size);
+
+/*  Register actor: its lease, its entry in hgp:actors, and its
+    watermarks at ends[p] - 1 for each of the partitions (ends: the next
+    offset of each partition, read before the actor produced anything).
+    0, or -1 (Redis failed; reason says why). */
+int hgp_ledger_register (hgp_ledger_t *self, const char *actor,
+                         const int64_t *ends, int partitions,
+                         char *reason, size_t size);
+
+/*  Renew actor's lease. 1 renewed, 0 lost (expired or deleted: the actor
+    must stop producing under this id), -1 Redis failed. */
+int hgp_ledger_renew (hgp_ledger_t *self, const char *actor);
+
+/*  Leave the registry: only for an actor that produces nothing more and
+    whose events are all applied (a clean stop). 0 or -1. */
+int hgp_ledger_leave (hgp_ledger_t *self, const char *actor);
+
+/*  Give up actor's lease now, so that it can be recovered at once.
+    0 or -1. */
+int hgp_ledger_retire (hgp_ledger_t *self, const char *actor);
+
+/*  Move actor's watermark in partition up to offset (never down), when
+    actor is registered. Only for offsets up to which every event of actor
+    in that partition is applied. 0 or -1. */
+int hgp_ledger_advance (hgp_ledger_t *self, const char *actor,
+                        int32_t partition, int64_t offset);
+
+/*  Recover every registered actor whose lease expired (not me): apply
+    its unapplied events, then forget it. Each recovery holds a lock
+    (hgp:recovering:<actor>) so actors do not all do the same work. Stops
+    at deadline (zclock_mono ms). Returns how many actors were recovered,
+    or -1 when one failed (the log or Redis; logged). */
+int hgp_ledger_recover_dead (hgp_ledger_t *self, hgp_eventlog_t *log,
+                             const char *me, int64_t deadline);
+
+/*  Apply every event of the log, from the start of each partition to its
+    end when the replay started. Refuses (-1) when a partition no longer
+    starts at offset 0. progress, when not NULL, is called after each
+    partition. 0 or -1, reason filled. */
+int hgp_ledger_replay (hgp_ledger_t *self, hgp_eventlog_t *log,
+                       hgp_ledger_stats_t *stats,
+                       void (*progress) (int32_t partition,
+                                         const hgp_ledger_stats_t *stats),
+                       char *reason, size_t size);
+
+#endif
