@@ -1158,13 +1158,16 @@ done:
     if (rc == EXIT_OK) {
         if (app->json)
             printf ("{\"status\":200,\"read\":%" PRIu64 ",\"applied\":%"
-                    PRIu64 ",\"already\":%" PRIu64 ",\"bad\":%" PRIu64 "}\n",
-                    stats.read, stats.applied, stats.already, stats.bad);
+                    PRIu64 ",\"already\":%" PRIu64 ",\"bad\":%" PRIu64
+                    ",\"fences\":%" PRIu64 ",\"void\":%" PRIu64 "}\n",
+                    stats.read, stats.applied, stats.already, stats.bad,
+                    stats.fences, stats.voided);
         else
             printf ("replay: %" PRIu64 " events read, %" PRIu64 " applied, %"
                     PRIu64 " already applied (same request id), %" PRIu64
-                    " not applicable\n", stats.read, stats.applied,
-                    stats.already, stats.bad);
+                    " not applicable; %" PRIu64 " fences, %" PRIu64 " void"
+                    " events of fenced actors\n", stats.read, stats.applied,
+                    stats.already, stats.bad, stats.fences, stats.voided);
         if (stats.bad)
             rc = EXIT_ERROR;
     }

@@ -85,6 +85,10 @@ int hgp_eventlog_produce (hgp_eventlog_t *self, const hgp_event_t *event,
                           const char *key, size_t keylen,
                           hgp_delivery_t *delivery);
 
+/*  Queue event (a fence, PROTOCOL.md section 10) to one partition,
+    without a key; otherwise as hgp_eventlog_produce */
+int hgp_eventlog_produce_to (hgp_eventlog_t *self, const hgp_event_t *event,
+                             int32_t partition, hgp_delivery_t *delivery);
 /*  Wait until every queued event has its outcome, at most timeout_ms; then
     purge the rest (see the top). Returns how many events ended other than
     persisted. With timeout_ms 0 it only collects outcomes already known,

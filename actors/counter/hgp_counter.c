@@ -200,6 +200,7 @@ typedef struct {
     int64_t lease;              /* counter/lease, ms                       */
     s_log_mode_t log_mode;      /* counter/event_log                       */
     bool crash_after_log;       /* counter/crash_after_log: tests only     */
+    int64_t stall_before_log;   /* counter/stall_before_log: tests only    */
 } s_settings_t;
 
 /*  One request of the current batch */
@@ -287,6 +288,8 @@ s_settings_load (hgp_config_t *config, s_settings_t *s)
                                s->heartbeat * s->liveness, 100, 600000);
     s->crash_after_log = hgp_config_int (config, "counter/crash_after_log",
                                          0, 0, 1) == 1;
+    s->stall_before_log = hgp_config_int (config, "counter/stall_before_log",
+                                          0, 0, 60000);
     if (hgp_config_error (config))
         return strdup (hgp_config_error (config));
     const char *mode = hgp_config_str (config, "counter/event_log", "sync");
@@ -1035,6 +1038,15 @@ s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
     //  us: produce nothing under this identity
     int64_t now = zclock_mono ();
     bool stale = now - prepared_at > self->settings.lease / 2;
+    if (self->settings.stall_before_log && !stale) {
+        //  Fault injection for tests, once: a process paused right after
+        //  its lease check, as a zombie would be. Its lease runs out, it
+        //  is recovered and fenced, then it hands its events to Kafka.
+        zsys_warning ("counter: stall_before_log is set; pausing %" PRId64
+                      " ms before logging", self->settings.stall_before_log);
+        zclock_sleep ((int) self->settings.stall_before_log);
+        self->settings.stall_before_log = 0;
+    }
     int64_t wait = hgp_eventlog_timeout (self->log);
     size_t produced = 0;
     for (size_t i = 0; i < count; i++) {
@@ -1123,7 +1135,7 @@ s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
     if (napplies == 0)
         return;
     char reason [256];
-    int rc = hgp_ledger_apply (self->ledger, self->log_id, self->applies,
+    int rc = hgp_ledger_apply (self->ledger, self->log_id, true, self->applies,
                                napplies, reason, sizeof reason);
     size_t a = 0;
     for (size_t i = 0; i < count; i++) {
@@ -1135,7 +1147,9 @@ s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
             continue;               //  answered already; a failed release
                                     //  leaves a record we take over later
         if (rc)
-            s_limbo (self, item, rc > 0 ? "the event is logged but redis did"
+            s_limbo (self, item, rc == 2 ? "the event is logged and this"
+                     " actor's lease ran out before applying it"
+                     : rc > 0 ? "the event is logged but redis did"
                      " not apply it yet" : "the event is logged and redis"
                      " did not confirm applying it");
         else
