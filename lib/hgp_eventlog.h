@@ -3,7 +3,9 @@
  *  Every applied increment is one record: key = the counter's Redis key
  *  (so one counter's events stay in order on one partition), value = the
  *  event as msgpack (hgp_event_encode, PROTOCOL.md section 10), header
- *  "hgp" = "HGPE01", timestamp = the event's ts.
+ *  "hgp" = "HGPE01", timestamp = the event's ts. A fence (hgp_event_t with
+ *  fence set, written by recovery, see hgp_ledger.h) has no key and goes
+ *  to one partition (hgp_eventlog_produce_to).
  *
  *  Two halves, each created on first use:
  *  - the producer (counter actors): librdkafka's idempotent producer

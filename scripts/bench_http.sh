@@ -73,7 +73,8 @@ pids+=($!)
 #   Wait until the broker lists exactly $1 actors of service counter
 wait_counters () {
     for _ in $(seq 150); do
-        [ "$(bin/hgp --json actors 2>/dev/null | grep -o '"service": *"counter"' | wc -l)" -eq "$1" ] && return 0
+        n=$(bin/hgp --json actors 2>/dev/null | /usr/bin/python3 -c 'import json,sys; print(sum(a["service"] == "counter" for a in json.load(sys.stdin)["actors"]))' 2>/dev/null || echo -1)
+        [ "$n" -eq "$1" ] && return 0
         sleep 0.1
     done
     echo "bench_http: expected $1 counter actors" >&2

@@ -44,6 +44,13 @@
  *    offset recorded in Redis (the source of truth; the committed offset
  *    is at most that). A crash anywhere loses nothing and counts nothing
  *    twice.
+ *  - A counter actor that was recovered by another is fenced: a fence
+ *    record naming its log id in every partition. Its events after the
+ *    fence are void (PROTOCOL.md section 10: it stalled past its lease and
+ *    logged late; a retry was logged by someone else). The fold script
+ *    keeps the fences it passed in hgp:a:fences, with the offsets, and
+ *    skips such events, so a restart in the middle of a partition still
+ *    knows them.
  *  - Redis unavailable: the batch is dropped, its partitions go back to
  *    its first offsets and pause, and consumption resumes when Redis is
  *    back. Between batches this actor holds nothing Kafka does not.

@@ -32,10 +32,12 @@
  *    a live actor is answered 504 (retry later), one of a dead actor that
  *    is not yet recovered too, and only once recovery has read that
  *    actor's part of the log (hgp_ledger) may another actor take the
- *    request over. So a request is logged twice only if its first attempt
+ *    request over. A request gets a second record only if its first attempt
  *    stalled between its lease check and the produce call for longer than
- *    the lease (a paused process), and another actor served a retry
- *    meanwhile; see PROTOCOL.md section 10 for what readers do about it.
+ *    the lease (a paused process) and another actor served a retry
+ *    meanwhile; that late record is void, because recovery fenced us in
+ *    the log before reading our events, and (3) refuses once our lease is
+ *    gone (hgp_ledger.h, PROTOCOL.md section 10).
  *  - Redis converges to the sum of the log after any single crash. An
  *    event is applied at most once (its record) and at least once: when we
  *    die between (2) and (3), or (3) fails or its outcome is unknown, the
