@@ -171,15 +171,20 @@ def test_kill_9_of_a_counter_actor_mid_load_loses_and_duplicates_nothing(
     assert n_acked > 12000, (n_acked, errors)
     # settle every indeterminate one by retrying it with its id
     settled = settle(stack, indeterminate)
-    records = stack.kafka.read()
-    by_id = log_by_id(records)
-    # the dead actor was fenced in every partition before its recovery
-    _, _, fences = counted(records)
+    # the survivor recovers the dead actor once its lease ran out (2 s),
+    # and fences it in every partition first
     partitions = set(range(stack.kafka.partitions))
-    fenced = collections.defaultdict(set)
-    for rec in fences:
-        fenced[rec["event"]["fence"]].add(rec["partition"])
-    assert fenced and all(p == partitions for p in fenced.values()), fenced
+    deadline = time.time() + MAX_SETTLE
+    while True:
+        records = stack.kafka.read()
+        fenced = collections.defaultdict(set)
+        for rec in counted(records)[2]:
+            fenced[rec["event"]["fence"]].add(rec["partition"])
+        if fenced and all(p == partitions for p in fenced.values()):
+            break
+        assert time.time() < deadline, (fenced, stack.logs())
+        time.sleep(0.5)
+    by_id = log_by_id(records)
     dupes = {rid: len(v) for rid, v in by_id.items() if len(v) > 1}
     assert not dupes, dupes
     applied = {rid for items in acked.values() for rid, _ in items} | set(settled)
