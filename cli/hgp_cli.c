@@ -487,8 +487,12 @@ s_cmd_incr (s_app_t *app, int argc, char *argv [])
 //  --------------------------------------------------------------------------
 //  get RES TYPE
 
+//  What get and stats share: take RES TYPE from the arguments, connect,
+//  send op about that counter. 0 with rep filled (possibly an error reply,
+//  clear it after), else an exit code and rep untouched.
 static int
-s_cmd_get (s_app_t *app, int argc, char *argv [])
+s_counter_call (s_app_t *app, int argc, char *argv [], hgp_op_t op,
+                const char *name, hgp_request_t *req, hgp_reply_t *rep)
 {
     const char *pos [2];
     int npos = 0;
@@ -506,21 +510,30 @@ s_cmd_get (s_app_t *app, int argc, char *argv [])
             return s_usage_error (app, "too many arguments");
     }
     if (npos < 2)
-        return s_usage_error (app, "get needs RES and TYPE");
+        return s_usage_error (app, "%s needs RES and TYPE", name);
     int rc;
     if ((rc = s_check_id (app, "RES", pos [0]))
     ||  (rc = s_check_id (app, "TYPE", pos [1]))
     ||  (rc = s_connect (app)))
         return rc;
-
-    hgp_request_t req;
-    s_request (app, &req, HGP_OP_GET);
-    snprintf (req.key.resource_id, sizeof req.key.resource_id, "%s", pos [0]);
-    snprintf (req.key.counter_type, sizeof req.key.counter_type, "%s",
+    s_request (app, req, op);
+    snprintf (req->key.resource_id, sizeof req->key.resource_id, "%s",
+              pos [0]);
+    snprintf (req->key.counter_type, sizeof req->key.counter_type, "%s",
               pos [1]);
+    hgp_reply_init (rep);
+    hgp_client_call (app->client, req, rep);
+    return 0;
+}
+
+static int
+s_cmd_get (s_app_t *app, int argc, char *argv [])
+{
+    hgp_request_t req;
     hgp_reply_t rep;
-    hgp_reply_init (&rep);
-    hgp_client_call (app->client, &req, &rep);
+    int rc = s_counter_call (app, argc, argv, HGP_OP_GET, "get", &req, &rep);
+    if (rc)
+        return rc;
     if (rep.error.status != HGP_STATUS_OK)
         rc = s_reply_error (app, &rep, NULL);
     else
@@ -967,36 +980,12 @@ s_cmd_top (s_app_t *app, int argc, char *argv [])
 static int
 s_cmd_stats (s_app_t *app, int argc, char *argv [])
 {
-    const char *pos [2];
-    int npos = 0;
-    bool options = true;
-    for (int i = 0; i < argc; i++) {
-        if (options && streq (argv [i], "--"))
-            options = false;
-        else
-        if (options && s_is_option (argv [i]))
-            return s_usage_error (app, "unknown option '%s'", argv [i]);
-        else
-        if (npos < 2)
-            pos [npos++] = argv [i];
-        else
-            return s_usage_error (app, "too many arguments");
-    }
-    if (npos < 2)
-        return s_usage_error (app, "stats needs RES and TYPE");
-    int rc;
-    if ((rc = s_check_id (app, "RES", pos [0]))
-    ||  (rc = s_check_id (app, "TYPE", pos [1]))
-    ||  (rc = s_connect (app)))
-        return rc;
     hgp_request_t req;
-    s_request (app, &req, HGP_OP_STATS);
-    snprintf (req.key.resource_id, sizeof req.key.resource_id, "%s", pos [0]);
-    snprintf (req.key.counter_type, sizeof req.key.counter_type, "%s",
-              pos [1]);
     hgp_reply_t rep;
-    hgp_reply_init (&rep);
-    hgp_client_call (app->client, &req, &rep);
+    int rc = s_counter_call (app, argc, argv, HGP_OP_STATS, "stats", &req,
+                             &rep);
+    if (rc)
+        return rc;
     if (rep.error.status != HGP_STATUS_OK)
         rc = s_reply_error (app, &rep, NULL);
     else
@@ -1158,13 +1147,16 @@ done:
     if (rc == EXIT_OK) {
         if (app->json)
             printf ("{\"status\":200,\"read\":%" PRIu64 ",\"applied\":%"
-                    PRIu64 ",\"already\":%" PRIu64 ",\"bad\":%" PRIu64 "}\n",
-                    stats.read, stats.applied, stats.already, stats.bad);
+                    PRIu64 ",\"already\":%" PRIu64 ",\"bad\":%" PRIu64
+                    ",\"fences\":%" PRIu64 ",\"void\":%" PRIu64 "}\n",
+                    stats.read, stats.applied, stats.already, stats.bad,
+                    stats.fences, stats.voided);
         else
             printf ("replay: %" PRIu64 " events read, %" PRIu64 " applied, %"
                     PRIu64 " already applied (same request id), %" PRIu64
-                    " not applicable\n", stats.read, stats.applied,
-                    stats.already, stats.bad);
+                    " not applicable; %" PRIu64 " fences, %" PRIu64 " void"
+                    " events of fenced actors\n", stats.read, stats.applied,
+                    stats.already, stats.bad, stats.fences, stats.voided);
         if (stats.bad)
             rc = EXIT_ERROR;
     }

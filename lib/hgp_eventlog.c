@@ -320,9 +320,11 @@ hgp_eventlog_offsets (hgp_eventlog_t *self, int32_t partition,
     return 0;
 }
 
-int
-hgp_eventlog_produce (hgp_eventlog_t *self, const hgp_event_t *event,
-                      const char *key, size_t keylen, hgp_delivery_t *delivery)
+/*  Queue one record: by key (partition RD_KAFKA_PARTITION_UA) or to a
+    partition (key NULL) */
+static int
+s_produce (hgp_eventlog_t *self, const hgp_event_t *event, const char *key,
+           size_t keylen, int32_t partition, hgp_delivery_t *delivery)
 {
     if (delivery)
         memset (delivery, 0, sizeof *delivery);
@@ -330,12 +332,14 @@ hgp_eventlog_produce (hgp_eventlog_t *self, const hgp_event_t *event,
         goto failed;
     self->buf.size = 0;
     if (hgp_event_encode (event, &self->buf)) {
-        s_fail (self, "event %s cannot be encoded", event->id);
+        s_fail (self, "event %s cannot be encoded",
+                event->fence [0] ? event->fence : event->id);
         goto failed;
     }
     rd_kafka_resp_err_t err = rd_kafka_producev (
         self->producer,
         RD_KAFKA_V_RKT (self->topic),
+        RD_KAFKA_V_PARTITION (partition),
         RD_KAFKA_V_KEY (key, keylen),
         RD_KAFKA_V_VALUE (self->buf.data, self->buf.size),
         RD_KAFKA_V_MSGFLAGS (RD_KAFKA_MSG_F_COPY),
@@ -359,6 +363,21 @@ failed:
                   self->error);
     }
     return -1;
+}
+
+int
+hgp_eventlog_produce (hgp_eventlog_t *self, const hgp_event_t *event,
+                      const char *key, size_t keylen, hgp_delivery_t *delivery)
+{
+    return s_produce (self, event, key, keylen, RD_KAFKA_PARTITION_UA,
+                      delivery);
+}
+
+int
+hgp_eventlog_produce_to (hgp_eventlog_t *self, const hgp_event_t *event,
+                         int32_t partition, hgp_delivery_t *delivery)
+{
+    return s_produce (self, event, NULL, 0, partition, delivery);
 }
 
 int

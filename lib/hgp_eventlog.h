@@ -3,7 +3,9 @@
  *  Every applied increment is one record: key = the counter's Redis key
  *  (so one counter's events stay in order on one partition), value = the
  *  event as msgpack (hgp_event_encode, PROTOCOL.md section 10), header
- *  "hgp" = "HGPE01", timestamp = the event's ts.
+ *  "hgp" = "HGPE01", timestamp = the event's ts. A fence (hgp_event_t with
+ *  fence set, written by recovery, see hgp_ledger.h) has no key and goes
+ *  to one partition (hgp_eventlog_produce_to).
  *
  *  Two halves, each created on first use:
  *  - the producer (counter actors): librdkafka's idempotent producer
@@ -85,6 +87,10 @@ int hgp_eventlog_produce (hgp_eventlog_t *self, const hgp_event_t *event,
                           const char *key, size_t keylen,
                           hgp_delivery_t *delivery);
 
+/*  Queue event (a fence, PROTOCOL.md section 10) to one partition,
+    without a key; otherwise as hgp_eventlog_produce */
+int hgp_eventlog_produce_to (hgp_eventlog_t *self, const hgp_event_t *event,
+                             int32_t partition, hgp_delivery_t *delivery);
 /*  Wait until every queued event has its outcome, at most timeout_ms; then
     purge the rest (see the top). Returns how many events ended other than
     persisted. With timeout_ms 0 it only collects outcomes already known,

@@ -33,17 +33,22 @@
 #define S_LOCK_MS       60000       /* a recovery lock outlives a recovery */
 
 /*  Apply events, release pending records. See hgp_ledger.h for the codes.
-    Per item 4 ARGV: op ('a' apply, 'r' release), delta, partition, offset.
-    The watermark of ARGV[2] advances only when nothing was refused, so a
-    refused event stays above it and is found again by recovery. */
+    ARGV[3] '1' when ARGV[2] applies its own events: then nothing is done
+    (-9) once its lease is gone, because whoever recovers it fences it in
+    the log from then on (hgp_ledger.h). Per item 4 ARGV: op ('a' apply,
+    'r' release), delta, partition, offset. The watermark of ARGV[2]
+    advances only when nothing was refused, so a refused event stays above
+    it and is found again by recovery. */
 static const char *s_apply_script =
     "local ttl, actor = ARGV[1], ARGV[2]\n"
+    "if ARGV[3] == '1' and\n"
+    "   redis.call('EXISTS', 'hgp:lease:' .. actor) == 0 then return -9 end\n"
     "local track = actor ~= '' and redis.call('HEXISTS', KEYS[1], actor) == 1\n"
     "local marks, clean, out = {}, true, {}\n"
     "for i = 1, (#KEYS - 2) / 2 do\n"
     "  local ck, rk = KEYS[2 * i + 1], KEYS[2 * i + 2]\n"
-    "  local op, delta = ARGV[4 * i - 1], ARGV[4 * i]\n"
-    "  local part, off = ARGV[4 * i + 1], ARGV[4 * i + 2]\n"
+    "  local op, delta = ARGV[4 * i], ARGV[4 * i + 1]\n"
+    "  local part, off = ARGV[4 * i + 2], ARGV[4 * i + 3]\n"
     "  local head = ck .. ' ' .. delta .. ' '\n"
     "  local rec = redis.pcall('GET', rk)\n"
     "  if type(rec) == 'table' and rec.err then\n"
@@ -116,11 +121,21 @@ static const char *s_leave_script =
     "redis.call('DEL', KEYS[2], KEYS[3])\n"
     "return 1\n";
 
-/*  Forget a recovered actor, if we still hold its lock */
+/*  Forget a recovered actor (registry, watermarks, lock, fences), if we
+    still hold its lock */
 static const char *s_forget_script =
     "if redis.call('GET', KEYS[3]) ~= ARGV[2] then return 0 end\n"
     "redis.call('HDEL', KEYS[1], ARGV[1])\n"
-    "redis.call('DEL', KEYS[2], KEYS[3])\n"
+    "redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])\n"
+    "return 1\n";
+
+/*  Keep the earliest fence offset of a partition (KEYS[1] hash, ARGV[1]
+    partition, ARGV[2] offset) */
+static const char *s_fence_script =
+    "local cur = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "if not cur or tonumber(ARGV[2]) < tonumber(cur) then\n"
+    "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
+    "end\n"
     "return 1\n";
 
 struct _hgp_ledger_t {
@@ -133,6 +148,7 @@ struct _hgp_ledger_t {
     int advance;
     int forget;
     int leave;
+    int fence;
     const char **argv;          /* one EVALSHA's arguments                 */
     size_t *argvlen;            /* ... and their lengths                   */
     char (*numbers) [24];       /* partition and offset texts of a batch   */
@@ -182,9 +198,10 @@ hgp_ledger_new (hgp_redis_t *redis, const char *who, int64_t dedup_ttl,
     self->advance = hgp_redis_script (redis, s_advance_script);
     self->forget = hgp_redis_script (redis, s_forget_script);
     self->leave = hgp_redis_script (redis, s_leave_script);
+    self->fence = hgp_redis_script (redis, s_fence_script);
     //  The biggest EVALSHA: the apply script over HGP_LEDGER_BATCH_MAX
     //  items, or register over 1000 partitions
-    size_t argc = 5 + 6 * (size_t) HGP_LEDGER_BATCH_MAX;
+    size_t argc = 16 + 6 * (size_t) HGP_LEDGER_BATCH_MAX;
     self->argv = (const char **) calloc (argc, sizeof (char *));
     self->argvlen = (size_t *) calloc (argc, sizeof (size_t));
     self->numbers = calloc (2 * (size_t) HGP_LEDGER_BATCH_MAX, 24);
@@ -269,7 +286,7 @@ s_evalsha (hgp_ledger_t *self, int script, int argc, int numkeys,
 }
 
 int
-hgp_ledger_apply (hgp_ledger_t *self, const char *actor,
+hgp_ledger_apply (hgp_ledger_t *self, const char *actor, bool own,
                   hgp_ledger_item_t *items, size_t count,
                   char *reason, size_t size)
 {
@@ -288,6 +305,7 @@ hgp_ledger_apply (hgp_ledger_t *self, const char *actor,
     int numkeys = argc - 3;
     s_arg (self, &argc, self->ttl);
     s_arg (self, &argc, actor ? actor : "");
+    s_arg (self, &argc, own && actor ? "1" : "0");
     for (size_t i = 0; i < count; i++) {
         char *part = self->numbers [2 * i];
         char *off = self->numbers [2 * i + 1];
@@ -303,6 +321,12 @@ hgp_ledger_apply (hgp_ledger_t *self, const char *actor,
                                    &definite, reason, size);
     if (!reply)
         return definite ? 1 : -1;
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == -9) {
+        freeReplyObject (reply);
+        s_fail (reason, size, "the lease of %s is gone: it may be fenced"
+                " already, so it applies nothing more", actor);
+        return 2;
+    }
     int rc = 0;
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != count) {
         rc = s_fail (reason, size, "redis: the apply script gave a reply of"
@@ -459,6 +483,7 @@ typedef struct {
     hgp_ledger_t *self;
     const char *only;           /* apply only this actor's events, or NULL */
     const char *wm_actor;       /* whose watermark advances, or NULL       */
+    zhashx_t *fenced;           /* log ids fenced so far in the partition  */
     int32_t partition;          /* being read                              */
     int64_t last;               /* last offset read in it, -1 if none      */
     uint64_t unsaved;           /* records read since progress was saved   */
@@ -474,7 +499,7 @@ s_flush (s_reading_t *r)
 {
     if (r->count == 0)
         return 0;
-    int rc = hgp_ledger_apply (r->self, r->wm_actor, r->items, r->count,
+    int rc = hgp_ledger_apply (r->self, r->wm_actor, false, r->items, r->count,
                                r->reason, sizeof r->reason);
     if (rc)
         return -1;
@@ -522,6 +547,28 @@ s_save (s_reading_t *r)
     return 0;
 }
 
+/*  Store offset as the fence of r->only in r->partition, unless an
+    earlier one is stored. 0 or -1. */
+static int
+s_store_fence (s_reading_t *r, int64_t offset)
+{
+    char key [HGP_ID_MAX + 16], part [16], off [24];
+    snprintf (key, sizeof key, "hgp:fence:%s", r->only);
+    snprintf (part, sizeof part, "%" PRId32, r->partition);
+    snprintf (off, sizeof off, "%" PRId64, offset);
+    int argc = 3;
+    s_arg (r->self, &argc, key);
+    s_arg (r->self, &argc, part);
+    s_arg (r->self, &argc, off);
+    bool definite;
+    redisReply *reply = s_evalsha (r->self, r->self->fence, argc, 1,
+                                   &definite, r->reason, sizeof r->reason);
+    if (!reply)
+        return -1;
+    freeReplyObject (reply);
+    return 0;
+}
+
 static int
 s_on_event (const hgp_event_t *event, const hgp_error_t *error,
             int32_t partition, int64_t offset, void *arg)
@@ -537,6 +584,23 @@ s_on_event (const hgp_event_t *event, const hgp_error_t *error,
         r->stats->bad++;
         zsys_error ("%s: record at [%d] %" PRId64 " is not an event: %s",
                     r->self->who, partition, offset, error->message);
+        return 0;
+    }
+    if (event->fence [0]) {
+        //  From here on the fenced actor's events in this partition are
+        //  void. When we recover that actor, its stored fence must not be
+        //  later than this one (a fence written by an earlier recovery
+        //  that died before storing it): store it before our watermark
+        //  moves past it, so a resumed recovery stops here too.
+        zhashx_update (r->fenced, event->fence, (void *) 1);
+        if (r->only && streq (event->fence, r->only)
+        &&  (s_flush (r) || s_store_fence (r, offset)))
+            return -1;
+        r->stats->fences++;
+        return 0;
+    }
+    if (zhashx_lookup (r->fenced, event->actor)) {
+        r->stats->voided++;
         return 0;
     }
     if (r->only && !streq (event->actor, r->only)) {
@@ -558,6 +622,7 @@ s_apply_range (s_reading_t *r, hgp_eventlog_t *log, int32_t partition,
     r->partition = partition;
     r->last = -1;
     r->unsaved = 0;
+    zhashx_purge (r->fenced);
     if (hgp_eventlog_read (log, partition, from, to, s_on_event, r, deadline)) {
         if (!r->reason [0])
             snprintf (r->reason, sizeof r->reason, "%s",
@@ -568,13 +633,103 @@ s_apply_range (s_reading_t *r, hgp_eventlog_t *log, int32_t partition,
     return s_save (r);
 }
 
-/*  Recover one dead actor, whose lock we hold. 0 or -1 (logged). */
+/*  Read hash key (partition -> offset) into at[0..partitions), -1 where
+    absent. 0 or -1. */
+static int
+s_read_offsets (hgp_ledger_t *self, const char *key, int64_t *at,
+                int partitions, char *reason, size_t size)
+{
+    for (int p = 0; p < partitions; p++)
+        at [p] = -1;
+    const char *argv [] = { "HGETALL", key };
+    redisReply *reply = hgp_redis_command (self->redis, 2, argv, NULL,
+                                           reason, size);
+    if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+        if (reply)
+            freeReplyObject (reply);
+        return -1;
+    }
+    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+        int p = atoi (reply->element [i]->str);
+        if (p >= 0 && p < partitions)
+            at [p] = strtoll (reply->element [i + 1]->str, NULL, 10);
+    }
+    freeReplyObject (reply);
+    return 0;
+}
+
+/*  Fence actor in every partition that has no fence stored yet (a fence
+    record written by me, its offset kept in hgp:fence:<actor>), then
+    fill at[] with the stored fence offsets. 0 or -1 (reason says why). */
+static int
+s_fence (hgp_ledger_t *self, hgp_eventlog_t *log, const char *actor,
+         const char *me, int partitions, int64_t *at, int64_t deadline,
+         char *reason, size_t size)
+{
+    char key [HGP_ID_MAX + 16];
+    snprintf (key, sizeof key, "hgp:fence:%s", actor);
+    if (s_read_offsets (self, key, at, partitions, reason, size))
+        return -1;
+    int missing = 0;
+    for (int p = 0; p < partitions; p++)
+        missing += at [p] < 0;
+    if (missing == 0)
+        return 0;
+    hgp_event_t fence;
+    memset (&fence, 0, sizeof fence);
+    snprintf (fence.fence, sizeof fence.fence, "%s", actor);
+    snprintf (fence.actor, sizeof fence.actor, "%s", me);
+    fence.ts = (uint64_t) zclock_time ();
+    hgp_delivery_t *sent = (hgp_delivery_t *) calloc ((size_t) partitions,
+                                                      sizeof (hgp_delivery_t));
+    assert (sent);
+    for (int p = 0; p < partitions; p++)
+        if (at [p] < 0)
+            hgp_eventlog_produce_to (log, &fence, p, &sent [p]);
+    int64_t left = MIN (hgp_eventlog_timeout (log), deadline - zclock_mono ());
+    hgp_eventlog_wait (log, (int) MAX (left, 50));
+    int rc = 0;
+    for (int p = 0; p < partitions && rc == 0; p++) {
+        if (at [p] >= 0)
+            continue;
+        if (sent [p].status != HGP_LOG_PERSISTED) {
+            rc = s_fail (reason, size, "cannot fence %s in partition %d: %s",
+                         actor, p, sent [p].error);
+            break;
+        }
+        char part [16], off [24];
+        snprintf (part, sizeof part, "%d", p);
+        snprintf (off, sizeof off, "%" PRId64, sent [p].offset);
+        int argc = 3;
+        s_arg (self, &argc, key);
+        s_arg (self, &argc, part);
+        s_arg (self, &argc, off);
+        bool definite;
+        redisReply *reply = s_evalsha (self, self->fence, argc, 1, &definite,
+                                       reason, size);
+        if (!reply)
+            rc = -1;
+        else
+            freeReplyObject (reply);
+    }
+    free (sent);
+    if (rc == 0)
+        rc = s_read_offsets (self, key, at, partitions, reason, size);
+    for (int p = 0; p < partitions && rc == 0; p++)
+        if (at [p] < 0)
+            rc = s_fail (reason, size, "the fence of %s in partition %d is"
+                         " gone from redis", actor, p);
+    return rc;
+}
+
+/*  Recover one dead actor, whose lock we hold: fence it, then apply its
+    events up to the fences. 0 or -1 (logged). */
 static int
 s_recover (hgp_ledger_t *self, hgp_eventlog_t *log, const char *actor,
-           int64_t deadline)
+           const char *me, int64_t deadline)
 {
     hgp_ledger_stats_t stats = { 0 };
-    s_reading_t r = { self, actor, actor, 0, -1, 0, NULL, 0, &stats, "" };
+    s_reading_t r = { self, actor, actor, NULL, 0, -1, 0, NULL, 0, &stats, "" };
     int partitions = hgp_eventlog_partitions (
         log, (int) MAX (1, MIN (hgp_eventlog_timeout (log),
                                 deadline - zclock_mono ())));
@@ -583,49 +738,41 @@ s_recover (hgp_ledger_t *self, hgp_eventlog_t *log, const char *actor,
                       hgp_eventlog_error (log));
         return -1;
     }
-    char wm [HGP_ID_MAX + 16], reason [256];
-    snprintf (wm, sizeof wm, "hgp:wm:%s", actor);
-    const char *argv [] = { "HGETALL", wm };
     if (!hgp_redis_ready (self->redis, true))
         return -1;
-    redisReply *marks = hgp_redis_command (self->redis, 2, argv, NULL,
-                                           reason, sizeof reason);
-    if (!marks || marks->type != REDIS_REPLY_ARRAY) {
-        if (marks)
-            freeReplyObject (marks);
-        return -1;
-    }
+    char wm [HGP_ID_MAX + 16];
+    snprintf (wm, sizeof wm, "hgp:wm:%s", actor);
+    int64_t *marks = (int64_t *) calloc ((size_t) partitions, sizeof (int64_t));
+    int64_t *fences = (int64_t *) calloc ((size_t) partitions, sizeof (int64_t));
     r.items = (hgp_ledger_item_t *) calloc (S_BATCH, sizeof (hgp_ledger_item_t));
-    assert (r.items);
-    int rc = 0;
+    r.fenced = zhashx_new ();
+    assert (marks && fences && r.items && r.fenced);
+    int rc = s_read_offsets (self, wm, marks, partitions, r.reason,
+                             sizeof r.reason);
+    if (rc == 0)
+        rc = s_fence (self, log, actor, me, partitions, fences, deadline,
+                      r.reason, sizeof r.reason);
     for (int32_t p = 0; p < partitions && rc == 0; p++) {
         //  A partition without a watermark was added after the actor
-        //  registered: read all of it
-        int64_t from = 0;
-        for (size_t i = 0; i + 1 < marks->elements; i += 2)
-            if (atoi (marks->element [i]->str) == p)
-                from = strtoll (marks->element [i + 1]->str, NULL, 10) + 1;
-        int64_t low, high;
-        int64_t left = MIN (hgp_eventlog_timeout (log), deadline - zclock_mono ());
-        if (left <= 0) {
+        //  registered: read all of it. Its events after the fence are
+        //  void: nobody applies them.
+        int64_t from = marks [p] + 1;
+        if (zclock_mono () >= deadline) {
             snprintf (r.reason, sizeof r.reason, "out of time");
             rc = -1;
         }
         else
-        if (hgp_eventlog_offsets (log, p, &low, &high, (int) left)) {
-            snprintf (r.reason, sizeof r.reason, "%s", hgp_eventlog_error (log));
-            rc = -1;
-        }
-        else
-        if (from < high) {
-            rc = s_apply_range (&r, log, p, from, high, deadline);
-            //  All of its events below high are applied now
+        if (from < fences [p]) {
+            rc = s_apply_range (&r, log, p, from, fences [p], deadline);
+            //  All of its events below the fence are applied now
             if (rc == 0)
-                rc = hgp_ledger_advance (self, actor, p, high - 1);
+                rc = hgp_ledger_advance (self, actor, p, fences [p] - 1);
         }
     }
+    zhashx_destroy (&r.fenced);
     free (r.items);
-    freeReplyObject (marks);
+    free (fences);
+    free (marks);
     if (rc && zclock_mono () >= deadline)
         //  A slice of work done, its progress saved; the next sweep goes on
         zsys_info ("%s: recovering actor %s: %" PRIu64 " records read, %"
@@ -637,9 +784,9 @@ s_recover (hgp_ledger_t *self, hgp_eventlog_t *log, const char *actor,
                       r.reason [0] ? r.reason : "redis failed");
     if (rc)
         return -1;
-    zsys_info ("%s: recovered actor %s: %" PRIu64 " records read, %" PRIu64
-               " of its events applied now, %" PRIu64 " were applied already"
-               "%s", self->who, actor, stats.read, stats.applied,
+    zsys_info ("%s: recovered actor %s (fenced): %" PRIu64 " records read, %"
+               PRIu64 " of its events applied now, %" PRIu64 " were applied"
+               " already%s", self->who, actor, stats.read, stats.applied,
                stats.already, stats.bad ? " (some could not be: see above)" : "");
     return 0;
 }
@@ -681,17 +828,19 @@ hgp_ledger_recover_dead (hgp_ledger_t *self, hgp_eventlog_t *log,
             continue;               //  someone else is on it
         zsys_info ("%s: actor %s lost its lease; recovering its events",
                    self->who, actor);
-        if (s_recover (self, log, actor, deadline) == 0) {
-            char wm [HGP_ID_MAX + 16];
+        if (s_recover (self, log, actor, me, deadline) == 0) {
+            char wm [HGP_ID_MAX + 16], fence [HGP_ID_MAX + 16];
             snprintf (wm, sizeof wm, "hgp:wm:%s", actor);
+            snprintf (fence, sizeof fence, "hgp:fence:%s", actor);
             int argc = 3;
             s_arg (self, &argc, S_REGISTRY);
             s_arg (self, &argc, wm);
             s_arg (self, &argc, lock);
+            s_arg (self, &argc, fence);
             s_arg (self, &argc, actor);
             s_arg (self, &argc, me);
             bool definite;
-            redisReply *reply = s_evalsha (self, self->forget, argc, 3,
+            redisReply *reply = s_evalsha (self, self->forget, argc, 4,
                                            &definite, reason, sizeof reason);
             if (reply) {
                 freeReplyObject (reply);
@@ -737,9 +886,10 @@ hgp_ledger_replay (hgp_ledger_t *self, hgp_eventlog_t *log,
                          " (retention), so a replay would undercount",
                          p, hgp_eventlog_topic (log), low);
     }
-    s_reading_t r = { self, NULL, NULL, 0, -1, 0, NULL, 0, stats, "" };
+    s_reading_t r = { self, NULL, NULL, NULL, 0, -1, 0, NULL, 0, stats, "" };
     r.items = (hgp_ledger_item_t *) calloc (S_BATCH, sizeof (hgp_ledger_item_t));
-    assert (r.items);
+    r.fenced = zhashx_new ();
+    assert (r.items && r.fenced);
     for (int32_t p = 0; p < partitions && rc == 0; p++) {
         //  No deadline but a generous one per partition: a replay is as
         //  long as the log
@@ -750,6 +900,7 @@ hgp_ledger_replay (hgp_ledger_t *self, hgp_eventlog_t *log,
         if (progress)
             progress (p, stats);
     }
+    zhashx_destroy (&r.fenced);
     free (r.items);
     free (high);
     return rc;

@@ -12,10 +12,20 @@
  *    (hgp:lease:<actor>, expiring unless renewed), the list of registered
  *    actors (hgp:actors) and a watermark per actor and partition
  *    (hgp:wm:<actor>): every event of that actor at or below it is applied;
- *  - recovery: for an actor whose lease expired, read each partition from
- *    its watermark to the end, apply its events that are not applied yet,
- *    then remove it from the registry. After that, a request it had
+ *  - recovery: for an actor whose lease expired, first *fence* it: write
+ *    a fence record naming it into every partition (and keep each fence's
+ *    offset in hgp:fence:<actor>). Its events after a fence are void for
+ *    every reader (PROTOCOL.md section 10). Then read each partition from
+ *    its watermark up to the fence, apply its events that are not applied
+ *    yet, and remove it from the registry. After that, a request it had
  *    prepared but never logged may be taken over by another actor.
+ *    Why the fence: an actor that stalled (a paused process) past its
+ *    lease may still hand Kafka an event after it was recovered; without
+ *    the fence a retry served by another actor would make that request
+ *    two events in the log. The actor's own apply refuses once its lease
+ *    is gone, and a lease never comes back, so every event it applied
+ *    itself is before the fence, and every event after it is applied by
+ *    nobody.
  *  - replay: read every partition from the start and apply every event.
  *
  *  Storage layout: schemas/PROTOCOL.md section 7. Why records and
@@ -66,6 +76,9 @@ typedef struct {
     uint64_t applied;           /* events applied now                      */
     uint64_t already;           /* events whose record said applied        */
     uint64_t skipped;           /* events of other actors (recovery)       */
+    uint64_t fences;            /* fences read                             */
+    uint64_t voided;            /* events of fenced actors after their
+                                   fence: void, not applied                */
     uint64_t bad;               /* records that do not decode, conflicts,
                                    overflows: logged, not applied          */
 } hgp_ledger_stats_t;
@@ -87,10 +100,13 @@ const char *hgp_ledger_ttl (hgp_ledger_t *self);
 /*  Run the apply script over items, in order, in one round trip; actor
     is whose watermarks advance with the applied events (NULL: none; the
     actor must be registered for them to move) and whose pending records
-    a release may drop. Returns 0 with every item's code set; 1 when the
-    script surely did not run (no connection, refused); -1 when it may
-    have run and we did not see the answer. reason says why on 1 and -1. */
-int hgp_ledger_apply (hgp_ledger_t *self, const char *actor,
+    a release may drop. own: actor applies its own batch; then nothing is
+    applied once its lease is gone (see recovery below). Returns 0 with
+    every item's code set; 1 when the script surely did not run (no
+    connection, refused); 2 (own only) when the lease was gone and nothing
+    was applied; -1 when it may have run and we did not see the answer.
+    reason says why on 1, 2 and -1. */
+int hgp_ledger_apply (hgp_ledger_t *self, const char *actor, bool own,
                       hgp_ledger_item_t *items, size_t count,
                       char *reason, size_t size);
 
@@ -120,8 +136,9 @@ int hgp_ledger_retire (hgp_ledger_t *self, const char *actor);
 int hgp_ledger_advance (hgp_ledger_t *self, const char *actor,
                         int32_t partition, int64_t offset);
 
-/*  Recover every registered actor whose lease expired (not me): apply
-    its unapplied events, then forget it. Each recovery holds a lock
+/*  Recover every registered actor whose lease expired (not me): fence
+    it (the fences say they were written by me), apply its unapplied
+    events up to the fences, then forget it. Each recovery holds a lock
     (hgp:recovering:<actor>) so actors do not all do the same work. Stops
     at deadline (zclock_mono ms). Returns how many actors were recovered,
     or -1 when one failed (the log or Redis; logged). */

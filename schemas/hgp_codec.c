@@ -1234,16 +1234,38 @@ fail:
 
 enum {
     EV_ID, EV_RESOURCE, EV_TYPE, EV_DELTA, EV_USER, EV_VALUE, EV_TS, EV_ACTOR,
-    EV_COUNT
+    EV_FENCE, EV_COUNT
 };
 static const char *const s_event_keys [EV_COUNT] = {
     "id", "resource_id", "counter_type", "delta", "user_id", "value", "ts",
-    "actor"
+    "actor", "fence"
 };
+
+/*  A fence: {fence, ts, actor} and nothing else */
+static int
+s_fence_encode (const hgp_event_t *event, hgp_buf_t *buf)
+{
+    if (!hgp_id_valid (event->fence, strlen (event->fence))
+    ||  !hgp_id_valid (event->actor, strlen (event->actor))
+    ||  event->ts > (uint64_t) INT64_MAX)
+        return -1;
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, buf, s_buf_write);
+    msgpack_pack_map (&pk, 3);
+    s_pack_str (&pk, "fence");
+    s_pack_str (&pk, event->fence);
+    s_pack_str (&pk, "ts");
+    msgpack_pack_uint64 (&pk, event->ts);
+    s_pack_str (&pk, "actor");
+    s_pack_str (&pk, event->actor);
+    return 0;
+}
 
 int
 hgp_event_encode (const hgp_event_t *event, hgp_buf_t *buf)
 {
+    if (event->fence [0])
+        return s_fence_encode (event, buf);
     if (!hgp_id_valid (event->id, strlen (event->id))
     ||  !hgp_id_valid (event->key.resource_id, strlen (event->key.resource_id))
     ||  !hgp_id_valid (event->key.counter_type,
@@ -1321,14 +1343,26 @@ hgp_event_decode (hgp_event_t *event, const uint8_t *data, size_t size,
             case EV_ACTOR:
                 rc = s_id (&cur, event->actor, "actor");
                 break;
+            case EV_FENCE:
+                rc = s_id (&cur, event->fence, "fence");
+                break;
         }
         if (rc)
             goto fail;
     }
     if (s_finish (&cur))
         goto fail;
+    if (seen & BIT (EV_FENCE)) {
+        //  A fence carries fence, ts and actor, nothing of an increment
+        if (seen != (BIT (EV_FENCE) | BIT (EV_TS) | BIT (EV_ACTOR))) {
+            hgp_error_set (err, HGP_STATUS_BAD_REQUEST, "invalid",
+                           "a fence has fence, ts and actor, nothing else");
+            goto fail;
+        }
+        return 0;
+    }
     for (int k = 0; k < EV_COUNT; k++)
-        if (k != EV_USER && !(seen & BIT (k))) {
+        if (k != EV_USER && k != EV_FENCE && !(seen & BIT (k))) {
             hgp_error_set (err, HGP_STATUS_BAD_REQUEST, "invalid",
                            "event needs %s", s_event_keys [k]);
             goto fail;

@@ -160,7 +160,10 @@ typedef struct {
     hgp_bucket_t *buckets;              /* stats, owned, oldest first       */
 } hgp_reply_t;
 
-/*  One event of the log (PROTOCOL.md section 10): an applied increment */
+/*  One record of the log (PROTOCOL.md section 10): an increment, or, when
+    fence is set, a fence: events of actor `fence` after this record in
+    its partition are void (written by the actor that recovers `fence`).
+    A fence has only fence, ts and actor. */
 typedef struct {
     char id [HGP_ID_MAX + 1];           /* request id of the increment      */
     hgp_key_t key;                      /* which counter                    */
@@ -169,6 +172,8 @@ typedef struct {
     int64_t value;                      /* counter value right after it     */
     uint64_t ts;                        /* ms since the Unix epoch          */
     char actor [HGP_ID_MAX + 1];        /* actor_id of the producing actor  */
+    char fence [HGP_ID_MAX + 1];        /* fence: the fenced log id; "" for
+                                           an increment                    */
 } hgp_event_t;
 
 /*  READY body: an actor introduces itself */

@@ -42,7 +42,7 @@ pids+=($!)
 
 wait_actors () {
     for _ in $(seq 100); do
-        [ "$(bin/hgp --json actors 2>/dev/null | grep -o '"actor_id"' | wc -l)" -eq "$1" ] && return
+        [ "$(bin/hgp --json actors 2>/dev/null | grep -o '"distinct_actors":[0-9]*' | cut -d: -f2)" = "$1" ] && return
         sleep 0.1
     done
     echo "bench: expected $1 actors" >&2

@@ -70,10 +70,10 @@ export HGP_KAFKA_BROKERS
 bin/hgp-broker -c "$HGP_CONFIG" > "$tmp/broker.log" 2>&1 &
 pids+=($!)
 
-#   Wait until the broker lists exactly $1 actors of service counter
+#   Wait until the broker lists exactly $1 actors (only counters run here)
 wait_counters () {
     for _ in $(seq 150); do
-        [ "$(bin/hgp --json actors 2>/dev/null | grep -o '"service": *"counter"' | wc -l)" -eq "$1" ] && return 0
+        [ "$(bin/hgp --json actors 2>/dev/null | grep -o '"distinct_actors":[0-9]*' | cut -d: -f2)" = "$1" ] && return 0
         sleep 0.1
     done
     echo "bench_http: expected $1 counter actors" >&2

@@ -2,14 +2,15 @@
 #   Scaling by launching processes: `hgp bench` (incr, exactly-once check)
 #   against one broker with 1, 2 and 4 hgp-counter processes.
 #
-#   Starts its own redis-server and hgp-broker (release build, bin/) on free
-#   loopback ports, then for each count starts that many counter actors,
+#   Starts its own redis-server, hgp-kafka-mock and hgp-broker (release
+#   build, bin/) on free loopback ports, then for each count starts that many counter actors,
 #   waits until the broker lists them, benches, and stops them with SIGTERM
 #   before the next count. Static endpoints: nothing is beaconed. Prints one
 #   table at the end.
 #
 #   Env: BENCH_N (requests per run, default 100000), BENCH_WINDOW (128),
-#   BENCH_KEYS (1000), BENCH_ACTORS ("1 2 4"), BENCH_BIN (bin).
+#   BENCH_KEYS (1000), BENCH_ACTORS ("1 2 4"), BENCH_BIN (bin),
+#   BENCH_EVENT_LOG (counter/event_log: sync, the default, async or off).
 #
 #   Read the numbers with the machine in mind: broker, Redis, the bench
 #   client and every actor share its cores, and Redis executes the Lua
@@ -22,6 +23,7 @@ W=${BENCH_WINDOW:-128}
 KEYS=${BENCH_KEYS:-1000}
 COUNTS=${BENCH_ACTORS:-"1 2 4"}
 BIN=${BENCH_BIN:-bin}
+export HGP_COUNTER_EVENT_LOG=${BENCH_EVENT_LOG:-sync}
 tmp=$(mktemp -d /tmp/hgp-scaling.XXXXXX)
 read -r rport cport aport <<< "$(/usr/bin/python3 scripts/free_ports.py 3 | tr '\n' ' ')"
 export HGP_CONFIG=configs/hgp.cfg
@@ -46,11 +48,16 @@ redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
     --dir "$tmp" > "$tmp/redis.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+"$BIN/hgp-kafka-mock" --address-file "$tmp/kafka.addr" > "$tmp/kafka.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$tmp/kafka.addr" ] && break; sleep 0.05; done
+HGP_KAFKA_BROKERS=$(cat "$tmp/kafka.addr")
+export HGP_KAFKA_BROKERS
 "$BIN/hgp-broker" > "$tmp/broker.log" 2>&1 &
 pids+=($!)
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "stack: redis-server $(redis-server --version | grep -o 'v=[0-9.]*'), 1 broker, N counter processes, loopback, $BIN"
+echo "stack: redis-server $(redis-server --version | grep -o 'v=[0-9.]*'), hgp-kafka-mock, 1 broker, N counter processes (event log $HGP_COUNTER_EVENT_LOG), loopback, $BIN"
 echo "bench: $BIN/hgp bench -n $N -w $W -k $KEYS --op incr"
 results=()
 for n in $COUNTS; do

@@ -44,6 +44,13 @@
  *    offset recorded in Redis (the source of truth; the committed offset
  *    is at most that). A crash anywhere loses nothing and counts nothing
  *    twice.
+ *  - A counter actor that was recovered by another is fenced: a fence
+ *    record naming its log id in every partition. Its events after the
+ *    fence are void (PROTOCOL.md section 10: it stalled past its lease and
+ *    logged late; a retry was logged by someone else). The fold script
+ *    keeps the fences it passed in hgp:a:fences, with the offsets, and
+ *    skips such events, so a restart in the middle of a partition still
+ *    knows them.
  *  - Redis unavailable: the batch is dropped, its partitions go back to
  *    its first offsets and pause, and consumption resumes when Redis is
  *    back. Between batches this actor holds nothing Kafka does not.
@@ -69,23 +76,28 @@
 #define S_BUCKETS       60          /* buckets per window                  */
 #define S_EPOCH         16          /* half-lives per trending epoch       */
 #define S_OFFSETS       "hgp:a:off"
+#define S_FENCES        "hgp:a:fences"
 #define S_RETRY_MS      500         /* retry a batch Redis refused         */
 
 /*  Fold events into the sums. KEYS[1] the applied offsets, KEYS[2] the
-    state they belong to. ARGV: now, window 1h, window 24h, half-life,
-    epoch, bucket, span (all ms), the state this actor read from (else
-    nothing is done: {-1, 0}), then per event partition, offset, counter
-    type ('' for a record that is not an event: only the offset moves),
-    resource, delta, ts. Returns {applied, skipped}. */
+    state they belong to, KEYS[3] the fences seen (field "<partition>
+    <log id>", value the fence's offset). ARGV: now, window 1h, window
+    24h, half-life, epoch, bucket, span (all ms), the state this actor
+    read from (else nothing is done: {-1, 0}), then per record partition,
+    offset, counter type ('' for a record that is not an event: only the
+    offset moves), resource, delta, ts, actor (of an event: who produced
+    it; of a non-event: the log id it fences, or ''). An event whose actor
+    was fenced earlier in its partition is void (PROTOCOL.md section 10)
+    and only moves the offset. Returns {applied, skipped, void}. */
 static const char *s_fold_script =
-    "if redis.call('GET', KEYS[2]) ~= ARGV[8] then return {-1, 0} end\n"
+    "if redis.call('GET', KEYS[2]) ~= ARGV[8] then return {-1, 0, 0} end\n"
     "local now = tonumber(ARGV[1])\n"
     "local wins = {{'1h', tonumber(ARGV[2])}, {'24h', tonumber(ARGV[3])}}\n"
     "local half, epoch = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
     "local bucket, span = tonumber(ARGV[6]), tonumber(ARGV[7])\n"
     "local keep = span / bucket\n"
-    "local done, moved, applied, skipped = {}, {}, 0, 0\n"
-    "for i = 9, #ARGV, 6 do\n"
+    "local done, moved, applied, skipped, void = {}, {}, 0, 0, 0\n"
+    "for i = 9, #ARGV, 7 do\n"
     "  local part, off = ARGV[i], tonumber(ARGV[i + 1])\n"
     "  if done[part] == nil then\n"
     "    done[part] = tonumber(redis.call('HGET', KEYS[1], part) or '-1')\n"
@@ -95,8 +107,13 @@ static const char *s_fold_script =
     "  else\n"
     "    done[part] = off\n"
     "    moved[part] = ARGV[i + 1]\n"
-    "    local t = ARGV[i + 2]\n"
-    "    if t ~= '' then\n"
+    "    local t, who = ARGV[i + 2], ARGV[i + 6]\n"
+    "    if t == '' and who ~= '' then\n"
+    "      redis.call('HSETNX', KEYS[3], part .. ' ' .. who, ARGV[i + 1])\n"
+    "    elseif t ~= '' and\n"
+    "           redis.call('HEXISTS', KEYS[3], part .. ' ' .. who) == 1 then\n"
+    "      void = void + 1\n"
+    "    elseif t ~= '' then\n"
     "      local r, dstr, ts = ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])\n"
     "      local d = tonumber(dstr)\n"
     "      local all = 'hgp:a:all:' .. t\n"
@@ -142,7 +159,7 @@ static const char *s_fold_script =
     "for part, off in pairs(moved) do\n"
     "  redis.call('HSET', KEYS[1], part, off)\n"
     "end\n"
-    "return {applied, skipped}\n";
+    "return {applied, skipped, void}\n";
 
 /*  What the analytics state in Redis was built from: KEYS[1] holds
     "<cluster id>/<topic> <epoch>". ARGV[1] is the log we read, ARGV[2] a
@@ -158,7 +175,7 @@ static const char *s_state_script =
     "if cur and string.sub(cur, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then\n"
     "  return {0, cur}\n"
     "end\n"
-    "redis.call('DEL', KEYS[2])\n"
+    "redis.call('DEL', KEYS[2], KEYS[3])\n"
     "local state = ARGV[1] .. ' ' .. ARGV[2]\n"
     "redis.call('SET', KEYS[1], state)\n"
     "return {cur and 1 or 2, state}\n";
@@ -314,9 +331,9 @@ s_adopt (s_analytics_t *self)
     hgp_process_random_id (epoch, sizeof epoch);
     const char *argv [] = {
         "EVALSHA", hgp_redis_sha (self->redis, self->state_script),
-        "2", "hgp:a:log", S_OFFSETS, log, epoch
+        "3", "hgp:a:log", S_OFFSETS, S_FENCES, log, epoch
     };
-    redisReply *reply = hgp_redis_command (self->redis, 7, argv, NULL,
+    redisReply *reply = hgp_redis_command (self->redis, 8, argv, NULL,
                                            reason, sizeof reason);
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
         if (reply)
@@ -538,9 +555,10 @@ s_fold (s_analytics_t *self)
     int argc = 0;
     s_arg (self, &argc, "EVALSHA");
     s_arg (self, &argc, hgp_redis_sha (self->redis, self->fold_script));
-    s_arg (self, &argc, "2");
+    s_arg (self, &argc, "3");
     s_arg (self, &argc, S_OFFSETS);
     s_arg (self, &argc, "hgp:a:log");
+    s_arg (self, &argc, S_FENCES);
     s_arg (self, &argc, s_number (self, &used, zclock_time ()));
     s_arg (self, &argc, s_number (self, &used, s->window [0]));
     s_arg (self, &argc, s_number (self, &used, s->window [1]));
@@ -558,6 +576,8 @@ s_fold (s_analytics_t *self)
         s_arg (self, &argc, s_number (self, &used, rec->event ? rec->ev.delta : 0));
         s_arg (self, &argc, s_number (self, &used,
                                       rec->event ? (int64_t) rec->ev.ts : 0));
+        s_arg (self, &argc, !rec->event ? ""
+                          : rec->ev.fence [0] ? rec->ev.fence : rec->ev.actor);
     }
     char reason [256];
     redisReply *reply = NULL;
@@ -576,7 +596,7 @@ s_fold (s_analytics_t *self)
                       self->nrecords, reason);
         return -1;
     }
-    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3
     &&  reply->element [0]->integer == -1) {
         //  The state changed (a flush, another log) or we never knew it:
         //  nothing was folded. Learn it; if it moved, read all again.
@@ -590,9 +610,13 @@ s_fold (s_analytics_t *self)
         }
         return s_fold (self);       //  same state, now known: once more
     }
-    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3) {
         self->folded += (uint64_t) reply->element [0]->integer;
         self->skipped += (uint64_t) reply->element [1]->integer;
+        if (reply->element [2]->integer > 0)
+            zsys_info ("analytics: %lld void events (of fenced actors,"
+                       " PROTOCOL.md 10) not counted",
+                       reply->element [2]->integer);
     }
     freeReplyObject (reply);
 
@@ -993,8 +1017,8 @@ s_analytics_new (zsock_t *actor_pipe, hgp_config_t *config)
         fcntl (self->wakeup [i], F_SETFL, O_NONBLOCK);
     size_t batch = (size_t) self->settings.batch_max;
     self->records = (s_record_t *) calloc (batch, sizeof (s_record_t));
-    self->argv = (const char **) calloc (16 + 6 * batch, sizeof (char *));
-    self->argvlen = (size_t *) calloc (16 + 6 * batch, sizeof (size_t));
+    self->argv = (const char **) calloc (16 + 7 * batch, sizeof (char *));
+    self->argvlen = (size_t *) calloc (16 + 7 * batch, sizeof (size_t));
     self->numbers = calloc (8 + 4 * batch, 24);
     assert (self->records && self->argv && self->argvlen && self->numbers);
     return self;

@@ -32,10 +32,12 @@
  *    a live actor is answered 504 (retry later), one of a dead actor that
  *    is not yet recovered too, and only once recovery has read that
  *    actor's part of the log (hgp_ledger) may another actor take the
- *    request over. So a request is logged twice only if its first attempt
+ *    request over. A request gets a second record only if its first attempt
  *    stalled between its lease check and the produce call for longer than
- *    the lease (a paused process), and another actor served a retry
- *    meanwhile; see PROTOCOL.md section 10 for what readers do about it.
+ *    the lease (a paused process) and another actor served a retry
+ *    meanwhile; that late record is void, because recovery fenced us in
+ *    the log before reading our events, and (3) refuses once our lease is
+ *    gone (hgp_ledger.h, PROTOCOL.md section 10).
  *  - Redis converges to the sum of the log after any single crash. An
  *    event is applied at most once (its record) and at least once: when we
  *    die between (2) and (3), or (3) fails or its outcome is unknown, the
@@ -200,6 +202,7 @@ typedef struct {
     int64_t lease;              /* counter/lease, ms                       */
     s_log_mode_t log_mode;      /* counter/event_log                       */
     bool crash_after_log;       /* counter/crash_after_log: tests only     */
+    int64_t stall_before_log;   /* counter/stall_before_log: tests only    */
 } s_settings_t;
 
 /*  One request of the current batch */
@@ -287,6 +290,8 @@ s_settings_load (hgp_config_t *config, s_settings_t *s)
                                s->heartbeat * s->liveness, 100, 600000);
     s->crash_after_log = hgp_config_int (config, "counter/crash_after_log",
                                          0, 0, 1) == 1;
+    s->stall_before_log = hgp_config_int (config, "counter/stall_before_log",
+                                          0, 0, 60000);
     if (hgp_config_error (config))
         return strdup (hgp_config_error (config));
     const char *mode = hgp_config_str (config, "counter/event_log", "sync");
@@ -1035,6 +1040,15 @@ s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
     //  us: produce nothing under this identity
     int64_t now = zclock_mono ();
     bool stale = now - prepared_at > self->settings.lease / 2;
+    if (self->settings.stall_before_log && !stale) {
+        //  Fault injection for tests, once: a process paused right after
+        //  its lease check, as a zombie would be. Its lease runs out, it
+        //  is recovered and fenced, then it hands its events to Kafka.
+        zsys_warning ("counter: stall_before_log is set; pausing %" PRId64
+                      " ms before logging", self->settings.stall_before_log);
+        zclock_sleep ((int) self->settings.stall_before_log);
+        self->settings.stall_before_log = 0;
+    }
     int64_t wait = hgp_eventlog_timeout (self->log);
     size_t produced = 0;
     for (size_t i = 0; i < count; i++) {
@@ -1123,7 +1137,7 @@ s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
     if (napplies == 0)
         return;
     char reason [256];
-    int rc = hgp_ledger_apply (self->ledger, self->log_id, self->applies,
+    int rc = hgp_ledger_apply (self->ledger, self->log_id, true, self->applies,
                                napplies, reason, sizeof reason);
     size_t a = 0;
     for (size_t i = 0; i < count; i++) {
@@ -1135,7 +1149,9 @@ s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
             continue;               //  answered already; a failed release
                                     //  leaves a record we take over later
         if (rc)
-            s_limbo (self, item, rc > 0 ? "the event is logged but redis did"
+            s_limbo (self, item, rc == 2 ? "the event is logged and this"
+                     " actor's lease ran out before applying it"
+                     : rc > 0 ? "the event is logged but redis did"
                      " not apply it yet" : "the event is logged and redis"
                      " did not confirm applying it");
         else

@@ -14,7 +14,7 @@
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 
-#define SEEDS 9
+#define SEEDS 10
 
 static void
 s_seeds (hgp_buf_t *bufs)
@@ -72,8 +72,12 @@ s_seeds (hgp_buf_t *bufs)
     rep.nbuckets = 2;
     hgp_reply_encode (&rep, &bufs [6]);
     hgp_event_t event = { "seed-3", { "post_1", "like" }, 2, "u1", 7,
-                          1700000000000ULL, "actor.1" };
+                          1700000000000ULL, "actor.1", "" };
     hgp_event_encode (&event, &bufs [7]);
+    hgp_event_t fence = { .ts = 1700000000000ULL };
+    strcpy (fence.fence, "actor.1");
+    strcpy (fence.actor, "actor.2");
+    hgp_event_encode (&fence, &bufs [9]);
     /*  A broker beacon: fixed binary layout, mutated like the bodies */
     hgp_beacon_t beacon = { HGP_BEACON_ALIVE,
                             "0123456789abcdef0123456789abcdef", 5555, 5556 };

@@ -156,6 +156,7 @@ class Kafka:
 
     def __init__(self, logdir, partitions=8):
         self.addr_file = os.path.join(logdir, "kafka-%s.addr" % new_id()[:8])
+        self.partitions = partitions
         env = {"HGP_KAFKA_PARTITIONS": str(partitions),
                "HGP_CONFIG": os.path.join(ROOT, "configs", "hgp.cfg")}
         self.proc = Proc("kafka", [os.path.join(BIN, "hgp-kafka-mock"),
@@ -203,14 +204,28 @@ EVENT_KEYS = {"id": str, "resource_id": str, "counter_type": str, "delta": int,
               "user_id": str, "value": int, "ts": int, "actor": str}
 
 
+FENCE_KEYS = {"fence": str, "ts": int, "actor": str}
+
+
 def decode_event(value):
-    """Decode one event by schemas/PROTOCOL.md section 10, strictly: a map of
-    exactly these keys (user_id optional), ids valid, ints in range.
-    Raises ValueError when the record does not follow the spec."""
+    """Decode one record by schemas/PROTOCOL.md section 10, strictly: an
+    increment is a map of exactly EVENT_KEYS (user_id optional), a fence a
+    map of exactly FENCE_KEYS; ids valid, ints in range. Raises ValueError
+    when the record does not follow the spec."""
     ev = msgpack.unpackb(value, raw=False)
     if not isinstance(ev, dict):
         raise ValueError("event is not a map")
     keys = set(ev)
+    if "fence" in keys:
+        if keys != set(FENCE_KEYS):
+            raise ValueError("fence keys %r" % sorted(keys))
+        if not all(isinstance(ev[k], t) and not isinstance(ev[k], bool)
+                   for k, t in FENCE_KEYS.items()):
+            raise ValueError("fence field types")
+        if not valid_id(ev["fence"]) or not valid_id(ev["actor"]) \
+                or not 0 <= ev["ts"] < 2**63:
+            raise ValueError("fence fields out of range")
+        return ev
     required = set(EVENT_KEYS) - {"user_id"}
     if not required <= keys or not keys <= set(EVENT_KEYS):
         raise ValueError("event keys %r" % sorted(keys))
@@ -225,6 +240,26 @@ def decode_event(value):
     if not -2**63 <= ev["value"] < 2**63 or not 0 <= ev["ts"] < 2**63:
         raise ValueError("value or ts out of range")
     return ev
+
+
+def counted(records):
+    """Apply the reading rule of PROTOCOL.md section 10 to records (as
+    KafkaMock.read gives them): in each partition, in offset order, an
+    increment whose actor was named by an earlier fence there is void.
+    Returns (increments that count, void increments, fences), each a list
+    of records."""
+    live, void, fences = [], [], []
+    fenced = {}
+    for rec in sorted(records, key=lambda r: (r["partition"], r["offset"])):
+        ev = rec["event"]
+        if "fence" in ev:
+            fenced.setdefault(rec["partition"], set()).add(ev["fence"])
+            fences.append(rec)
+        elif ev["actor"] in fenced.get(rec["partition"], ()):
+            void.append(rec)
+        else:
+            live.append(rec)
+    return live, void, fences
 
 
 def valid_id(s):

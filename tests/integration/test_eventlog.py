@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from hgp_harness import Client, counter_key, new_id, run_load
+from hgp_harness import Client, counted, counter_key, new_id, run_load
 
 MAX_SETTLE = 30.0           # seconds to wait for retries / analytics
 
@@ -71,10 +71,13 @@ def wait_analytics(stack):
 
 
 def log_by_id(records):
-    """{request id: [records]} of every event in the log, checking each
+    """{request id: [records]} of every increment in the log that counts
+    (PROTOCOL.md 10: void ones of fenced actors left out), checking each
     record against the spec on the way"""
     by_id = collections.defaultdict(list)
     for rec in records:
+        assert rec["headers"] == "hgp=HGPE01", rec
+    for rec in counted(records)[0]:
         assert rec["headers"] == "hgp=HGPE01", rec
         ev = rec["event"]
         assert rec["key"] == counter_key(ev["resource_id"], ev["counter_type"])
@@ -102,6 +105,9 @@ def test_every_acknowledged_increment_is_exactly_one_event_in_the_log(stack):
         assert (ev["resource_id"], ev["counter_type"]) == sent[rid]
     assert by_id["with-user"][0]["event"]["user_id"] == "user_9"
     assert by_id["with-user"][0]["event"]["delta"] == 7
+    # no actor died: no fences, nothing void
+    live, void, fences = counted(records)
+    assert void == [] and fences == [] and len(live) == len(records)
     # a key's events are on one partition, in order: each value is the
     # previous one plus the delta, and the last one is what Redis holds
     per_key = collections.defaultdict(list)
@@ -165,7 +171,20 @@ def test_kill_9_of_a_counter_actor_mid_load_loses_and_duplicates_nothing(
     assert n_acked > 12000, (n_acked, errors)
     # settle every indeterminate one by retrying it with its id
     settled = settle(stack, indeterminate)
-    by_id = log_by_id(stack.kafka.read())
+    # the survivor recovers the dead actor once its lease ran out (2 s),
+    # and fences it in every partition first
+    partitions = set(range(stack.kafka.partitions))
+    deadline = time.time() + MAX_SETTLE
+    while True:
+        records = stack.kafka.read()
+        fenced = collections.defaultdict(set)
+        for rec in counted(records)[2]:
+            fenced[rec["event"]["fence"]].add(rec["partition"])
+        if fenced and all(p == partitions for p in fenced.values()):
+            break
+        assert time.time() < deadline, (fenced, stack.logs())
+        time.sleep(0.5)
+    by_id = log_by_id(records)
     dupes = {rid: len(v) for rid, v in by_id.items() if len(v) > 1}
     assert not dupes, dupes
     applied = {rid for items in acked.values() for rid, _ in items} | set(settled)
@@ -208,6 +227,64 @@ def test_kill_9_of_the_analytics_actor_mid_load_counts_every_event_once(
                           "counter_type": key[1]})
             assert rep["status"] == 200 and rep["total"] == want[key[0]]
             assert sum(n for _, n in rep["buckets"]) == want[key[0]]
+
+
+def test_a_zombie_counter_is_fenced_and_its_late_events_count_nowhere(
+        make_stack):
+    # A counter pauses right after its lease check, before logging
+    # (fault injection: counter/stall_before_log, once, 5 s: a paused
+    # process). Meanwhile the broker gives its requests to the other
+    # counter, which waits for its lease to run out, fences it in the log
+    # and recovers it; the retries are then logged by the survivor. When
+    # the zombie wakes up it hands its batch to Kafka anyway: those events
+    # land after the fence, so every reader ignores them (PROTOCOL.md 10),
+    # and the zombie itself applies nothing (its lease is gone).
+    stack = make_stack(actors=1, analytics=1)
+    wait_analytics(stack)
+    zombie = stack.add_counter(env={"HGP_COUNTER_STALL_BEFORE_LOG": "5000"})
+    stack.wait_actors(3)
+    keys = [("z_%d" % i, "view") for i in range(16)]
+    acked, indeterminate, errors = run_load(
+        stack.client_endpoint, keys, total=400, clients=16, timeout_ms=3000)
+    assert set(errors) <= {"no_actor", "busy", "log_unavailable"}, errors
+    assert "stall_before_log is set" in zombie.output()
+    # the zombie wakes up, logs its batch, finds its lease gone and takes
+    # a new log identity
+    deadline = time.time() + 20
+    while "giving up log identity" not in zombie.output():
+        assert time.time() < deadline, stack.logs()
+        time.sleep(0.2)
+    settled = settle(stack, indeterminate)
+    records = stack.kafka.read()
+    live, void, fences = counted(records)
+    # the scenario happened: the zombie's late events are in the log,
+    # after a fence that names it
+    assert void, "the zombie logged nothing after its fence:\n" + stack.logs()
+    zombie_ids = {rec["event"]["actor"] for rec in void}
+    assert zombie_ids <= {rec["event"]["fence"] for rec in fences}
+    # every acknowledged increment counts exactly once, void ones aside
+    by_id = log_by_id(records)
+    dupes = {rid: len(v) for rid, v in by_id.items() if len(v) > 1}
+    assert not dupes, dupes
+    applied = {rid for items in acked.values() for rid, _ in items} | set(settled)
+    assert {rid for rid, (rec,) in by_id.items()
+            if rec["event"]["counter_type"] == "view"} == applied
+    want = {}
+    for key in keys:
+        n = len(acked[key]) + len(indeterminate[key])
+        assert stack.redis.counter(*key) == n, key
+        if n:
+            want[key[0]] = n
+    # a void event was a real request: a retry of its id counts once
+    assert {rec["event"]["id"] for rec in void} <= set(by_id)
+    # analytics skips the void events too, and replay does
+    wait_ranking(stack, "view", want)
+    before = stack.redis.counters()
+    assert stack.redis.command("FLUSHALL").startswith(b"+OK")
+    r = stack.cli("--json", "replay")
+    assert r.returncode == 0, r
+    assert '"void":%d' % len(void) in r.stdout, r
+    assert stack.redis.counters() == before
 
 
 def test_flush_redis_then_replay_restores_every_counter(make_stack):

@@ -598,6 +598,59 @@ test_events_round_trip_and_anything_else_is_rejected (void **state)
 }
 
 static void
+test_fences_round_trip_and_do_not_mix_with_increments (void **state)
+{
+    hgp_event_t fence, out;
+    memset (&fence, 0, sizeof fence);
+    strcpy (fence.fence, "deadbeef.3");
+    strcpy (fence.actor, "cafe.1");
+    fence.ts = 1700000000999ULL;
+    hgp_buf_t buf = { 0 };
+    hgp_error_t err = { 0 };
+    assert_int_equal (hgp_event_encode (&fence, &buf), 0);
+    assert_int_equal (hgp_event_decode (&out, buf.data, buf.size, &err), 0);
+    assert_int_equal (memcmp (&fence, &out, sizeof fence), 0);
+    hgp_buf_clear (&buf);
+
+    //  On the wire: exactly {fence, ts, actor}
+    body_t b;
+    s_body_init (&b, 3);
+    s_kv (&b, "fence", "x.1");
+    s_str (&b, "ts");
+    msgpack_pack_int (&b.pk, 5);
+    s_kv (&b, "actor", "y.2");
+    assert_int_equal (hgp_event_decode (&out, (uint8_t *) b.sb.data,
+                                        b.sb.size, &err), 0);
+    assert_string_equal (out.fence, "x.1");
+    assert_string_equal (out.actor, "y.2");
+    assert_int_equal (out.ts, 5);
+    msgpack_sbuffer_destroy (&b.sb);
+    //  A fence with an increment's keys, or without its actor, is invalid
+    s_body_init (&b, 4);
+    s_kv (&b, "fence", "x.1");
+    s_str (&b, "ts");
+    msgpack_pack_int (&b.pk, 5);
+    s_kv (&b, "actor", "y.2");
+    s_kv (&b, "id", "req");
+    assert_int_equal (hgp_event_decode (&out, (uint8_t *) b.sb.data,
+                                        b.sb.size, &err), -1);
+    assert_string_equal (err.code, "invalid");
+    assert_string_equal (out.fence, "");
+    msgpack_sbuffer_destroy (&b.sb);
+    s_body_init (&b, 2);
+    s_kv (&b, "fence", "x.1");
+    s_str (&b, "ts");
+    msgpack_pack_int (&b.pk, 5);
+    assert_int_equal (hgp_event_decode (&out, (uint8_t *) b.sb.data,
+                                        b.sb.size, &err), -1);
+    msgpack_sbuffer_destroy (&b.sb);
+    //  An id outside the charset is not encoded
+    strcpy (fence.fence, "bad id");
+    assert_int_equal (hgp_event_encode (&fence, &buf), -1);
+    hgp_buf_clear (&buf);
+}
+
+static void
 test_beacon_round_trips_alive_and_leaving (void **state)
 {
     hgp_beacon_t beacon = { HGP_BEACON_ALIVE,
@@ -724,6 +777,7 @@ main (void)
         cmocka_unit_test (test_top_and_stats_requests_round_trip_and_check_their_fields),
         cmocka_unit_test (test_top_and_stats_replies_round_trip),
         cmocka_unit_test (test_events_round_trip_and_anything_else_is_rejected),
+        cmocka_unit_test (test_fences_round_trip_and_do_not_mix_with_increments),
         cmocka_unit_test (test_beacon_round_trips_alive_and_leaving),
         cmocka_unit_test (test_beacon_encoder_refuses_what_the_decoder_would),
         cmocka_unit_test (test_beacon_decoder_rejects_junk_versions_and_zeros),
