@@ -29,6 +29,49 @@ hgp_process_config_arg (int argc, char *argv [])
     return NULL;
 }
 
+int
+hgp_process_run_actor (const char *name, int argc, char *argv [],
+                       void (*usage) (FILE *out),
+                       char *(*check) (hgp_config_t *config),
+                       zactor_fn *actor)
+{
+    for (int i = 1; i < argc; i++) {
+        if (streq (argv [i], "-h") || streq (argv [i], "--help")) {
+            usage (stdout);
+            return 0;
+        }
+        if ((streq (argv [i], "-c") || streq (argv [i], "--config"))
+        &&  i + 1 < argc)
+            i++;
+        else {
+            fprintf (stderr, "%s: unexpected argument '%s'\n\n", name,
+                     argv [i]);
+            usage (stderr);
+            return 1;
+        }
+    }
+    hgp_process_init (name);
+    hgp_config_t *config = hgp_config_load (hgp_process_config_arg (argc, argv));
+    if (!config)
+        return 1;                       //  hgp_config_load said why
+    char *error = check (config);
+    if (error) {
+        zsys_error ("%s (config from %s)", error, hgp_config_source (config));
+        free (error);
+        hgp_config_destroy (&config);
+        return 1;
+    }
+    zsys_info ("%s: config from %s", name, hgp_config_source (config));
+    zactor_t *running = zactor_new (actor, config);
+    assert (running);
+    while (!zsys_interrupted)
+        zclock_sleep (100);
+    zsys_info ("%s: stopping", name);
+    zactor_destroy (&running);
+    hgp_config_destroy (&config);
+    return 0;
+}
+
 char *
 hgp_process_random_id (char *buf, size_t size)
 {

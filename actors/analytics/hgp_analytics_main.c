@@ -33,39 +33,7 @@ s_usage (FILE *out)
 int
 main (int argc, char *argv [])
 {
-    for (int i = 1; i < argc; i++) {
-        if (streq (argv [i], "-h") || streq (argv [i], "--help")) {
-            s_usage (stdout);
-            return 0;
-        }
-        if ((streq (argv [i], "-c") || streq (argv [i], "--config"))
-        &&  i + 1 < argc)
-            i++;
-        else {
-            fprintf (stderr, "hgp-analytics: unexpected argument '%s'\n\n",
-                     argv [i]);
-            s_usage (stderr);
-            return 1;
-        }
-    }
-    hgp_process_init ("hgp-analytics");
-    hgp_config_t *config = hgp_config_load (hgp_process_config_arg (argc, argv));
-    if (!config)
-        return 1;
-    char *error = hgp_analytics_config_check (config);
-    if (error) {
-        zsys_error ("%s (config from %s)", error, hgp_config_source (config));
-        free (error);
-        hgp_config_destroy (&config);
-        return 1;
-    }
-    zsys_info ("hgp-analytics: config from %s", hgp_config_source (config));
-    zactor_t *analytics = zactor_new (hgp_analytics_actor, config);
-    assert (analytics);
-    while (!zsys_interrupted)
-        zclock_sleep (100);
-    zsys_info ("hgp-analytics: stopping");
-    zactor_destroy (&analytics);
-    hgp_config_destroy (&config);
-    return 0;
+    return hgp_process_run_actor ("hgp-analytics", argc, argv, s_usage,
+                                  hgp_analytics_config_check,
+                                  hgp_analytics_actor);
 }

@@ -3,13 +3,13 @@
  *  Checks the configuration, starts the actor (hgp_counter.c) and waits for
  *  SIGTERM or SIGINT; destroying the actor tells every broker DISCONNECT,
  *  so a clean stop hands its queued requests (and its keys) to the other
- *  actors at once instead of after the heartbeat expiry. Exit 0 after a clean stop, 1 on a
- *  bad configuration or command line.
+ *  actors at once instead of after the heartbeat expiry. Exit 0 after a
+ *  clean stop, 1 on a bad configuration or command line
+ *  (hgp_process_run_actor).
  */
 #include "hgp_counter.h"
 #include "hgp_config.h"
 #include "hgp_process.h"
-#include <signal.h>
 
 static void
 s_usage (FILE *out)
@@ -40,44 +40,7 @@ s_usage (FILE *out)
 int
 main (int argc, char *argv [])
 {
-    for (int i = 1; i < argc; i++) {
-        if (streq (argv [i], "-h") || streq (argv [i], "--help")) {
-            s_usage (stdout);
-            return 0;
-        }
-        if ((streq (argv [i], "-c") || streq (argv [i], "--config"))
-        &&  i + 1 < argc)
-            i++;
-        else {
-            fprintf (stderr, "hgp-counter: unexpected argument '%s'\n\n",
-                     argv [i]);
-            s_usage (stderr);
-            return 1;
-        }
-    }
-    hgp_process_init ("hgp-counter");
-    //  hiredis writes with write(2): a Redis that went away must be an
-    //  EPIPE we turn into a 503/504, not a signal that kills us
-    signal (SIGPIPE, SIG_IGN);
-
-    hgp_config_t *config = hgp_config_load (hgp_process_config_arg (argc, argv));
-    if (!config)
-        return 1;                       //  hgp_config_load said why
-    char *error = hgp_counter_config_check (config);
-    if (error) {
-        zsys_error ("%s (config from %s)", error, hgp_config_source (config));
-        free (error);
-        hgp_config_destroy (&config);
-        return 1;
-    }
-    zsys_info ("hgp-counter: config from %s", hgp_config_source (config));
-
-    zactor_t *counter = zactor_new (hgp_counter_actor, config);
-    assert (counter);
-    while (!zsys_interrupted)
-        zclock_sleep (100);
-    zsys_info ("hgp-counter: stopping");
-    zactor_destroy (&counter);
-    hgp_config_destroy (&config);
-    return 0;
+    return hgp_process_run_actor ("hgp-counter", argc, argv, s_usage,
+                                  hgp_counter_config_check,
+                                  hgp_counter_actor);
 }

@@ -8,6 +8,7 @@ schemas/PROTOCOL.md section 10 (hgp_harness.decode_event)."""
 import collections
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -239,13 +240,30 @@ def test_a_zombie_counter_is_fenced_and_its_late_events_count_nowhere(
     # the zombie wakes up it hands its batch to Kafka anyway: those events
     # land after the fence, so every reader ignores them (PROTOCOL.md 10),
     # and the zombie itself applies nothing (its lease is gone).
-    stack = make_stack(actors=1, analytics=1)
+    # The analytics actor is killed once it has passed the fence and before
+    # the late events come: its successor starts after the fence and must
+    # know it from Redis (hgp:a:fences), not from reading it.
+    stack = make_stack(actors=1, analytics=1,
+                       env={"HGP_ANALYTICS_SESSION_TIMEOUT": "3000"})
     wait_analytics(stack)
     zombie = stack.add_counter(env={"HGP_COUNTER_STALL_BEFORE_LOG": "5000"})
     stack.wait_actors(3)
+    first = stack.analytics[0]
+
+    def kill_analytics_past_the_fence():
+        deadline = time.time() + 20
+        while time.time() < deadline and first.alive():
+            if stack.redis.command("HLEN", "hgp:a:fences") != b":0\r\n":
+                first.kill9()
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_analytics_past_the_fence)
+    killer.start()
     keys = [("z_%d" % i, "view") for i in range(16)]
     acked, indeterminate, errors = run_load(
         stack.client_endpoint, keys, total=400, clients=16, timeout_ms=3000)
+    killer.join()
+    assert not first.alive(), "analytics never saw a fence:\n" + stack.logs()
     assert set(errors) <= {"no_actor", "busy", "log_unavailable"}, errors
     assert "stall_before_log is set" in zombie.output()
     # the zombie wakes up, logs its batch, finds its lease gone and takes
@@ -277,8 +295,11 @@ def test_a_zombie_counter_is_fenced_and_its_late_events_count_nowhere(
             want[key[0]] = n
     # a void event was a real request: a retry of its id counts once
     assert {rec["event"]["id"] for rec in void} <= set(by_id)
-    # analytics skips the void events too, and replay does
+    # analytics skips the void events too (the new member, by the fences
+    # its predecessor stored), and replay does
+    second = stack.add_analytics()
     wait_ranking(stack, "view", want)
+    assert "void events (of fenced actors" in second.output(), second.output()
     before = stack.redis.counters()
     assert stack.redis.command("FLUSHALL").startswith(b"+OK")
     r = stack.cli("--json", "replay")
