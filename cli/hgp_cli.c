@@ -250,6 +250,21 @@ s_is_option (const char *arg)
     return arg [0] == '-' && arg [1] && !isdigit ((unsigned char) arg [1]);
 }
 
+//  The last branch of a command's argument loop: an unknown option is an
+//  error, else arg is the next of at most max positionals. 0 or an exit code.
+
+static int
+s_positional (s_app_t *app, const char *arg, bool options,
+              const char **pos, int *npos, int max)
+{
+    if (options && s_is_option (arg))
+        return s_usage_error (app, "unknown option '%s'", arg);
+    if (*npos >= max)
+        return s_usage_error (app, "too many arguments");
+    pos [(*npos)++] = arg;
+    return 0;
+}
+
 //  Does argv [*i] name option `name`, as "name VALUE" or "name=VALUE"? If so
 //  set *value (NULL when the value is missing) and step *i past it.
 
@@ -423,14 +438,11 @@ s_cmd_incr (s_app_t *app, int argc, char *argv [])
                 return s_usage_error (app, "--user needs a USER_ID");
             user = value;
         }
-        else
-        if (options && s_is_option (argv [i]))
-            return s_usage_error (app, "unknown option '%s'", argv [i]);
-        else
-        if (npos < 3)
-            pos [npos++] = argv [i];
-        else
-            return s_usage_error (app, "too many arguments");
+        else {
+            int err = s_positional (app, argv [i], options, pos, &npos, 3);
+            if (err)
+                return err;
+        }
     }
     if (npos < 2)
         return s_usage_error (app, "incr needs RES and TYPE");
@@ -500,14 +512,11 @@ s_counter_call (s_app_t *app, int argc, char *argv [], hgp_op_t op,
     for (int i = 0; i < argc; i++) {
         if (options && streq (argv [i], "--"))
             options = false;
-        else
-        if (options && s_is_option (argv [i]))
-            return s_usage_error (app, "unknown option '%s'", argv [i]);
-        else
-        if (npos < 2)
-            pos [npos++] = argv [i];
-        else
-            return s_usage_error (app, "too many arguments");
+        else {
+            int err = s_positional (app, argv [i], options, pos, &npos, 2);
+            if (err)
+                return err;
+        }
     }
     if (npos < 2)
         return s_usage_error (app, "%s needs RES and TYPE", name);
@@ -920,14 +929,11 @@ s_cmd_top (s_app_t *app, int argc, char *argv [])
                 return s_usage_error (app, "--limit wants 1..%d",
                                       HGP_LIMIT_MAX);
         }
-        else
-        if (options && s_is_option (argv [i]))
-            return s_usage_error (app, "unknown option '%s'", argv [i]);
-        else
-        if (npos < 1)
-            pos [npos++] = argv [i];
-        else
-            return s_usage_error (app, "too many arguments");
+        else {
+            int err = s_positional (app, argv [i], options, pos, &npos, 1);
+            if (err)
+                return err;
+        }
     }
     if (npos < 1)
         return s_usage_error (app, "top needs TYPE");

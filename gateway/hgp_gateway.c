@@ -96,6 +96,9 @@ struct _hgp_gateway_t {
 typedef struct {
     hgp_client_t *client;           /* this thread's bus client             */
     hgp_reply_t reply;              /* reused by every call                 */
+    uint64_t id_prefix;             /* request ids: random, per thread      */
+    uint64_t id_counter;            /* ... counting from a random start     */
+    bool id_seeded;                 /* the two above are set                */
 } s_worker_t;
 
 //  One request being answered
@@ -317,25 +320,35 @@ s_discard_body (s_call_t *call)
 //  to draw the same 64 random bits), the counter makes every id of one
 //  thread different.
 
-static __thread uint64_t s_id_prefix;       /* random, per thread           */
-static __thread uint64_t s_id_counter;      /* from a random start          */
-static __thread bool s_id_seeded;           /* the two above are set        */
-
 static void
-s_new_id (hgp_request_t *req)
+s_new_id (s_worker_t *worker, hgp_request_t *req)
 {
-    if (!s_id_seeded) {
+    if (!worker->id_seeded) {
         char seed [33];
         hgp_process_random_id (seed, sizeof seed);
         char half [17];
         memcpy (half, seed, 16);
         half [16] = 0;
-        s_id_prefix = strtoull (half, NULL, 16);
-        s_id_counter = strtoull (seed + 16, NULL, 16);
-        s_id_seeded = true;
+        worker->id_prefix = strtoull (half, NULL, 16);
+        worker->id_counter = strtoull (seed + 16, NULL, 16);
+        worker->id_seeded = true;
     }
     snprintf (req->id, sizeof req->id, "%016" PRIx64 "%016" PRIx64,
-              s_id_prefix, s_id_counter++);
+              worker->id_prefix, worker->id_counter++);
+}
+
+//  Send req over this thread's bus client, with a fresh id unless it has
+//  one (a client's Idempotency-Key), and deadline timeout_ms. Returns the
+//  reply, the worker's own: valid until its next call.
+
+static hgp_reply_t *
+s_bus_call (s_call_t *call, hgp_request_t *req, uint32_t timeout_ms)
+{
+    if (!req->id [0])
+        s_new_id (call->worker, req);
+    req->timeout_ms = timeout_ms;
+    hgp_client_call (call->worker->client, req, &call->worker->reply);
+    return &call->worker->reply;
 }
 
 static int
@@ -353,12 +366,7 @@ s_increment (s_call_t *call)
     free (body);
     if (rc)
         return s_send_error (call, &err, NULL, NULL);
-    if (!req.id [0])
-        s_new_id (&req);
-    req.timeout_ms = self->timeout;
-
-    hgp_reply_t *rep = &call->worker->reply;
-    hgp_client_call (call->worker->client, &req, rep);
+    hgp_reply_t *rep = s_bus_call (call, &req, self->timeout);
     if (rep->error.status != HGP_STATUS_OK)
         return s_send_error (call, &rep->error, req.id, NULL);
     return s_send_json (call, HGP_STATUS_OK,
@@ -385,11 +393,7 @@ s_get (s_call_t *call, const char *resource, size_t resource_len,
     memcpy (req.key.resource_id, resource, resource_len);
     req.key.resource_id [resource_len] = 0;
     strcpy (req.key.counter_type, type);
-    s_new_id (&req);
-    req.timeout_ms = self->timeout;
-
-    hgp_reply_t *rep = &call->worker->reply;
-    hgp_client_call (call->worker->client, &req, rep);
+    hgp_reply_t *rep = s_bus_call (call, &req, self->timeout);
     if (rep->error.status != HGP_STATUS_OK)
         return s_send_error (call, &rep->error, NULL, NULL);
     return s_send_json (call, HGP_STATUS_OK,
@@ -410,11 +414,7 @@ s_batch (s_call_t *call)
     free (body);
     if (rc)
         return s_send_error (call, &err, NULL, NULL);
-    s_new_id (&req);
-    req.timeout_ms = self->timeout;
-
-    hgp_reply_t *rep = &call->worker->reply;
-    hgp_client_call (call->worker->client, &req, rep);
+    hgp_reply_t *rep = s_bus_call (call, &req, self->timeout);
     int status;
     if (rep->error.status != HGP_STATUS_OK)
         status = s_send_error (call, &rep->error, NULL, NULL);
@@ -437,11 +437,7 @@ s_rank (s_call_t *call, const char *counter_type)
     if (hgp_json_decode_rank (counter_type, call->info->query_string, &req,
                               &err))
         return s_send_error (call, &err, NULL, NULL);
-    s_new_id (&req);
-    req.timeout_ms = call->gateway->timeout;
-
-    hgp_reply_t *rep = &call->worker->reply;
-    hgp_client_call (call->worker->client, &req, rep);
+    hgp_reply_t *rep = s_bus_call (call, &req, call->gateway->timeout);
     if (rep->error.status != HGP_STATUS_OK)
         return s_send_error (call, &rep->error, NULL, NULL);
     return s_send_json (call, HGP_STATUS_OK,
@@ -458,11 +454,7 @@ s_stats (s_call_t *call, const char *resource, size_t resource_len,
     if (hgp_json_decode_stats (resource, resource_len, type, type_len,
                                call->info->query_string, &req, &window, &err))
         return s_send_error (call, &err, NULL, NULL);
-    s_new_id (&req);
-    req.timeout_ms = call->gateway->timeout;
-
-    hgp_reply_t *rep = &call->worker->reply;
-    hgp_client_call (call->worker->client, &req, rep);
+    hgp_reply_t *rep = s_bus_call (call, &req, call->gateway->timeout);
     if (rep->error.status != HGP_STATUS_OK)
         return s_send_error (call, &rep->error, NULL, NULL);
     if (rep->bucket_ms == 0)
@@ -493,7 +485,7 @@ static int
 s_health (s_call_t *call)
 {
     hgp_gateway_t *self = call->gateway;
-    hgp_reply_t *rep = &call->worker->reply;
+    hgp_reply_t *rep;
     json_t *checks = json_pack ("{s:s, s:s, s:s}",
         "bus", "unknown", "actors", "unknown", "redis", "unknown");
     json_t *errors = json_object ();
@@ -501,10 +493,8 @@ s_health (s_call_t *call)
 
     hgp_request_t req;
     hgp_request_init (&req);
-    req.timeout_ms = self->health_timeout;
     req.op = HGP_OP_PING;
-    s_new_id (&req);
-    hgp_client_call (call->worker->client, &req, rep);
+    rep = s_bus_call (call, &req, self->health_timeout);
     if (rep->error.status != HGP_STATUS_OK) {
         s_check_failed (checks, errors, "bus", &rep->error);
         goto done;
@@ -512,8 +502,8 @@ s_health (s_call_t *call)
     json_object_set_new (checks, "bus", json_string ("ok"));
 
     req.op = HGP_OP_ACTORS;
-    s_new_id (&req);
-    hgp_client_call (call->worker->client, &req, rep);
+    req.id [0] = 0;                 //  each check its own request id
+    rep = s_bus_call (call, &req, self->health_timeout);
     if (rep->error.status != HGP_STATUS_OK) {
         s_check_failed (checks, errors, "actors", &rep->error);
         goto done;
@@ -534,8 +524,8 @@ s_health (s_call_t *call)
     req.op = HGP_OP_GET;
     strcpy (req.key.resource_id, HEALTH_RESOURCE);
     strcpy (req.key.counter_type, HEALTH_TYPE);
-    s_new_id (&req);
-    hgp_client_call (call->worker->client, &req, rep);
+    req.id [0] = 0;
+    rep = s_bus_call (call, &req, self->health_timeout);
     if (rep->error.status == HGP_STATUS_OK) {
         json_object_set_new (checks, "redis", json_string ("ok"));
         ok = true;

@@ -142,6 +142,7 @@ s_need (s_cur_t *cur, size_t n)
     return (size_t) (cur->end - cur->p) >= n ? 0 : s_truncated (cur);
 }
 
+
 static uint64_t
 s_be (const uint8_t *p, int n)
 {
@@ -207,6 +208,28 @@ s_array (s_cur_t *cur, uint32_t *n, const char *what)
         return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "invalid",
                               "%s must be an array", what);
     return rc;
+}
+
+/*  An array of at most max elements, each taking at least min_bytes on
+    the wire, into *items: a zeroed allocation of *n elements of size
+    bytes (never for bytes the body does not have). 0 or -1, error set. */
+static int
+s_list (s_cur_t *cur, const char *what, uint32_t max, size_t min_bytes,
+        size_t size, void **items, uint32_t *n)
+{
+    if (s_array (cur, n, what))
+        return -1;
+    if (*n > max)
+        return hgp_error_set (cur->err, HGP_STATUS_TOO_LARGE, "too_large",
+                              "%u %s, more than the limit of %u", *n, what,
+                              max);
+    if (s_need (cur, (size_t) *n * min_bytes))
+        return -1;
+    *items = calloc (*n ? *n : 1, size);
+    if (!*items)
+        return hgp_error_set (cur->err, HGP_STATUS_INTERNAL, "internal",
+                              "out of memory");
+    return 0;
 }
 
 /*  A str; *s points into the input, not terminated */
@@ -584,23 +607,13 @@ static int
 s_keys (s_cur_t *cur, hgp_request_t *req)
 {
     uint32_t n;
-    if (s_array (cur, &n, "keys"))
+    /*  Each pair takes at least 5 bytes */
+    if (s_list (cur, "keys", HGP_MGET_MAX, 5, sizeof (hgp_key_t),
+                (void **) &req->keys, &n))
         return -1;
     if (n == 0)
         return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "invalid",
                               "keys must not be empty");
-    if (n > HGP_MGET_MAX)
-        return hgp_error_set (cur->err, HGP_STATUS_TOO_LARGE, "too_large",
-                              "%u keys, more than the limit of %d",
-                              n, HGP_MGET_MAX);
-    /*  Each pair takes at least 5 bytes: never allocate for bytes we
-        do not have */
-    if ((size_t) (cur->end - cur->p) < (size_t) n * 5)
-        return s_truncated (cur);
-    req->keys = (hgp_key_t *) calloc (n, sizeof (hgp_key_t));
-    if (!req->keys)
-        return hgp_error_set (cur->err, HGP_STATUS_INTERNAL, "internal",
-                              "out of memory");
     for (uint32_t i = 0; i < n; i++) {
         uint32_t pair;
         if (s_array (cur, &pair, "each entry of keys"))
@@ -984,15 +997,8 @@ static int
 s_ranking (s_cur_t *cur, hgp_reply_t *rep)
 {
     uint32_t n;
-    if (s_array (cur, &n, "ranking"))
-        return -1;
-    if (n > HGP_LIMIT_MAX)
-        return hgp_error_set (cur->err, HGP_STATUS_TOO_LARGE, "too_large",
-                              "too many ranking entries");
-    if ((size_t) (cur->end - cur->p) < (size_t) n * 4)
-        return s_truncated (cur);
-    rep->ranking = (hgp_rank_t *) calloc (n ? n : 1, sizeof (hgp_rank_t));
-    if (!rep->ranking)
+    if (s_list (cur, "ranking", HGP_LIMIT_MAX, 4, sizeof (hgp_rank_t),
+                (void **) &rep->ranking, &n))
         return -1;
     for (uint32_t i = 0; i < n; i++) {
         hgp_rank_t *r = &rep->ranking [i];
@@ -1020,15 +1026,8 @@ static int
 s_buckets (s_cur_t *cur, hgp_reply_t *rep)
 {
     uint32_t n;
-    if (s_array (cur, &n, "buckets"))
-        return -1;
-    if (n > HGP_MINUTES_MAX)
-        return hgp_error_set (cur->err, HGP_STATUS_TOO_LARGE, "too_large",
-                              "too many buckets");
-    if ((size_t) (cur->end - cur->p) < (size_t) n * 3)
-        return s_truncated (cur);
-    rep->buckets = (hgp_bucket_t *) calloc (n ? n : 1, sizeof (hgp_bucket_t));
-    if (!rep->buckets)
+    if (s_list (cur, "buckets", HGP_MINUTES_MAX, 3, sizeof (hgp_bucket_t),
+                (void **) &rep->buckets, &n))
         return -1;
     for (uint32_t i = 0; i < n; i++) {
         hgp_bucket_t *b = &rep->buckets [i];
@@ -1129,15 +1128,8 @@ s_reply_field (s_cur_t *cur, hgp_reply_t *rep, int key)
         case RP_REPLAYED:
             return s_bool (cur, &rep->replayed, "replayed");
         case RP_VALUES:
-            if (s_array (cur, &n, "values"))
-                return -1;
-            if (n > HGP_MGET_MAX)
-                return hgp_error_set (cur->err, HGP_STATUS_TOO_LARGE,
-                                      "too_large", "too many values");
-            if ((size_t) (cur->end - cur->p) < n)
-                return s_truncated (cur);
-            rep->values = (int64_t *) calloc (n ? n : 1, sizeof (int64_t));
-            if (!rep->values)
+            if (s_list (cur, "values", HGP_MGET_MAX, 1, sizeof (int64_t),
+                        (void **) &rep->values, &n))
                 return -1;
             for (uint32_t i = 0; i < n; i++) {
                 if (s_int (cur, &rep->values [i], "values[]"))
@@ -1146,16 +1138,8 @@ s_reply_field (s_cur_t *cur, hgp_reply_t *rep, int key)
             }
             return 0;
         case RP_ACTORS:
-            if (s_array (cur, &n, "actors"))
-                return -1;
-            if (n > HGP_ACTORS_MAX)
-                return hgp_error_set (cur->err, HGP_STATUS_TOO_LARGE,
-                                      "too_large", "too many actors");
-            if ((size_t) (cur->end - cur->p) < (size_t) n * 2)
-                return s_truncated (cur);
-            rep->actors = (hgp_actor_info_t *)
-                calloc (n ? n : 1, sizeof (hgp_actor_info_t));
-            if (!rep->actors)
+            if (s_list (cur, "actors", HGP_ACTORS_MAX, 2,
+                        sizeof (hgp_actor_info_t), (void **) &rep->actors, &n))
                 return -1;
             for (uint32_t i = 0; i < n; i++) {
                 if (s_actor (cur, &rep->actors [i]))

@@ -16,49 +16,14 @@ N=${BENCH_N:-100000}
 KEYS=${BENCH_KEYS:-1000}
 ACTORS=${BENCH_ACTORS:-2}
 MODES=${BENCH_MODES:-off async sync}
-tmp=$(mktemp -d /tmp/hgp-bench.XXXXXX)
-read -r rport cport aport <<< "$(/usr/bin/python3 scripts/free_ports.py 3 | tr '\n' ' ')"
-export HGP_REDIS_URL="redis://127.0.0.1:$rport"
-export HGP_BROKER_CLIENT_ENDPOINT="tcp://127.0.0.1:$cport"
-export HGP_BROKER_ACTOR_ENDPOINT="tcp://127.0.0.1:$aport"
-pids=()
-counters=()
-cleanup () {
-    for pid in "${counters[@]}" "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$tmp" > "$tmp/redis.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
-bin/hgp-kafka-mock -c configs/hgp.cfg --address-file "$tmp/kafka.addr" > "$tmp/kafka.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do [ -s "$tmp/kafka.addr" ] && break; sleep 0.05; done
-export HGP_KAFKA_BROKERS=$(cat "$tmp/kafka.addr")
-bin/hgp-broker -c configs/hgp.cfg > "$tmp/broker.log" 2>&1 &
-pids+=($!)
-
-wait_actors () {
-    for _ in $(seq 100); do
-        [ "$(bin/hgp --json actors 2>/dev/null | grep -o '"distinct_actors":[0-9]*' | cut -d: -f2)" = "$1" ] && return
-        sleep 0.1
-    done
-    echo "bench: expected $1 actors" >&2
-    exit 1
-}
+# shellcheck source=scripts/bench_stack.sh
+. scripts/bench_stack.sh
+bench_stack_up bin hgp-bench
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m)"
 echo "stack: redis-server $(redis-server --version | grep -o 'v=[0-9.]*'), hgp-kafka-mock (librdkafka $(pkg-config --modversion rdkafka), in memory, 8 partitions), broker, $ACTORS counter actors, all on loopback"
 for mode in $MODES; do
-    for i in $(seq "$ACTORS"); do
-        HGP_COUNTER_EVENT_LOG=$mode bin/hgp-counter -c configs/hgp.cfg \
-            > "$tmp/counter-$mode-$i.log" 2>&1 &
-        counters+=($!)
-    done
-    wait_actors "$ACTORS"
-    sleep 0.5                       #   let them register with the log
+    bench_counters_start bin "$ACTORS" "$mode"
     echo "#### counter/event_log = $mode"
     for w in 1 16 128; do
         n=$N
@@ -66,14 +31,8 @@ for mode in $MODES; do
         echo "== bin/hgp bench -n $n -w $w -k $KEYS --op incr"
         bin/hgp bench -n "$n" -w "$w" -k "$KEYS" --op incr
     done
-    for pid in "${counters[@]}"; do kill -TERM "$pid"; wait "$pid" || true; done
-    counters=()
-    wait_actors 0
+    bench_counters_stop bin
 done
-for i in $(seq "$ACTORS"); do
-    bin/hgp-counter -c configs/hgp.cfg > "$tmp/counter-read-$i.log" 2>&1 &
-    counters+=($!)
-done
-wait_actors "$ACTORS"
+bench_counters_start bin "$ACTORS" sync
 echo "== bin/hgp bench -n $N -w 128 -k $KEYS --op get"
 bin/hgp bench -n "$N" -w 128 -k "$KEYS" --op get

@@ -42,59 +42,20 @@ mkdir -p build/bench
 cc -O2 -Wall -Wextra -Werror -Wno-unused-parameter gateway/bench/hello.c \
     -o build/bench/hello -lcivetweb -lpthread
 
-tmp=$(mktemp -d /tmp/hgp-bench-http.XXXXXX)
-read -r rport cport aport gport hport <<< "$(/usr/bin/python3 scripts/free_ports.py 5 | tr '\n' ' ')"
-export HGP_CONFIG=configs/hgp.cfg
-export HGP_REDIS_URL="redis://127.0.0.1:$rport"
-export HGP_BROKER_CLIENT_ENDPOINT="tcp://127.0.0.1:$cport"
-export HGP_BROKER_ACTOR_ENDPOINT="tcp://127.0.0.1:$aport"
+# shellcheck source=scripts/bench_stack.sh
+. scripts/bench_stack.sh
+bench_stack_up bin hgp-bench-http 2
+gport=${extra_ports[0]}
+hport=${extra_ports[1]}
 export HGP_GATEWAY_PORT=$gport
-pids=()
-counters=()
-cleanup () {
-    for pid in "${counters[@]}" "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${counters[@]}" "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$tmp" > "$tmp/redis.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
-bin/hgp-kafka-mock -c "$HGP_CONFIG" --address-file "$tmp/kafka.addr" > "$tmp/kafka.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do [ -s "$tmp/kafka.addr" ] && break; sleep 0.05; done
-HGP_KAFKA_BROKERS=$(cat "$tmp/kafka.addr")
-export HGP_KAFKA_BROKERS
-bin/hgp-broker -c "$HGP_CONFIG" > "$tmp/broker.log" 2>&1 &
-pids+=($!)
-
-#   Wait until the broker lists exactly $1 actors (only counters run here)
-wait_counters () {
-    for _ in $(seq 150); do
-        [ "$(bin/hgp --json actors 2>/dev/null | grep -o '"distinct_actors":[0-9]*' | cut -d: -f2)" = "$1" ] && return 0
-        sleep 0.1
-    done
-    echo "bench_http: expected $1 counter actors" >&2
-    tail -n 5 "$tmp"/*.log >&2
-    exit 1
-}
 
 #   (Re)start the counter actors with event log mode $1
 start_counters () {
-    for pid in "${counters[@]}"; do kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-    counters=()
-    wait_counters 0
-    for i in $(seq "$ACTORS"); do
-        HGP_COUNTER_EVENT_LOG=$1 bin/hgp-counter -c "$HGP_CONFIG" > "$tmp/counter-$1-$i.log" 2>&1 &
-        counters+=($!)
-    done
-    wait_counters "$ACTORS"
-    sleep 0.5                       #   let them register with the log
+    [ ${#counters[@]} -eq 0 ] || bench_counters_stop bin
+    bench_counters_start bin "$ACTORS" "$1"
 }
 start_counters "${MODES%% *}"
-bin/hgp-gateway -c "$HGP_CONFIG" > "$tmp/gateway.log" 2>&1 &
+bin/hgp-gateway > "$tmp/gateway.log" 2>&1 &
 pids+=($!)
 build/bench/hello "$hport" > "$tmp/hello.log" 2>&1 &
 pids+=($!)

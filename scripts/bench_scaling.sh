@@ -23,53 +23,17 @@ W=${BENCH_WINDOW:-128}
 KEYS=${BENCH_KEYS:-1000}
 COUNTS=${BENCH_ACTORS:-"1 2 4"}
 BIN=${BENCH_BIN:-bin}
-export HGP_COUNTER_EVENT_LOG=${BENCH_EVENT_LOG:-sync}
-tmp=$(mktemp -d /tmp/hgp-scaling.XXXXXX)
-read -r rport cport aport <<< "$(/usr/bin/python3 scripts/free_ports.py 3 | tr '\n' ' ')"
-export HGP_CONFIG=configs/hgp.cfg
-export HGP_DISCOVERY_INTERFACE=""
-export HGP_REDIS_URL="redis://127.0.0.1:$rport"
-export HGP_BROKER_CLIENT_ENDPOINT="tcp://127.0.0.1:$cport"
-export HGP_BROKER_ACTOR_ENDPOINT="tcp://127.0.0.1:$aport"
-pids=()
-counters=()
-cleanup () {
-    for pid in "${counters[@]}" "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-actors_seen () {
-    "$BIN/hgp" --json actors 2>/dev/null | grep -o '"distinct_actors":[0-9]*' | cut -d: -f2
-}
-
-redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$tmp" > "$tmp/redis.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
-"$BIN/hgp-kafka-mock" --address-file "$tmp/kafka.addr" > "$tmp/kafka.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do [ -s "$tmp/kafka.addr" ] && break; sleep 0.05; done
-HGP_KAFKA_BROKERS=$(cat "$tmp/kafka.addr")
-export HGP_KAFKA_BROKERS
-"$BIN/hgp-broker" > "$tmp/broker.log" 2>&1 &
-pids+=($!)
+EVENT_LOG=${BENCH_EVENT_LOG:-sync}
+# shellcheck source=scripts/bench_stack.sh
+. scripts/bench_stack.sh
+bench_stack_up "$BIN" hgp-scaling
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "stack: redis-server $(redis-server --version | grep -o 'v=[0-9.]*'), hgp-kafka-mock, 1 broker, N counter processes (event log $HGP_COUNTER_EVENT_LOG), loopback, $BIN"
+echo "stack: redis-server $(redis-server --version | grep -o 'v=[0-9.]*'), hgp-kafka-mock, 1 broker, N counter processes (event log $EVENT_LOG), loopback, $BIN"
 echo "bench: $BIN/hgp bench -n $N -w $W -k $KEYS --op incr"
 results=()
 for n in $COUNTS; do
-    counters=()
-    for i in $(seq "$n"); do
-        "$BIN/hgp-counter" > "$tmp/counter-$n-$i.log" 2>&1 &
-        counters+=($!)
-    done
-    for _ in $(seq 100); do
-        [ "$(actors_seen)" = "$n" ] && break
-        sleep 0.1
-    done
+    bench_counters_start "$BIN" "$n" "$EVENT_LOG"
     echo "== $n counter actor(s)"
     out=$("$BIN/hgp" bench -n "$N" -w "$W" -k "$KEYS" --op incr)
     echo "$out"
@@ -77,13 +41,7 @@ for n in $COUNTS; do
     lat=$(echo "$out" | awk '/^latency us:/ {print $4, $6}')
     verify=$(echo "$out" | awk '/^verify:/ {print $2}')
     results+=("$n $rps $lat $verify")
-    for pid in "${counters[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${counters[@]}"; do wait "$pid" 2>/dev/null || true; done
-    counters=()
-    for _ in $(seq 100); do
-        [ "$(actors_seen)" = "0" ] && break
-        sleep 0.1
-    done
+    bench_counters_stop "$BIN"
 done
 echo
 echo "actors  requests/s  p50_us  p99_us  verify"
