@@ -111,6 +111,7 @@ deps:
 
 test: deps
 	$(MAKE) SAN=1 all $(patsubst bin/%,build/san/bin/%,$(UNIT_BINS)) build/san/bin/tests/fuzz_smoke
+	$(MAKE) all
 	scripts/test.sh build/san/bin
 
 #   libFuzzer build of the same harness (needs clang): make fuzz FUZZ_SECONDS=60

@@ -7,7 +7,10 @@
  *  to the least busy live "counter" actor, top and stats to the least busy
  *  live "analytics" actor. Each actor holds at most
  *  `capacity` requests without a REPLY; the rest wait in its FIFO, at most
- *  broker/queue_limit, past which a new request is answered 503 busy.
+ *  broker/queue_limit, past which a new request is answered 503 busy; so
+ *  is one that would take the bytes of all requests held (waiting and in
+ *  flight) past broker/queue_bytes, so large bodies cannot grow us without
+ *  bound.
  *
  *  Key invariants:
  *  - Every accepted request is an entry, and every entry ends in exactly
@@ -44,6 +47,7 @@
 #include "hgp_codec.h"
 #include "hgp_keyspace.h"
 #include "hgp_process.h"
+#include <malloc.h>
 
 /*  Pool and token layout */
 #define SLOT_BITS       24                  /* slot part of a token         */
@@ -66,11 +70,17 @@
                                                unread heartbeat must not look
                                                like silence                 */
 #define PARTS_MAX       6                   /* frames we look at            */
+#define SLICE_MS        10                  /* most ms of client messages in
+                                               a row: a flood of costly
+                                               requests must not keep us
+                                               from hearing actors          */
+#define TRIM_BYTES      (8u << 20)          /* held this much: give freed
+                                               memory back once idle        */
 
 /*  Socket limits. The actor SNDHWM exceeds the largest capacity (65535):
     flow control, not the HWM, bounds what we send to an actor. */
 #define CLIENT_SNDHWM   100000
-#define CLIENT_RCVHWM   10000
+#define CLIENT_RCVHWM   256 
 #define ACTOR_SNDHWM    100000
 #define ACTOR_RCVHWM    100000
 #define FRAME_MAX       (4 * HGP_BODY_MAX)  /* bigger frames drop the peer  */
@@ -193,6 +203,9 @@ struct _hgp_broker_t {
     size_t nchunks;             /* chunks allocated                         */
     entry_t *free_entries;      /* free list, linked by tnext               */
     size_t nentries;            /* entries in use                           */
+    size_t held_bytes;          /* request bytes held in entries in use     */
+    size_t queue_bytes;         /* most request bytes held at once          */
+    bool trim;                  /* held TRIM_BYTES since the last trim      */
     uint64_t seq;               /* dispatch sequence, high part of tokens   */
 
     entry_t *wheel [WHEEL_SIZE];/* deadline buckets                         */
@@ -358,6 +371,9 @@ s_entry_new (hgp_broker_t *self, const uint8_t *ident, size_t ident_size,
     }
     self->free_entries = e->tnext;
     self->nentries++;
+    self->held_bytes += need;
+    if (self->held_bytes >= TRIM_BYTES)
+        self->trim = true;
     memcpy (e->data, ident, ident_size);
     memcpy (e->data + ident_size, req->id, id_size);
     memcpy (e->data + ident_size + id_size, body, body_size);
@@ -375,6 +391,13 @@ s_entry_new (hgp_broker_t *self, const uint8_t *ident, size_t ident_size,
     return e;
 }
 
+//  Bytes of the request an entry holds (what broker/queue_bytes bounds)
+static inline size_t
+s_entry_bytes (const entry_t *e)
+{
+    return (size_t) e->ident_size + e->id_size + e->body_size;
+}
+
 //  Give an entry (in no actor list) back to the pool
 static void
 s_entry_free (hgp_broker_t *self, entry_t *e)
@@ -386,6 +409,7 @@ s_entry_free (hgp_broker_t *self, entry_t *e)
         e->data = NULL;
         e->alloc = 0;
     }
+    self->held_bytes -= s_entry_bytes (e);
     e->token = 0;
     e->actor = NULL;
     e->state = ENTRY_FREE;
@@ -976,6 +1000,14 @@ s_client_message (hgp_broker_t *self, int nparts)
                        actor->queue.size, actor->actor_id);
     }
     else
+    if (self->held_bytes + body_size > self->queue_bytes) {
+        self->stats.busy++;
+        hgp_error_set (&err, HGP_STATUS_UNAVAILABLE, "busy",
+                       "the broker holds %zu bytes of requests and %zu more "
+                       "would pass broker/queue_bytes; back off",
+                       self->held_bytes, body_size);
+    }
+    else
     if (!(e = s_entry_new (self, ident, ident_size, req, body, body_size))) {
         self->stats.busy++;
         hgp_error_set (&err, HGP_STATUS_UNAVAILABLE, "busy",
@@ -1056,6 +1088,12 @@ s_timers (hgp_broker_t *self)
             s_actor_kill (self, a, "unreachable");
     }
     s_reap (self);
+    //  glibc keeps freed heap for reuse; after a burst of large requests
+    //  that is most of our RSS, so hand it back once the burst is over
+    if (self->trim && self->held_bytes < TRIM_BYTES / 8) {
+        malloc_trim (0);
+        self->trim = false;
+    }
     self->next_timer = self->now + TIMER_MS;
 }
 
@@ -1194,7 +1232,8 @@ hgp_broker_run (hgp_broker_t *self, zsock_t *pipe)
         }
         if (items [2].revents & ZMQ_POLLIN) {
             int n;
-            for (int i = 0; i < BATCH_CLIENTS
+            int64_t until = self->now + SLICE_MS;
+            for (int i = 0; i < BATCH_CLIENTS && self->now < until
                          && (n = s_recv (self, self->clients)); i++) {
                 self->now = zclock_mono ();
                 s_client_message (self, n);
@@ -1256,6 +1295,10 @@ hgp_broker_new (hgp_config_t *config, char **error_p)
         config, "broker/actor_endpoint", "tcp://127.0.0.1:5556");
     int64_t queue_limit = hgp_config_int (
         config, "broker/queue_limit", 10000, 0, 1000000);
+    //  At least a few of the largest bodies, so every valid request fits
+    int64_t queue_bytes = hgp_config_int (
+        config, "broker/queue_bytes", 64 << 20, 4 * HGP_BODY_MAX,
+        (int64_t) 1 << 40);
     int64_t interval = hgp_config_int (
         config, "heartbeat/interval", 500, 10, 60000);
     int64_t liveness = hgp_config_int (
@@ -1267,6 +1310,7 @@ hgp_broker_new (hgp_config_t *config, char **error_p)
     hgp_broker_t *self = (hgp_broker_t *) zmalloc (sizeof (hgp_broker_t));
     assert (self);
     self->queue_limit = (uint32_t) queue_limit;
+    self->queue_bytes = (size_t) queue_bytes;
     self->interval = interval;
     self->expiry = interval * liveness;
     for (int i = 0; i < PARTS_MAX; i++)
@@ -1294,9 +1338,10 @@ hgp_broker_new (hgp_config_t *config, char **error_p)
     self->clients = zsock_resolve (self->client_sock);
     self->actors = zsock_resolve (self->actor_sock);
     zsys_info ("hgp-broker: %s: clients at %s, actors at %s "
-               "(queue limit %u, heartbeat %lld ms x %lld)", self->broker_id,
-               self->client_endpoint, self->actor_endpoint,
-               self->queue_limit, (long long) interval, (long long) liveness);
+               "(queue limit %u per actor, %zu bytes in all, heartbeat %lld ms "
+               "x %lld)", self->broker_id, self->client_endpoint,
+               self->actor_endpoint, self->queue_limit, self->queue_bytes,
+               (long long) interval, (long long) liveness);
     return self;
 
 fail:

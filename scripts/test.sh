@@ -5,7 +5,13 @@
 set -uo pipefail
 BIN=${1:-build/san/bin}
 export HGP_BIN=$(cd "$BIN" && pwd)
+#   Release binaries, for the tests that measure memory (RSS under ASan is
+#   the sanitizer allocator's, not ours)
+export HGP_REL_BIN=${HGP_REL_BIN:-$PWD/bin}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=66}
+#   glibc's dlerror() keeps a per-thread buffer that LeakSanitizer reports
+#   when a thread that called it exits (librdkafka probes plugins with dlopen)
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1:exitcode=67}
 failed=0
 for t in "$BIN"/tests/test_*; do
