@@ -685,6 +685,34 @@ s_worse (int a, int b)
     return rank_a >= rank_b ? a : b;
 }
 
+//  hgp config KEY...: the value each setting has for this process (file,
+//  then HGP_<SECTION>_<KEY>), one per line, for scripts such as make run
+static int
+s_cmd_config (s_app_t *app, int argc, char *argv [])
+{
+    if (argc < 1)
+        return s_usage_error (app, "config needs a SECTION/KEY");
+    hgp_config_t *config = hgp_config_load (app->config_path);
+    if (!config)
+        return EXIT_USAGE;              //  hgp_config_load said why
+    int rc = EXIT_OK;
+    for (int i = 0; i < argc; i++) {
+        const char *value = hgp_config_str (config, argv [i], NULL);
+        if (value)
+            printf ("%s\n", value);
+        else {
+            char env [128];
+            fprintf (stderr, "hgp: %s is not set in %s nor by %s\n", argv [i],
+                     hgp_config_source (config),
+                     hgp_config_env_name (argv [i], env, sizeof env));
+            printf ("\n");
+            rc = EXIT_ERROR;
+        }
+    }
+    hgp_config_destroy (&config);
+    return rc;
+}
+
 static int
 s_cmd_ping (s_app_t *app, int argc, char *argv [])
 {
@@ -1713,6 +1741,14 @@ static const s_command_t s_commands [] = {
       "counter type used here must not contain ':'. More than 1000 keys are\n"
       "read in several requests, and nothing is printed unless all succeed.\n",
       s_cmd_mget },
+    { "config", "SECTION/KEY...",
+      "print the value of each setting, as hgp processes would read it",
+      "Prints one line per SECTION/KEY: its value from the config file, or\n"
+      "from HGP_<SECTION>_<KEY> when that is set. A key set in neither\n"
+      "prints an empty line and makes the exit status 1.\n"
+      "\n"
+      "Example: hgp config broker/client_endpoint gateway/port\n",
+      s_cmd_config },
     { "ping", "",
       "check that every broker answers",
       "Asks each broker itself (no actor involved) to answer and prints the\n"
