@@ -1,0 +1,49 @@
+"""Hostile and heavy input at the store side (issue 9): the counter's full
+batch, forged events in the log, expired work, error names, byte-bounded
+queues, and the codec answering what PROTOCOL.md says.
+
+Real processes on loopback (harness Stack), a Python client of the
+protocol, Redis read with a raw socket, the log read and written with kcat.
+"""
+import os
+import signal
+import subprocess
+import time
+
+import msgpack
+
+from hgp_harness import Client, counter_key, new_id
+
+
+def _raw(stack, body_bytes, timeout=10.0):
+    """Send a hand-packed body; return the decoded reply"""
+    with stack.client() as c:
+        c.send_raw([b"", b"HGPC01", body_bytes])
+        return c.recv(timeout)
+
+
+def _map(pairs):
+    """A msgpack map with its keys in exactly this order"""
+    out = bytearray([0x80 | len(pairs)])
+    for k, v in pairs:
+        out += msgpack.packb(k) + msgpack.packb(v)
+    return bytes(out)
+
+
+def test_mget_keys_of_the_wrong_type_are_invalid_wherever_keys_stands(stack):
+    for order in ("last", "first"):
+        pairs = [("op", "mget"), ("id", "m-" + order)]
+        keys = ("keys", [[1, 2]])
+        pairs = pairs + [keys] if order == "last" else [keys] + pairs
+        rep = _raw(stack, _map(pairs))
+        assert rep["status"] == 400, (order, rep)
+        assert rep["error"]["code"] == "invalid", (order, rep)
+        assert rep["error"]["message"] == "keys[].resource_id must be a string", rep
+
+
+def test_timeout_ms_out_of_range_names_the_range_accepted(stack):
+    for bad in (0, 60001):
+        rep = _raw(stack, _map([("op", "ping"), ("id", "p%d" % bad),
+                                ("timeout_ms", bad)]))
+        assert rep["status"] == 400, rep
+        assert rep["error"]["message"] == "timeout_ms must be from 1 to 60000", rep
