@@ -151,6 +151,7 @@ struct _hgp_ledger_t {
     int fence;
     const char **argv;          /* one EVALSHA's arguments                 */
     size_t *argvlen;            /* ... and their lengths                   */
+    size_t argv_max;            /* entries in argv and argvlen             */
     char (*numbers) [24];       /* partition and offset texts of a batch   */
 };
 
@@ -200,10 +201,11 @@ hgp_ledger_new (hgp_redis_t *redis, const char *who, int64_t dedup_ttl,
     self->leave = hgp_redis_script (redis, s_leave_script);
     self->fence = hgp_redis_script (redis, s_fence_script);
     //  The biggest EVALSHA: the apply script over HGP_LEDGER_BATCH_MAX
-    //  items, or register over 1000 partitions
-    size_t argc = 16 + 6 * (size_t) HGP_LEDGER_BATCH_MAX;
-    self->argv = (const char **) calloc (argc, sizeof (char *));
-    self->argvlen = (size_t *) calloc (argc, sizeof (size_t));
+    //  items (3 + 2 keys + 2 per item + 3 + 4 per item: 8 + 6n), or
+    //  register over as many partitions (3 + 6 + 2 per partition)
+    self->argv_max = 16 + 6 * (size_t) HGP_LEDGER_BATCH_MAX;
+    self->argv = (const char **) calloc (self->argv_max, sizeof (char *));
+    self->argvlen = (size_t *) calloc (self->argv_max, sizeof (size_t));
     self->numbers = calloc (2 * (size_t) HGP_LEDGER_BATCH_MAX, 24);
     assert (self->argv && self->argvlen && self->numbers);
     return self;
@@ -233,6 +235,7 @@ hgp_ledger_ttl (hgp_ledger_t *self)
 static void
 s_arg (hgp_ledger_t *self, int *argc, const char *arg)
 {
+    assert ((size_t) *argc < self->argv_max);
     self->argv [*argc] = arg;
     self->argvlen [*argc] = strlen (arg);
     (*argc)++;

@@ -224,6 +224,8 @@ typedef struct {
     size_t nrecords;            /* records in it                           */
     const char **argv;          /* one EVALSHA's arguments                 */
     size_t *argvlen;            /* ... and their lengths                   */
+    size_t argv_max;            /* entries in argv and argvlen             */
+    size_t numbers_max;         /* entries in numbers                      */
     char (*numbers) [24];       /* number texts of a batch                 */
     uint64_t folded;            /* events applied, for the log             */
     uint64_t skipped;           /* redelivered events skipped              */
@@ -297,6 +299,7 @@ hgp_analytics_config_check (hgp_config_t *config)
 static void
 s_arg (s_analytics_t *self, int *argc, const char *arg)
 {
+    assert ((size_t) *argc < self->argv_max);
     self->argv [*argc] = arg;
     self->argvlen [*argc] = strlen (arg);
     (*argc)++;
@@ -305,6 +308,7 @@ s_arg (s_analytics_t *self, int *argc, const char *arg)
 static char *
 s_number (s_analytics_t *self, size_t *used, int64_t n)
 {
+    assert (*used < self->numbers_max);
     char *text = self->numbers [(*used)++];
     snprintf (text, 24, "%" PRId64, n);
     return text;
@@ -1017,9 +1021,13 @@ s_analytics_new (zsock_t *actor_pipe, hgp_config_t *config)
         fcntl (self->wakeup [i], F_SETFL, O_NONBLOCK);
     size_t batch = (size_t) self->settings.batch_max;
     self->records = (s_record_t *) calloc (batch, sizeof (s_record_t));
-    self->argv = (const char **) calloc (16 + 7 * batch, sizeof (char *));
-    self->argvlen = (size_t *) calloc (16 + 7 * batch, sizeof (size_t));
-    self->numbers = calloc (8 + 4 * batch, 24);
+    //  The fold EVALSHA: 14 fixed arguments (7 of them numbers) and 7
+    //  per record (4 of them numbers)
+    self->argv_max = 16 + 7 * batch;
+    self->numbers_max = 8 + 4 * batch;
+    self->argv = (const char **) calloc (self->argv_max, sizeof (char *));
+    self->argvlen = (size_t *) calloc (self->argv_max, sizeof (size_t));
+    self->numbers = calloc (self->numbers_max, 24);
     assert (self->records && self->argv && self->argvlen && self->numbers);
     return self;
 }

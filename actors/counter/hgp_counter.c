@@ -261,11 +261,16 @@ struct _hgp_counter_t {
     s_command_t *commands;      /* the pipeline, batch_max + 1 entries     */
     const char **argv;          /* one Redis command's arguments           */
     size_t *argvlen;            /* ... and their lengths                   */
+    size_t argv_max;            /* entries in argv and argvlen             */
     char *keybuf;               /* counter keys of one mget                */
     hgp_ledger_item_t *applies; /* step 3 of the logged path               */
     zhashx_t *latest;           /* counter key -> last item on it, a batch */
     char lease_ms [24];         /* settings.lease in decimal               */
     hgp_buf_t buf;              /* encoded bodies, reused                  */
+    //  Statistics, told in the log
+    uint64_t batches;           /* batches served                          */
+    uint64_t full_batches;      /* ... of them with batch_max requests     */
+    size_t largest;             /* most requests in one batch              */
 };
 typedef struct _hgp_counter_t hgp_counter_t;
 
@@ -863,9 +868,20 @@ s_append (hgp_counter_t *self, int argc)
     return false;
 }
 
+/*  Arguments of the biggest command a batch of n requests sends: the
+    prepare EVALSHA (EVALSHA, sha, numkeys, 2 registry/lease keys, 2n
+    counter and record keys, log id, lease, ttl, n deltas: 8 + 3n; the
+    plain script needs 4 + 3n), or one MGET of a full mget */
+static size_t
+s_argv_max (size_t n)
+{
+    return MAX (8 + 3 * n, 1 + HGP_MGET_MAX);
+}
+
 static void
 s_arg (hgp_counter_t *self, int *argc, const char *arg, size_t len)
 {
+    assert ((size_t) *argc < self->argv_max);
     self->argv [*argc] = arg;
     self->argvlen [*argc] = len;
     (*argc)++;
@@ -1389,6 +1405,18 @@ s_item_accept (s_item_t *item, const hgp_work_t *work)
     }
 }
 
+/*  Batch statistics; the first full batch is worth a line: it is the
+    size every per-batch buffer must hold */
+static void
+s_batch_count (hgp_counter_t *self, size_t count)
+{
+    self->batches++;
+    self->largest = MAX (self->largest, count);
+    if (count == (size_t) self->settings.batch_max
+    &&  self->full_batches++ == 0)
+        zsys_info ("counter: first full batch (%zu requests)", count);
+}
+
 /*  Drain what the brokers sent, up to one batch, and serve it. The worker
     drains its links in turn from a rotating start, so a busy broker cannot
     starve another of batch slots; a batch mixes brokers, each reply goes
@@ -1406,6 +1434,7 @@ s_links_recv (hgp_counter_t *self)
         keys += item->request.op == HGP_OP_MGET ? item->request.nkeys : 1;
     }
     if (count) {
+        s_batch_count (self, count);
         s_batch_apply (self, count);
         s_batch_reply (self, count);
     }
@@ -1449,9 +1478,9 @@ s_counter_new (zsock_t *pipe, hgp_config_t *config)
     self->items = (s_item_t *) calloc (batch, sizeof (s_item_t));
     self->incrs = (size_t *) calloc (batch, sizeof (size_t));
     self->commands = (s_command_t *) calloc (batch + 1, sizeof (s_command_t));
-    size_t argc = MAX (6 + 3 * batch, 1 + HGP_MGET_MAX);
-    self->argv = (const char **) calloc (argc, sizeof (char *));
-    self->argvlen = (size_t *) calloc (argc, sizeof (size_t));
+    self->argv_max = s_argv_max (batch);
+    self->argv = (const char **) calloc (self->argv_max, sizeof (char *));
+    self->argvlen = (size_t *) calloc (self->argv_max, sizeof (size_t));
     self->keybuf = (char *) malloc (HGP_MGET_MAX * HGP_KEYSPACE_COUNTER_MAX);
     self->applies = (hgp_ledger_item_t *) calloc (batch,
                                                   sizeof (hgp_ledger_item_t));
@@ -1577,6 +1606,8 @@ hgp_counter_actor (zsock_t *pipe, void *args)
         else
             hgp_ledger_leave (self->ledger, self->log_id);
     }
-    zsys_info ("counter: actor %s stopped", self->actor_id);
+    zsys_info ("counter: actor %s stopped after %" PRIu64 " batches (%"
+               PRIu64 " full, largest %zu requests)", self->actor_id,
+               self->batches, self->full_batches, self->largest);
     s_counter_destroy (&self);
 }

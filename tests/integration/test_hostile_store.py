@@ -47,3 +47,46 @@ def test_timeout_ms_out_of_range_names_the_range_accepted(stack):
                                 ("timeout_ms", bad)]))
         assert rep["status"] == 400, rep
         assert rep["error"]["message"] == "timeout_ms must be from 1 to 60000", rep
+
+
+def _total(stack, keys):
+    return sum(stack.redis.counter(r, t) for r, t in keys)
+
+
+def test_full_batch_of_batch_max_increments_is_applied_once(make_stack):
+    """One counter, paused while more than counter/batch_max (512)
+    increments queue up at it, then resumed: its first batch is full. Every
+    increment is acked once, Redis and the log hold each once, and the
+    counter exits 0 under ASan (the prepare EVALSHA of a full batch needs
+    8 + 3n arguments)."""
+    stack = make_stack(actors=1)
+    keys = [("fb%d" % i, "like") for i in range(20)]
+    n = 600
+    counter = stack.counters[0]
+    with stack.client() as c:
+        assert c.incr("warm", "up")["status"] == 200
+        counter.signal(signal.SIGSTOP)
+        try:
+            ids = {}
+            for i in range(n):
+                r, t = keys[i % len(keys)]
+                rid = c.send({"op": "incr", "resource_id": r, "counter_type": t,
+                              "delta": 1, "timeout_ms": 20000})
+                ids[rid] = (r, t)
+            time.sleep(0.8)             # all of them in the counter's socket
+        finally:
+            counter.signal(signal.SIGCONT)
+        replies = {}
+        while len(replies) < n:
+            rep = c.recv(30)
+            assert rep["id"] not in replies, rep
+            replies[rep["id"]] = rep
+    assert set(replies) == set(ids)
+    bad = [r for r in replies.values() if r["status"] != 200]
+    assert not bad, bad[:3]
+    assert _total(stack, keys) == n
+    records = stack.kafka.read()
+    logged = [r["event"]["id"] for r in records
+              if "fence" not in r["event"] and r["event"]["id"] in ids]
+    assert sorted(logged) == sorted(ids)
+    assert "first full batch (512 requests)" in counter.output(), counter.output()[-3000:]
