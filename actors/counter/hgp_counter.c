@@ -251,6 +251,8 @@ struct _hgp_counter_t {
     uint64_t redis_connects;    /* connects seen when we registered        */
     zhashx_t *limbo;            /* ids we logged, outcome unsettled        */
     int64_t register_at;        /* next registration attempt               */
+    bool kafka_failed;          /* the last attempt failed at Kafka        */
+    char unregistered [160];    /* why we hold no identity, for replies    */
     int64_t register_delay;     /* backoff between attempts, ms            */
     int64_t log_paused_until;   /* Kafka failed a batch: 503 until then    */
     int64_t sweep_at;           /* next look for dead actors               */
@@ -419,6 +421,9 @@ s_log_retire (hgp_counter_t *self, const char *why)
                   " be recovered from the log", self->log_id, why);
     hgp_ledger_retire (self->ledger, self->log_id);   //  else it expires
     self->registered = false;
+    self->kafka_failed = false;
+    snprintf (self->unregistered, sizeof self->unregistered,
+              "it gave up its identity (%s)", why);
     self->retire = false;
     self->register_at = zclock_mono ();
     self->register_delay = S_REGISTER_MS;
@@ -434,12 +439,19 @@ s_log_register (hgp_counter_t *self)
     int64_t now = zclock_mono ();
     if (now < self->register_at)
         return;
+    if (!hgp_redis_ready (self->redis, false)) {
+        //  Redis paces its own reconnects: register as soon as it is back
+        self->register_at = now + S_REGISTER_MS;
+        self->kafka_failed = false;
+        snprintf (self->unregistered, sizeof self->unregistered,
+                  "redis at %s is unreachable", hgp_redis_address (self->redis));
+        return;
+    }
     self->register_at = now + self->register_delay;
     self->register_delay = MIN (self->register_delay * 2, 5000);
-    if (!hgp_redis_ready (self->redis, false))
-        return;
     int partitions = hgp_eventlog_partitions (self->log, S_REGISTER_MS);
     if (partitions < 1 || partitions > HGP_LEDGER_BATCH_MAX) {
+        self->kafka_failed = true;
         if (self->generation == 0 || self->register_delay < 1000)
             zsys_warning ("counter: cannot register with the event log: %s",
                           partitions < 1 ? hgp_eventlog_error (self->log)
@@ -456,12 +468,16 @@ s_log_register (hgp_counter_t *self)
     }
     char id [HGP_ID_MAX + 1], reason [256] = "";
     snprintf (id, sizeof id, "%s.%u", self->actor_id, self->generation + 1);
+    self->kafka_failed = rc != 0;
     if (rc == 0)
         rc = hgp_ledger_register (self->ledger, id, ends, partitions,
                                   reason, sizeof reason);
     else
         snprintf (reason, sizeof reason, "%s", hgp_eventlog_error (self->log));
     free (ends);
+    if (rc && !self->kafka_failed)
+        snprintf (self->unregistered, sizeof self->unregistered,
+                  "redis refused its registration: %.100s", reason);
     if (rc) {
         zsys_warning ("counter: cannot register with the event log: %s",
                       reason);
@@ -481,6 +497,19 @@ s_log_register (hgp_counter_t *self)
                partitions, self->log_id);
 }
 
+/*  Give up an identity that must go, take a new one when one is due */
+static void
+s_log_identity (hgp_counter_t *self)
+{
+    if (self->registered
+    &&  (self->retire
+         || hgp_redis_connects (self->redis) != self->redis_connects))
+        s_log_retire (self, self->retire ? "a batch was not settled"
+                                         : "redis reconnected");
+    if (!self->registered)
+        s_log_register (self);
+}
+
 /*  Between batches: keep the identity valid, recover dead actors, and
     move our watermarks over partitions we did not write to lately */
 static void
@@ -488,16 +517,9 @@ s_log_upkeep (hgp_counter_t *self)
 {
     if (self->settings.log_mode != S_LOG_SYNC)
         return;
-    if (self->registered
-    &&  (self->retire
-         || hgp_redis_connects (self->redis) != self->redis_connects))
-        s_log_retire (self, self->retire ? "a batch was not settled"
-                                         : "redis reconnected");
-    if (!self->registered) {
-        s_log_register (self);
-        if (!self->registered)
-            return;
-    }
+    s_log_identity (self);
+    if (!self->registered)
+        return;
     if (!hgp_redis_context (self->redis))
         return;
     int renewed = hgp_ledger_renew (self->ledger, self->log_id);
@@ -769,8 +791,9 @@ s_incrs_result (hgp_counter_t *self, size_t count, size_t nincrs,
         //  Our lease expired (we stalled, or Redis lost it): a new identity
         self->retire = true;
         s_fail_unlogged (self, count, HGP_STATUS_UNAVAILABLE,
-                         "log_unavailable", "the counter is renewing its"
-                         " event-log identity; nothing was applied");
+                         "unavailable", "the counter's event-log identity"
+                         " expired in redis; it is registering a new one;"
+                         " nothing was applied");
         return false;
     }
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != nincrs) {
@@ -1074,8 +1097,9 @@ s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
         if (stale) {
             item->logging = false;
             item->release = true;
-            s_item_fail (item, HGP_STATUS_UNAVAILABLE, "log_unavailable",
-                         "the counter stalled before logging; nothing was"
+            s_item_fail (item, HGP_STATUS_UNAVAILABLE, "unavailable",
+                         "the counter stalled before logging, so its"
+                         " event-log identity may have expired; nothing was"
                          " applied");
             continue;
         }
@@ -1257,6 +1281,33 @@ s_links (hgp_counter_t *self, size_t count)
     }
 }
 
+/*  Nothing can be logged now: say what is really missing. Kafka when it
+    failed the last batch or the last registration; otherwise Redis, which
+    holds our identity (unreachable, refused it, or we are registering
+    again after a reconnect, and that cannot name Kafka, which is fine) */
+static void
+s_fail_unregistered (hgp_counter_t *self, size_t count)
+{
+    char message [HGP_MESSAGE_MAX + 1];
+    if (self->kafka_failed || zclock_mono () < self->log_paused_until) {
+        snprintf (message, sizeof message, "the event log (kafka at %s) is"
+                  " unavailable%s%s; nothing was applied",
+                  hgp_eventlog_brokers (self->log),
+                  hgp_eventlog_error (self->log) [0] ? ": " : "",
+                  hgp_eventlog_error (self->log));
+        s_fail_unlogged (self, count, HGP_STATUS_UNAVAILABLE,
+                         "log_unavailable", message);
+    }
+    else {
+        snprintf (message, sizeof message, "the counter has no event-log"
+                  " identity in redis yet (%s); nothing was applied",
+                  self->unregistered [0] ? self->unregistered
+                                         : "registering");
+        s_fail_unlogged (self, count, HGP_STATUS_UNAVAILABLE, "unavailable",
+                         message);
+    }
+}
+
 static void
 s_batch_apply (hgp_counter_t *self, size_t count)
 {
@@ -1311,16 +1362,11 @@ s_batch_apply (hgp_counter_t *self, size_t count)
     if (sync && nincrs) {
         //  Not registered yet, or Kafka just failed a whole batch: nothing
         //  can be logged, so nothing is tried
+        if (self->retire || !self->registered)
+            s_log_identity (self);      //  at once if it is due
         if (!self->registered || self->retire
-        ||  zclock_mono () < self->log_paused_until) {
-            snprintf (message, sizeof message, "the event log (kafka at %s) is"
-                      " unavailable%s%s; nothing was applied",
-                      hgp_eventlog_brokers (self->log),
-                      hgp_eventlog_error (self->log) [0] ? ": " : "",
-                      hgp_eventlog_error (self->log));
-            s_fail_unlogged (self, count, HGP_STATUS_UNAVAILABLE,
-                             "log_unavailable", message);
-        }
+        ||  zclock_mono () < self->log_paused_until)
+            s_fail_unregistered (self, count);
     }
     s_expire (self, count);             //  connecting may have taken a while
     int64_t prepared_at = zclock_mono ();

@@ -90,3 +90,42 @@ def test_full_batch_of_batch_max_increments_is_applied_once(make_stack):
               if "fence" not in r["event"] and r["event"]["id"] in ids]
     assert sorted(logged) == sorted(ids)
     assert "first full batch (512 requests)" in counter.output(), counter.output()[-3000:]
+
+
+def test_after_a_redis_restart_errors_name_redis_not_kafka(make_stack, logdir,
+                                                            measured):
+    """Kafka is fine throughout; Redis restarts empty (no persistence, so
+    the counter's lease is gone) while clients keep sending. Until the
+    counter holds a new log identity, increments are refused, and the
+    refusal must name what is missing (Redis, registering), never the
+    event log."""
+    from hgp_harness import Redis
+    redis = Redis(logdir)
+    stack = make_stack(actors=1, redis=redis)
+    with stack.client() as c:
+        assert c.incr("rr", "t", 1)["status"] == 200
+        redis.proc.stop()
+        t_down = time.time()
+        while time.time() - t_down < 2.0:
+            rep = c.incr("rr", "t", 1, timeout_ms=3000)
+            assert rep["status"] == 503 and rep["error"]["code"] == "unavailable", rep
+            time.sleep(0.05)
+        redis.start(logdir)
+        t0 = time.time()
+        refused = []
+        while True:
+            rep = c.incr("rr", "t", 1, timeout_ms=3000)
+            if rep["status"] == 200:
+                break
+            refused.append(rep)
+            assert time.time() - t0 < 15, refused[-3:]
+            time.sleep(0.02)
+        recovered = time.time() - t0
+    measured("redis restart: %d refused increments over %.2f s before the"
+             " first 200; codes %r" % (len(refused), recovered,
+                                       sorted({r["error"]["code"] for r in refused})))
+    for rep in refused:
+        assert rep["status"] in (503, 504), rep
+        assert rep["error"]["code"] != "log_unavailable", rep
+        assert "kafka" not in rep["error"]["message"], rep
+    assert redis.counter("rr", "t") == 1        # Redis came back empty
