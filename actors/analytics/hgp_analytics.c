@@ -63,6 +63,7 @@
 #include "hgp_analytics.h"
 #include "hgp_codec.h"
 #include "hgp_eventlog.h"
+#include "hgp_ledger.h"
 #include "hgp_process.h"
 #include "hgp_redis.h"
 #include "hgp_worker.h"
@@ -229,6 +230,9 @@ typedef struct {
     char (*numbers) [24];       /* number texts of a batch                 */
     uint64_t folded;            /* events applied, for the log             */
     uint64_t skipped;           /* redelivered events skipped              */
+    uint64_t forged;            /* records of identities that never
+                                   registered, not counted                 */
+    hgp_ledger_t *ledger;       /* vouches for the log identities          */
     hgp_buf_t buf;              /* encoded replies                         */
 } s_analytics_t;
 
@@ -364,6 +368,8 @@ s_adopt (s_analytics_t *self)
 static void
 s_rewind (s_analytics_t *self)
 {
+    //  Redis changed under us: what it said about identities may too
+    hgp_ledger_vouch_reset (self->ledger);
     rd_kafka_topic_partition_list_t *parts = NULL;
     if (rd_kafka_assignment (self->consumer, &parts) || !parts)
         return;
@@ -485,6 +491,10 @@ s_consumer_new (s_analytics_t *self)
             rd_kafka_conf_destroy (conf);
             return -1;
         }
+    if (hgp_eventlog_conf_security (self->log, conf)) {
+        rd_kafka_conf_destroy (conf);
+        return -1;
+    }
     rd_kafka_conf_set_opaque (conf, self);
     rd_kafka_conf_set_rebalance_cb (conf, s_rebalance_cb);
     rd_kafka_conf_set_error_cb (conf, s_error_cb);
@@ -545,6 +555,28 @@ s_take (s_analytics_t *self, rd_kafka_message_t *m)
         rec->event = true;
 }
 
+/*  Events and fences of log identities that never registered are
+    forgeries (hgp_ledger_vouch): they count for nothing and fence
+    nothing, and only move the offset. 0, or -1 when Redis failed. */
+static int
+s_vouch (s_analytics_t *self)
+{
+    for (size_t i = 0; i < self->nrecords; i++) {
+        s_record_t *rec = &self->records [i];
+        if (!rec->event)
+            continue;
+        int vouch = hgp_ledger_vouch (self->ledger, rec->ev.actor,
+                                      rec->partition, rec->offset);
+        if (vouch < 0)
+            return -1;
+        if (vouch == 0) {
+            rec->event = false;
+            self->forged++;
+        }
+    }
+    return 0;
+}
+
 /*  Fold the pending batch into Redis and commit its offsets. 0 when it is
     done (or empty), -1 when it must be tried again. */
 static int
@@ -552,7 +584,7 @@ s_fold (s_analytics_t *self)
 {
     if (self->nrecords == 0)
         return 0;
-    if (!hgp_redis_ready (self->redis, true))
+    if (!hgp_redis_ready (self->redis, true) || s_vouch (self))
         return -1;
     s_settings_t *s = &self->settings;
     size_t used = 0;
@@ -1015,6 +1047,7 @@ s_analytics_new (zsock_t *actor_pipe, hgp_config_t *config)
     hgp_process_random_id (self->actor_id, sizeof self->actor_id);
     self->fold_script = hgp_redis_script (self->redis, s_fold_script);
     self->state_script = hgp_redis_script (self->redis, s_state_script);
+    self->ledger = hgp_ledger_new (self->redis, "analytics", 1, 1000);
     int rc = pipe (self->wakeup);
     assert (rc == 0);
     for (int i = 0; i < 2; i++)
@@ -1045,6 +1078,7 @@ s_analytics_destroy (s_analytics_t **self_p)
     }
     hgp_worker_destroy (&self->worker);
     hgp_eventlog_destroy (&self->log);
+    hgp_ledger_destroy (&self->ledger);
     hgp_redis_destroy (&self->redis);
     close (self->wakeup [0]);
     close (self->wakeup [1]);
@@ -1126,12 +1160,14 @@ hgp_analytics_actor (zsock_t *pipe, void *args)
             report_at = zclock_mono () + 10000;
             if (self->folded != reported)
                 zsys_info ("analytics: %" PRIu64 " events folded in, %" PRIu64
-                           " redeliveries skipped", self->folded,
-                           self->skipped);
+                           " redeliveries skipped, %" PRIu64 " records of"
+                           " unregistered identities ignored", self->folded,
+                           self->skipped, self->forged);
             reported = self->folded;
         }
     }
-    zsys_info ("analytics: actor %s stopped after %" PRIu64 " events",
-               self->actor_id, self->folded);
+    zsys_info ("analytics: actor %s stopped after %" PRIu64 " events (%"
+               PRIu64 " records of unregistered identities ignored)",
+               self->actor_id, self->folded, self->forged);
     s_analytics_destroy (&self);
 }

@@ -246,6 +246,7 @@ struct _hgp_counter_t {
     char log_id [HGP_ID_MAX + 1];  /* actor field of our events, lease id  */
     uint32_t generation;        /* log identities we had so far            */
     bool registered;            /* log_id holds a lease: we may produce    */
+    bool identified;            /* async: actor_id is in hgp:ids           */
     bool retire;                /* give log_id up before the next batch    */
     int partitions;             /* of the topic, when registered           */
     uint64_t redis_connects;    /* connects seen when we registered        */
@@ -515,6 +516,12 @@ s_log_identity (hgp_counter_t *self)
 static void
 s_log_upkeep (hgp_counter_t *self)
 {
+    if (self->settings.log_mode == S_LOG_ASYNC && !self->identified
+    &&  hgp_redis_context (self->redis))
+        //  No lease, no recovery, but readers trust only identities
+        //  that registered (hgp_ledger_vouch)
+        self->identified = hgp_ledger_identify (self->ledger,
+                                                self->actor_id) == 0;
     if (self->settings.log_mode != S_LOG_SYNC)
         return;
     s_log_identity (self);

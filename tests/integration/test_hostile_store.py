@@ -6,6 +6,7 @@ Real processes on loopback (harness Stack), a Python client of the
 protocol, Redis read with a raw socket, the log read and written with kcat.
 """
 import os
+import re
 import signal
 import subprocess
 import time
@@ -129,3 +130,88 @@ def test_after_a_redis_restart_errors_name_redis_not_kafka(make_stack, logdir,
         assert rep["error"]["code"] != "log_unavailable", rep
         assert "kafka" not in rep["error"]["message"], rep
     assert redis.counter("rr", "t") == 1        # Redis came back empty
+
+
+def _kcat_produce(stack, value, key=None, partition=None):
+    """One record straight into the log with kcat, as anyone with write
+    access to the topic could"""
+    path = os.path.join(stack.logdir, "forged-%s.bin" % new_id()[:8])
+    with open(path, "wb") as f:
+        f.write(value)
+    argv = ["kcat", "-P", "-b", stack.kafka.brokers, "-t", "counter_events",
+            "-H", "hgp=HGPE01"]
+    if key is not None:
+        argv += ["-k", key]
+    if partition is not None:
+        argv += ["-p", str(partition)]
+    out = subprocess.run(argv + [path], capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+
+
+def _wait_for(predicate, what, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def test_forged_events_of_an_unregistered_identity_count_nowhere(make_stack):
+    """An increment of 1,000,000 and a fence of the real counter, produced
+    with kcat under actor id nobody.1 (valid by PROTOCOL.md 10, but that
+    identity never registered): no ranking and no replay counts the
+    increment, the fence voids nothing, and both are reported."""
+    from test_eventlog import top, wait_analytics, wait_ranking
+    stack = make_stack(actors=1, analytics=1)
+    wait_analytics(stack)
+    with stack.client() as c:
+        assert c.incr("post1", "like", 3)["status"] == 200
+    real = re.search(r"partitions\) as (\S+)", stack.counters[0].output()).group(1)
+    forged = msgpack.packb({"id": "forged-1", "resource_id": "post9",
+                            "counter_type": "like", "delta": 1000000,
+                            "value": 1000000, "ts": int(time.time() * 1000),
+                            "actor": "nobody.1"})
+    _kcat_produce(stack, forged, key=counter_key("post9", "like"))
+    fence = msgpack.packb({"fence": real, "ts": int(time.time() * 1000),
+                           "actor": "nobody.1"})
+    for p in range(stack.kafka.partitions):
+        _kcat_produce(stack, fence, partition=p)
+    forged_records = 1 + stack.kafka.partitions
+    # the real counter goes on after the forged fence: its events count
+    with stack.client() as c:
+        assert c.incr("post1", "like", 2)["status"] == 200
+        assert c.incr("post2", "like", 1)["status"] == 200
+    analytics = stack.analytics[0]
+    _wait_for(lambda: "ignoring records of log identity nobody.1"
+              in analytics.output(), "analytics to meet nobody.1")
+    want = {"post1": 5, "post2": 1}
+    wait_ranking(stack, "like", want)
+    assert "post9" not in dict(top(stack, "like"))
+    assert analytics.output().count("log identity nobody.1") == 1
+    # replay rebuilds the same counters, and counts the forgeries
+    before = stack.redis.counters()
+    r = stack.cli("--json", "replay", "--reset")
+    assert r.returncode == 0, r
+    assert '"unregistered":%d' % forged_records in r.stdout, r
+    assert '"void":0' in r.stdout, r
+    assert stack.redis.counters() == before
+    assert stack.redis.counter("post9", "like") == 0
+    assert r.stderr.count("log identity nobody.1") == 1, r.stderr
+
+
+def test_every_kafka_client_takes_the_security_settings(logdir):
+    """kafka/security_protocol and friends reach librdkafka in the counter,
+    the analytics actor and `hgp replay`: a value librdkafka refuses stops
+    each of them at start, naming the setting"""
+    from hgp_harness import BIN, ROOT
+    env = dict(os.environ)
+    env.update({"HGP_CONFIG": os.path.join(ROOT, "configs", "hgp.cfg"),
+                "HGP_KAFKA_SECURITY_PROTOCOL": "carrier_pigeon"})
+    for argv in (["hgp-counter"], ["hgp-analytics"], ["hgp", "replay"]):
+        out = subprocess.run([os.path.join(BIN, argv[0])] + argv[1:], env=env,
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode != 0, (argv, out)
+        text = out.stdout + out.stderr
+        assert "kafka/security_protocol" in text, (argv, text)
+        assert "HGP_KAFKA_SECURITY_PROTOCOL" in text, (argv, text)
