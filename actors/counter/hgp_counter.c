@@ -1077,6 +1077,23 @@ s_limbo (hgp_counter_t *self, s_item_t *item, const char *why)
                      " retry with the same id", why);
 }
 
+/*  Prepared increments whose budget is gone: released, answered 504
+    (the broker did already), nothing logged or applied */
+static void
+s_expire_prepared (hgp_counter_t *self, size_t count, int64_t now)
+{
+    for (size_t i = 0; i < count; i++) {
+        s_item_t *item = &self->items [i];
+        if (!item->logging || now < item->work.deadline)
+            continue;
+        item->logging = false;
+        item->release = true;
+        s_item_fail (item, HGP_STATUS_TIMEOUT, "timeout",
+                     "the budget ran out before the increment was logged;"
+                     " nothing was applied");
+    }
+}
+
 static void
 s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
 {
@@ -1086,6 +1103,12 @@ s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
     //  us: produce nothing under this identity
     int64_t now = zclock_mono ();
     bool stale = now - prepared_at > self->settings.lease / 2;
+    //  The last look at the budgets: a request whose budget ran out
+    //  while we prepared it (a slow Redis, a stall) is not logged, so it
+    //  is not applied after the broker answered its client 504. What is
+    //  left (a stall from here to the produce call, and time spent in
+    //  our socket before we read it) is PROTOCOL.md 9.5's to say.
+    s_expire_prepared (self, count, now);
     if (self->settings.stall_before_log && !stale) {
         //  Fault injection for tests, once: a process paused right after
         //  its lease check, as a zombie would be. Its lease runs out, it

@@ -215,3 +215,43 @@ def test_every_kafka_client_takes_the_security_settings(logdir):
         text = out.stdout + out.stderr
         assert "kafka/security_protocol" in text, (argv, text)
         assert "HGP_KAFKA_SECURITY_PROTOCOL" in text, (argv, text)
+
+
+def test_increments_whose_budget_ran_out_while_prepared_are_not_applied(
+        make_stack):
+    """Redis stalls writes (CLIENT PAUSE) for longer than the requests'
+    budget while the counter prepares them: the broker answers 504 at the
+    deadline, and the counter must not log or apply them afterwards
+    (PROTOCOL.md 9.5). A retry with the same id then applies each once."""
+    stack = make_stack(actors=1)
+    counter = stack.counters[0]
+    with stack.client() as c:
+        assert c.incr("dl", "t", 1)["status"] == 200
+        # all 20 reach the counter's socket first, so it reads them as one
+        # batch (time spent in the socket is invisible to it: 9.5)
+        counter.signal(signal.SIGSTOP)
+        try:
+            ids = [c.send({"op": "incr", "resource_id": "dl",
+                           "counter_type": "t", "delta": 1, "timeout_ms": 300})
+                   for _ in range(20)]
+            time.sleep(0.05)
+            assert stack.redis.command("CLIENT", "PAUSE", "800",
+                                       "WRITE") == b"+OK\r\n"
+        finally:
+            counter.signal(signal.SIGCONT)
+        replies = {}
+        while len(replies) < len(ids):
+            rep = c.recv(10)
+            replies[rep["id"]] = rep
+        assert all(r["status"] == 504 for r in replies.values()), replies
+        time.sleep(1.5)                 # the pause is over, the batch done
+        assert stack.redis.counter("dl", "t") == 1
+        logged = {r["event"]["id"] for r in stack.kafka.read()
+                  if "fence" not in r["event"]}
+        assert not logged & set(ids), "expired work was logged"
+        for rid in ids:
+            rep = c.incr("dl", "t", 1, rid=rid)
+            assert rep["status"] == 200 and not rep.get("replayed"), rep
+        for rid in ids:
+            assert c.incr("dl", "t", 1, rid=rid)["replayed"] is True
+    assert stack.redis.counter("dl", "t") == 21
