@@ -255,3 +255,29 @@ def test_increments_whose_budget_ran_out_while_prepared_are_not_applied(
         for rid in ids:
             assert c.incr("dl", "t", 1, rid=rid)["replayed"] is True
     assert stack.redis.counter("dl", "t") == 21
+
+
+def _used_memory(redis):
+    with __import__("socket").create_connection(("127.0.0.1", redis.port), timeout=5) as s:
+        s.sendall(b"*2\r\n$4\r\nINFO\r\n$6\r\nmemory\r\n")
+        f = s.makefile("rb")
+        n = int(f.readline()[1:])
+        text = f.read(n).decode()
+    return int(re.search(r"^used_memory:(\d+)", text, re.M).group(1))
+
+
+def test_redis_memory_per_remembered_increment(make_stack, measured):
+    """What README's per-record figure says: Redis used_memory per
+    increment with a distinct id (its record is kept counter/dedup_ttl)"""
+    from hgp_harness import run_load
+    stack = make_stack(actors=1)
+    keys = [("mem%d" % i, "view") for i in range(10)]
+    run_load(stack.client_endpoint, keys, total=200, clients=10)
+    before = _used_memory(stack.redis)
+    n = 20000
+    acked, indeterminate, errors = run_load(stack.client_endpoint, keys,
+                                            total=n, clients=20)
+    assert not errors and not any(indeterminate.values()), errors
+    per = (_used_memory(stack.redis) - before) / n
+    measured("redis used_memory per remembered increment: %.1f B" % per)
+    assert 100 < per < 260, per
