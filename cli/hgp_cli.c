@@ -1182,15 +1182,18 @@ done:
         if (app->json)
             printf ("{\"status\":200,\"read\":%" PRIu64 ",\"applied\":%"
                     PRIu64 ",\"already\":%" PRIu64 ",\"bad\":%" PRIu64
-                    ",\"fences\":%" PRIu64 ",\"void\":%" PRIu64 "}\n",
+                    ",\"fences\":%" PRIu64 ",\"void\":%" PRIu64
+                    ",\"unregistered\":%" PRIu64 "}\n",
                     stats.read, stats.applied, stats.already, stats.bad,
-                    stats.fences, stats.voided);
+                    stats.fences, stats.voided, stats.unregistered);
         else
             printf ("replay: %" PRIu64 " events read, %" PRIu64 " applied, %"
                     PRIu64 " already applied (same request id), %" PRIu64
                     " not applicable; %" PRIu64 " fences, %" PRIu64 " void"
-                    " events of fenced actors\n", stats.read, stats.applied,
-                    stats.already, stats.bad, stats.fences, stats.voided);
+                    " events of fenced actors; %" PRIu64 " records of"
+                    " identities that never registered, ignored\n",
+                    stats.read, stats.applied, stats.already, stats.bad,
+                    stats.fences, stats.voided, stats.unregistered);
         if (stats.bad)
             rc = EXIT_ERROR;
     }
@@ -1798,7 +1801,11 @@ static const s_command_t s_commands [] = {
       "would be short. Run it with no traffic; increments acknowledged\n"
       "during a replay are applied exactly once too, but the counters are\n"
       "only complete once it has finished. Exits 0 when every event was\n"
-      "applied or already applied, 1 otherwise.\n",
+      "applied or already applied, 1 otherwise.\n"
+      "\n"
+      "Records written under a log identity that never registered in\n"
+      "Redis (hgp:ids) are forgeries: they are counted and ignored, and\n"
+      "each such identity is named once on stderr.\n",
       s_cmd_replay },
     { "bench", "[-n N] [-w W] [-k K] [--op incr|get] [--prefix P]",
       "load test with an exactly-once check",

@@ -23,6 +23,21 @@
 #include <czmq.h>
 #include <librdkafka/rdkafka.h>
 
+/*  Security settings, passed to librdkafka as they are: config key under
+    kafka/, librdkafka property. An empty value leaves librdkafka's
+    default (plaintext, no authentication). */
+static const char *const s_security [][2] = {
+    { "security_protocol",          "security.protocol" },
+    { "sasl_mechanism",             "sasl.mechanisms" },
+    { "sasl_username",              "sasl.username" },
+    { "sasl_password",              "sasl.password" },
+    { "ssl_ca_location",            "ssl.ca.location" },
+    { "ssl_certificate_location",   "ssl.certificate.location" },
+    { "ssl_key_location",           "ssl.key.location" },
+    { "ssl_key_password",           "ssl.key.password" },
+};
+#define S_SECURITY_MAX  (sizeof s_security / sizeof s_security [0])
+
 struct _hgp_eventlog_t {
     char *who;                  /* owner, for logs and client.id           */
     char *brokers;              /* kafka/brokers                           */
@@ -37,7 +52,49 @@ struct _hgp_eventlog_t {
     char error [256];           /* last error, for messages                */
     rd_kafka_resp_err_t last_err;   /* last error callback, to log changes */
     hgp_buf_t buf;              /* encoded event, reused                   */
+    char *security [S_SECURITY_MAX];    /* s_security values, NULL unset   */
 };
+
+/*  Read the security settings into values; NULL, or a message to free
+    when librdkafka refuses one */
+static char *
+s_security_load (hgp_config_t *config, char **values)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new ();
+    char *error = NULL;
+    for (size_t i = 0; i < S_SECURITY_MAX && !error; i++) {
+        char path [64], env [64], errstr [256];
+        snprintf (path, sizeof path, "kafka/%s", s_security [i][0]);
+        const char *value = hgp_config_str (config, path, "");
+        if (!*value)
+            continue;
+        if (rd_kafka_conf_set (conf, s_security [i][1], value, errstr,
+                               sizeof errstr) != RD_KAFKA_CONF_OK)
+            error = zsys_sprintf ("config: %s (%s): %s", path,
+                                  hgp_config_env_name (path, env, sizeof env),
+                                  errstr);
+        else
+            values [i] = strdup (value);
+    }
+    rd_kafka_conf_destroy (conf);
+    return error;
+}
+
+int
+hgp_eventlog_conf_security (hgp_eventlog_t *self, rd_kafka_conf_t *conf)
+{
+    for (size_t i = 0; i < S_SECURITY_MAX; i++) {
+        char errstr [256];
+        if (self->security [i]
+        &&  rd_kafka_conf_set (conf, s_security [i][1], self->security [i],
+                               errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
+            zsys_error ("%s: kafka setting %s: %s", self->who,
+                        s_security [i][1], errstr);
+            return -1;
+        }
+    }
+    return 0;
+}
 
 hgp_eventlog_t *
 hgp_eventlog_new (hgp_config_t *config, const char *who, char **error_p)
@@ -57,7 +114,12 @@ hgp_eventlog_new (hgp_config_t *config, const char *who, char **error_p)
     if (!*topic || strlen (topic) > 249)
         error = strdup ("config: kafka/topic (HGP_KAFKA_TOPIC) must be 1-249"
                         " characters");
+    char *security [S_SECURITY_MAX] = { NULL };
+    if (!error)
+        error = s_security_load (config, security);
     if (error) {
+        for (size_t i = 0; i < S_SECURITY_MAX; i++)
+            free (security [i]);
         if (error_p)
             *error_p = error;
         else
@@ -66,6 +128,7 @@ hgp_eventlog_new (hgp_config_t *config, const char *who, char **error_p)
     }
     hgp_eventlog_t *self = (hgp_eventlog_t *) zmalloc (sizeof (hgp_eventlog_t));
     assert (self);
+    memcpy (self->security, security, sizeof security);
     self->who = strdup (who);
     self->brokers = strdup (brokers);
     self->topic_name = strdup (topic);
@@ -97,6 +160,8 @@ hgp_eventlog_destroy (hgp_eventlog_t **self_p)
     free (self->who);
     free (self->brokers);
     free (self->topic_name);
+    for (size_t i = 0; i < S_SECURITY_MAX; i++)
+        free (self->security [i]);
     free (self);
     *self_p = NULL;
 }
@@ -214,6 +279,8 @@ s_conf (hgp_eventlog_t *self, const char *const *pairs)
                         value, errstr);
         assert (rc == RD_KAFKA_CONF_OK);
     }
+    int rc = hgp_eventlog_conf_security (self, conf);
+    assert (rc == 0);                   //  checked in hgp_eventlog_new
     rd_kafka_conf_set_opaque (conf, self);
     rd_kafka_conf_set_error_cb (conf, s_error_cb);
     rd_kafka_conf_set_log_cb (conf, s_log_cb);

@@ -61,6 +61,14 @@ typedef int (hgp_eventlog_fn) (const hgp_event_t *event,
     bad; then *error_p (if not NULL) says why. Connects nothing yet. */
 hgp_eventlog_t *hgp_eventlog_new (hgp_config_t *config, const char *who,
                                   char **error_p);
+
+/*  Put the security settings of the config (kafka/security_protocol,
+    sasl_mechanism, sasl_username, sasl_password, ssl_ca_location,
+    ssl_certificate_location, ssl_key_location, ssl_key_password; checked
+    by hgp_eventlog_new) on conf, for a Kafka client made elsewhere (the
+    analytics consumer). Every hgp Kafka client uses them. 0 or -1. */
+typedef struct rd_kafka_conf_s rd_kafka_conf_t;
+int hgp_eventlog_conf_security (hgp_eventlog_t *self, rd_kafka_conf_t *conf);
 void hgp_eventlog_destroy (hgp_eventlog_t **self_p);
 
 const char *hgp_eventlog_brokers (hgp_eventlog_t *self);

@@ -29,6 +29,10 @@
 #include <inttypes.h>
 
 #define S_REGISTRY      "hgp:actors"
+#define S_IDENTITIES    "hgp:ids"           /* every log id ever registered  */
+#define S_HORIZON       "hgp:ids:horizon"   /* where hgp:ids began, per part */
+#define S_VOUCH_CACHE   10000       /* identities remembered by a reader   */
+#define S_HORIZON_MS    1000        /* between looks for an unborn horizon */
 #define S_BATCH         512         /* events per apply round trip        */
 #define S_LOCK_MS       60000       /* a recovery lock outlives a recovery */
 
@@ -96,12 +100,18 @@ static const char *s_apply_script =
     "end\n"
     "return out\n";
 
-/*  Register ARGV[1]: registry entry, fresh watermarks, lease */
+/*  Register ARGV[1]: registry entry, fresh watermarks, lease, and its
+    place among the identities ever registered (KEYS[4], never removed).
+    The first registration of each partition also sets where that list
+    began (KEYS[5]: the partition's end then): below it, the log holds
+    records older than the list, which it cannot vouch for. */
 static const char *s_register_script =
     "redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])\n"
+    "redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])\n"
     "redis.call('DEL', KEYS[2])\n"
     "for i = 4, #ARGV, 2 do\n"
     "  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])\n"
+    "  redis.call('HSETNX', KEYS[5], ARGV[i], tonumber(ARGV[i + 1]) + 1)\n"
     "end\n"
     "redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])\n"
     "return 1\n";
@@ -151,7 +161,14 @@ struct _hgp_ledger_t {
     int fence;
     const char **argv;          /* one EVALSHA's arguments                 */
     size_t *argvlen;            /* ... and their lengths                   */
+    size_t argv_max;            /* entries in argv and argvlen             */
     char (*numbers) [24];       /* partition and offset texts of a batch   */
+    //  What hgp_ledger_vouch learnt
+    zhashx_t *identities;       /* log id -> 1 registered, 2 never         */
+    int64_t *horizon;           /* per partition: where hgp:ids began, -1
+                                   not born yet                            */
+    int64_t *horizon_at;        /* when an unborn horizon is looked at next */
+    bool told_old;              /* logged that old records are trusted     */
 };
 
 static int
@@ -200,12 +217,20 @@ hgp_ledger_new (hgp_redis_t *redis, const char *who, int64_t dedup_ttl,
     self->leave = hgp_redis_script (redis, s_leave_script);
     self->fence = hgp_redis_script (redis, s_fence_script);
     //  The biggest EVALSHA: the apply script over HGP_LEDGER_BATCH_MAX
-    //  items, or register over 1000 partitions
-    size_t argc = 16 + 6 * (size_t) HGP_LEDGER_BATCH_MAX;
-    self->argv = (const char **) calloc (argc, sizeof (char *));
-    self->argvlen = (size_t *) calloc (argc, sizeof (size_t));
+    //  items (3 + 2 keys + 2 per item + 3 + 4 per item: 8 + 6n), or
+    //  register over as many partitions (3 + 6 + 2 per partition)
+    self->argv_max = 16 + 6 * (size_t) HGP_LEDGER_BATCH_MAX;
+    self->argv = (const char **) calloc (self->argv_max, sizeof (char *));
+    self->argvlen = (size_t *) calloc (self->argv_max, sizeof (size_t));
     self->numbers = calloc (2 * (size_t) HGP_LEDGER_BATCH_MAX, 24);
-    assert (self->argv && self->argvlen && self->numbers);
+    self->identities = zhashx_new ();
+    self->horizon = (int64_t *) calloc (HGP_LEDGER_BATCH_MAX, sizeof (int64_t));
+    self->horizon_at = (int64_t *) calloc (HGP_LEDGER_BATCH_MAX,
+                                           sizeof (int64_t));
+    assert (self->argv && self->argvlen && self->numbers && self->identities
+            && self->horizon && self->horizon_at);
+    for (size_t p = 0; p < HGP_LEDGER_BATCH_MAX; p++)
+        self->horizon [p] = -1;
     return self;
 }
 
@@ -219,6 +244,9 @@ hgp_ledger_destroy (hgp_ledger_t **self_p)
         free (self->argv);
         free (self->argvlen);
         free (self->numbers);
+        zhashx_destroy (&self->identities);
+        free (self->horizon);
+        free (self->horizon_at);
         free (self);
         *self_p = NULL;
     }
@@ -233,6 +261,7 @@ hgp_ledger_ttl (hgp_ledger_t *self)
 static void
 s_arg (hgp_ledger_t *self, int *argc, const char *arg)
 {
+    assert ((size_t) *argc < self->argv_max);
     self->argv [*argc] = arg;
     self->argvlen [*argc] = strlen (arg);
     (*argc)++;
@@ -363,6 +392,99 @@ hgp_ledger_apply (hgp_ledger_t *self, const char *actor, bool own,
 }
 
 int
+hgp_ledger_identify (hgp_ledger_t *self, const char *actor)
+{
+    char now [24];
+    snprintf (now, sizeof now, "%" PRId64, zclock_time ());
+    const char *argv [] = { "HSET", S_IDENTITIES, actor, now };
+    char reason [256];
+    redisReply *reply = hgp_redis_command (self->redis, 4, argv, NULL,
+                                           reason, sizeof reason);
+    if (!reply)
+        return -1;
+    freeReplyObject (reply);
+    return 0;
+}
+
+void
+hgp_ledger_vouch_reset (hgp_ledger_t *self)
+{
+    zhashx_purge (self->identities);
+    for (size_t p = 0; p < HGP_LEDGER_BATCH_MAX; p++) {
+        self->horizon [p] = -1;
+        self->horizon_at [p] = 0;
+    }
+    self->told_old = false;
+}
+
+/*  Where hgp:ids began in partition (-1: not yet); -2 when Redis failed */
+static int64_t
+s_horizon (hgp_ledger_t *self, int32_t partition)
+{
+    if (self->horizon [partition] >= 0
+    ||  zclock_mono () < self->horizon_at [partition])
+        return self->horizon [partition];
+    char part [16], reason [256];
+    snprintf (part, sizeof part, "%" PRId32, partition);
+    const char *argv [] = { "HGET", S_HORIZON, part };
+    redisReply *reply = hgp_redis_command (self->redis, 3, argv, NULL,
+                                           reason, sizeof reason);
+    if (!reply)
+        return -2;
+    int64_t at = -1;
+    if (reply->type == REDIS_REPLY_STRING
+    &&  hgp_redis_int64 (reply->str, reply->len, &at))
+        at = -1;
+    freeReplyObject (reply);
+    self->horizon [partition] = at;
+    self->horizon_at [partition] = zclock_mono () + S_HORIZON_MS;
+    return at;
+}
+
+int
+hgp_ledger_vouch (hgp_ledger_t *self, const char *actor, int32_t partition,
+                  int64_t offset)
+{
+    if (partition < 0 || partition >= HGP_LEDGER_BATCH_MAX)
+        return 0;
+    void *known = zhashx_lookup (self->identities, actor);
+    if (known == (void *) 1)
+        return 1;
+    int64_t horizon = s_horizon (self, partition);
+    if (horizon == -2)
+        return -1;
+    if (horizon < 0 || offset < horizon) {
+        if (!self->told_old) {
+            self->told_old = true;
+            zsys_warning ("%s: records at [%d] %" PRId64 " are older than the"
+                          " registry of log identities (hgp:ids); they are"
+                          " trusted as written", self->who, partition, offset);
+        }
+        return 2;
+    }
+    if (!known) {
+        const char *argv [] = { "HEXISTS", S_IDENTITIES, actor };
+        char reason [256];
+        redisReply *reply = hgp_redis_command (self->redis, 3, argv, NULL,
+                                               reason, sizeof reason);
+        if (!reply)
+            return -1;
+        bool registered = reply->type == REDIS_REPLY_INTEGER
+                       && reply->integer == 1;
+        freeReplyObject (reply);
+        if (zhashx_size (self->identities) >= S_VOUCH_CACHE)
+            zhashx_purge (self->identities);
+        known = registered ? (void *) 1 : (void *) 2;
+        zhashx_insert (self->identities, actor, known);
+        if (!registered)
+            zsys_warning ("%s: ignoring records of log identity %s, which"
+                          " never registered (first at [%d] %" PRId64 ")",
+                          self->who, actor, partition, offset);
+    }
+    return known == (void *) 1 ? 1 : 0;
+}
+
+int
 hgp_ledger_register (hgp_ledger_t *self, const char *actor,
                      const int64_t *ends, int partitions,
                      char *reason, size_t size)
@@ -376,6 +498,8 @@ hgp_ledger_register (hgp_ledger_t *self, const char *actor,
     s_arg (self, &argc, S_REGISTRY);
     s_arg (self, &argc, wm);
     s_arg (self, &argc, lease);
+    s_arg (self, &argc, S_IDENTITIES);
+    s_arg (self, &argc, S_HORIZON);
     s_arg (self, &argc, actor);
     s_arg (self, &argc, self->lease_ms);
     s_arg (self, &argc, now);
@@ -386,7 +510,7 @@ hgp_ledger_register (hgp_ledger_t *self, const char *actor,
         s_arg (self, &argc, self->numbers [2 * p + 1]);
     }
     bool definite;
-    redisReply *reply = s_evalsha (self, self->register_, argc, 3, &definite,
+    redisReply *reply = s_evalsha (self, self->register_, argc, 5, &definite,
                                    reason, size);
     if (!reply)
         return -1;
@@ -585,6 +709,21 @@ s_on_event (const hgp_event_t *event, const hgp_error_t *error,
         zsys_error ("%s: record at [%d] %" PRId64 " is not an event: %s",
                     r->self->who, partition, offset, error->message);
         return 0;
+    }
+    //  A record of an identity that never registered is a forgery: it
+    //  counts for nothing, and a fence of one voids nothing. Recovery
+    //  reads one registered actor's events, so it checks fences only.
+    if (event->fence [0] || !r->only) {
+        int vouch = hgp_ledger_vouch (r->self, event->actor, partition, offset);
+        if (vouch < 0) {
+            snprintf (r->reason, sizeof r->reason, "redis failed while"
+                      " checking the log identity %s", event->actor);
+            return -1;
+        }
+        if (vouch == 0) {
+            r->stats->unregistered++;
+            return 0;
+        }
     }
     if (event->fence [0]) {
         //  From here on the fenced actor's events in this partition are

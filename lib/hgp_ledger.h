@@ -27,6 +27,12 @@
  *    itself is before the fence, and every event after it is applied by
  *    nobody.
  *  - replay: read every partition from the start and apply every event.
+ *  - trust: every identity that ever registered stays in hgp:ids, and
+ *    readers (replay, analytics) count nothing of an identity that never
+ *    did (hgp_ledger_vouch): an event or fence produced straight into
+ *    Kafka under an invented actor id changes no counter and no ranking.
+ *    That takes write access to Redis as well as to Kafka to get past;
+ *    Kafka's ACLs (README) are what keep the log itself to the counters.
  *
  *  Storage layout: schemas/PROTOCOL.md section 7. Why records and
  *  watermarks both: a record (kept counter/dedup_ttl seconds) tells for
@@ -81,6 +87,8 @@ typedef struct {
                                    fence: void, not applied                */
     uint64_t bad;               /* records that do not decode, conflicts,
                                    overflows: logged, not applied          */
+    uint64_t unregistered;      /* records of identities that never
+                                   registered: forged, not applied         */
 } hgp_ledger_stats_t;
 
 /*  Fill item for event (key, record key, delta) at partition/offset */
@@ -117,6 +125,25 @@ int hgp_ledger_apply (hgp_ledger_t *self, const char *actor, bool own,
 int hgp_ledger_register (hgp_ledger_t *self, const char *actor,
                          const int64_t *ends, int partitions,
                          char *reason, size_t size);
+
+/*  Put actor among the identities ever registered (hgp:ids) without a
+    lease: for a producer that needs no recovery (event_log async). 0/-1. */
+int hgp_ledger_identify (hgp_ledger_t *self, const char *actor);
+
+/*  May a reader believe a record written under actor at partition and
+    offset? Every identity that ever registered is kept in hgp:ids (never
+    removed), and where that list began in each partition in
+    hgp:ids:horizon. 1: actor registered; 0: it never did and the record
+    is past the list's beginning, so it is forged (logged once per
+    identity): count it for nothing; 2: the record is older than the
+    list (Redis lost it, or the log predates it), so nothing can vouch
+    for it: it is trusted as written (logged once); -1 Redis failed.
+    Answers are cached per identity. */
+int hgp_ledger_vouch (hgp_ledger_t *self, const char *actor,
+                      int32_t partition, int64_t offset);
+
+/*  Forget what hgp_ledger_vouch learnt (Redis was flushed or replaced) */
+void hgp_ledger_vouch_reset (hgp_ledger_t *self);
 
 /*  Renew actor's lease. 1 renewed, 0 lost (expired or deleted: the actor
     must stop producing under this id), -1 Redis failed. */

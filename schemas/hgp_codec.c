@@ -210,12 +210,15 @@ s_array (s_cur_t *cur, uint32_t *n, const char *what)
     return rc;
 }
 
-/*  An array of at most max elements, each taking at least min_bytes on
-    the wire, into *items: a zeroed allocation of *n elements of size
-    bytes (never for bytes the body does not have). 0 or -1, error set. */
+/*  An array of at most max elements into *items: a zeroed allocation of
+    *n elements of size bytes, never for elements the body has no bytes
+    for. Only the one byte every msgpack object takes is required here,
+    not the smallest *valid* element: an element of the wrong type must
+    be reported as such by the element's own reader, wherever the array
+    stands in the body. 0 or -1, error set. */
 static int
-s_list (s_cur_t *cur, const char *what, uint32_t max, size_t min_bytes,
-        size_t size, void **items, uint32_t *n)
+s_list (s_cur_t *cur, const char *what, uint32_t max, size_t size,
+        void **items, uint32_t *n)
 {
     if (s_array (cur, n, what))
         return -1;
@@ -223,7 +226,7 @@ s_list (s_cur_t *cur, const char *what, uint32_t max, size_t min_bytes,
         return hgp_error_set (cur->err, HGP_STATUS_TOO_LARGE, "too_large",
                               "%u %s, more than the limit of %u", *n, what,
                               max);
-    if (s_need (cur, (size_t) *n * min_bytes))
+    if (s_need (cur, (size_t) *n))
         return -1;
     *items = calloc (*n ? *n : 1, size);
     if (!*items)
@@ -320,18 +323,27 @@ s_int (s_cur_t *cur, int64_t *v, const char *what)
     return 0;
 }
 
+/*  An integer from min to max; the message names the range we accept */
 static int
-s_uint (s_cur_t *cur, uint64_t max, uint64_t *v, const char *what)
+s_urange (s_cur_t *cur, uint64_t min, uint64_t max, uint64_t *v,
+          const char *what)
 {
     int64_t n;
     if (s_int (cur, &n, what))
         return -1;
-    if (n < 0 || (uint64_t) n > max)
+    if (n < 0 || (uint64_t) n < min || (uint64_t) n > max)
         return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "invalid",
-                              "%s must be from 0 to %llu", what,
+                              "%s must be from %llu to %llu", what,
+                              (unsigned long long) min,
                               (unsigned long long) max);
     *v = (uint64_t) n;
     return 0;
+}
+
+static int
+s_uint (s_cur_t *cur, uint64_t max, uint64_t *v, const char *what)
+{
+    return s_urange (cur, 0, max, v, what);
 }
 
 /*  A float64 or float32, or any integer (as a double) */
@@ -607,8 +619,7 @@ static int
 s_keys (s_cur_t *cur, hgp_request_t *req)
 {
     uint32_t n;
-    /*  Each pair takes at least 5 bytes */
-    if (s_list (cur, "keys", HGP_MGET_MAX, 5, sizeof (hgp_key_t),
+    if (s_list (cur, "keys", HGP_MGET_MAX, sizeof (hgp_key_t),
                 (void **) &req->keys, &n))
         return -1;
     if (n == 0)
@@ -654,12 +665,8 @@ s_request_field (s_cur_t *cur, hgp_request_t *req, int key)
         case RQ_ID:
             return s_id (cur, req->id, "id");
         case RQ_TIMEOUT:
-            if (s_uint (cur, HGP_TIMEOUT_MAX, &u, "timeout_ms"))
+            if (s_urange (cur, 1, HGP_TIMEOUT_MAX, &u, "timeout_ms"))
                 return -1;
-            if (u == 0)
-                return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST,
-                    "invalid", "timeout_ms must be from 1 to %d",
-                    HGP_TIMEOUT_MAX);
             req->timeout_ms = (uint32_t) u;
             return 0;
         case RQ_TRACE:
@@ -682,11 +689,8 @@ s_request_field (s_cur_t *cur, hgp_request_t *req, int key)
         case RQ_WINDOW:
             return s_window (cur, &req->window);
         case RQ_LIMIT:
-            if (s_uint (cur, HGP_LIMIT_MAX, &u, "limit"))
+            if (s_urange (cur, 1, HGP_LIMIT_MAX, &u, "limit"))
                 return -1;
-            if (u == 0)
-                return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST,
-                    "invalid", "limit must be from 1 to %d", HGP_LIMIT_MAX);
             req->limit = (uint32_t) u;
             return 0;
     }
@@ -997,7 +1001,7 @@ static int
 s_ranking (s_cur_t *cur, hgp_reply_t *rep)
 {
     uint32_t n;
-    if (s_list (cur, "ranking", HGP_LIMIT_MAX, 4, sizeof (hgp_rank_t),
+    if (s_list (cur, "ranking", HGP_LIMIT_MAX, sizeof (hgp_rank_t),
                 (void **) &rep->ranking, &n))
         return -1;
     for (uint32_t i = 0; i < n; i++) {
@@ -1026,7 +1030,7 @@ static int
 s_buckets (s_cur_t *cur, hgp_reply_t *rep)
 {
     uint32_t n;
-    if (s_list (cur, "buckets", HGP_MINUTES_MAX, 3, sizeof (hgp_bucket_t),
+    if (s_list (cur, "buckets", HGP_MINUTES_MAX, sizeof (hgp_bucket_t),
                 (void **) &rep->buckets, &n))
         return -1;
     for (uint32_t i = 0; i < n; i++) {
@@ -1128,7 +1132,7 @@ s_reply_field (s_cur_t *cur, hgp_reply_t *rep, int key)
         case RP_REPLAYED:
             return s_bool (cur, &rep->replayed, "replayed");
         case RP_VALUES:
-            if (s_list (cur, "values", HGP_MGET_MAX, 1, sizeof (int64_t),
+            if (s_list (cur, "values", HGP_MGET_MAX, sizeof (int64_t),
                         (void **) &rep->values, &n))
                 return -1;
             for (uint32_t i = 0; i < n; i++) {
@@ -1138,7 +1142,7 @@ s_reply_field (s_cur_t *cur, hgp_reply_t *rep, int key)
             }
             return 0;
         case RP_ACTORS:
-            if (s_list (cur, "actors", HGP_ACTORS_MAX, 2,
+            if (s_list (cur, "actors", HGP_ACTORS_MAX,
                         sizeof (hgp_actor_info_t), (void **) &rep->actors, &n))
                 return -1;
             for (uint32_t i = 0; i < n; i++) {

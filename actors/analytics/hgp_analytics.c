@@ -63,6 +63,7 @@
 #include "hgp_analytics.h"
 #include "hgp_codec.h"
 #include "hgp_eventlog.h"
+#include "hgp_ledger.h"
 #include "hgp_process.h"
 #include "hgp_redis.h"
 #include "hgp_worker.h"
@@ -224,9 +225,14 @@ typedef struct {
     size_t nrecords;            /* records in it                           */
     const char **argv;          /* one EVALSHA's arguments                 */
     size_t *argvlen;            /* ... and their lengths                   */
+    size_t argv_max;            /* entries in argv and argvlen             */
+    size_t numbers_max;         /* entries in numbers                      */
     char (*numbers) [24];       /* number texts of a batch                 */
     uint64_t folded;            /* events applied, for the log             */
     uint64_t skipped;           /* redelivered events skipped              */
+    uint64_t forged;            /* records of identities that never
+                                   registered, not counted                 */
+    hgp_ledger_t *ledger;       /* vouches for the log identities          */
     hgp_buf_t buf;              /* encoded replies                         */
 } s_analytics_t;
 
@@ -297,6 +303,7 @@ hgp_analytics_config_check (hgp_config_t *config)
 static void
 s_arg (s_analytics_t *self, int *argc, const char *arg)
 {
+    assert ((size_t) *argc < self->argv_max);
     self->argv [*argc] = arg;
     self->argvlen [*argc] = strlen (arg);
     (*argc)++;
@@ -305,6 +312,7 @@ s_arg (s_analytics_t *self, int *argc, const char *arg)
 static char *
 s_number (s_analytics_t *self, size_t *used, int64_t n)
 {
+    assert (*used < self->numbers_max);
     char *text = self->numbers [(*used)++];
     snprintf (text, 24, "%" PRId64, n);
     return text;
@@ -360,6 +368,8 @@ s_adopt (s_analytics_t *self)
 static void
 s_rewind (s_analytics_t *self)
 {
+    //  Redis changed under us: what it said about identities may too
+    hgp_ledger_vouch_reset (self->ledger);
     rd_kafka_topic_partition_list_t *parts = NULL;
     if (rd_kafka_assignment (self->consumer, &parts) || !parts)
         return;
@@ -481,6 +491,10 @@ s_consumer_new (s_analytics_t *self)
             rd_kafka_conf_destroy (conf);
             return -1;
         }
+    if (hgp_eventlog_conf_security (self->log, conf)) {
+        rd_kafka_conf_destroy (conf);
+        return -1;
+    }
     rd_kafka_conf_set_opaque (conf, self);
     rd_kafka_conf_set_rebalance_cb (conf, s_rebalance_cb);
     rd_kafka_conf_set_error_cb (conf, s_error_cb);
@@ -541,6 +555,28 @@ s_take (s_analytics_t *self, rd_kafka_message_t *m)
         rec->event = true;
 }
 
+/*  Events and fences of log identities that never registered are
+    forgeries (hgp_ledger_vouch): they count for nothing and fence
+    nothing, and only move the offset. 0, or -1 when Redis failed. */
+static int
+s_vouch (s_analytics_t *self)
+{
+    for (size_t i = 0; i < self->nrecords; i++) {
+        s_record_t *rec = &self->records [i];
+        if (!rec->event)
+            continue;
+        int vouch = hgp_ledger_vouch (self->ledger, rec->ev.actor,
+                                      rec->partition, rec->offset);
+        if (vouch < 0)
+            return -1;
+        if (vouch == 0) {
+            rec->event = false;
+            self->forged++;
+        }
+    }
+    return 0;
+}
+
 /*  Fold the pending batch into Redis and commit its offsets. 0 when it is
     done (or empty), -1 when it must be tried again. */
 static int
@@ -548,7 +584,7 @@ s_fold (s_analytics_t *self)
 {
     if (self->nrecords == 0)
         return 0;
-    if (!hgp_redis_ready (self->redis, true))
+    if (!hgp_redis_ready (self->redis, true) || s_vouch (self))
         return -1;
     s_settings_t *s = &self->settings;
     size_t used = 0;
@@ -1011,15 +1047,20 @@ s_analytics_new (zsock_t *actor_pipe, hgp_config_t *config)
     hgp_process_random_id (self->actor_id, sizeof self->actor_id);
     self->fold_script = hgp_redis_script (self->redis, s_fold_script);
     self->state_script = hgp_redis_script (self->redis, s_state_script);
+    self->ledger = hgp_ledger_new (self->redis, "analytics", 1, 1000);
     int rc = pipe (self->wakeup);
     assert (rc == 0);
     for (int i = 0; i < 2; i++)
         fcntl (self->wakeup [i], F_SETFL, O_NONBLOCK);
     size_t batch = (size_t) self->settings.batch_max;
     self->records = (s_record_t *) calloc (batch, sizeof (s_record_t));
-    self->argv = (const char **) calloc (16 + 7 * batch, sizeof (char *));
-    self->argvlen = (size_t *) calloc (16 + 7 * batch, sizeof (size_t));
-    self->numbers = calloc (8 + 4 * batch, 24);
+    //  The fold EVALSHA: 14 fixed arguments (7 of them numbers) and 7
+    //  per record (4 of them numbers)
+    self->argv_max = 16 + 7 * batch;
+    self->numbers_max = 8 + 4 * batch;
+    self->argv = (const char **) calloc (self->argv_max, sizeof (char *));
+    self->argvlen = (size_t *) calloc (self->argv_max, sizeof (size_t));
+    self->numbers = calloc (self->numbers_max, 24);
     assert (self->records && self->argv && self->argvlen && self->numbers);
     return self;
 }
@@ -1037,6 +1078,7 @@ s_analytics_destroy (s_analytics_t **self_p)
     }
     hgp_worker_destroy (&self->worker);
     hgp_eventlog_destroy (&self->log);
+    hgp_ledger_destroy (&self->ledger);
     hgp_redis_destroy (&self->redis);
     close (self->wakeup [0]);
     close (self->wakeup [1]);
@@ -1118,12 +1160,14 @@ hgp_analytics_actor (zsock_t *pipe, void *args)
             report_at = zclock_mono () + 10000;
             if (self->folded != reported)
                 zsys_info ("analytics: %" PRIu64 " events folded in, %" PRIu64
-                           " redeliveries skipped", self->folded,
-                           self->skipped);
+                           " redeliveries skipped, %" PRIu64 " records of"
+                           " unregistered identities ignored", self->folded,
+                           self->skipped, self->forged);
             reported = self->folded;
         }
     }
-    zsys_info ("analytics: actor %s stopped after %" PRIu64 " events",
-               self->actor_id, self->folded);
+    zsys_info ("analytics: actor %s stopped after %" PRIu64 " events (%"
+               PRIu64 " records of unregistered identities ignored)",
+               self->actor_id, self->folded, self->forged);
     s_analytics_destroy (&self);
 }

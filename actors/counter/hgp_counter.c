@@ -246,11 +246,14 @@ struct _hgp_counter_t {
     char log_id [HGP_ID_MAX + 1];  /* actor field of our events, lease id  */
     uint32_t generation;        /* log identities we had so far            */
     bool registered;            /* log_id holds a lease: we may produce    */
+    bool identified;            /* async: actor_id is in hgp:ids           */
     bool retire;                /* give log_id up before the next batch    */
     int partitions;             /* of the topic, when registered           */
     uint64_t redis_connects;    /* connects seen when we registered        */
     zhashx_t *limbo;            /* ids we logged, outcome unsettled        */
     int64_t register_at;        /* next registration attempt               */
+    bool kafka_failed;          /* the last attempt failed at Kafka        */
+    char unregistered [160];    /* why we hold no identity, for replies    */
     int64_t register_delay;     /* backoff between attempts, ms            */
     int64_t log_paused_until;   /* Kafka failed a batch: 503 until then    */
     int64_t sweep_at;           /* next look for dead actors               */
@@ -261,11 +264,16 @@ struct _hgp_counter_t {
     s_command_t *commands;      /* the pipeline, batch_max + 1 entries     */
     const char **argv;          /* one Redis command's arguments           */
     size_t *argvlen;            /* ... and their lengths                   */
+    size_t argv_max;            /* entries in argv and argvlen             */
     char *keybuf;               /* counter keys of one mget                */
     hgp_ledger_item_t *applies; /* step 3 of the logged path               */
     zhashx_t *latest;           /* counter key -> last item on it, a batch */
     char lease_ms [24];         /* settings.lease in decimal               */
     hgp_buf_t buf;              /* encoded bodies, reused                  */
+    //  Statistics, told in the log
+    uint64_t batches;           /* batches served                          */
+    uint64_t full_batches;      /* ... of them with batch_max requests     */
+    size_t largest;             /* most requests in one batch              */
 };
 typedef struct _hgp_counter_t hgp_counter_t;
 
@@ -414,6 +422,9 @@ s_log_retire (hgp_counter_t *self, const char *why)
                   " be recovered from the log", self->log_id, why);
     hgp_ledger_retire (self->ledger, self->log_id);   //  else it expires
     self->registered = false;
+    self->kafka_failed = false;
+    snprintf (self->unregistered, sizeof self->unregistered,
+              "it gave up its identity (%s)", why);
     self->retire = false;
     self->register_at = zclock_mono ();
     self->register_delay = S_REGISTER_MS;
@@ -429,12 +440,19 @@ s_log_register (hgp_counter_t *self)
     int64_t now = zclock_mono ();
     if (now < self->register_at)
         return;
+    if (!hgp_redis_ready (self->redis, false)) {
+        //  Redis paces its own reconnects: register as soon as it is back
+        self->register_at = now + S_REGISTER_MS;
+        self->kafka_failed = false;
+        snprintf (self->unregistered, sizeof self->unregistered,
+                  "redis at %s is unreachable", hgp_redis_address (self->redis));
+        return;
+    }
     self->register_at = now + self->register_delay;
     self->register_delay = MIN (self->register_delay * 2, 5000);
-    if (!hgp_redis_ready (self->redis, false))
-        return;
     int partitions = hgp_eventlog_partitions (self->log, S_REGISTER_MS);
     if (partitions < 1 || partitions > HGP_LEDGER_BATCH_MAX) {
+        self->kafka_failed = true;
         if (self->generation == 0 || self->register_delay < 1000)
             zsys_warning ("counter: cannot register with the event log: %s",
                           partitions < 1 ? hgp_eventlog_error (self->log)
@@ -451,12 +469,16 @@ s_log_register (hgp_counter_t *self)
     }
     char id [HGP_ID_MAX + 1], reason [256] = "";
     snprintf (id, sizeof id, "%s.%u", self->actor_id, self->generation + 1);
+    self->kafka_failed = rc != 0;
     if (rc == 0)
         rc = hgp_ledger_register (self->ledger, id, ends, partitions,
                                   reason, sizeof reason);
     else
         snprintf (reason, sizeof reason, "%s", hgp_eventlog_error (self->log));
     free (ends);
+    if (rc && !self->kafka_failed)
+        snprintf (self->unregistered, sizeof self->unregistered,
+                  "redis refused its registration: %.100s", reason);
     if (rc) {
         zsys_warning ("counter: cannot register with the event log: %s",
                       reason);
@@ -476,23 +498,35 @@ s_log_register (hgp_counter_t *self)
                partitions, self->log_id);
 }
 
-/*  Between batches: keep the identity valid, recover dead actors, and
-    move our watermarks over partitions we did not write to lately */
+/*  Give up an identity that must go, take a new one when one is due */
 static void
-s_log_upkeep (hgp_counter_t *self)
+s_log_identity (hgp_counter_t *self)
 {
-    if (self->settings.log_mode != S_LOG_SYNC)
-        return;
     if (self->registered
     &&  (self->retire
          || hgp_redis_connects (self->redis) != self->redis_connects))
         s_log_retire (self, self->retire ? "a batch was not settled"
                                          : "redis reconnected");
-    if (!self->registered) {
+    if (!self->registered)
         s_log_register (self);
-        if (!self->registered)
-            return;
-    }
+}
+
+/*  Between batches: keep the identity valid, recover dead actors, and
+    move our watermarks over partitions we did not write to lately */
+static void
+s_log_upkeep (hgp_counter_t *self)
+{
+    if (self->settings.log_mode == S_LOG_ASYNC && !self->identified
+    &&  hgp_redis_context (self->redis))
+        //  No lease, no recovery, but readers trust only identities
+        //  that registered (hgp_ledger_vouch)
+        self->identified = hgp_ledger_identify (self->ledger,
+                                                self->actor_id) == 0;
+    if (self->settings.log_mode != S_LOG_SYNC)
+        return;
+    s_log_identity (self);
+    if (!self->registered)
+        return;
     if (!hgp_redis_context (self->redis))
         return;
     int renewed = hgp_ledger_renew (self->ledger, self->log_id);
@@ -764,8 +798,9 @@ s_incrs_result (hgp_counter_t *self, size_t count, size_t nincrs,
         //  Our lease expired (we stalled, or Redis lost it): a new identity
         self->retire = true;
         s_fail_unlogged (self, count, HGP_STATUS_UNAVAILABLE,
-                         "log_unavailable", "the counter is renewing its"
-                         " event-log identity; nothing was applied");
+                         "unavailable", "the counter's event-log identity"
+                         " expired in redis; it is registering a new one;"
+                         " nothing was applied");
         return false;
     }
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != nincrs) {
@@ -863,9 +898,20 @@ s_append (hgp_counter_t *self, int argc)
     return false;
 }
 
+/*  Arguments of the biggest command a batch of n requests sends: the
+    prepare EVALSHA (EVALSHA, sha, numkeys, 2 registry/lease keys, 2n
+    counter and record keys, log id, lease, ttl, n deltas: 8 + 3n; the
+    plain script needs 4 + 3n), or one MGET of a full mget */
+static size_t
+s_argv_max (size_t n)
+{
+    return MAX (8 + 3 * n, 1 + HGP_MGET_MAX);
+}
+
 static void
 s_arg (hgp_counter_t *self, int *argc, const char *arg, size_t len)
 {
+    assert ((size_t) *argc < self->argv_max);
     self->argv [*argc] = arg;
     self->argvlen [*argc] = len;
     (*argc)++;
@@ -1031,6 +1077,23 @@ s_limbo (hgp_counter_t *self, s_item_t *item, const char *why)
                      " retry with the same id", why);
 }
 
+/*  Prepared increments whose budget is gone: released, answered 504
+    (the broker did already), nothing logged or applied */
+static void
+s_expire_prepared (hgp_counter_t *self, size_t count, int64_t now)
+{
+    for (size_t i = 0; i < count; i++) {
+        s_item_t *item = &self->items [i];
+        if (!item->logging || now < item->work.deadline)
+            continue;
+        item->logging = false;
+        item->release = true;
+        s_item_fail (item, HGP_STATUS_TIMEOUT, "timeout",
+                     "the budget ran out before the increment was logged;"
+                     " nothing was applied");
+    }
+}
+
 static void
 s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
 {
@@ -1040,6 +1103,12 @@ s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
     //  us: produce nothing under this identity
     int64_t now = zclock_mono ();
     bool stale = now - prepared_at > self->settings.lease / 2;
+    //  The last look at the budgets: a request whose budget ran out
+    //  while we prepared it (a slow Redis, a stall) is not logged, so it
+    //  is not applied after the broker answered its client 504. What is
+    //  left (a stall from here to the produce call, and time spent in
+    //  our socket before we read it) is PROTOCOL.md 9.5's to say.
+    s_expire_prepared (self, count, now);
     if (self->settings.stall_before_log && !stale) {
         //  Fault injection for tests, once: a process paused right after
         //  its lease check, as a zombie would be. Its lease runs out, it
@@ -1058,8 +1127,9 @@ s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
         if (stale) {
             item->logging = false;
             item->release = true;
-            s_item_fail (item, HGP_STATUS_UNAVAILABLE, "log_unavailable",
-                         "the counter stalled before logging; nothing was"
+            s_item_fail (item, HGP_STATUS_UNAVAILABLE, "unavailable",
+                         "the counter stalled before logging, so its"
+                         " event-log identity may have expired; nothing was"
                          " applied");
             continue;
         }
@@ -1241,6 +1311,33 @@ s_links (hgp_counter_t *self, size_t count)
     }
 }
 
+/*  Nothing can be logged now: say what is really missing. Kafka when it
+    failed the last batch or the last registration; otherwise Redis, which
+    holds our identity (unreachable, refused it, or we are registering
+    again after a reconnect, and that cannot name Kafka, which is fine) */
+static void
+s_fail_unregistered (hgp_counter_t *self, size_t count)
+{
+    char message [HGP_MESSAGE_MAX + 1];
+    if (self->kafka_failed || zclock_mono () < self->log_paused_until) {
+        snprintf (message, sizeof message, "the event log (kafka at %s) is"
+                  " unavailable%s%s; nothing was applied",
+                  hgp_eventlog_brokers (self->log),
+                  hgp_eventlog_error (self->log) [0] ? ": " : "",
+                  hgp_eventlog_error (self->log));
+        s_fail_unlogged (self, count, HGP_STATUS_UNAVAILABLE,
+                         "log_unavailable", message);
+    }
+    else {
+        snprintf (message, sizeof message, "the counter has no event-log"
+                  " identity in redis yet (%s); nothing was applied",
+                  self->unregistered [0] ? self->unregistered
+                                         : "registering");
+        s_fail_unlogged (self, count, HGP_STATUS_UNAVAILABLE, "unavailable",
+                         message);
+    }
+}
+
 static void
 s_batch_apply (hgp_counter_t *self, size_t count)
 {
@@ -1295,16 +1392,11 @@ s_batch_apply (hgp_counter_t *self, size_t count)
     if (sync && nincrs) {
         //  Not registered yet, or Kafka just failed a whole batch: nothing
         //  can be logged, so nothing is tried
+        if (self->retire || !self->registered)
+            s_log_identity (self);      //  at once if it is due
         if (!self->registered || self->retire
-        ||  zclock_mono () < self->log_paused_until) {
-            snprintf (message, sizeof message, "the event log (kafka at %s) is"
-                      " unavailable%s%s; nothing was applied",
-                      hgp_eventlog_brokers (self->log),
-                      hgp_eventlog_error (self->log) [0] ? ": " : "",
-                      hgp_eventlog_error (self->log));
-            s_fail_unlogged (self, count, HGP_STATUS_UNAVAILABLE,
-                             "log_unavailable", message);
-        }
+        ||  zclock_mono () < self->log_paused_until)
+            s_fail_unregistered (self, count);
     }
     s_expire (self, count);             //  connecting may have taken a while
     int64_t prepared_at = zclock_mono ();
@@ -1389,6 +1481,18 @@ s_item_accept (s_item_t *item, const hgp_work_t *work)
     }
 }
 
+/*  Batch statistics; the first full batch is worth a line: it is the
+    size every per-batch buffer must hold */
+static void
+s_batch_count (hgp_counter_t *self, size_t count)
+{
+    self->batches++;
+    self->largest = MAX (self->largest, count);
+    if (count == (size_t) self->settings.batch_max
+    &&  self->full_batches++ == 0)
+        zsys_info ("counter: first full batch (%zu requests)", count);
+}
+
 /*  Drain what the brokers sent, up to one batch, and serve it. The worker
     drains its links in turn from a rotating start, so a busy broker cannot
     starve another of batch slots; a batch mixes brokers, each reply goes
@@ -1406,6 +1510,7 @@ s_links_recv (hgp_counter_t *self)
         keys += item->request.op == HGP_OP_MGET ? item->request.nkeys : 1;
     }
     if (count) {
+        s_batch_count (self, count);
         s_batch_apply (self, count);
         s_batch_reply (self, count);
     }
@@ -1449,9 +1554,9 @@ s_counter_new (zsock_t *pipe, hgp_config_t *config)
     self->items = (s_item_t *) calloc (batch, sizeof (s_item_t));
     self->incrs = (size_t *) calloc (batch, sizeof (size_t));
     self->commands = (s_command_t *) calloc (batch + 1, sizeof (s_command_t));
-    size_t argc = MAX (6 + 3 * batch, 1 + HGP_MGET_MAX);
-    self->argv = (const char **) calloc (argc, sizeof (char *));
-    self->argvlen = (size_t *) calloc (argc, sizeof (size_t));
+    self->argv_max = s_argv_max (batch);
+    self->argv = (const char **) calloc (self->argv_max, sizeof (char *));
+    self->argvlen = (size_t *) calloc (self->argv_max, sizeof (size_t));
     self->keybuf = (char *) malloc (HGP_MGET_MAX * HGP_KEYSPACE_COUNTER_MAX);
     self->applies = (hgp_ledger_item_t *) calloc (batch,
                                                   sizeof (hgp_ledger_item_t));
@@ -1577,6 +1682,8 @@ hgp_counter_actor (zsock_t *pipe, void *args)
         else
             hgp_ledger_leave (self->ledger, self->log_id);
     }
-    zsys_info ("counter: actor %s stopped", self->actor_id);
+    zsys_info ("counter: actor %s stopped after %" PRIu64 " batches (%"
+               PRIu64 " full, largest %zu requests)", self->actor_id,
+               self->batches, self->full_batches, self->largest);
     s_counter_destroy (&self);
 }

@@ -383,6 +383,81 @@ test_hostile_array_header_allocates_nothing_big (void **state)
     s_expect_reject (nil, sizeof nil, 400, "malformed");
 }
 
+/*  Decode bytes as a request, expect failure with that exact message */
+static void
+s_expect_message (const void *data, size_t size, const char *code,
+                  const char *message)
+{
+    hgp_request_t req;
+    hgp_error_t err = { 0 };
+    assert_int_equal (hgp_request_decode (&req, data, size, &err), -1);
+    assert_string_equal (err.code, code);
+    assert_string_equal (err.message, message);
+}
+
+static void
+test_keys_of_the_wrong_type_are_invalid_wherever_keys_stands (void **state)
+{
+    //  {"op":"mget","id":"m","keys":[[1,2]]} with keys last, then first
+    for (int last = 1; last >= 0; last--) {
+        body_t b;
+        s_body_init (&b, 3);
+        if (!last) {
+            s_str (&b, "keys");
+            msgpack_pack_array (&b.pk, 1);
+            msgpack_pack_array (&b.pk, 2);
+            msgpack_pack_int (&b.pk, 1);
+            msgpack_pack_int (&b.pk, 2);
+        }
+        s_kv (&b, "op", "mget");
+        s_kv (&b, "id", "m");
+        if (last) {
+            s_str (&b, "keys");
+            msgpack_pack_array (&b.pk, 1);
+            msgpack_pack_array (&b.pk, 2);
+            msgpack_pack_int (&b.pk, 1);
+            msgpack_pack_int (&b.pk, 2);
+        }
+        s_expect_message (b.sb.data, b.sb.size, "invalid",
+                          "keys[].resource_id must be a string");
+        msgpack_sbuffer_destroy (&b.sb);
+    }
+    //  {"op":"mget","id":"m","keys":[[]]} and [7], keys last
+    for (int empty = 1; empty >= 0; empty--) {
+        body_t b;
+        s_body_init (&b, 3);
+        s_kv (&b, "op", "mget");
+        s_kv (&b, "id", "m");
+        s_str (&b, "keys");
+        msgpack_pack_array (&b.pk, 1);
+        if (empty)
+            msgpack_pack_array (&b.pk, 0);
+        else
+            msgpack_pack_int (&b.pk, 7);
+        s_expect_message (b.sb.data, b.sb.size, "invalid", empty
+            ? "each entry of keys must be [resource_id, counter_type]"
+            : "each entry of keys must be an array");
+        msgpack_sbuffer_destroy (&b.sb);
+    }
+}
+
+static void
+test_range_messages_name_the_range_accepted (void **state)
+{
+    const int64_t timeouts [] = { 0, -1, 60001 };
+    for (size_t i = 0; i < 3; i++) {
+        body_t b;
+        s_body_init (&b, 3);
+        s_kv (&b, "op", "ping");
+        s_kv (&b, "id", "p");
+        s_str (&b, "timeout_ms");
+        msgpack_pack_int64 (&b.pk, timeouts [i]);
+        s_expect_message (b.sb.data, b.sb.size, "invalid",
+                          "timeout_ms must be from 1 to 60000");
+        msgpack_sbuffer_destroy (&b.sb);
+    }
+}
+
 static void
 test_ready_round_trips_and_rejects_zero_capacity (void **state)
 {
@@ -773,6 +848,8 @@ main (void)
         cmocka_unit_test (test_error_reply_keeps_the_request_id),
         cmocka_unit_test (test_oversize_inputs_are_413),
         cmocka_unit_test (test_hostile_array_header_allocates_nothing_big),
+        cmocka_unit_test (test_keys_of_the_wrong_type_are_invalid_wherever_keys_stands),
+        cmocka_unit_test (test_range_messages_name_the_range_accepted),
         cmocka_unit_test (test_ready_round_trips_and_rejects_zero_capacity),
         cmocka_unit_test (test_top_and_stats_requests_round_trip_and_check_their_fields),
         cmocka_unit_test (test_top_and_stats_replies_round_trip),
