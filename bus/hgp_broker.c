@@ -148,6 +148,7 @@ typedef struct {
     entry_t *head;              /* oldest                                   */
     entry_t *tail;              /* newest                                   */
     uint32_t size;              /* entries in the list                      */
+    size_t bytes;               /* their request bodies' bytes              */
 } s_list_t;
 
 struct _actor_t {
@@ -205,6 +206,7 @@ struct _hgp_broker_t {
     size_t nentries;            /* entries in use                           */
     size_t held_bytes;          /* request bytes held in entries in use     */
     size_t queue_bytes;         /* most request bytes held at once          */
+    size_t actor_bytes;         /* most request bytes in flight per actor   */
     bool trim;                  /* held TRIM_BYTES since the last trim      */
     uint64_t seq;               /* dispatch sequence, high part of tokens   */
 
@@ -244,6 +246,7 @@ s_list_push (s_list_t *list, entry_t *e)
         list->head = e;
     list->tail = e;
     list->size++;
+    list->bytes += e->body_size;
 }
 
 static void
@@ -257,6 +260,7 @@ s_list_push_front (s_list_t *list, entry_t *e)
         list->tail = e;
     list->head = e;
     list->size++;
+    list->bytes += e->body_size;
 }
 
 static void
@@ -272,6 +276,7 @@ s_list_remove (s_list_t *list, entry_t *e)
         list->tail = e->prev;
     e->prev = e->next = NULL;
     list->size--;
+    list->bytes -= e->body_size;
 }
 
 static entry_t *
@@ -538,12 +543,24 @@ s_dispatch (hgp_broker_t *self, actor_t *actor, entry_t *e)
     return 0;
 }
 
-//  Send queued entries while the actor has capacity
+//  Can the actor take the next queued entry: under its capacity, and under
+//  broker/actor_bytes in flight (one entry always goes, however large)?
+//  What we send sits in libzmq's buffers and the actor's until it replies,
+//  so this bounds an actor's memory by bytes as capacity does by count.
+static bool
+s_actor_can_take (hgp_broker_t *self, actor_t *actor)
+{
+    return actor->queue.size && actor->inflight.size < actor->capacity
+        && (actor->inflight.size == 0
+        ||  actor->inflight.bytes + actor->queue.head->body_size
+            <= self->actor_bytes);
+}
+
+//  Send queued entries while the actor can take them
 static void
 s_actor_pump (hgp_broker_t *self, actor_t *actor)
 {
-    while (!actor->dead && actor->queue.size
-    &&     actor->inflight.size < actor->capacity) {
+    while (!actor->dead && s_actor_can_take (self, actor)) {
         entry_t *e = s_list_pop (&actor->queue);
         if (e->deadline <= self->now) {
             s_entry_error (self, e, HGP_STATUS_TIMEOUT, "timeout",
@@ -1299,6 +1316,9 @@ hgp_broker_new (hgp_config_t *config, char **error_p)
     int64_t queue_bytes = hgp_config_int (
         config, "broker/queue_bytes", 64 << 20, 4 * HGP_BODY_MAX,
         (int64_t) 1 << 40);
+    int64_t actor_bytes = hgp_config_int (
+        config, "broker/actor_bytes", 16 << 20, HGP_BODY_MAX,
+        (int64_t) 1 << 40);
     int64_t interval = hgp_config_int (
         config, "heartbeat/interval", 500, 10, 60000);
     int64_t liveness = hgp_config_int (
@@ -1311,6 +1331,7 @@ hgp_broker_new (hgp_config_t *config, char **error_p)
     assert (self);
     self->queue_limit = (uint32_t) queue_limit;
     self->queue_bytes = (size_t) queue_bytes;
+    self->actor_bytes = (size_t) actor_bytes;
     self->interval = interval;
     self->expiry = interval * liveness;
     for (int i = 0; i < PARTS_MAX; i++)
@@ -1338,10 +1359,11 @@ hgp_broker_new (hgp_config_t *config, char **error_p)
     self->clients = zsock_resolve (self->client_sock);
     self->actors = zsock_resolve (self->actor_sock);
     zsys_info ("hgp-broker: %s: clients at %s, actors at %s "
-               "(queue limit %u per actor, %zu bytes in all, heartbeat %lld ms "
-               "x %lld)", self->broker_id, self->client_endpoint,
-               self->actor_endpoint, self->queue_limit, self->queue_bytes,
-               (long long) interval, (long long) liveness);
+               "(queue limit %u per actor, %zu bytes in flight per actor, "
+               "%zu bytes in all, heartbeat %lld ms x %lld)", self->broker_id,
+               self->client_endpoint, self->actor_endpoint, self->queue_limit,
+               self->actor_bytes, self->queue_bytes, (long long) interval,
+               (long long) liveness);
     return self;
 
 fail:

@@ -36,7 +36,7 @@
  *
  *  Settings (configs/hgp.cfg, HGP_<SECTION>_<KEY> overrides):
  *  broker/client_endpoint, broker/actor_endpoint, broker/queue_limit,
- *  broker/queue_bytes, heartbeat/interval, heartbeat/liveness.
+ *  broker/queue_bytes, broker/actor_bytes, heartbeat/interval, heartbeat/liveness.
  */
 #ifndef HGP_BROKER_H_INCLUDED
 #define HGP_BROKER_H_INCLUDED

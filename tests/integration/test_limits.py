@@ -1,7 +1,8 @@
 """Memory bounded by bytes: the broker holds at most broker/queue_bytes of
 request bodies (waiting and in flight together) and answers 503 busy beyond
-it, so a burst of large requests cannot grow it without bound (issue 9,
-finding 7: 2000 mgets of 125 KB took the broker from 44 to 273 MB)."""
+it, and sends an actor at most broker/actor_bytes at once, so a burst of
+large requests cannot grow either without bound (issue 9, finding 7: 2000
+mgets of 125 KB took the broker from 44 to 273 MB, counters 16 -> 76 MB)."""
 import os
 import time
 
@@ -12,6 +13,7 @@ import hgp_harness
 from hgp_harness import Client, new_id
 
 MIB = 1024 * 1024
+ACTOR_MIB = 4
 
 
 def rss_mib(pid):
@@ -74,20 +76,27 @@ def test_broker_memory_is_bounded_by_bytes_under_mget_bursts(make_stack, measure
     rel = os.environ.get("HGP_REL_BIN")
     if rel and os.path.exists(os.path.join(rel, "hgp-broker")):
         monkeypatch.setattr(hgp_harness, "BIN", rel)
-    stack = make_stack(actors=1, env={"HGP_BROKER_QUEUE_BYTES": str(limit * MIB)})
+    stack = make_stack(actors=1, env={"HGP_BROKER_QUEUE_BYTES": str(limit * MIB),
+                                      "HGP_BROKER_ACTOR_BYTES": str(ACTOR_MIB * MIB)})
     pid = stack.broker.p.pid
+    cpid = stack.counters[0].p.pid
     with stack.client() as c:
         assert c.call({"op": "ping"})["status"] == 200
-    idle = rss_mib(pid)
-    peak = [idle]
-    statuses, size = burst(stack.client_endpoint, 2000, 8,
-                           lambda: peak.append(rss_mib(pid)))
+    idle, cidle = rss_mib(pid), rss_mib(cpid)
+    peak, cpeak = [idle], [cidle]
+
+    def sample():
+        peak.append(rss_mib(pid))
+        cpeak.append(rss_mib(cpid))
+    statuses, size = burst(stack.client_endpoint, 2000, 8, sample)
     total_mb = 2000 * size / 1e6
     time.sleep(1)
     after = rss_mib(pid)
     measured("broker RSS idle %.0f MiB, peak %.0f MiB, after %.0f MiB during "
-             "%.0f MB of mgets (%d x %d B), queue_bytes %d MiB; answers %r"
-             % (idle, max(peak), after, total_mb, 2000, size, limit, statuses))
+             "%.0f MB of mgets (%d x %d B), queue_bytes %d MiB; counter RSS "
+             "idle %.0f MiB, peak %.0f MiB (actor_bytes %d MiB); answers %r"
+             % (idle, max(peak), after, total_mb, 2000, size, limit, cidle,
+                max(cpeak), ACTOR_MIB, statuses))
     assert total_mb > 238
     codes = {k[0] for k in statuses}
     assert codes <= {200, 503}, statuses
@@ -102,3 +111,6 @@ def test_broker_memory_is_bounded_by_bytes_under_mget_bursts(make_stack, measure
     #   main held the whole burst: peak 348-395 MiB, 292-311 MiB after.
     assert max(peak) < 192, (idle, max(peak))
     assert after < idle + 16, (idle, after)
+    #   The counter gets at most ACTOR_MIB of bodies at once (one batch of
+    #   replies on top); main sent it the whole burst: peak 182 MiB
+    assert max(cpeak) < cidle + 32, (cidle, max(cpeak))
