@@ -21,9 +21,11 @@
  *
  *  To serve 1000 concurrent keep-alive clients:
  *  - threads = 1024: one per connection plus room for health checks and
- *    scrapes. An idle thread costs a few KiB resident (its 8 MiB stack is
- *    virtual) and one idle DEALER; the bus queues fine at this depth (the
- *    broker holds up to 10,000 per actor).
+ *    scrapes. An idle thread costs a few KiB resident (its 100 KiB stack,
+ *    fixed when libcivetweb was built, is mostly untouched) and one idle
+ *    DEALER; the bus queues fine at this depth (the broker holds up to
+ *    10,000 per actor). The stack is measured and logged at start; what
+ *    runs on it is bounded (JSON nesting, see hgp_json.h).
  *  - queue = 1024: when every client reconnects at once (a restart, a load
  *    balancer flip) accepted connections wait here, in order, rather than
  *    the master thread blocking in accept().
@@ -36,6 +38,15 @@
  *  That is 1024 HTTP sockets + 1024 DEALERs (a TCP socket and an eventfd
  *  each) open at once, so we raise RLIMIT_NOFILE if we can and ZeroMQ's
  *  socket limit (1023 by default) to fit.
+ *
+ *  Hostile input (issue 9) is bounded before it costs more than seconds:
+ *  header_timeout and body_timeout for slow clients (a housekeeper thread
+ *  interrupts body reads past their deadline, see s_read), max_in_flight
+ *  for admission (503 busy below the worker count, see s_bus_call),
+ *  ambiguous framing refused before a body byte is read (s_check_framing),
+ *  and the requests civetweb would leave unanswered (OPTIONS *, another
+ *  server's absolute URI, its own 4xx) answered in JSON from its
+ *  connection_close and http_error callbacks.
  *
  *  Everything is answered in one write: a small response is built in one
  *  buffer, header and body, so a keep-alive client never waits on Nagle
