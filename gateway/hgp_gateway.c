@@ -537,6 +537,28 @@ s_new_id (s_worker_t *worker, hgp_request_t *req)
 //  busy (and /metrics) in microseconds while the bus is full, and admitted
 //  requests keep the latency the bus gives at that depth.
 
+static bool
+s_admission_full (hgp_gateway_t *self)
+{
+    return atomic_load (&self->in_flight) >= self->max_in_flight;
+}
+
+//  The worker's reply, set to 503 busy (and counted)
+
+static const hgp_error_t *
+s_busy (s_call_t *call)
+{
+    hgp_gateway_t *self = call->gateway;
+    hgp_reply_t *rep = &call->worker->reply;
+    hgp_metrics_refused (self->metrics, HGP_REFUSED_BUSY);
+    hgp_reply_clear (rep);
+    hgp_error_set (&rep->error, HGP_STATUS_UNAVAILABLE, "busy",
+        "the gateway has %d requests in flight, its limit "
+        "(gateway/max_in_flight); retry after " S_RETRY_AFTER " s",
+        self->max_in_flight);
+    return &rep->error;
+}
+
 static hgp_reply_t *
 s_bus_call (s_call_t *call, hgp_request_t *req, uint32_t timeout_ms)
 {
@@ -544,12 +566,7 @@ s_bus_call (s_call_t *call, hgp_request_t *req, uint32_t timeout_ms)
     hgp_reply_t *rep = &call->worker->reply;
     if (atomic_fetch_add (&self->in_flight, 1) >= self->max_in_flight) {
         atomic_fetch_sub (&self->in_flight, 1);
-        hgp_metrics_refused (self->metrics, HGP_REFUSED_BUSY);
-        hgp_reply_clear (rep);
-        hgp_error_set (&rep->error, HGP_STATUS_UNAVAILABLE, "busy",
-            "the gateway has %d requests in flight, its limit "
-            "(gateway/max_in_flight); retry after " S_RETRY_AFTER " s",
-            self->max_in_flight);
+        s_busy (call);
         return rep;
     }
     if (!req->id [0])
@@ -818,6 +835,10 @@ s_dispatch (s_call_t *call, hgp_route_t *route_p)
         if (!call->worker || !call->worker->client)
             return s_fail (call, HGP_STATUS_INTERNAL, "internal",
                            "worker thread has no bus client", NULL);
+        //  Full already: busy before reading and decoding a body that
+        //  could not be sent (the connection closes, so it can stay unread)
+        if (s_admission_full (call->gateway))
+            return s_send_error (call, s_busy (call), NULL, NULL);
         return increment ? s_increment (call) : s_batch (call);
     }
     if (streq (path, PATH_HEALTH) || streq (path, PATH_METRICS)) {
