@@ -21,9 +21,11 @@
  *
  *  To serve 1000 concurrent keep-alive clients:
  *  - threads = 1024: one per connection plus room for health checks and
- *    scrapes. An idle thread costs a few KiB resident (its 8 MiB stack is
- *    virtual) and one idle DEALER; the bus queues fine at this depth (the
- *    broker holds up to 10,000 per actor).
+ *    scrapes. An idle thread costs a few KiB resident (its 100 KiB stack,
+ *    fixed when libcivetweb was built, is mostly untouched) and one idle
+ *    DEALER; the bus queues fine at this depth (the broker holds up to
+ *    10,000 per actor). The stack is measured and logged at start; what
+ *    runs on it is bounded (JSON nesting, see hgp_json.h).
  *  - queue = 1024: when every client reconnects at once (a restart, a load
  *    balancer flip) accepted connections wait here, in order, rather than
  *    the master thread blocking in accept().
@@ -36,6 +38,15 @@
  *  That is 1024 HTTP sockets + 1024 DEALERs (a TCP socket and an eventfd
  *  each) open at once, so we raise RLIMIT_NOFILE if we can and ZeroMQ's
  *  socket limit (1023 by default) to fit.
+ *
+ *  Hostile input (issue 9) is bounded before it costs more than seconds:
+ *  header_timeout and body_timeout for slow clients (a housekeeper thread
+ *  interrupts body reads past their deadline, see s_read), max_in_flight
+ *  for admission (503 busy below the worker count, see s_bus_call),
+ *  ambiguous framing refused before a body byte is read (s_check_framing),
+ *  and the requests civetweb would leave unanswered (OPTIONS *, another
+ *  server's absolute URI, its own 4xx) answered in JSON from its
+ *  connection_close and http_error callbacks.
  *
  *  Everything is answered in one write: a small response is built in one
  *  buffer, header and body, so a keep-alive client never waits on Nagle
@@ -53,8 +64,11 @@
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <malloc.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -72,7 +86,34 @@
 #define HEALTH_TYPE     "probe"
 
 #define JSON_TYPE       "application/json"
+
+//  Statuses the bus has no name for
+#define S_STATUS_REQUEST_TIMEOUT    408
+#define S_STATUS_MISDIRECTED        421
+
+//  Seconds a client told 503 busy should wait (Retry-After)
+#define S_RETRY_AFTER   "1"
+
+//  What s_read returns when the body deadline passed
+#define S_READ_TIMEOUT  (-100)
 #define METRICS_TYPE    "text/plain; version=0.0.4; charset=utf-8"
+
+//  What each civetweb worker thread owns. The lock guards read_deadline
+//  and interrupted, which the housekeeper reads from its own thread.
+
+typedef struct {
+    hgp_client_t *client;           /* this thread's bus client             */
+    hgp_reply_t reply;              /* reused by every call                 */
+    uint64_t id_prefix;             /* request ids: random, per thread      */
+    uint64_t id_counter;            /* ... counting from a random start     */
+    bool id_seeded;                 /* the two above are set                */
+    pthread_t thread;               /* the worker thread                    */
+    pthread_mutex_t lock;           /* guards the two below                 */
+    int64_t read_deadline;          /* usecs; 0: not in a body read         */
+    bool interrupted;               /* the housekeeper cut that read short  */
+    int slot;                       /* index in the gateway's workers       */
+    bool edge_answered;             /* s_http_error answered on this conn   */
+} s_worker_t;
 
 struct _hgp_gateway_t {
     struct mg_context *web;         /* civetweb server                      */
@@ -89,17 +130,19 @@ struct _hgp_gateway_t {
     size_t batch_body_limit;        /* bytes in a batch body                */
     uint32_t timeout;               /* bus deadline of a request, ms        */
     uint32_t health_timeout;        /* bus deadline of a health check, ms   */
+    int header_timeout;             /* ms to send a request's headers       */
+    int body_timeout;               /* ms to send a request's body          */
+    int max_in_flight;              /* bus calls at once; past it: 503 busy */
+    atomic_int in_flight;           /* bus calls now                        */
+    atomic_uint_fast64_t requests;  /* requests begun, for the housekeeper  */
+    atomic_bool stack_logged;       /* a worker logged its stack size       */
+    s_worker_t *_Atomic *workers;   /* [threads] as they start, for the     */
+    atomic_int nworkers;            /* ... housekeeper's body deadlines     */
+    pthread_t housekeeper;          /* body deadlines, memory trim          */
+    bool housekeeping;              /* housekeeper was started              */
+    atomic_bool stopping;           /* tells the housekeeper to go          */
 };
 
-//  What each civetweb worker thread owns
-
-typedef struct {
-    hgp_client_t *client;           /* this thread's bus client             */
-    hgp_reply_t reply;              /* reused by every call                 */
-    uint64_t id_prefix;             /* request ids: random, per thread      */
-    uint64_t id_counter;            /* ... counting from a random start     */
-    bool id_seeded;                 /* the two above are set                */
-} s_worker_t;
 
 //  One request being answered
 
@@ -110,6 +153,7 @@ typedef struct {
     s_worker_t *worker;                     /* this thread's bus client   */
     bool head;                              /* HEAD: headers only         */
     bool close;                             /* close after answering      */
+    int64_t body_deadline;                  /* usecs; 0: body not begun   */
 } s_call_t;
 
 static int64_t
@@ -195,6 +239,14 @@ s_send_error (s_call_t *call, const hgp_error_t *error,
     int status = error->status;
     if (status < 400 || status > 599)
         status = HGP_STATUS_INTERNAL;
+    //  busy (ours or the broker's): say when to come back, and give the
+    //  worker back, so connections queued behind this one get their answer
+    //  now instead of waiting for this client's keep-alive to end
+    if (status == HGP_STATUS_UNAVAILABLE && streq (error->code, "busy")
+    &&  !extra) {
+        extra = "Retry-After: " S_RETRY_AFTER "\r\n";
+        call->close = true;
+    }
     if (status == HGP_STATUS_INTERNAL)
         zsys_warning ("gateway: %s %s: 500 %s: %s", call->info->request_method,
                       call->info->local_uri, error->code, error->message);
@@ -214,11 +266,60 @@ s_fail (s_call_t *call, uint16_t status, const char *code,
 //  --------------------------------------------------------------------
 //  Reading bodies
 
+//  mg_read, bounded by the request's body deadline (gateway/body_timeout
+//  from the first byte of body asked for). civetweb bounds only each wait
+//  for more bytes (request_timeout_ms), and one mg_read keeps reading until
+//  it has len bytes, across chunks: a client trickling a byte now and then
+//  would hold the worker for ever. So the worker publishes its deadline,
+//  and past it the housekeeper interrupts the read with SIGURG: civetweb's
+//  poll returns EINTR and mg_read gives up. The housekeeper repeats the
+//  signal each tick until the read returns, so a signal that lands just
+//  before the poll is not lost. Returns mg_read's result or S_READ_TIMEOUT.
+
+static int
+s_read (s_call_t *call, void *buf, size_t len)
+{
+    if (!call->body_deadline)
+        call->body_deadline = s_usecs ()
+                            + (int64_t) call->gateway->body_timeout * 1000;
+    if (s_usecs () >= call->body_deadline)
+        return S_READ_TIMEOUT;
+    s_worker_t *worker = call->worker;
+    if (!worker)
+        return mg_read (call->conn, buf, len);
+    pthread_mutex_lock (&worker->lock);
+    worker->read_deadline = call->body_deadline;
+    worker->interrupted = false;
+    pthread_mutex_unlock (&worker->lock);
+    int n = mg_read (call->conn, buf, len);
+    //  Once we hold the lock no signal is pending for us: the housekeeper
+    //  sends it holding the lock, and it is delivered before we return
+    //  from the kernel with the lock
+    pthread_mutex_lock (&worker->lock);
+    worker->read_deadline = 0;
+    bool interrupted = worker->interrupted;
+    pthread_mutex_unlock (&worker->lock);
+    if (interrupted || (n <= 0 && s_usecs () >= call->body_deadline))
+        return S_READ_TIMEOUT;
+    return n;
+}
+
+static int
+s_body_timeout (s_call_t *call, size_t size, hgp_error_t *err)
+{
+    call->close = true;
+    hgp_metrics_refused (call->gateway->metrics, HGP_REFUSED_BODY_TIMEOUT);
+    return hgp_error_set (err, S_STATUS_REQUEST_TIMEOUT, "timeout",
+        "the body did not arrive within %d ms (%zu bytes came)",
+        call->gateway->body_timeout, size);
+}
+
 //  Read the whole body, at most limit bytes, into a NUL-terminated buffer
 //  for the caller to free. The declared Content-Length is checked before a
 //  byte is read; a chunked body is read up to limit + 1 bytes and no
-//  further. On 413 the rest of the body is left unread, so the connection
-//  is closed after the answer.
+//  further; either must arrive within body_timeout (408 timeout). On any
+//  error the rest of the body is left unread, so the connection is closed
+//  after the answer.
 
 static int
 s_read_body (s_call_t *call, size_t limit, char **body_p, size_t *size_p,
@@ -255,7 +356,11 @@ s_read_body (s_call_t *call, size_t limit, char **body_p, size_t *size_p,
             }
             body = grown;
         }
-        int n = mg_read (call->conn, body + size, alloc - size);
+        int n = s_read (call, body + size, alloc - size);
+        if (n == S_READ_TIMEOUT) {
+            free (body);
+            return s_body_timeout (call, size, err);
+        }
         if (n == 0 && length < 0)
             break;                      //  last chunk
         if (n <= 0) {
@@ -282,7 +387,8 @@ s_read_body (s_call_t *call, size_t limit, char **body_p, size_t *size_p,
 
 //  A request answered without looking at its body (404, 405) must still
 //  get it off the connection, or the next request would be read from the
-//  middle of it. Small bodies are read and dropped; past 64 KiB we close.
+//  middle of it. Small bodies are read and dropped (within body_timeout);
+//  past 64 KiB we close.
 
 static void
 s_discard_body (s_call_t *call)
@@ -299,13 +405,95 @@ s_discard_body (s_call_t *call)
     char scratch [4096];
     size_t total = 0;
     int n;
-    while ((n = mg_read (call->conn, scratch, sizeof scratch)) > 0)
+    while ((n = s_read (call, scratch, sizeof scratch)) > 0)
         if ((total += (size_t) n) > 64 * 1024) {
             call->close = true;
             return;
         }
+    if (n == S_READ_TIMEOUT)
+        hgp_metrics_refused (call->gateway->metrics,
+                             HGP_REFUSED_BODY_TIMEOUT);
     if (n < 0)
         call->close = true;
+}
+
+//  --------------------------------------------------------------------
+//  Framing (RFC 9112 6.3)
+
+//  Whether a Content-Length value is digits, or a list of the same digits
+//  ("5, 5", which RFC 9110 8.6 lets a recipient take as 5); *value is it
+
+static bool
+s_content_length (const char *text, unsigned long long *value)
+{
+    bool have = false;
+    const char *p = text;
+    while (true) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p < '0' || *p > '9')
+            return false;
+        unsigned long long v = 0;
+        while (*p >= '0' && *p <= '9') {
+            if (v > 999999999999999ULL)
+                return false;           //  no body of ours is a petabyte
+            v = v * 10 + (unsigned long long) (*p++ - '0');
+        }
+        if (have && v != *value)
+            return false;
+        *value = v;
+        have = true;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == 0)
+            return true;
+        if (*p++ != ',')
+            return false;
+    }
+}
+
+//  A request whose body length is ambiguous is refused before anything
+//  reads it, and the connection is closed: civetweb 1.15 would take the
+//  first Content-Length, or chunked over Content-Length, and run whatever
+//  a front proxy that chose differently saw as body as the next request.
+//  Ambiguous: Transfer-Encoding and Content-Length together, either given
+//  twice with different values, or a Content-Length that is not a number
+//  (or a list of one number). 0, or -1 and err.
+
+static int
+s_check_framing (s_call_t *call, hgp_error_t *err)
+{
+    const struct mg_request_info *info = call->info;
+    unsigned long long length = 0;
+    int lengths = 0, encodings = 0;
+    for (int i = 0; i < info->num_headers; i++) {
+        const char *name = info->http_headers [i].name;
+        const char *value = info->http_headers [i].value;
+        if (!name || !value)
+            continue;
+        if (strcasecmp (name, "Content-Length") == 0) {
+            unsigned long long this_one = 0;
+            if (!s_content_length (value, &this_one)
+            ||  (lengths && this_one != length))
+                goto ambiguous;
+            length = this_one;
+            lengths++;
+        }
+        else
+        if (strcasecmp (name, "Transfer-Encoding") == 0)
+            encodings++;
+    }
+    if (encodings > 1 || (encodings && lengths))
+        goto ambiguous;
+    return 0;
+
+ambiguous:
+    call->close = true;
+    hgp_metrics_refused (call->gateway->metrics, HGP_REFUSED_FRAMING);
+    return hgp_error_set (err, HGP_STATUS_BAD_REQUEST, "malformed",
+        "the body's length is ambiguous (Transfer-Encoding with "
+        "Content-Length, or Content-Length values that differ or are not "
+        "a number); refused and the connection closed (RFC 9112 6.3)");
 }
 
 //  --------------------------------------------------------------------
@@ -341,14 +529,52 @@ s_new_id (s_worker_t *worker, hgp_request_t *req)
 //  one (a client's Idempotency-Key), and deadline timeout_ms. Returns the
 //  reply, the worker's own: valid until its next call.
 
+//
+//  Admission: at most gateway/max_in_flight calls are on the bus at once.
+//  Past it the reply is 503 busy at once, nothing is sent (so nothing is
+//  applied: busy is definite), and s_send_error adds Retry-After. The
+//  limit sits below the worker count so that workers stay free to answer
+//  busy (and /metrics) in microseconds while the bus is full, and admitted
+//  requests keep the latency the bus gives at that depth.
+
+static bool
+s_admission_full (hgp_gateway_t *self)
+{
+    return atomic_load (&self->in_flight) >= self->max_in_flight;
+}
+
+//  The worker's reply, set to 503 busy (and counted)
+
+static const hgp_error_t *
+s_busy (s_call_t *call)
+{
+    hgp_gateway_t *self = call->gateway;
+    hgp_reply_t *rep = &call->worker->reply;
+    hgp_metrics_refused (self->metrics, HGP_REFUSED_BUSY);
+    hgp_reply_clear (rep);
+    hgp_error_set (&rep->error, HGP_STATUS_UNAVAILABLE, "busy",
+        "the gateway has %d requests in flight, its limit "
+        "(gateway/max_in_flight); retry after " S_RETRY_AFTER " s",
+        self->max_in_flight);
+    return &rep->error;
+}
+
 static hgp_reply_t *
 s_bus_call (s_call_t *call, hgp_request_t *req, uint32_t timeout_ms)
 {
+    hgp_gateway_t *self = call->gateway;
+    hgp_reply_t *rep = &call->worker->reply;
+    if (atomic_fetch_add (&self->in_flight, 1) >= self->max_in_flight) {
+        atomic_fetch_sub (&self->in_flight, 1);
+        s_busy (call);
+        return rep;
+    }
     if (!req->id [0])
         s_new_id (call->worker, req);
     req->timeout_ms = timeout_ms;
-    hgp_client_call (call->worker->client, req, &call->worker->reply);
-    return &call->worker->reply;
+    hgp_client_call (call->worker->client, req, rep);
+    atomic_fetch_sub (&self->in_flight, 1);
+    return rep;
 }
 
 static int
@@ -576,6 +802,13 @@ s_dispatch (s_call_t *call, hgp_route_t *route_p)
     bool get = streq (method, "GET") || streq (method, "HEAD");
     bool post = streq (method, "POST");
     call->head = streq (method, "HEAD");
+    //  Before routing, so nothing of an ambiguous body is ever read
+    hgp_error_t err;
+    if (s_check_framing (call, &err)) {
+        *route_p = HGP_ROUTE_NONE;
+        call->head = false;
+        return s_send_error (call, &err, NULL, NULL);
+    }
 
     if (streq (path, PATH_INCREMENT) || streq (path, PATH_BATCH)) {
         bool increment = streq (path, PATH_INCREMENT);
@@ -586,9 +819,26 @@ s_dispatch (s_call_t *call, hgp_route_t *route_p)
             return s_fail (call, 405, "method_not_allowed",
                            "use POST with a JSON body", "Allow: POST\r\n");
         }
+        //  Everything is in the body; a parameter would be silently
+        //  ignored (?delta=1000 applied 1), so it is refused like an
+        //  unknown body field
+        if (call->info->query_string) {
+            s_discard_body (call);
+            return s_fail (call, HGP_STATUS_BAD_REQUEST, "invalid",
+                increment ? "POST /api/v1/counter/increment takes no query "
+                            "parameters; send delta and the rest in the "
+                            "JSON body"
+                          : "POST /api/v1/counter/batch takes no query "
+                            "parameters; send queries in the JSON body",
+                NULL);
+        }
         if (!call->worker || !call->worker->client)
             return s_fail (call, HGP_STATUS_INTERNAL, "internal",
                            "worker thread has no bus client", NULL);
+        //  Full already: busy before reading and decoding a body that
+        //  could not be sent (the connection closes, so it can stay unread)
+        if (s_admission_full (call->gateway))
+            return s_send_error (call, s_busy (call), NULL, NULL);
         return increment ? s_increment (call) : s_batch (call);
     }
     if (streq (path, PATH_HEALTH) || streq (path, PATH_METRICS)) {
@@ -678,12 +928,117 @@ s_begin_request (struct mg_connection *conn)
         .worker = (s_worker_t *) mg_get_thread_pointer (conn)
     };
     call.gateway = (hgp_gateway_t *) call.info->user_data;
+    atomic_fetch_add (&call.gateway->requests, 1);
     hgp_metrics_begin (call.gateway->metrics);
     hgp_route_t route = HGP_ROUTE_UNMATCHED;
     int status = s_dispatch (&call, &route);
     hgp_metrics_end (call.gateway->metrics, route, status,
                      s_usecs () - started);
     return status;
+}
+
+//  Answer a request civetweb itself refused or did not route, in our JSON,
+//  and count it (route "none"); the connection closes after it
+
+static void
+s_edge_answer (struct mg_connection *conn, int status, const char *code,
+               const char *message, const char *extra)
+{
+    hgp_gateway_t *self = (hgp_gateway_t *) mg_get_user_data (
+        mg_get_context (conn));
+    s_call_t call = {
+        .conn = conn,
+        .info = mg_get_request_info (conn),
+        .gateway = self,
+        .worker = (s_worker_t *) mg_get_thread_pointer (conn),
+        .close = true
+    };
+    hgp_metrics_begin (self->metrics);
+    hgp_error_t error;
+    hgp_error_set (&error, (uint16_t) status, code, "%s", message);
+    if (status == 200)
+        s_send (&call, status, JSON_TYPE, "", 0, extra);
+    else
+        s_send_json (&call, status, hgp_json_encode_error (&error, NULL),
+                     extra);
+    hgp_metrics_end (self->metrics, HGP_ROUTE_NONE, status, 0);
+    if (call.worker)
+        call.worker->edge_answered = true;
+}
+
+//  civetweb's own errors (bad request line or headers, headers too large,
+//  headers not complete in time), in the same JSON as ours. civetweb says
+//  "Malformed message" when the headers were incomplete at request_timeout
+//  (header_timeout), or the peer closed mid-headers (then nobody reads
+//  this): we answer 408.
+
+static int
+s_http_error (struct mg_connection *conn, int status, const char *message)
+{
+    hgp_gateway_t *self = (hgp_gateway_t *) mg_get_user_data (
+        mg_get_context (conn));
+    if (status == 400 && streq (message, "Malformed message")) {
+        hgp_metrics_refused (self->metrics, HGP_REFUSED_HEADER_TIMEOUT);
+        char text [128];
+        snprintf (text, sizeof text, "the request's headers did not arrive "
+                  "within %d ms", self->header_timeout);
+        s_edge_answer (conn, S_STATUS_REQUEST_TIMEOUT, "timeout", text, NULL);
+    }
+    else
+        s_edge_answer (conn, status,
+                       status == 413 ? "too_large"
+                     : status >= 500 ? "unsupported" : "malformed",
+                       message, NULL);
+    return 0;
+}
+
+//  civetweb 1.15 answers nothing at all to a request it parsed but does
+//  not route: the asterisk-form (OPTIONS *) and an absolute-form URI for
+//  another port. It closes the connection, calling this first, so we
+//  answer here: OPTIONS * is 200 with the methods we serve in Allow, any
+//  other method on * is 400, another server's URI is 421 Misdirected.
+//  A request civetweb did route, or already answered (s_http_error), or
+//  none at all (an idle keep-alive timing out) gets nothing more.
+
+static void
+s_connection_close (const struct mg_connection *const_conn)
+{
+    struct mg_connection *conn = (struct mg_connection *) const_conn;
+    s_worker_t *worker = (s_worker_t *) mg_get_thread_pointer (conn);
+    bool answered = worker && worker->edge_answered;
+    if (worker)
+        worker->edge_answered = false;
+    const struct mg_request_info *info = mg_get_request_info (conn);
+    if (answered || !info || info->local_uri || !info->request_uri
+    ||  !info->request_method || !info->http_version
+    ||  !(streq (info->http_version, "1.0")
+    ||    streq (info->http_version, "1.1")))
+        return;
+    const char *uri = info->request_uri;
+    if (streq (uri, "*")) {
+        if (streq (info->request_method, "OPTIONS"))
+            s_edge_answer (conn, 200, NULL, NULL,
+                           "Allow: GET, HEAD, POST\r\n");
+        else
+            s_edge_answer (conn, HGP_STATUS_BAD_REQUEST, "invalid",
+                "the asterisk-form request target is only for OPTIONS",
+                NULL);
+    }
+    else
+    if (strncasecmp (uri, "http://", 7) == 0
+    ||  strncasecmp (uri, "https://", 8) == 0)
+        s_edge_answer (conn, S_STATUS_MISDIRECTED, "misdirected",
+            "the absolute-form target names another server; this gateway "
+            "is not a proxy", NULL);
+}
+
+//  The housekeeper's signal: its only effect is to make a blocking poll
+//  in the worker it was sent to return EINTR (installed without
+//  SA_RESTART)
+
+static void
+s_on_interrupt (int signum)
+{
 }
 
 //  Worker threads (type 1) get their own bus client; civetweb's master and
@@ -706,6 +1061,27 @@ s_init_thread (const struct mg_context *ctx, int thread_type)
         zsys_error ("gateway: cannot create a bus client for %s",
                     self->events ? self->where : self->endpoint);
     hgp_reply_init (&worker->reply);
+    worker->thread = pthread_self ();
+    pthread_mutex_init (&worker->lock, NULL);
+    worker->slot = atomic_fetch_add (&self->nworkers, 1);
+    if (worker->slot < self->threads)
+        atomic_store (&self->workers [worker->slot], worker);
+
+    //  The stack is libcivetweb's build-time choice; say what it is once
+    pthread_attr_t attr;
+    size_t stack = 0;
+    if (pthread_getattr_np (pthread_self (), &attr) == 0) {
+        pthread_attr_getstacksize (&attr, &stack);
+        pthread_attr_destroy (&attr);
+    }
+    if (!atomic_exchange (&self->stack_logged, true)) {
+        if (stack < HGP_JSON_STACK)
+            zsys_warning ("gateway: worker threads have %zu-byte stacks, "
+                          "less than the %d the JSON decoders are tested on "
+                          "(HGP_JSON_STACK)", stack, HGP_JSON_STACK);
+        else
+            zsys_info ("gateway: worker threads have %zu-byte stacks", stack);
+    }
     return worker;
 }
 
@@ -714,10 +1090,68 @@ s_exit_thread (const struct mg_context *ctx, int thread_type, void *pointer)
 {
     s_worker_t *worker = (s_worker_t *) pointer;
     if (worker) {
+        hgp_gateway_t *self = (hgp_gateway_t *) mg_get_user_data (ctx);
+        if (worker->slot < self->threads)
+            atomic_store (&self->workers [worker->slot], NULL);
         hgp_client_destroy (&worker->client);
         hgp_reply_clear (&worker->reply);
+        pthread_mutex_destroy (&worker->lock);
         free (worker);
     }
+}
+
+//  --------------------------------------------------------------------
+//  The housekeeper: one thread, a tick every 100 ms
+//
+//  - Body deadlines: a worker past its read_deadline is sent SIGURG, every
+//    tick until its read returns (see s_read).
+//  - Memory: under load glibc's arenas grow to the peak and keep it; once
+//    a second has passed without a new request, malloc_trim gives the
+//    free pages back (once per quiet spell).
+
+#define S_TICK_MSECS    100
+#define S_QUIET_TICKS   10
+
+static void
+s_cut_late_reads (hgp_gateway_t *self)
+{
+    int64_t now = s_usecs ();
+    for (int i = 0; i < self->threads; i++) {
+        s_worker_t *worker = atomic_load (&self->workers [i]);
+        if (!worker)
+            continue;
+        pthread_mutex_lock (&worker->lock);
+        if (worker->read_deadline && now >= worker->read_deadline) {
+            worker->interrupted = true;
+            pthread_kill (worker->thread, SIGURG);
+        }
+        pthread_mutex_unlock (&worker->lock);
+    }
+}
+
+static void *
+s_housekeeper (void *args)
+{
+    hgp_gateway_t *self = (hgp_gateway_t *) args;
+    uint64_t seen = atomic_load (&self->requests);
+    int quiet = 0;
+    bool trimmed = true;
+    while (!atomic_load (&self->stopping)) {
+        zclock_sleep (S_TICK_MSECS);
+        s_cut_late_reads (self);
+        uint64_t requests = atomic_load (&self->requests);
+        if (requests != seen) {
+            seen = requests;
+            quiet = 0;
+            trimmed = false;
+        }
+        else
+        if (!trimmed && ++quiet >= S_QUIET_TICKS) {
+            malloc_trim (0);
+            trimmed = true;
+        }
+    }
+    return NULL;
 }
 
 //  civetweb's first complaint in this thread: when mg_start2 fails its own
@@ -785,6 +1219,15 @@ hgp_gateway_new (hgp_config_t *config)
         config, "gateway/timeout", HGP_TIMEOUT_DEFAULT, 1, HGP_TIMEOUT_MAX);
     self->health_timeout = (uint32_t) hgp_config_int (
         config, "gateway/health_timeout", 2000, 1, HGP_TIMEOUT_MAX);
+    self->header_timeout = (int) hgp_config_int (
+        config, "gateway/header_timeout", 3000, 100, 3600000);
+    self->body_timeout = (int) hgp_config_int (
+        config, "gateway/body_timeout", 5000, 100, 3600000);
+    //  Default: all but a fortieth of the workers (999 of 1024), which
+    //  stay free to answer busy, health and /metrics at once
+    self->max_in_flight = (int) hgp_config_int (
+        config, "gateway/max_in_flight",
+        self->threads - self->threads / 40, 1, 16384);
     if (hgp_config_error (config)) {
         zsys_error ("%s", hgp_config_error (config));
         hgp_gateway_destroy (&self);
@@ -792,6 +1235,20 @@ hgp_gateway_new (hgp_config_t *config)
     }
     self->metrics = hgp_metrics_new (self->threads);
     assert (self->metrics);
+    if (self->max_in_flight >= self->threads)
+        zsys_warning ("gateway: max_in_flight=%d is not below threads=%d: "
+                      "admission never refuses, overload waits in civetweb's "
+                      "queue instead of being answered busy",
+                      self->max_in_flight, self->threads);
+    self->workers = (s_worker_t *_Atomic *) calloc (
+        (size_t) self->threads, sizeof (s_worker_t *));
+    assert (self->workers);
+    //  s_read's deadline signal; without SA_RESTART so a poll returns EINTR
+    struct sigaction action;
+    memset (&action, 0, sizeof action);
+    action.sa_handler = s_on_interrupt;
+    sigemptyset (&action.sa_mask);
+    sigaction (SIGURG, &action, NULL);
 
     char *problem = hgp_discovery_config_check (config);
     if (problem) {
@@ -845,6 +1302,8 @@ hgp_gateway_new (hgp_config_t *config)
     json_object_seed (0);
 
     char listen [300], threads [16], queue_s [16], backlog_s [16], keep [16];
+    char header_ms [16];
+    snprintf (header_ms, sizeof header_ms, "%d", self->header_timeout);
     snprintf (listen, sizeof listen, "%s:%d", self->bind, self->port);
     snprintf (threads, sizeof threads, "%d", self->threads);
     snprintf (queue_s, sizeof queue_s, "%d", queue);
@@ -857,9 +1316,15 @@ hgp_gateway_new (hgp_config_t *config)
         "listen_backlog", backlog_s,
         "enable_keep_alive", "yes",
         "keep_alive_timeout_ms", keep,
-        //  a client has this long to send a request's headers and body
-        "request_timeout_ms", "30000",
+        //  a client has this long to send a request's headers (civetweb
+        //  checks it after each read, so a trickle is cut between one and
+        //  two header_timeouts in); it is also civetweb's longest wait for
+        //  one read of a body, which s_read bounds by body_timeout
+        "request_timeout_ms", header_ms,
         "tcp_nodelay", "1",
+        //  accept absolute-form targets for our own port (RFC 9112 3.2.2):
+        //  the domain check wants authentication_domain, which we lack
+        "enable_auth_domain_check", "no",
         //  we parse raw paths ourselves; see s_dispatch
         "decode_url", "no",
         NULL
@@ -870,6 +1335,8 @@ hgp_gateway_new (hgp_config_t *config)
     callbacks.init_thread = s_init_thread;
     callbacks.exit_thread = s_exit_thread;
     callbacks.log_message = s_log_message;
+    callbacks.http_error = s_http_error;
+    callbacks.connection_close = s_connection_close;
 
     mg_init_library (0);
     self->library = true;
@@ -890,14 +1357,21 @@ hgp_gateway_new (hgp_config_t *config)
     memset (ports, 0, sizeof ports);
     if (mg_get_server_ports (self->web, 4, ports) > 0)
         self->port = ports [0].port;
+    if (pthread_create (&self->housekeeper, NULL, s_housekeeper, self)) {
+        zsys_error ("gateway: cannot start the housekeeping thread");
+        hgp_gateway_destroy (&self);
+        return NULL;
+    }
+    self->housekeeping = true;
     zsys_info ("gateway: listening on http://%s:%d, bus at %s; threads=%d "
-               "queue=%d backlog=%d keep_alive=%dms timeout=%ums "
+               "max_in_flight=%d queue=%d backlog=%d keep_alive=%dms "
+               "header_timeout=%dms body_timeout=%dms timeout=%ums "
                "body_limit=%zu batch_body_limit=%zu",
                self->bind, self->port, self->events ? self->where
                                                     : self->endpoint,
-               self->threads, queue,
-               backlog, keep_alive, self->timeout, self->body_limit,
-               self->batch_body_limit);
+               self->threads, self->max_in_flight, queue, backlog,
+               keep_alive, self->header_timeout, self->body_timeout,
+               self->timeout, self->body_limit, self->batch_body_limit);
     return self;
 }
 
@@ -960,6 +1434,12 @@ hgp_gateway_destroy (hgp_gateway_t **self_p)
     assert (self_p);
     hgp_gateway_t *self = *self_p;
     if (self) {
+        //  The housekeeper first: it looks at workers, which mg_stop frees
+        //  (reads in progress end on civetweb's stop flag instead)
+        if (self->housekeeping) {
+            atomic_store (&self->stopping, true);
+            pthread_join (self->housekeeper, NULL);
+        }
         if (self->web)
             s_stop_web (self);
         if (self->library)
@@ -969,6 +1449,7 @@ hgp_gateway_destroy (hgp_gateway_t **self_p)
         zstr_free (&self->events);
         zstr_free (&self->where);
         hgp_metrics_destroy (&self->metrics);
+        free ((void *) self->workers);
         free (self->endpoint);
         free (self->bind);
         free (self);

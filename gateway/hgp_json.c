@@ -14,6 +14,11 @@
  *  - Replies are built from strings the codec already validated (ids) or
  *    that jansson escapes (error messages), so the output is always valid
  *    JSON whatever the broker said.
+ *  - Nesting is refused past HGP_JSON_DEPTH_MAX by s_depth_ok BEFORE
+ *    jansson sees the body. jansson recurses once per level (up to 2048)
+ *    and civetweb's workers run on a 100 KiB stack: 1000 '[' was a
+ *    SIGSEGV. Our bodies are two levels deep; the scan is one pass that
+ *    counts brackets outside strings, so it costs no stack at all.
  */
 #include "hgp_json.h"
 #include <jansson.h>
@@ -33,11 +38,51 @@ s_eq (const char *a, const char *b)
 
 static const char s_id_rule [] = "1-128 bytes of A-Z a-z 0-9 _ - . :";
 
+//  Whether no bracket in body is nested deeper than HGP_JSON_DEPTH_MAX.
+//  Brackets inside strings do not count; a backslash escapes the next
+//  byte (enough to find the string's end: \" and \\ are the only escapes
+//  that could hide a quote). Unbalanced or broken JSON passes here and is
+//  jansson's to refuse: this only bounds how deep jansson will recurse.
+
+static bool
+s_depth_ok (const char *body, size_t size)
+{
+    size_t depth = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < size; i++) {
+        char c = body [i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else
+            if (c == '"')
+                in_string = false;
+        }
+        else
+        if (c == '"')
+            in_string = true;
+        else
+        if (c == '[' || c == '{') {
+            if (++depth > HGP_JSON_DEPTH_MAX)
+                return false;
+        }
+        else
+        if ((c == ']' || c == '}') && depth > 0)
+            depth--;
+    }
+    return true;
+}
+
 //  Parse body; a JSON object or -1 with err (400 malformed/invalid)
 
 static json_t *
 s_parse (const char *body, size_t size, hgp_error_t *err)
 {
+    if (!s_depth_ok (body, size)) {
+        BAD (err, "JSON is nested more than %d levels deep",
+             HGP_JSON_DEPTH_MAX);
+        return NULL;
+    }
     json_error_t jerr;
     json_t *root = json_loadb (body, size,
                                JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);

@@ -27,7 +27,16 @@
  *  signed 64-bit range, non-zero: [-9223372036854775808, -1] or
  *  [1, 9223372036854775807]. Anything else is 400 "invalid" (JSON that
  *  does not parse is 400 "malformed"); a batch of more than 1000 queries is
- *  413 "too_large", the same as the wire protocol.
+ *  413 "too_large", the same as the wire protocol. A body nested more than
+ *  HGP_JSON_DEPTH_MAX levels (arrays and objects) is 400 "invalid" before
+ *  it is parsed, whatever else it holds.
+ *
+ *  Stack: the decoders run on civetweb's worker threads, whose stack is
+ *  fixed when libcivetweb is built (Debian's: 102400 bytes, CMake's
+ *  CIVETWEB_THREAD_STACK_SIZE; no run-time option). HGP_JSON_STACK is that
+ *  size: the gateway warns at start if its workers have less, and the fuzz
+ *  driver runs the decoders on a thread with exactly this stack, so a
+ *  decoder that recurses too deep crashes there first.
  */
 #ifndef HGP_JSON_H_INCLUDED
 #define HGP_JSON_H_INCLUDED
@@ -38,6 +47,12 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/*  Deepest nesting of arrays and objects a body may have (ours need 2) */
+#define HGP_JSON_DEPTH_MAX 32
+
+/*  Stack bytes of the threads the decoders run on (see above) */
+#define HGP_JSON_STACK (100 * 1024)
 
 /*  Decode an increment body into req (op incr, key, delta, user_id, id).
     idempotency_key is the Idempotency-Key header or NULL; it and the body's

@@ -27,12 +27,16 @@
 
 static const char *s_route_names [HGP_ROUTE_COUNT] = {
     "increment", "get", "batch", "health", "metrics", "rank", "stats",
-    "unmatched"
+    "unmatched", "none"
+};
+
+static const char *s_refused_names [HGP_REFUSED_COUNT] = {
+    "busy", "framing", "header_timeout", "body_timeout"
 };
 
 //  Statuses the gateway answers with; the last slot is "anything else"
 static const int s_statuses [] = {
-    200, 400, 404, 405, 409, 413, 500, 503, 504, 0
+    200, 400, 404, 405, 408, 409, 411, 413, 421, 500, 503, 504, 505, 0
 };
 #define STATUS_COUNT ((int) (sizeof s_statuses / sizeof s_statuses [0]))
 
@@ -56,6 +60,7 @@ struct _hgp_metrics_t {
     s_slot_t requests [HGP_ROUTE_COUNT][STATUS_COUNT];  /* by route, status */
     s_histogram_t latency [HGP_ROUTE_COUNT];            /* by route         */
     s_slot_t in_flight;                                 /* requests now     */
+    s_slot_t refused [HGP_REFUSED_COUNT];               /* by reason        */
     int worker_threads;                                 /* as configured    */
 };
 
@@ -115,6 +120,14 @@ hgp_metrics_end (hgp_metrics_t *self, hgp_route_t route, int status,
     atomic_fetch_add_explicit (&self->latency [route].sum_usecs.value,
                                (uint64_t) usecs, memory_order_relaxed);
     atomic_fetch_sub_explicit (&self->in_flight.value, 1,
+                               memory_order_relaxed);
+}
+
+void
+hgp_metrics_refused (hgp_metrics_t *self, hgp_refused_t reason)
+{
+    assert (reason >= 0 && reason < HGP_REFUSED_COUNT);
+    atomic_fetch_add_explicit (&self->refused [reason].value, 1,
                                memory_order_relaxed);
 }
 
@@ -226,6 +239,15 @@ hgp_metrics_render (hgp_metrics_t *self)
         "hgp_gateway_worker_threads %d\n",
         (unsigned long long) s_read (&self->in_flight),
         self->worker_threads);
+    s_printf (&text,
+        "# HELP hgp_gateway_http_refused_total Requests the gateway refused "
+        "itself, by reason: busy (503, past max_in_flight), framing (400, "
+        "RFC 9112 6.3), header_timeout and body_timeout (408).\n"
+        "# TYPE hgp_gateway_http_refused_total counter\n");
+    for (int r = 0; r < HGP_REFUSED_COUNT; r++)
+        s_printf (&text, "hgp_gateway_http_refused_total{reason=\"%s\"} "
+                  "%llu\n", s_refused_names [r],
+                  (unsigned long long) s_read (&self->refused [r]));
 
     if (text.failed) {
         free (text.data);

@@ -190,6 +190,51 @@ test_increment_refuses_json_that_does_not_parse (void **state)
     assert_int_equal (err.status, 400);
 }
 
+//  Brackets inside strings are not nesting; past HGP_JSON_DEPTH_MAX real
+//  nesting is refused as invalid before jansson sees it
+
+static void
+test_nesting_past_the_limit_is_invalid_and_strings_do_not_count (void **state)
+{
+    char body [4096];
+    //  32 levels: parsed (and refused for what it is: not our object)
+    int n = 0;
+    for (int i = 0; i < HGP_JSON_DEPTH_MAX; i++)
+        body [n++] = '[';
+    for (int i = 0; i < HGP_JSON_DEPTH_MAX; i++)
+        body [n++] = ']';
+    body [n] = 0;
+    hgp_request_t req;
+    hgp_error_t err;
+    assert_int_equal (s_incr (body, NULL, &req, &err), -1);
+    assert_null (strstr (err.message, "nested"));
+    //  33 levels: refused as too deep
+    memmove (body + 1, body, (size_t) n + 1);
+    body [0] = '[';
+    strcat (body, "]");
+    s_incr_rejects (body, NULL, 400, "invalid");
+    assert_int_equal (s_incr (body, NULL, &req, &err), -1);
+    assert_non_null (strstr (err.message, "nested"));
+    //  unbalanced and deep is still too deep
+    memset (body, '{', 1000);
+    body [1000] = 0;
+    s_incr_rejects (body, NULL, 400, "invalid");
+    //  1000 brackets inside a string (and an escaped quote) are one id
+    //  that is refused for its characters, not for depth
+    strcpy (body, "{\"resource_id\":\"\\\"");
+    memset (body + strlen (body), '[', 1000);
+    body [strlen ("{\"resource_id\":\"\\\"") + 1000] = 0;
+    strcat (body, "\",\"counter_type\":\"t\"}");
+    assert_int_equal (s_incr (body, NULL, &req, &err), -1);
+    assert_string_equal (err.code, "invalid");
+    assert_null (strstr (err.message, "nested"));
+    assert_non_null (strstr (err.message, "resource_id"));
+    //  the same in a batch
+    memset (body, '[', 40);
+    body [40] = 0;
+    s_batch_rejects (body, 400, "invalid");
+}
+
 static void
 test_idempotency_key_header_and_request_id_must_agree (void **state)
 {
@@ -505,6 +550,7 @@ main (void)
         cmocka_unit_test (test_increment_refuses_bad_ids),
         cmocka_unit_test (test_increment_needs_resource_and_type_and_nothing_unknown),
         cmocka_unit_test (test_increment_refuses_json_that_does_not_parse),
+        cmocka_unit_test (test_nesting_past_the_limit_is_invalid_and_strings_do_not_count),
         cmocka_unit_test (test_idempotency_key_header_and_request_id_must_agree),
         cmocka_unit_test (test_batch_keeps_request_order_and_accepts_items_alias),
         cmocka_unit_test (test_batch_takes_1000_queries_and_refuses_1001_as_too_large),
