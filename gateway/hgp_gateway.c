@@ -1223,11 +1223,12 @@ hgp_gateway_new (hgp_config_t *config)
         config, "gateway/header_timeout", 3000, 100, 3600000);
     self->body_timeout = (int) hgp_config_int (
         config, "gateway/body_timeout", 5000, 100, 3600000);
-    //  Default: all but a fortieth of the workers (999 of 1024), which
-    //  stay free to answer busy, health and /metrics at once
+    //  Default: all but a 64th of the workers (1008 of 1024), which stay
+    //  free to answer busy, health and /metrics at once; 1000 keep-alive
+    //  clients with a request each are all admitted
     self->max_in_flight = (int) hgp_config_int (
         config, "gateway/max_in_flight",
-        self->threads - self->threads / 40, 1, 16384);
+        self->threads - self->threads / 64, 1, 16384);
     if (hgp_config_error (config)) {
         zsys_error ("%s", hgp_config_error (config));
         hgp_gateway_destroy (&self);

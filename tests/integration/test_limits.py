@@ -114,3 +114,4 @@ def test_broker_memory_is_bounded_by_bytes_under_mget_bursts(make_stack, measure
     #   The counter gets at most ACTOR_MIB of bodies at once (one batch of
     #   replies on top); main sent it the whole burst: peak 182 MiB
     assert max(cpeak) < cidle + 32, (cidle, max(cpeak))
+
