@@ -23,6 +23,7 @@ s_config (const char *interface)
 {
     setenv ("HGP_DISCOVERY_INTERFACE", interface, 1);
     setenv ("HGP_DISCOVERY_INTERVAL", "20", 1);
+    setenv ("HGP_BUS_CURVE", "0", 1);       //  beacons below carry no key
     setenv ("HGP_BROKER_CLIENT_ENDPOINT", "tcp://127.0.0.1:7001", 1);
     setenv ("HGP_BROKER_ACTOR_ENDPOINT", "tcp://127.0.0.1:7002", 1);
     hgp_config_t *config = hgp_config_load (NULL);
@@ -50,12 +51,13 @@ static void
 s_inject (zactor_t *discovery, const char *address, hgp_beacon_state_t state,
           const char *id, uint16_t client_port, uint16_t actor_port)
 {
-    hgp_beacon_t beacon = { state, "", client_port, actor_port };
+    hgp_beacon_t beacon = { state, "", client_port, actor_port, { 0 },
+                            "hgp" };
     snprintf (beacon.broker_id, sizeof beacon.broker_id, "%s", id);
-    uint8_t wire [HGP_BEACON_SIZE];
-    assert_int_equal (hgp_beacon_encode (&beacon, wire, sizeof wire),
-                      HGP_BEACON_SIZE);
-    zsock_send (discovery, "ssb", "BEACON", address, wire, sizeof wire);
+    uint8_t wire [HGP_BEACON_MAX];
+    int size = hgp_beacon_encode (&beacon, wire, sizeof wire);
+    assert_int_equal (size, HGP_BEACON_FIXED + 3);
+    zsock_send (discovery, "ssb", "BEACON", address, wire, (size_t) size);
 }
 
 static void
