@@ -21,6 +21,9 @@ from hgp_harness import (BIN, Client, client_keys, curve_socket, load_cert,
 from gateway_harness import Gateway, Http
 
 READY, REQUEST, DISCONNECT = 1, 2, 5
+# The READY the binaries under test speak (builds from before CURVE have no
+# cluster key and refuse it: checking these tests fail there needs this)
+CLUSTER_IN_READY = os.path.exists(os.path.join(BIN, "hgp-keys"))
 
 
 class Rogue:
@@ -33,8 +36,9 @@ class Rogue:
         self.sock.connect(endpoint)
 
     def ready(self, actor_id, cluster="hgp"):
-        body = {"service": "counter", "actor_id": actor_id, "capacity": 1000,
-                "cluster": cluster}
+        body = {"service": "counter", "actor_id": actor_id, "capacity": 1000}
+        if CLUSTER_IN_READY:
+            body["cluster"] = cluster
         self._send([b"HGPA01", bytes([READY]), msgpack.packb(body)])
 
     def _send(self, frames):
@@ -111,7 +115,7 @@ def test_rogue_dealer_without_certificate_cannot_register_nor_evict(stack, measu
 def test_rogue_with_a_client_certificate_cannot_register_as_an_actor(stack):
     real_ids = sorted(a["actor_id"] for a in stack.actors())
     # A trusted client's certificate, and the broker's real key
-    rogue = Rogue(stack.actor_endpoint, client_keys(stack.keys))
+    rogue = Rogue(stack.actor_endpoint, client_keys(stack.keys) if stack.curve else None)
     rogue.ready("rogue.2")
     rogue.ready(real_ids[1])
     _assert_untouched(stack, real_ids, rogue)
@@ -122,14 +126,16 @@ def test_rogue_with_a_client_certificate_cannot_register_as_an_actor(stack):
 def test_stolen_actor_id_under_another_actor_certificate_evicts_nothing(make_stack, logdir):
     stack = make_stack()
     # A second trusted actor certificate (another actor host's)
-    r = os.system("%s -d %s add-actor otherhost >/dev/null" % (os.path.join(BIN, "hgp-keys"), stack.keys))
-    assert r == 0
-    time.sleep(0.1)                  # the ZAP handler sees actors/ changed
+    keys = None
+    if stack.curve:
+        r = os.system("%s -d %s add-actor otherhost >/dev/null" % (os.path.join(BIN, "hgp-keys"), stack.keys))
+        assert r == 0
+        server, _ = load_cert(os.path.join(stack.keys, "broker.cert"))
+        public, secret = load_cert(os.path.join(stack.keys, "actors", "otherhost.cert_secret"))
+        keys = (server, public, secret)
     gateway = Gateway(stack, logdir)
     real_ids = sorted(a["actor_id"] for a in stack.actors())
-    server, _ = load_cert(os.path.join(stack.keys, "broker.cert"))
-    public, secret = load_cert(os.path.join(stack.keys, "actors", "otherhost.cert_secret"))
-    rogue = Rogue(stack.actor_endpoint, (server, public, secret))
+    rogue = Rogue(stack.actor_endpoint, keys)
     for stolen in real_ids:
         rogue.ready(stolen)
     heard = rogue.heard(1.0)
@@ -155,9 +161,10 @@ def test_two_clusters_do_not_cross(make_stack, logdir):
     beta = alpha.add_counter(env={"HGP_BUS_CLUSTER": "beta"})
     # And an actor host whose certificate was never added to alpha's
     # broker (it has alpha's broker.cert, its own actor key)
-    other_keys = make_keys(logdir)
-    os.remove(os.path.join(other_keys, "broker.cert_secret"))
-    shutil.copy(os.path.join(alpha.keys, "broker.cert"), other_keys)
+    other_keys = make_keys(logdir) or logdir
+    if alpha.curve:
+        os.remove(os.path.join(other_keys, "broker.cert_secret"))
+        shutil.copy(os.path.join(alpha.keys, "broker.cert"), other_keys)
     stranger = alpha.add_counter(env={"HGP_BUS_KEYS": other_keys})
     deadline = time.time() + 3
     while time.time() < deadline and "cluster 'beta'" not in alpha.broker.output():

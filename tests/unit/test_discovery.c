@@ -292,6 +292,29 @@ test_events_reach_every_subscriber_after_its_snapshot (void **state)
     zactor_destroy (&discovery);
 }
 
+//  A beacon of another cluster, or with a CURVE key when we run without
+//  CURVE, is not a broker for us (PROTOCOL.md 9.1); ours still is
+static void
+test_foreign_and_untrusted_beacons_are_ignored (void **state)
+{
+    zactor_t *discovery = s_listener ("", "static");
+    s_expect (discovery, "JOIN", HGP_DISCOVERY_STATIC_ID,
+              "tcp://127.0.0.1:7001");
+    hgp_beacon_t beacon = { HGP_BEACON_ALIVE, ID_A, 5555, 5556, { 0 },
+                            "other" };
+    uint8_t wire [HGP_BEACON_MAX];
+    int size = hgp_beacon_encode (&beacon, wire, sizeof wire);
+    zsock_send (discovery, "ssb", "BEACON", "10.77.0.1", wire, (size_t) size);
+    strcpy (beacon.cluster, "hgp");
+    beacon.public_key [0] = 1;          //  a key: a CURVE broker
+    size = hgp_beacon_encode (&beacon, wire, sizeof wire);
+    zsock_send (discovery, "ssb", "BEACON", "10.77.0.1", wire, (size_t) size);
+    s_expect_nothing (discovery, 60);
+    s_inject (discovery, "10.77.0.1", HGP_BEACON_ALIVE, ID_A, 5555, 5556);
+    s_expect (discovery, "JOIN", ID_A, "tcp://10.77.0.1:5555");
+    zactor_destroy (&discovery);
+}
+
 int
 main (void)
 {
@@ -303,6 +326,7 @@ main (void)
         cmocka_unit_test (test_a_silent_broker_is_evasive_then_expires),
         cmocka_unit_test (test_leaving_replaced_and_moved_brokers),
         cmocka_unit_test (test_junk_on_the_port_is_ignored),
+        cmocka_unit_test (test_foreign_and_untrusted_beacons_are_ignored),
         cmocka_unit_test (test_bad_discovery_settings_are_reported),
         cmocka_unit_test (test_events_reach_every_subscriber_after_its_snapshot),
     };
