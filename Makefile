@@ -25,11 +25,13 @@ CFLAGS_ALL = $(WARN) $(OPT) $(INC) $(shell pkg-config --cflags $(PKGS) 2>/dev/nu
 LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread $(LDLIBS)
 
 LIB_SRC := schemas/hgp_codec.c lib/hgp_config.c lib/hgp_process.c lib/hgp_keyspace.c lib/hgp_client.c \
-           lib/hgp_discovery.c lib/hgp_redis.c lib/hgp_eventlog.c lib/hgp_ledger.c lib/hgp_worker.c
+           lib/hgp_discovery.c lib/hgp_redis.c lib/hgp_eventlog.c lib/hgp_ledger.c lib/hgp_worker.c \
+           lib/hgp_keys.c
 LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/obj/%.o)
 LIB_A   := $(OUT)/libhgp.a
 
 BROKER_SRC  := bus/hgp_broker.c bus/hgp_broker_main.c
+KEYS_SRC    := bus/hgp_keys_main.c
 COUNTER_SRC := actors/counter/hgp_counter.c actors/counter/hgp_counter_main.c
 CLI_SRC     := cli/hgp_cli.c
 MOCK_SRC    := kafka/hgp_kafka_mock.c
@@ -37,13 +39,13 @@ ANALYTICS_SRC := actors/analytics/hgp_analytics.c actors/analytics/hgp_analytics
 GATEWAY_SRC := gateway/hgp_gateway.c gateway/hgp_json.c gateway/hgp_metrics.c gateway/hgp_gateway_main.c
 
 BINS := $(BIN)/hgp-broker $(BIN)/hgp-counter $(BIN)/hgp-analytics $(BIN)/hgp \
-        $(BIN)/hgp-kafka-mock $(BIN)/hgp-gateway
+        $(BIN)/hgp-kafka-mock $(BIN)/hgp-gateway $(BIN)/hgp-keys
 
 .PHONY: all deps test unit integration fuzz bench bench-scaling run clean help
 all: $(BINS)
 
 help:
-	@echo "make          build bin/hgp-broker bin/hgp-counter bin/hgp-analytics bin/hgp bin/hgp-kafka-mock bin/hgp-gateway"
+	@echo "make          build bin/hgp-broker bin/hgp-counter bin/hgp-analytics bin/hgp bin/hgp-kafka-mock bin/hgp-gateway bin/hgp-keys"
 	@echo "make deps     install missing Debian packages (see DEVELOPERS.md)"
 	@echo "make test     deps, sanitized build, unit + fuzz-smoke + integration tests"
 	@echo "make bench    release build; hgp bench at window 1, 16, 128, event log off/async/sync; wrk vs hello-world"
@@ -59,6 +61,10 @@ $(LIB_A): $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(BIN)/hgp-broker: $(BROKER_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL)
+
+$(BIN)/hgp-keys: $(KEYS_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL)
 

@@ -45,6 +45,7 @@
  */
 #include "hgp_broker.h"
 #include "hgp_codec.h"
+#include "hgp_keys.h"
 #include "hgp_keyspace.h"
 #include "hgp_process.h"
 #include <malloc.h>
@@ -156,6 +157,8 @@ struct _actor_t {
     size_t identity_size;       /* bytes in identity                        */
     char service [HGP_ID_MAX + 1];  /* what it offers                       */
     char actor_id [HGP_ID_MAX + 1]; /* its self-chosen id                   */
+    char key [HGP_KEY_TXT + 1]; /* CURVE key its READY came with, "" if off:
+                                   the id is bound to it while registered  */
     int kind;                   /* S_KIND_*: which ops we route to it       */
     uint32_t capacity;          /* most requests it holds without a REPLY   */
     s_list_t queue;             /* waiting for capacity, FIFO               */
@@ -182,6 +185,8 @@ typedef struct {
 } s_stats_t;
 
 struct _hgp_broker_t {
+    hgp_keys_t *keys;           /* our keypair and bus/cluster              */
+    zactor_t *zap;              /* ZAP handler: who may connect (CURVE)     */
     zsock_t *client_sock;       /* ROUTER for clients                       */
     zsock_t *actor_sock;        /* ROUTER for actors                        */
     void *clients;              /* its libzmq handle                        */
@@ -751,6 +756,31 @@ s_reap (hgp_broker_t *self)
     }
 }
 
+//  The live registration of actor_id, or NULL
+static actor_t *
+s_actor_named (hgp_broker_t *self, const char *actor_id)
+{
+    for (size_t i = 0; i < self->nlive; i++)
+        if (streq (self->live [i]->actor_id, actor_id))
+            return self->live [i];
+    return NULL;
+}
+
+//  A READY the broker will not take, for a reason of identity rather than
+//  form: logged, answered DISCONNECT, and nothing registered is touched
+static void
+s_actor_refuse (hgp_broker_t *self, const uint8_t *identity,
+                size_t identity_size, const char *key, const char *fmt, ...)
+{
+    va_list args;
+    va_start (args, fmt);
+    char *why = zsys_vprintf (fmt, args);
+    va_end (args);
+    zsys_warning ("READY refused: %s (key %s)", why, *key ? key : "none");
+    free (why);
+    s_actor_command (self, identity, identity_size, s_cmd_disconnect);
+}
+
 static void
 s_actor_ready (hgp_broker_t *self, actor_t *actor, const uint8_t *identity,
                size_t identity_size, zmq_msg_t *body, int nparts)
@@ -765,6 +795,32 @@ s_actor_ready (hgp_broker_t *self, actor_t *actor, const uint8_t *identity,
     if (hgp_ready_decode (&ready, (const uint8_t *) zmq_msg_data (body),
                           zmq_msg_size (body), &err))
         goto reject;
+    //  Who the ZAP handler said this connection is (its public key)
+    char key [HGP_KEY_TXT + 1];
+    hgp_keys_user_id (&self->part [1], key, sizeof key);
+    if (!streq (ready.cluster, hgp_keys_cluster (self->keys))) {
+        s_actor_refuse (self, identity, identity_size, key,
+                        "actor %s (%s) is of cluster '%s', this broker"
+                        " serves '%s' (bus/cluster)", ready.actor_id,
+                        ready.service, ready.cluster,
+                        hgp_keys_cluster (self->keys));
+        return;
+    }
+    //  An actor id belongs to the certificate that announced it, as long
+    //  as it is registered: another one cannot take it over nor evict it
+    actor_t *owner = s_actor_named (self, ready.actor_id);
+    if (owner && owner != actor && !streq (owner->key, key)) {
+        s_actor_refuse (self, identity, identity_size, key,
+                        "actor id %s is registered under another"
+                        " certificate", ready.actor_id);
+        return;
+    }
+    if (actor && !streq (actor->key, key)) {
+        //  libzmq cannot change a connection's key; refuse, do not trust
+        s_actor_refuse (self, identity, identity_size, key,
+                        "actor %s changed certificate", actor->actor_id);
+        return;
+    }
 
     if (actor) {
         if (streq (actor->actor_id, ready.actor_id)
@@ -777,12 +833,10 @@ s_actor_ready (hgp_broker_t *self, actor_t *actor, const uint8_t *identity,
         s_actor_kill (self, actor, "re-registered under another id");
         s_reap (self);
     }
-    //  The same actor_id under another identity: it reconnected. Flag the
-    //  old registration now, reap it once the new one can take its work.
-    actor_t *old = NULL;
-    for (size_t i = 0; i < self->nlive; i++)
-        if (streq (self->live [i]->actor_id, ready.actor_id))
-            old = self->live [i];
+    //  The same actor_id under another identity, same certificate: it
+    //  reconnected. Flag the old registration now, reap it once the new
+    //  one can take its work.
+    actor_t *old = s_actor_named (self, ready.actor_id);
     if (old)
         s_actor_kill (self, old, "reconnected under a new identity");
 
@@ -802,6 +856,7 @@ s_actor_ready (hgp_broker_t *self, actor_t *actor, const uint8_t *identity,
     actor->identity_size = identity_size;
     strcpy (actor->service, ready.service);
     strcpy (actor->actor_id, ready.actor_id);
+    strcpy (actor->key, key);
     actor->kind = s_kind_of_service (ready.service);
     actor->capacity = ready.capacity;
     actor->last_heard = self->now;
@@ -1153,6 +1208,9 @@ s_pipe_command (hgp_broker_t *self, zsock_t *pipe)
     if (streq (command, "ID"))
         zstr_send (pipe, self->broker_id);
     else
+    if (streq (command, "KEY"))
+        zstr_send (pipe, hgp_keys_public (self->keys));
+    else
         zsys_warning ("broker: unknown pipe command '%s'", command);
     free (command);
 }
@@ -1271,8 +1329,9 @@ hgp_broker_run (hgp_broker_t *self, zsock_t *pipe)
  */
 
 static zsock_t *
-s_bind (const char *endpoint, const char *setting, int sndhwm, int rcvhwm,
-        const char *routing_id, char **bound, char **error_p)
+s_bind (hgp_keys_t *keys, const char *domain, const char *endpoint,
+        const char *setting, int sndhwm, int rcvhwm, const char *routing_id,
+        char **bound, char **error_p)
 {
     zsock_t *sock = zsock_new (ZMQ_ROUTER);
     if (!sock) {
@@ -1289,6 +1348,7 @@ s_bind (const char *endpoint, const char *setting, int sndhwm, int rcvhwm,
     zsock_set_sndhwm (sock, sndhwm);
     zsock_set_rcvhwm (sock, rcvhwm);
     zsock_set_maxmsgsize (sock, FRAME_MAX);
+    hgp_keys_server_apply (keys, sock, domain);
     if (zsock_bind (sock, "%s", endpoint) == -1) {
         *error_p = zsys_sprintf ("cannot bind %s '%s': %s", setting, endpoint,
                                  zmq_strerror (errno));
@@ -1327,8 +1387,12 @@ hgp_broker_new (hgp_config_t *config, char **error_p)
         error = strdup (hgp_config_error (config));
         goto fail;
     }
+    hgp_keys_t *keys = hgp_keys_new (config, HGP_KEYS_BROKER, &error);
+    if (!keys)
+        goto fail;
     hgp_broker_t *self = (hgp_broker_t *) zmalloc (sizeof (hgp_broker_t));
     assert (self);
+    self->keys = keys;
     self->queue_limit = (uint32_t) queue_limit;
     self->queue_bytes = (size_t) queue_bytes;
     self->actor_bytes = (size_t) actor_bytes;
@@ -1345,13 +1409,20 @@ hgp_broker_new (hgp_config_t *config, char **error_p)
     self->next_heartbeat = self->now + self->interval;
 
     hgp_process_random_id (self->broker_id, sizeof self->broker_id);
-    self->client_sock = s_bind (client_endpoint, "broker/client_endpoint",
-                                CLIENT_SNDHWM, CLIENT_RCVHWM, self->broker_id,
+    //  The ZAP handler answers before anything can connect (hgp_keys.c)
+    if (hgp_keys_curve (keys)) {
+        self->zap = zactor_new (hgp_keys_zap_actor, keys);
+        assert (self->zap);
+    }
+    self->client_sock = s_bind (keys, HGP_ZAP_CLIENTS, client_endpoint,
+                                "broker/client_endpoint", CLIENT_SNDHWM,
+                                CLIENT_RCVHWM, self->broker_id,
                                 &self->client_endpoint, &error);
     if (self->client_sock)
-        self->actor_sock = s_bind (actor_endpoint, "broker/actor_endpoint",
-                                   ACTOR_SNDHWM, ACTOR_RCVHWM, NULL,
-                                   &self->actor_endpoint, &error);
+        self->actor_sock = s_bind (keys, HGP_ZAP_ACTORS, actor_endpoint,
+                                   "broker/actor_endpoint", ACTOR_SNDHWM,
+                                   ACTOR_RCVHWM, NULL, &self->actor_endpoint,
+                                   &error);
     if (!self->actor_sock) {
         hgp_broker_destroy (&self);
         goto fail;
@@ -1364,6 +1435,7 @@ hgp_broker_new (hgp_config_t *config, char **error_p)
                self->client_endpoint, self->actor_endpoint, self->queue_limit,
                self->actor_bytes, self->queue_bytes, (long long) interval,
                (long long) liveness);
+    hgp_keys_log (keys, "hgp-broker");
     return self;
 
 fail:
@@ -1398,6 +1470,8 @@ hgp_broker_destroy (hgp_broker_t **self_p)
     hgp_buf_clear (&self->buf);
     zsock_destroy (&self->client_sock);
     zsock_destroy (&self->actor_sock);
+    zactor_destroy (&self->zap);
+    hgp_keys_destroy (&self->keys);
     zstr_free (&self->client_endpoint);
     zstr_free (&self->actor_endpoint);
     free (self);
@@ -1494,6 +1568,7 @@ s_test_ready (zsock_t *actor, const char *actor_id, uint32_t capacity)
     memset (&ready, 0, sizeof ready);
     strcpy (ready.service, "counter");
     strcpy (ready.actor_id, actor_id);
+    strcpy (ready.cluster, "hgp");
     ready.capacity = capacity;
     hgp_buf_t buf = { NULL, 0, 0 };
     int rc = hgp_ready_encode (&ready, &buf);
@@ -1580,6 +1655,7 @@ hgp_broker_test (bool verbose)
     setenv ("HGP_BROKER_QUEUE_LIMIT", "1", 1);
     setenv ("HGP_HEARTBEAT_INTERVAL", "100", 1);
     setenv ("HGP_HEARTBEAT_LIVENESS", "10", 1);
+    setenv ("HGP_BUS_CURVE", "0", 1);       //  plain sockets below
     hgp_config_t *config = hgp_config_load (NULL);
     assert (config);
     zactor_t *broker = zactor_new (hgp_broker_actor, config);

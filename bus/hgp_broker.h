@@ -33,10 +33,20 @@
  *                  It is the routing id of the client ROUTER (so ROUTER
  *                  clients can address this broker) and the id main puts
  *                  in the beacon (lib/hgp_discovery.h).
+ *      KEY         reply the broker's CURVE public key (Z85), "" when
+ *                  bus/curve is 0; main puts it in the beacon.
+ *
+ *  With CURVE (bus/curve, on by default; lib/hgp_keys.h) the broker runs
+ *  a ZAP handler and admits on the actor endpoint only trusted actor
+ *  certificates, on the client endpoint only trusted client certificates.
+ *  A READY of another cluster (bus/cluster) is refused, and an actor id is
+ *  bound to the certificate that registered it: a READY with that id from
+ *  another certificate is refused and evicts nothing.
  *
  *  Settings (configs/hgp.cfg, HGP_<SECTION>_<KEY> overrides):
  *  broker/client_endpoint, broker/actor_endpoint, broker/queue_limit,
- *  broker/queue_bytes, broker/actor_bytes, heartbeat/interval, heartbeat/liveness.
+ *  broker/queue_bytes, broker/actor_bytes, heartbeat/interval,
+ *  heartbeat/liveness, bus/curve, bus/cluster, bus/keys.
  */
 #ifndef HGP_BROKER_H_INCLUDED
 #define HGP_BROKER_H_INCLUDED

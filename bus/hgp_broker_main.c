@@ -35,6 +35,8 @@ s_discovery_start (zactor_t *broker, hgp_config_t *config)
     char *id = NULL, *client_endpoint = NULL, *actor_endpoint = NULL;
     zstr_send (broker, "ID");
     id = zstr_recv (broker);
+    zstr_send (broker, "KEY");
+    char *key = zstr_recv (broker);
     zstr_send (broker, "ENDPOINTS");
     zstr_recvx (broker, &client_endpoint, &actor_endpoint, NULL);
     char client_port [16], actor_port [16];
@@ -42,7 +44,7 @@ s_discovery_start (zactor_t *broker, hgp_config_t *config)
     &&  s_port (client_endpoint, client_port, sizeof client_port)
     &&  s_port (actor_endpoint, actor_port, sizeof actor_port))
         zstr_sendx (discovery, "PUBLISH", id, client_port, actor_port,
-                    client_endpoint, actor_endpoint, NULL);
+                    client_endpoint, actor_endpoint, key ? key : "", NULL);
     else {
         zstr_send (discovery, "MODE");
         char *mode = zstr_recv (discovery);
@@ -52,6 +54,7 @@ s_discovery_start (zactor_t *broker, hgp_config_t *config)
         zstr_free (&mode);
     }
     zstr_free (&id);
+    zstr_free (&key);
     zstr_free (&client_endpoint);
     zstr_free (&actor_endpoint);
     return discovery;
@@ -74,7 +77,8 @@ s_usage (FILE *out)
         "Every setting can be overridden by the environment, HGP_<SECTION>_<KEY>:\n"
         "HGP_BROKER_CLIENT_ENDPOINT, HGP_BROKER_ACTOR_ENDPOINT,\n"
         "HGP_BROKER_QUEUE_LIMIT, HGP_HEARTBEAT_INTERVAL, HGP_HEARTBEAT_LIVENESS,\n"
-        "HGP_DISCOVERY_INTERFACE, HGP_DISCOVERY_PORT, HGP_DISCOVERY_INTERVAL.\n"
+        "HGP_DISCOVERY_INTERFACE, HGP_DISCOVERY_PORT, HGP_DISCOVERY_INTERVAL,\n"
+        "HGP_BUS_CURVE, HGP_BUS_CLUSTER, HGP_BUS_KEYS (CURVE keys: bin/hgp-keys).\n"
         "With discovery/interface set to a broadcast interface the broker\n"
         "beacons its id and ports there; bind tcp://*:PORT (or the interface's\n"
         "address) so peers that hear it can connect.\n"

@@ -59,6 +59,7 @@ typedef struct {
     uint32_t timeout_ms;        /* --timeout, or 0: from the config         */
     hgp_config_t *config;       /* loaded on first need                     */
     hgp_client_t *client;       /* connected on first need                  */
+    hgp_keys_t *keys;           /* client certificate, for --broker         */
     int64_t settle_ms;          /* time to hear every broker's beacon       */
     const struct _s_command_t *command;  /* the command being run           */
 } s_app_t;
@@ -364,7 +365,17 @@ s_connect (s_app_t *app)
         free (problem);
         return EXIT_USAGE;
     }
-    app->client = app->broker ? hgp_client_new (endpoint)
+    if (app->broker) {
+        app->keys = hgp_keys_new (app->config, HGP_KEYS_CLIENT, &problem);
+        if (problem) {
+            fprintf (stderr, "hgp: %s\n", problem);
+            if (app->json)
+                s_json_error ("usage", problem, HGP_STATUS_BAD_REQUEST, NULL);
+            free (problem);
+            return EXIT_USAGE;
+        }
+    }
+    app->client = app->broker ? hgp_client_new (endpoint, app->keys)
                               : hgp_client_new_config (app->config);
     if (!app->client) {
         char message [300];
@@ -1931,6 +1942,7 @@ main (int argc, char *argv [])
         }
     int rc = app->command->handler (app, argc - i, argv + i);
     hgp_client_destroy (&app->client);
+    hgp_keys_destroy (&app->keys);
     hgp_config_destroy (&app->config);
     return rc;
 }

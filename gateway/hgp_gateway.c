@@ -120,6 +120,7 @@ struct _hgp_gateway_t {
     bool library;                   /* mg_init_library was called           */
     hgp_metrics_t *metrics;         /* request counters and histograms      */
     char *endpoint;                 /* broker client endpoint (static mode) */
+    hgp_keys_t *keys;               /* client certificate, shared by workers */
     zactor_t *discovery;            /* the one discovery actor; NULL: static */
     char *events;                   /* its EVENTS endpoint, for the workers */
     char *where;                    /* "beacons:IFACE:PORT", for messages   */
@@ -1055,8 +1056,9 @@ s_init_thread (const struct mg_context *ctx, int thread_type)
     //  With discovery, every worker's client follows the one actor; a
     //  client must not run its own (a thread and a UDP socket per worker)
     worker->client = self->events
-                   ? hgp_client_new_shared (self->events, self->where)
-                   : hgp_client_new (self->endpoint);
+                   ? hgp_client_new_shared (self->events, self->where,
+                                            self->keys)
+                   : hgp_client_new (self->endpoint, self->keys);
     if (!worker->client)
         zsys_error ("gateway: cannot create a bus client for %s",
                     self->events ? self->where : self->endpoint);
@@ -1252,12 +1254,15 @@ hgp_gateway_new (hgp_config_t *config)
     sigaction (SIGURG, &action, NULL);
 
     char *problem = hgp_discovery_config_check (config);
+    if (!problem)
+        self->keys = hgp_keys_new (config, HGP_KEYS_CLIENT, &problem);
     if (problem) {
         zsys_error ("%s", problem);
         free (problem);
         hgp_gateway_destroy (&self);
         return NULL;
     }
+    hgp_keys_log (self->keys, "hgp-gateway");
     //  Before any socket exists (see the .h): room for a discovery
     //  worker's four sockets (ROUTER, SUB, the monitor's two PAIRs)
     zsys_set_max_sockets ((size_t) self->threads * 4 + 64);
@@ -1290,7 +1295,8 @@ hgp_gateway_new (hgp_config_t *config)
     s_raise_fd_limit (self->threads, beacon ? 8 : 3);
     //  Prove the static endpoint is usable once here rather than failing
     //  in every worker
-    hgp_client_t *probe = beacon ? NULL : hgp_client_new (self->endpoint);
+    hgp_client_t *probe = beacon ? NULL
+                                 : hgp_client_new (self->endpoint, self->keys);
     if (!beacon && !probe) {
         zsys_error ("gateway: broker/client_endpoint '%s' is not a valid "
                     "ZeroMQ endpoint", self->endpoint);
@@ -1447,6 +1453,7 @@ hgp_gateway_destroy (hgp_gateway_t **self_p)
             mg_exit_library ();
         //  After the workers, whose clients followed it
         zactor_destroy (&self->discovery);
+        hgp_keys_destroy (&self->keys);
         zstr_free (&self->events);
         zstr_free (&self->where);
         hgp_metrics_destroy (&self->metrics);

@@ -45,6 +45,7 @@
  */
 #include "hgp_client.h"
 #include "hgp_discovery.h"
+#include "hgp_keys.h"
 #include <errno.h>
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -79,6 +80,8 @@ struct _hgp_client_t {
     zsock_t *dealer;            /* DEALER or, with discovery, ROUTER        */
     void *handle;               /* its libzmq socket, for the hot path      */
     char *endpoint;             /* where we connect, for messages           */
+    hgp_keys_t *keys;           /* our certificate, or NULL: plain sockets  */
+    hgp_keys_t *own_keys;       /* keys, when we made them (new_config)     */
     hgp_buf_t buf;              /* encode buffer, reused for every request  */
     int sndtimeo;               /* ZMQ_SNDTIMEO currently set on dealer     */
     //  With discovery only
@@ -105,11 +108,12 @@ struct _hgp_client_t {
  */
 
 hgp_client_t *
-hgp_client_new (const char *endpoint)
+hgp_client_new (const char *endpoint, hgp_keys_t *keys)
 {
     assert (endpoint);
     hgp_client_t *self = (hgp_client_t *) zmalloc (sizeof (hgp_client_t));
     assert (self);
+    self->keys = keys;
     self->dealer = zsock_new (ZMQ_DEALER);
     assert (self->dealer);
     self->handle = zsock_resolve (self->dealer);
@@ -122,6 +126,12 @@ hgp_client_new (const char *endpoint)
     zsock_set_sndhwm (self->dealer, 100000);
     zsock_set_rcvhwm (self->dealer, 100000);
     self->sndtimeo = -1;
+    if (keys && hgp_keys_client_apply (keys, self->dealer,
+                                       hgp_keys_broker (keys))) {
+        hgp_client_destroy (&self);
+        errno = EINVAL;             //  no broker.cert to check it against
+        return NULL;
+    }
     if (zsock_connect (self->dealer, "%s", endpoint)) {
         int error = errno;          //  for the caller's message
         hgp_client_destroy (&self);
@@ -145,10 +155,11 @@ s_pending_destroy (void **item_p)
 //  The discovery path's client, without its source of events yet: one
 //  ROUTER to be connected to every broker, its monitor, the pending table
 static hgp_client_t *
-s_router_new (const char *where)
+s_router_new (const char *where, hgp_keys_t *keys)
 {
     hgp_client_t *self = (hgp_client_t *) zmalloc (sizeof (hgp_client_t));
     assert (self);
+    self->keys = keys;
     self->dealer = zsock_new (ZMQ_ROUTER);
     assert (self->dealer);
     self->handle = zsock_resolve (self->dealer);
@@ -187,21 +198,36 @@ hgp_client_new_config (hgp_config_t *config)
     assert (config);
     const char *endpoint = hgp_config_str (config, "broker/client_endpoint",
                                            "tcp://127.0.0.1:5555");
+    char *error = NULL;
+    hgp_keys_t *keys = hgp_keys_new (config, HGP_KEYS_CLIENT, &error);
+    if (!keys) {
+        zsys_error ("%s", error);
+        zstr_free (&error);
+        errno = EACCES;
+        return NULL;
+    }
     zactor_t *discovery = zactor_new (hgp_discovery_actor, config);
     assert (discovery);
     zstr_send (discovery, "MODE");
     char *mode = zstr_recv (discovery);
     bool beacon = mode && streq (mode, "beacon");
     zstr_free (&mode);
+    hgp_client_t *self = NULL;
     if (!beacon) {
         zactor_destroy (&discovery);
-        return hgp_client_new (endpoint);
+        self = hgp_client_new (endpoint, keys);
+        if (self)
+            self->own_keys = keys;
+        else
+            hgp_keys_destroy (&keys);
+        return self;
     }
     char *where = zsys_sprintf ("beacons:%s:%s",
         hgp_config_str (config, "discovery/interface", ""),
         hgp_config_str (config, "discovery/port", "5670"));
     assert (where);
-    hgp_client_t *self = s_router_new (where);
+    self = s_router_new (where, keys);
+    self->own_keys = keys;
     zstr_free (&where);
     self->discovery = discovery;
     self->events = zactor_sock (discovery);
@@ -210,7 +236,8 @@ hgp_client_new_config (hgp_config_t *config)
 }
 
 hgp_client_t *
-hgp_client_new_shared (const char *events, const char *where)
+hgp_client_new_shared (const char *events, const char *where,
+                       hgp_keys_t *keys)
 {
     assert (events);
     assert (where);
@@ -236,7 +263,7 @@ hgp_client_new_shared (const char *events, const char *where)
     //  After connecting: this one asks for the snapshot, which must come
     //  after the kinds are subscribed
     zsock_set_subscribe (sub, topic);
-    hgp_client_t *self = s_router_new (where);
+    hgp_client_t *self = s_router_new (where, keys);
     self->events = sub;
     self->shared = true;
     return self;
@@ -260,6 +287,7 @@ hgp_client_destroy (hgp_client_t **self_p)
         zhashx_destroy (&self->pending);
         hgp_request_clear (&self->scratch);
         hgp_buf_clear (&self->buf);
+        hgp_keys_destroy (&self->own_keys);
         free (self->endpoint);
         free (self);
         *self_p = NULL;
@@ -414,7 +442,11 @@ s_broker_join (hgp_client_t *self, const hgp_discovery_event_t *event)
                       event->broker_id, S_BROKERS_MAX);
         return;
     }
-    if (zsock_connect (self->dealer, "%s", event->client_endpoint)) {
+    //  libzmq takes the server key at connect: one ROUTER, a key per
+    //  broker. Discovery only reports brokers whose key we trust.
+    if ((self->keys && hgp_keys_client_apply (self->keys, self->dealer,
+                                              event->server_key))
+    ||  zsock_connect (self->dealer, "%s", event->client_endpoint)) {
         zsys_warning ("client: cannot connect to broker %s at %s",
                       event->broker_id, event->client_endpoint);
         return;

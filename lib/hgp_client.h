@@ -40,6 +40,7 @@
 #include <czmq.h>
 #include "hgp_codec.h"
 #include "hgp_config.h"
+#include "hgp_keys.h"
 
 /*  Extra milliseconds hgp_client_call waits past the request's deadline, so
     the broker's own 504 (or a last-moment reply) can arrive first */
@@ -47,24 +48,32 @@
 
 typedef struct _hgp_client_t hgp_client_t;
 
-/*  Connect to endpoint (e.g. "tcp://127.0.0.1:5555"). NULL (errno set) if
-    the endpoint is not valid. Connecting is asynchronous: an absent broker shows up as
-    timeouts, not here. */
-hgp_client_t *hgp_client_new (const char *endpoint);
+/*  Connect to endpoint (e.g. "tcp://127.0.0.1:5555"). With keys (CURVE on,
+    lib/hgp_keys.h) the connection is a CURVE client with our client
+    certificate, of the broker whose key is broker.cert; keys NULL, or
+    with bus/curve = 0: a plain socket. keys must outlive the client. NULL
+    (errno set) if the endpoint is not valid (EINVAL also: no broker key).
+    Connecting is asynchronous: an absent broker, or one that refuses our
+    certificate, shows up as timeouts, not here. */
+hgp_client_t *hgp_client_new (const char *endpoint, hgp_keys_t *keys);
 
 /*  A client as the config says: following broker beacons when discovery is
     on (see above), else connected to broker/client_endpoint. NULL (errno
-    set) if that endpoint is not valid. The caller checks the config first
-    (hgp_config_error, hgp_discovery_config_check) and may destroy it once
-    this returns. */
+    set) if that endpoint is not valid, or (EACCES, logged) when the client
+    certificate cannot be read. It loads its own keys (HGP_KEYS_CLIENT).
+    The caller checks the config first (hgp_config_error,
+    hgp_discovery_config_check) and may destroy it once this returns. */
 hgp_client_t *hgp_client_new_config (hgp_config_t *config);
 
 /*  A discovery client that follows the discovery actor whose EVENTS
     endpoint is events (the owner created that actor in beacon mode and
     sent it "EVENTS endpoint" first); where names the brokers in messages,
-    e.g. "beacons:eth1:5670". NULL (errno set) if events cannot be
-    connected. The actor must outlive every client made this way. */
-hgp_client_t *hgp_client_new_shared (const char *events, const char *where);
+    e.g. "beacons:eth1:5670"; keys as for hgp_client_new (the broker keys
+    come with discovery's JOIN events). NULL (errno set) if events cannot
+    be connected. The actor and keys must outlive every client made this
+    way. */
+hgp_client_t *hgp_client_new_shared (const char *events, const char *where,
+                                     hgp_keys_t *keys);
 
 void hgp_client_destroy (hgp_client_t **self_p);
 

@@ -30,6 +30,7 @@
  */
 #include "hgp_discovery.h"
 #include "hgp_codec.h"
+#include "hgp_keys.h"
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -47,6 +48,7 @@ typedef struct {
     uint16_t actor_port;
     char client_endpoint [256];     /* tcp://address:client_port            */
     char actor_endpoint [256];      /* tcp://address:actor_port             */
+    char key [HGP_KEY_TXT + 1];     /* its CURVE public key, Z85, or ""     */
     int64_t heard_at;               /* mono ms of its last beacon           */
     bool evasive;                   /* told the owner EVASIVE               */
 } s_peer_t;
@@ -66,6 +68,9 @@ typedef struct {
     char *static_reason;            /* why static, NULL when beaconing      */
     char *static_client;            /* broker/client_endpoint               */
     char *static_actor;             /* broker/actor_endpoint                */
+    hgp_keys_t *keys;               /* cluster and trusted broker keys; NULL
+                                       when they could not be read (then no
+                                       beacon is trusted)                  */
     bool listening;                 /* LISTEN or EVENTS: hearing beacons    */
     bool piped;                     /* LISTEN: events go to the pipe        */
     zsock_t *events;                /* EVENTS: XPUB for subscribers, or NULL */
@@ -78,6 +83,8 @@ typedef struct {
     size_t left_next;
     uint64_t bad;                   /* beacons that did not decode          */
     uint64_t overflow;              /* brokers ignored: table full          */
+    uint64_t foreign;               /* beacons of another cluster           */
+    uint64_t untrusted;             /* beacons with a key we do not trust   */
     bool terminated;                /* $TERM                                */
 } s_self_t;
 
@@ -99,7 +106,8 @@ hgp_discovery_config_check (hgp_config_t *config)
         return zsys_sprintf ("config: discovery/interface"
                              " (HGP_DISCOVERY_INTERFACE) '%s' is longer than"
                              " any interface name", interface);
-    return NULL;
+    //  Every process that looks for brokers checks the bus section too
+    return hgp_keys_config_check (config);
 }
 
 //  Why interface cannot carry beacons, or NULL when it can. zbeacon uses
@@ -185,6 +193,12 @@ s_self_new (zsock_t *pipe, hgp_config_t *config)
         config, "broker/client_endpoint", "tcp://127.0.0.1:5555"));
     self->static_actor = strdup (hgp_config_str (
         config, "broker/actor_endpoint", "tcp://127.0.0.1:5556"));
+    char *keys_error = NULL;
+    self->keys = hgp_keys_new (config, HGP_KEYS_LISTENER, &keys_error);
+    if (!self->keys) {
+        zsys_error ("discovery: %s; no broker is trusted", keys_error);
+        zstr_free (&keys_error);
+    }
 
     self->static_reason = s_interface_problem (self->interface);
     if (!self->static_reason)
@@ -219,6 +233,7 @@ s_self_destroy (s_self_t **self_p)
     free (self->static_reason);
     free (self->static_client);
     free (self->static_actor);
+    hgp_keys_destroy (&self->keys);
     free (self);
     *self_p = NULL;
 }
@@ -258,12 +273,19 @@ s_log_mode (s_self_t *self, bool quiet)
 //  NULL, to the pipe (LISTEN) and to every subscriber (EVENTS)
 static void
 s_emit (s_self_t *self, const char *kind, const char *id, const char *detail,
-        const char *detail2)
+        const char *detail2, const char *detail3)
 {
     if (self->piped)
-        zstr_sendx (self->pipe, kind, id, detail, detail2, NULL);
+        zstr_sendx (self->pipe, kind, id, detail, detail2, detail3, NULL);
     if (self->events)
-        zstr_sendx (self->events, kind, id, detail, detail2, NULL);
+        zstr_sendx (self->events, kind, id, detail, detail2, detail3, NULL);
+}
+
+//  The key the static broker is checked against: broker.cert's
+static const char *
+s_static_key (s_self_t *self)
+{
+    return self->keys ? hgp_keys_broker (self->keys) : "";
 }
 
 //  A subscriber's own topic ("@..."): the whole table to it alone, as
@@ -276,11 +298,13 @@ s_snapshot (s_self_t *self, const char *topic)
 {
     if (!self->beacon)
         zstr_sendx (self->events, topic, "JOIN", HGP_DISCOVERY_STATIC_ID,
-                    self->static_client, self->static_actor, NULL);
+                    self->static_client, self->static_actor,
+                    s_static_key (self), NULL);
     for (size_t i = 0; i < self->npeers; i++) {
         s_peer_t *peer = &self->peers [i];
         zstr_sendx (self->events, topic, "JOIN", peer->id,
-                    peer->client_endpoint, peer->actor_endpoint, NULL);
+                    peer->client_endpoint, peer->actor_endpoint, peer->key,
+                    NULL);
         zstr_sendx (self->events, topic,
                     peer->evasive ? "EVASIVE" : "ALIVE", peer->id, NULL);
     }
@@ -337,7 +361,7 @@ static void
 s_peer_leave (s_self_t *self, s_peer_t *peer, const char *why, int64_t now)
 {
     if (self->listening)
-        s_emit (self, "LEAVE", peer->id, why, NULL);
+        s_emit (self, "LEAVE", peer->id, why, NULL, NULL);
     if (!streq (why, "moved")) {
         s_left_t *left = &self->left [self->left_next++ % S_LEFT_MAX];
         snprintf (left->id, sizeof left->id, "%s", peer->id);
@@ -351,7 +375,7 @@ s_peer_leave (s_self_t *self, s_peer_t *peer, const char *why, int64_t now)
 
 static void
 s_peer_join (s_self_t *self, const char *address, const hgp_beacon_t *beacon,
-             int64_t now)
+             const char *key, int64_t now)
 {
     char client_endpoint [256], actor_endpoint [256];
     snprintf (client_endpoint, sizeof client_endpoint, "tcp://%s:%u",
@@ -380,10 +404,48 @@ s_peer_join (s_self_t *self, const char *address, const hgp_beacon_t *beacon,
     peer->actor_port = beacon->actor_port;
     memcpy (peer->client_endpoint, client_endpoint, sizeof client_endpoint);
     memcpy (peer->actor_endpoint, actor_endpoint, sizeof actor_endpoint);
+    snprintf (peer->key, sizeof peer->key, "%s", key);
     peer->heard_at = now;
     if (self->listening)
         s_emit (self, "JOIN", peer->id, peer->client_endpoint,
-                peer->actor_endpoint);
+                peer->actor_endpoint, peer->key);
+}
+
+//  A beacon of our cluster from a broker whose key we trust: 0 and its key
+//  (Z85, "" for a broker without CURVE) in key. Otherwise -1, logged the
+//  first few times: a second cluster on the same network, or someone
+//  beaconing a broker we have no reason to believe.
+static int
+s_beacon_trusted (s_self_t *self, const char *address,
+                  const hgp_beacon_t *beacon, char *key)
+{
+    static const uint8_t zero [32];
+    key [0] = 0;
+    if (memcmp (beacon->public_key, zero, 32) != 0)
+        zmq_z85_encode (key, beacon->public_key, 32);
+    const char *cluster = self->keys ? hgp_keys_cluster (self->keys) : "";
+    if (!streq (beacon->cluster, cluster)) {
+        if (self->foreign++ < S_BAD_LOGGED)
+            zsys_warning ("discovery: ignoring broker %s at %s: it is of"
+                          " cluster '%s', we are of '%s' (bus/cluster)%s",
+                          beacon->broker_id, address, beacon->cluster,
+                          cluster, self->foreign == S_BAD_LOGGED
+                          ? " (further ones are not logged)" : "");
+        return -1;
+    }
+    if (!self->keys || !hgp_keys_trusts_broker (self->keys, key)) {
+        if (self->untrusted++ < S_BAD_LOGGED)
+            zsys_warning ("discovery: ignoring broker %s at %s: %s%s",
+                          beacon->broker_id, address, !*key
+                          ? "it runs without CURVE (bus/curve = 0)"
+                          : self->keys && !hgp_keys_curve (self->keys)
+                          ? "it uses CURVE and we do not (bus/curve = 0)"
+                          : "its key is not broker.cert nor in brokers/",
+                          self->untrusted == S_BAD_LOGGED
+                          ? " (further ones are not logged)" : "");
+        return -1;
+    }
+    return 0;
 }
 
 static void
@@ -400,6 +462,9 @@ s_beacon_heard (s_self_t *self, const char *address, const uint8_t *data,
                           ? " (further ones are not logged)" : "");
         return;
     }
+    char key [HGP_KEY_TXT + 1];
+    if (s_beacon_trusted (self, address, &beacon, key))
+        return;
     int64_t now = zclock_mono ();
     s_peer_t *peer = s_peer_lookup (self, beacon.broker_id);
     if (beacon.state == HGP_BEACON_LEAVING) {
@@ -409,23 +474,24 @@ s_beacon_heard (s_self_t *self, const char *address, const uint8_t *data,
     }
     if (!peer) {
         if (!s_peer_left (self, beacon.broker_id, now))
-            s_peer_join (self, address, &beacon, now);
+            s_peer_join (self, address, &beacon, key, now);
         return;
     }
     if (!streq (peer->address, address)
     ||  peer->client_port != beacon.client_port
-    ||  peer->actor_port != beacon.actor_port) {
+    ||  peer->actor_port != beacon.actor_port
+    ||  !streq (peer->key, key)) {
         //  Same broker, new address: owners must reconnect. Not "left":
         //  it is still there, so it may JOIN at once.
         s_peer_leave (self, peer, "moved", now);
-        s_peer_join (self, address, &beacon, now);
+        s_peer_join (self, address, &beacon, key, now);
         return;
     }
     peer->heard_at = now;
     if (peer->evasive) {
         peer->evasive = false;
         if (self->listening)
-            s_emit (self, "ALIVE", peer->id, NULL, NULL);
+            s_emit (self, "ALIVE", peer->id, NULL, NULL, NULL);
     }
 }
 
@@ -447,7 +513,7 @@ s_peers_check (s_self_t *self)
         if (silent >= evasive && !peer->evasive) {
             peer->evasive = true;
             if (self->listening)
-                s_emit (self, "EVASIVE", peer->id, NULL, NULL);
+                s_emit (self, "EVASIVE", peer->id, NULL, NULL, NULL);
         }
         i++;
     }
@@ -490,6 +556,7 @@ s_publish (s_self_t *self, zmsg_t *msg)
     char *actor_port = zmsg_popstr (msg);
     char *client_endpoint = zmsg_popstr (msg);
     char *actor_endpoint = zmsg_popstr (msg);
+    char *key = zmsg_popstr (msg);
     assert (id && client_port && actor_port);   //  a bug in our caller
     s_log_mode (self, false);
     if (self->beacon) {
@@ -498,10 +565,15 @@ s_publish (s_self_t *self, zmsg_t *msg)
         snprintf (beacon->broker_id, sizeof beacon->broker_id, "%s", id);
         beacon->client_port = (uint16_t) atoi (client_port);
         beacon->actor_port = (uint16_t) atoi (actor_port);
-        uint8_t wire [HGP_BEACON_SIZE];
-        int rc = hgp_beacon_encode (beacon, wire, sizeof wire);
-        assert (rc == HGP_BEACON_SIZE);
-        zsock_send (self->beacon, "sbi", "PUBLISH", wire, sizeof wire,
+        memset (beacon->public_key, 0, sizeof beacon->public_key);
+        if (key && strlen (key) == HGP_KEY_TXT)
+            zmq_z85_decode (beacon->public_key, key);
+        snprintf (beacon->cluster, sizeof beacon->cluster, "%s",
+                  self->keys ? hgp_keys_cluster (self->keys) : "hgp");
+        uint8_t wire [HGP_BEACON_MAX];
+        int size = hgp_beacon_encode (beacon, wire, sizeof wire);
+        assert (size > 0);
+        zsock_send (self->beacon, "sbi", "PUBLISH", wire, (size_t) size,
                     (int) self->interval);
         self->publishing = true;
         zsys_info ("discovery: broker %s beacons clients tcp://%s:%s,"
@@ -517,6 +589,7 @@ s_publish (s_self_t *self, zmsg_t *msg)
     zstr_free (&actor_port);
     zstr_free (&client_endpoint);
     zstr_free (&actor_endpoint);
+    zstr_free (&key);
 }
 
 //  Say LEAVING a few times (UDP may drop one), then stop beaconing
@@ -526,10 +599,10 @@ s_unpublish (s_self_t *self)
     if (!self->publishing)
         return;
     self->published.state = HGP_BEACON_LEAVING;
-    uint8_t wire [HGP_BEACON_SIZE];
-    int rc = hgp_beacon_encode (&self->published, wire, sizeof wire);
-    assert (rc == HGP_BEACON_SIZE);
-    zsock_send (self->beacon, "sbi", "PUBLISH", wire, sizeof wire,
+    uint8_t wire [HGP_BEACON_MAX];
+    int size = hgp_beacon_encode (&self->published, wire, sizeof wire);
+    assert (size > 0);
+    zsock_send (self->beacon, "sbi", "PUBLISH", wire, (size_t) size,
                 S_LEAVING_GAP);
     zclock_sleep (S_LEAVING_COPIES * S_LEAVING_GAP - S_LEAVING_GAP / 2);
     zstr_sendx (self->beacon, "SILENCE", NULL);
@@ -607,7 +680,8 @@ s_pipe_command (s_self_t *self)
             self->piped = true;
             if (!self->beacon)
                 zstr_sendx (self->pipe, "JOIN", HGP_DISCOVERY_STATIC_ID,
-                            self->static_client, self->static_actor, NULL);
+                            self->static_client, self->static_actor,
+                            s_static_key (self), NULL);
         }
         s_listen (self);
     }
@@ -710,9 +784,10 @@ hgp_discovery_actor (zsock_t *pipe, void *args)
             check_at = zclock_mono () + s_peers_check (self);
     }
     s_unpublish (self);
-    if (self->bad)
-        zsys_info ("discovery: %" PRIu64 " beacons ignored as not valid",
-                   self->bad);
+    if (self->bad || self->foreign || self->untrusted)
+        zsys_info ("discovery: beacons ignored: %" PRIu64 " not valid, %"
+                   PRIu64 " of another cluster, %" PRIu64 " from untrusted"
+                   " brokers", self->bad, self->foreign, self->untrusted);
     s_self_destroy (&self);
 }
 
@@ -734,13 +809,14 @@ hgp_discovery_event_parse (zmsg_t *msg, hgp_discovery_event_t *event)
     bool leave = streq (event->kind, "LEAVE");
     if (!(join || leave || streq (event->kind, "EVASIVE")
                         || streq (event->kind, "ALIVE"))
-    ||  frames != (join ? 4u : leave ? 3u : 2u))
+    ||  frames != (join ? 5u : leave ? 3u : 2u))
         return -1;
-    struct { char *out; size_t size; } fields [3] = {
+    struct { char *out; size_t size; } fields [4] = {
         { event->broker_id, sizeof event->broker_id },
         { join ? event->client_endpoint : event->reason,
           join ? sizeof event->client_endpoint : sizeof event->reason },
-        { event->actor_endpoint, sizeof event->actor_endpoint }
+        { event->actor_endpoint, sizeof event->actor_endpoint },
+        { event->server_key, sizeof event->server_key }
     };
     for (size_t i = 0; i + 1 < frames; i++) {
         frame = zmsg_next (msg);

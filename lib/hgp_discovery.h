@@ -1,9 +1,11 @@
 /*  hgp_discovery.h - which brokers exist: UDP beacons, or the static config
  *
  *  Brokers announce themselves with a beacon (schemas/PROTOCOL.md section
- *  9): a 26-byte UDP broadcast every discovery/interval ms on discovery/port
- *  of discovery/interface, carrying the broker's id and its two TCP ports,
- *  and a "leaving" beacon when it stops cleanly. Counter actors, the client
+ *  9): a small UDP broadcast every discovery/interval ms on discovery/port
+ *  of discovery/interface, carrying the broker's id, its two TCP ports, its
+ *  CURVE public key and the cluster name, and a "leaving" beacon when it
+ *  stops cleanly. Listeners ignore beacons of another cluster (bus/cluster)
+ *  and of brokers whose key they do not trust. Counter actors, the client
  *  library (so the gateway) and the CLI listen and keep the set of live
  *  brokers. This one class is both sides, as a zactor (CZMQ zbeacon inside):
  *
@@ -15,7 +17,9 @@
  *      zactor_destroy (&discovery);            //  a publisher says LEAVING
  *
  *  Events, one message each, read with hgp_discovery_event_recv:
- *      JOIN id client_endpoint actor_endpoint    heard a broker first
+ *      JOIN id client_endpoint actor_endpoint key    heard a broker first;
+ *                      key is its CURVE public key (Z85, checked against
+ *                      the trusted ones: hgp_keys.h), "" without CURVE
  *      EVASIVE id      silent for EVASIVE intervals: prefer other brokers
  *      ALIVE id        heard again after EVASIVE
  *      LEAVE id why    its leaving beacon ("left"), silence for EXPIRED
@@ -38,8 +42,10 @@
  *      MODE            reply "beacon" or "static" (ask before LISTEN)
  *      LISTEN [quiet]  start reporting brokers; "quiet" does not log the
  *                      mode (the CLI, whose stderr is for errors)
- *      PUBLISH id client_port actor_port client_endpoint actor_endpoint
- *                      a broker: beacon id and ports every interval; the
+ *      PUBLISH id client_port actor_port client_endpoint actor_endpoint key
+ *                      a broker: beacon id, ports, its CURVE public key
+ *                      (Z85, "" without CURVE) and bus/cluster every
+ *                      interval; the
  *                      bound endpoints are only checked against the
  *                      interface address, with a warning
  *      BROKERS         reply "BROKERS" count, then per broker: id,
@@ -94,6 +100,8 @@ typedef struct {
     char broker_id [40];            /* 32 hex digits, or "static"           */
     char client_endpoint [256];     /* JOIN only                            */
     char actor_endpoint [256];      /* JOIN only                            */
+    char server_key [41];           /* JOIN only: its CURVE public key, Z85,
+                                       "" when the bus runs without CURVE  */
     char reason [32];               /* LEAVE only                           */
 } hgp_discovery_event_t;
 

@@ -16,6 +16,7 @@
  */
 #include "hgp_worker.h"
 #include "hgp_discovery.h"
+#include "hgp_keys.h"
 #include <inttypes.h>
 
 /*  Our link to one broker */
@@ -23,6 +24,7 @@ typedef struct {
     uint32_t number;            /* unique in this worker, in hgp_work_t    */
     char broker_id [40];        /* from discovery, "static" without it     */
     char *endpoint;             /* its actor endpoint                      */
+    char key [HGP_KEY_TXT + 1]; /* its CURVE public key, "" without CURVE  */
     zsock_t *dealer;            /* connected to endpoint                   */
     int64_t heartbeat_at;       /* next HEARTBEAT due, zclock_mono ms      */
     int64_t expiry_at;          /* broker dead if silent until then        */
@@ -32,6 +34,7 @@ typedef struct {
 } s_link_t;
 
 struct _hgp_worker_t {
+    hgp_keys_t *keys;           /* our actor certificate, bus/cluster      */
     zactor_t *discovery;        /* tells which brokers there are           */
     s_link_t *links [HGP_WORKER_LINKS_MAX];  /* one per broker we serve    */
     size_t nlinks;              /* entries used in links                   */
@@ -83,6 +86,11 @@ s_connect (hgp_worker_t *self, s_link_t *link)
     zsock_set_rcvhwm (link->dealer, hwm);
     zsock_set_rcvtimeo (link->dealer, 0);       //  we only read when ready
     zsock_set_linger (link->dealer, 0);
+    //  Discovery checked the key is one we trust (hgp_keys.h)
+    if (hgp_keys_client_apply (self->keys, link->dealer, link->key))
+        zsys_error ("broker %s: no CURVE key for it; it cannot hear us",
+                    link->endpoint);
+    else
     if (zsock_connect (link->dealer, "%s", link->endpoint) == -1)
         //  The config check tried the static one; a beaconed one is
         //  tcp://address:port built by discovery. Keep the link: its
@@ -109,7 +117,8 @@ s_link_lookup (hgp_worker_t *self, const char *broker_id)
 }
 
 static void
-s_link_add (hgp_worker_t *self, const char *broker_id, const char *endpoint)
+s_link_add (hgp_worker_t *self, const char *broker_id, const char *endpoint,
+            const char *key)
 {
     if (self->nlinks == HGP_WORKER_LINKS_MAX) {
         zsys_warning ("broker %s at %s: not served, %d brokers already",
@@ -122,6 +131,7 @@ s_link_add (hgp_worker_t *self, const char *broker_id, const char *endpoint)
     snprintf (link->broker_id, sizeof link->broker_id, "%s", broker_id);
     link->endpoint = strdup (endpoint);
     assert (link->endpoint);
+    snprintf (link->key, sizeof link->key, "%s", key);
     self->links [self->nlinks++] = link;
     s_connect (self, link);
     zsys_info ("%s: broker %s at %s: serving it (%zu brokers)",
@@ -159,11 +169,13 @@ s_discovery_recv (hgp_worker_t *self)
         return;
     s_link_t *link = s_link_lookup (self, event.broker_id);
     if (streq (event.kind, "JOIN")) {
-        if (link && streq (link->endpoint, event.actor_endpoint))
+        if (link && streq (link->endpoint, event.actor_endpoint)
+        &&  streq (link->key, event.server_key))
             return;
         if (link)
             s_link_remove (self, link, false);
-        s_link_add (self, event.broker_id, event.actor_endpoint);
+        s_link_add (self, event.broker_id, event.actor_endpoint,
+                    event.server_key);
     }
     else
     if (streq (event.kind, "LEAVE") && link) {
@@ -179,6 +191,11 @@ char *
 hgp_worker_config_check (hgp_config_t *config)
 {
     char *error = hgp_discovery_config_check (config);
+    if (error)
+        return error;
+    //  The certificate must be there now, not at the first connect
+    hgp_keys_t *keys = hgp_keys_new (config, HGP_KEYS_ACTOR, &error);
+    hgp_keys_destroy (&keys);
     if (error)
         return error;
     const char *endpoint = hgp_config_str (config, "broker/actor_endpoint",
@@ -208,6 +225,14 @@ hgp_worker_new (hgp_config_t *config, const char *service,
     snprintf (self->ready.actor_id, sizeof self->ready.actor_id, "%s",
               actor_id);
     self->ready.capacity = capacity;
+    char *error = NULL;
+    self->keys = hgp_keys_new (config, HGP_KEYS_ACTOR, &error);
+    if (error)
+        zsys_error ("%s", error);
+    assert (self->keys);        //  hgp_worker_config_check said so
+    snprintf (self->ready.cluster, sizeof self->ready.cluster, "%s",
+              hgp_keys_cluster (self->keys));
+    hgp_keys_log (self->keys, service);
     self->heartbeat = heartbeat;
     self->expiry = heartbeat * liveness;
     self->discovery = zactor_new (hgp_discovery_actor, config);
@@ -227,6 +252,7 @@ hgp_worker_destroy (hgp_worker_t **self_p)
         while (self->nlinks)
             s_link_remove (self, self->links [0], true);
         zactor_destroy (&self->discovery);
+        hgp_keys_destroy (&self->keys);
         zmsg_destroy (&self->msg);
         hgp_buf_clear (&self->buf);
         free (self);

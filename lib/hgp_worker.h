@@ -11,6 +11,10 @@
  *  hgp_worker_pollitems gives, and calls hgp_worker_tick when
  *  hgp_worker_wake_at is due and after each batch.
  *
+ *  With CURVE (bus/curve, lib/hgp_keys.h) each link is a CURVE client with
+ *  our actor certificate (bus/keys/actors/<bus/actor_cert>) of the key
+ *  discovery gave for that broker, and READY carries bus/cluster.
+ *
  *  Like a socket, an hgp_worker_t belongs to one thread.
  */
 #ifndef HGP_WORKER_H_INCLUDED
@@ -35,9 +39,9 @@ typedef struct {
     size_t size;                /* bytes in body                           */
 } hgp_work_t;
 
-/*  Check the settings the worker uses (discovery section, and
-    broker/actor_endpoint for the static fallback). NULL when good, else
-    one message for the operator, to free. */
+/*  Check the settings the worker uses (discovery and bus sections, the
+    actor certificate, and broker/actor_endpoint for the static fallback).
+    NULL when good, else one message for the operator, to free. */
 char *hgp_worker_config_check (hgp_config_t *config);
 
 /*  Start discovery; links and READYs follow as brokers are found. config

@@ -1365,22 +1365,48 @@ fail:
  *  READY
  */
 
+//  A cluster name: an id of at most HGP_CLUSTER_NAME_MAX bytes
+static bool
+s_cluster_valid (const char *s, size_t len)
+{
+    return len <= HGP_CLUSTER_NAME_MAX && hgp_id_valid (s, len);
+}
+
+static int
+s_cluster (s_cur_t *cur, char *out)
+{
+    const char *s;
+    uint32_t len;
+    if (s_str (cur, &s, &len, "cluster"))
+        return -1;
+    if (!s_cluster_valid (s, len))
+        return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "invalid",
+            "cluster must be 1-%d bytes of A-Z a-z 0-9 _ - . :",
+            HGP_CLUSTER_NAME_MAX);
+    memcpy (out, s, len);
+    out [len] = 0;
+    return 0;
+}
+
 int
 hgp_ready_encode (const hgp_ready_t *ready, hgp_buf_t *buf)
 {
     if (!hgp_id_valid (ready->service, strlen (ready->service))
     ||  !hgp_id_valid (ready->actor_id, strlen (ready->actor_id))
+    ||  !s_cluster_valid (ready->cluster, strlen (ready->cluster))
     ||  ready->capacity < 1 || ready->capacity > 65535)
         return -1;
     msgpack_packer pk;
     msgpack_packer_init (&pk, buf, s_buf_write);
-    msgpack_pack_map (&pk, 3);
+    msgpack_pack_map (&pk, 4);
     s_pack_str (&pk, "service");
     s_pack_str (&pk, ready->service);
     s_pack_str (&pk, "actor_id");
     s_pack_str (&pk, ready->actor_id);
     s_pack_str (&pk, "capacity");
     msgpack_pack_uint32 (&pk, ready->capacity);
+    s_pack_str (&pk, "cluster");
+    s_pack_str (&pk, ready->cluster);
     return 0;
 }
 
@@ -1388,7 +1414,8 @@ int
 hgp_ready_decode (hgp_ready_t *ready, const uint8_t *data, size_t size,
                   hgp_error_t *err)
 {
-    static const char *const names [] = { "service", "actor_id", "capacity" };
+    static const char *const names [] = {
+        "service", "actor_id", "capacity", "cluster" };
     memset (ready, 0, sizeof *ready);
     s_cur_t cur;
     if (s_begin (&cur, data, size, err))
@@ -1398,20 +1425,21 @@ hgp_ready_decode (hgp_ready_t *ready, const uint8_t *data, size_t size,
     if (s_map (&cur, &n, "READY body"))
         return -1;
     for (uint32_t i = 0; i < n; i++) {
-        int key = s_key (&cur, names, 3, &seen);
+        int key = s_key (&cur, names, 4, &seen);
         if (key < 0
         || (key == 0 && s_id (&cur, ready->service, "service"))
         || (key == 1 && s_id (&cur, ready->actor_id, "actor_id"))
-        || (key == 2 && s_uint (&cur, 65535, &u, "capacity")))
+        || (key == 2 && s_uint (&cur, 65535, &u, "capacity"))
+        || (key == 3 && s_cluster (&cur, ready->cluster)))
             return -1;
         if (key == 2)
             ready->capacity = (uint32_t) u;
     }
     if (s_finish (&cur))
         return -1;
-    if (seen != 7 || ready->capacity == 0)
+    if (seen != 15 || ready->capacity == 0)
         return hgp_error_set (err, HGP_STATUS_BAD_REQUEST, "invalid",
-            "READY needs service, actor_id and capacity 1-65535");
+            "READY needs service, actor_id, capacity 1-65535 and cluster");
     return 0;
 }
 
@@ -1419,7 +1447,8 @@ hgp_ready_decode (hgp_ready_t *ready, const uint8_t *data, size_t size,
  *  Beacons: a fixed binary layout, not msgpack, because zbeacon filters
  *  on a byte prefix and a UDP payload is at most 255 bytes. Layout
  *  (PROTOCOL.md 9.1): tag "HGPB", version, state, 16-byte id, client
- *  port, actor port; integers big-endian.
+ *  port, actor port, 32-byte CURVE public key, cluster name length and
+ *  the name; integers big-endian.
  */
 
 static int
@@ -1435,11 +1464,13 @@ s_hex_value (char c)
 int
 hgp_beacon_encode (const hgp_beacon_t *beacon, uint8_t *out, size_t size)
 {
-    if (size < HGP_BEACON_SIZE
+    size_t cluster = strlen (beacon->cluster);
+    if (size < HGP_BEACON_FIXED + cluster
     ||  (beacon->state != HGP_BEACON_ALIVE
       && beacon->state != HGP_BEACON_LEAVING)
     ||  beacon->client_port == 0 || beacon->actor_port == 0
-    ||  strlen (beacon->broker_id) != 2 * HGP_BROKER_ID_SIZE)
+    ||  strlen (beacon->broker_id) != 2 * HGP_BROKER_ID_SIZE
+    ||  !s_cluster_valid (beacon->cluster, cluster))
         return -1;
     memcpy (out, HGP_BEACON_TAG, 4);
     out [4] = HGP_BEACON_VERSION;
@@ -1459,7 +1490,10 @@ hgp_beacon_encode (const hgp_beacon_t *beacon, uint8_t *out, size_t size)
     out [23] = (uint8_t) beacon->client_port;
     out [24] = (uint8_t) (beacon->actor_port >> 8);
     out [25] = (uint8_t) beacon->actor_port;
-    return HGP_BEACON_SIZE;
+    memcpy (out + 26, beacon->public_key, 32);
+    out [58] = (uint8_t) cluster;
+    memcpy (out + HGP_BEACON_FIXED, beacon->cluster, cluster);
+    return (int) (HGP_BEACON_FIXED + cluster);
 }
 
 int
@@ -1476,10 +1510,11 @@ hgp_beacon_decode (hgp_beacon_t *beacon, const uint8_t *data, size_t size,
         return hgp_error_set (err, HGP_STATUS_BAD_REQUEST, "invalid",
                               "beacon version %u, this build speaks %d",
                               data [4], HGP_BEACON_VERSION);
-    if (size != HGP_BEACON_SIZE)
+    if (size < HGP_BEACON_FIXED + 1 || size != (size_t) HGP_BEACON_FIXED + data [58])
         return hgp_error_set (err, HGP_STATUS_BAD_REQUEST, "malformed",
-                              "beacon is %zu bytes, version %d has %d",
-                              size, HGP_BEACON_VERSION, HGP_BEACON_SIZE);
+                              "beacon is %zu bytes, version %d has %d plus"
+                              " its cluster name", size, HGP_BEACON_VERSION,
+                              HGP_BEACON_FIXED);
     if (data [5] != HGP_BEACON_ALIVE && data [5] != HGP_BEACON_LEAVING)
         return hgp_error_set (err, HGP_STATUS_BAD_REQUEST, "invalid",
                               "beacon state %u, want 1 (alive) or 2 (leaving)",
@@ -1492,13 +1527,19 @@ hgp_beacon_decode (hgp_beacon_t *beacon, const uint8_t *data, size_t size,
     }
     uint16_t client_port = (uint16_t) (data [22] << 8 | data [23]);
     uint16_t actor_port = (uint16_t) (data [24] << 8 | data [25]);
-    if (zero || client_port == 0 || actor_port == 0) {
+    const char *cluster = (const char *) data + HGP_BEACON_FIXED;
+    if (zero || client_port == 0 || actor_port == 0
+    ||  !s_cluster_valid (cluster, data [58])) {
         memset (beacon, 0, sizeof *beacon);
         return hgp_error_set (err, HGP_STATUS_BAD_REQUEST, "invalid",
-                              "beacon has a zero broker id or port");
+                              "beacon has a zero broker id or port, or a bad"
+                              " cluster name");
     }
     beacon->state = (hgp_beacon_state_t) data [5];
     beacon->client_port = client_port;
     beacon->actor_port = actor_port;
+    memcpy (beacon->public_key, data + 26, 32);
+    memcpy (beacon->cluster, cluster, data [58]);
+    beacon->cluster [data [58]] = 0;
     return 0;
 }

@@ -31,12 +31,14 @@ extern "C" {
 /*  Event log: the value of the "hgp" header of every Kafka record */
 #define HGP_PROTO_EVENT     "HGPE01"
 
-/*  Broker beacons (PROTOCOL.md section 9): a fixed 26-byte UDP payload that
-    starts with this tag, then the version byte */
+/*  Broker beacons (PROTOCOL.md section 9): a UDP payload of 60 to 123
+    bytes that starts with this tag, then the version byte */
 #define HGP_BEACON_TAG      "HGPB"
-#define HGP_BEACON_VERSION  1
-#define HGP_BEACON_SIZE     26
+#define HGP_BEACON_VERSION  2
+#define HGP_BEACON_FIXED    59          /* bytes before the cluster name    */
+#define HGP_BEACON_MAX      (HGP_BEACON_FIXED + HGP_CLUSTER_NAME_MAX)
 #define HGP_BROKER_ID_SIZE  16          /* bytes of a broker id on the wire */
+#define HGP_CLUSTER_NAME_MAX 64         /* bytes of a cluster name          */
 
 /*  Limits (PROTOCOL.md, "Limits") */
 #define HGP_ID_MAX          128         /* bytes in any id or name */
@@ -181,6 +183,7 @@ typedef struct {
     char service [HGP_ID_MAX + 1];
     char actor_id [HGP_ID_MAX + 1];
     uint32_t capacity;
+    char cluster [HGP_CLUSTER_NAME_MAX + 1];    /* bus/cluster of the actor */
 } hgp_ready_t;
 
 /*  A broker beacon. The id is kept as 32 lowercase hex digits, as logged,
@@ -195,6 +198,9 @@ typedef struct {
     char broker_id [2 * HGP_BROKER_ID_SIZE + 1];   /* hex, never all zero   */
     uint16_t client_port;               /* TCP port of the client endpoint  */
     uint16_t actor_port;                /* TCP port of the actor endpoint   */
+    uint8_t public_key [32];            /* CURVE server key; all zero: the
+                                           broker runs without CURVE       */
+    char cluster [HGP_CLUSTER_NAME_MAX + 1];    /* bus/cluster, an id       */
 } hgp_beacon_t;
 
 /*  Growable output buffer; data is owned, free with hgp_buf_clear */
@@ -249,11 +255,13 @@ int  hgp_ready_decode (hgp_ready_t *ready, const uint8_t *data, size_t size,
                        hgp_error_t *err);
 int  hgp_ready_encode (const hgp_ready_t *ready, hgp_buf_t *buf);
 
-/*  Beacons. encode writes exactly HGP_BEACON_SIZE bytes into out (size must
-    be at least that); returns HGP_BEACON_SIZE, or -1 when a field is not
-    valid (id not 32 hex digits or all zero, a port 0, unknown state).
+/*  Beacons. encode writes HGP_BEACON_FIXED + strlen (cluster) bytes into
+    out (size must be at least HGP_BEACON_MAX); returns that count, or -1
+    when a field is not valid (id not 32 hex digits or all zero, a port 0,
+    unknown state, a cluster name that is not a 1-64 byte id).
     decode: 0 and a filled beacon, or -1 and err (400 malformed: wrong tag
-    or size; 400 invalid: another version, a bad state, id or port). */
+    or size; 400 invalid: another version, a bad state, id, port or
+    cluster name). */
 int  hgp_beacon_encode (const hgp_beacon_t *beacon, uint8_t *out, size_t size);
 int  hgp_beacon_decode (hgp_beacon_t *beacon, const uint8_t *data, size_t size,
                         hgp_error_t *err);

@@ -5,7 +5,8 @@
 #   bench_stack_up BIN NAME [EXTRA]
 #       makes $tmp (/tmp/NAME.XXXXXX), picks 3 + EXTRA distinct free ports
 #       (the extra ones in the array $extra_ports), exports HGP_CONFIG and
-#       the HGP_* settings of Redis, the broker and the event log, starts
+#       the HGP_* settings of Redis, the broker, the bus keys (made with
+#       BIN/hgp-keys in $tmp/keys) and the event log, starts
 #       redis-server, BIN/hgp-kafka-mock and BIN/hgp-broker, and traps EXIT
 #       to stop everything in $pids and $counters and remove $tmp.
 #   bench_counters_start BIN COUNT MODE   COUNT counter actors, event log MODE
@@ -35,6 +36,9 @@ bench_stack_up () {
     export HGP_REDIS_URL="redis://127.0.0.1:$rport"
     export HGP_BROKER_CLIENT_ENDPOINT="tcp://127.0.0.1:$cport"
     export HGP_BROKER_ACTOR_ENDPOINT="tcp://127.0.0.1:$aport"
+    #   The bus as deployed: CURVE, with keys of this run only
+    export HGP_BUS_KEYS="$tmp/keys"
+    "$bin/hgp-keys" init > "$tmp/keys.log" 2>&1 || { cat "$tmp/keys.log" >&2; exit 1; }
     redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
         --dir "$tmp" > "$tmp/redis.log" 2>&1 &
     pids+=($!)

@@ -139,6 +139,12 @@ if [ -z "${HGP_KAFKA_BROKERS:-}" ]; then
     echo "run: event log in memory at $HGP_KAFKA_BROKERS (lost when this stops;"
     echo "run: set HGP_KAFKA_BROKERS to real brokers for a durable log)"
 fi
+#   CURVE keys (bus/keys, var/keys by default): created on first start,
+#   never overwritten, never committed (README, Key handling)
+if ! bin/hgp-keys -c "$HGP_CONFIG" init; then
+    echo "run: cannot create the bus keys (bin/hgp-keys init)" >&2
+    stop 1
+fi
 start broker bin/hgp-broker -c "$HGP_CONFIG"
 sleep 0.2
 start counter-1 bin/hgp-counter -c "$HGP_CONFIG"

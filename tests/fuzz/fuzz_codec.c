@@ -103,9 +103,9 @@ s_beacon (const uint8_t *data, size_t size)
         s_check_error (&err);
         return;
     }
-    uint8_t wire [HGP_BEACON_SIZE];
-    if (hgp_beacon_encode (&beacon, wire, sizeof wire) != HGP_BEACON_SIZE
-    ||  size != HGP_BEACON_SIZE || memcmp (wire, data, size) != 0)
+    uint8_t wire [HGP_BEACON_MAX];
+    int n = hgp_beacon_encode (&beacon, wire, sizeof wire);
+    if (n < 0 || size != (size_t) n || memcmp (wire, data, size) != 0)
         abort ();
 }
 

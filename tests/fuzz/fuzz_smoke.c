@@ -80,12 +80,13 @@ s_seeds (hgp_buf_t *bufs)
     hgp_event_encode (&fence, &bufs [9]);
     /*  A broker beacon: fixed binary layout, mutated like the bodies */
     hgp_beacon_t beacon = { HGP_BEACON_ALIVE,
-                            "0123456789abcdef0123456789abcdef", 5555, 5556 };
-    uint8_t wire [HGP_BEACON_SIZE];
-    hgp_beacon_encode (&beacon, wire, sizeof wire);
-    bufs [8].data = malloc (HGP_BEACON_SIZE);
-    memcpy (bufs [8].data, wire, HGP_BEACON_SIZE);
-    bufs [8].size = bufs [8].alloc = HGP_BEACON_SIZE;
+                            "0123456789abcdef0123456789abcdef", 5555, 5556,
+                            { 7 }, "hgp" };
+    uint8_t wire [HGP_BEACON_MAX];
+    int size = hgp_beacon_encode (&beacon, wire, sizeof wire);
+    bufs [8].data = malloc ((size_t) size);
+    memcpy (bufs [8].data, wire, (size_t) size);
+    bufs [8].size = bufs [8].alloc = (size_t) size;
 }
 
 int

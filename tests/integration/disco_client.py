@@ -19,6 +19,12 @@ Liveness follows beacons only (plus ZMQ_IMMEDIATE for new requests): a
 broker whose beacon is silent for 8 intervals is gone and every request
 still waiting on it is re-sent elsewhere. That is the slow, shared path; the
 C client also reacts to a dropped TCP connection at once.
+
+The bus is CURVE-authenticated (PROTOCOL.md 9.1): the client uses the keys
+directory named by $HGP_BUS_KEYS (its clients/local certificate), follows
+only beacons of cluster $HGP_BUS_CLUSTER (default "hgp") whose broker key is
+broker.cert's, and connects with that key as the CURVE server key.
+$HGP_BUS_CURVE=0 turns that off (beacons with a zero key only).
 """
 import argparse
 import json
@@ -32,33 +38,56 @@ import uuid
 
 import msgpack
 import zmq
+import zmq.auth
+from zmq.utils import z85
 
 TAG = b"HGPB"
-VERSION = 1
+VERSION = 2
+FIXED = 59                       # bytes before the cluster name (9.1)
 ALIVE, LEAVING = 1, 2
 EVASIVE, EXPIRED = 4, 8          # silent intervals (PROTOCOL.md 9.2)
 
 
 def parse_beacon(data):
-    """(state, broker_id hex, client_port, actor_port) or None if not valid."""
-    if len(data) != 26 or data[:4] != TAG or data[4] != VERSION:
+    """(state, broker_id hex, client_port, actor_port, key Z85 bytes or b"",
+    cluster) or None if not valid."""
+    if len(data) < FIXED + 1 or data[:4] != TAG or data[4] != VERSION \
+            or len(data) != FIXED + data[58]:
         return None
     state = data[5]
     broker_id = data[6:22]
     client_port, actor_port = struct.unpack(">HH", data[22:26])
+    key = data[26:58]
+    cluster = data[FIXED:].decode("ascii", "replace")
     if state not in (ALIVE, LEAVING) or broker_id == bytes(16) \
             or client_port == 0 or actor_port == 0:
         return None
-    return state, broker_id.hex(), client_port, actor_port
+    return (state, broker_id.hex(), client_port, actor_port,
+            b"" if key == bytes(32) else z85.encode(key), cluster)
+
+
+def bus_keys():
+    """(trusted broker key or b"", (public, secret) of our certificate or
+    None, cluster) from the environment"""
+    cluster = os.environ.get("HGP_BUS_CLUSTER", "hgp")
+    if os.environ.get("HGP_BUS_CURVE", "1") == "0":
+        return b"", None, cluster
+    keys = os.environ.get("HGP_BUS_KEYS", "var/keys")
+    broker, _ = zmq.auth.load_certificate(os.path.join(keys, "broker.cert"))
+    mine = zmq.auth.load_certificate(os.path.join(keys, "clients", "local.cert_secret"))
+    return broker, mine, cluster
 
 
 class Broker:
-    def __init__(self, ctx, broker_id, endpoint):
+    def __init__(self, ctx, broker_id, endpoint, key, mine):
         self.id = broker_id
         self.endpoint = endpoint
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.IMMEDIATE, 1)
+        if mine:
+            self.sock.curve_serverkey = key
+            self.sock.curve_publickey, self.sock.curve_secretkey = mine
         self.sock.connect(endpoint)
         self.heard = time.monotonic()
         self.evasive = False
@@ -76,6 +105,7 @@ class Client:
         self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         self.udp.bind((broadcast, port))
         self.udp.setblocking(False)
+        self.broker_key, self.mine, self.cluster = bus_keys()
         self.brokers = {}            # id -> Broker
         self.gone = {}               # id -> when it left (ignore late beacons)
         self.pending = {}            # request id -> dict
@@ -98,7 +128,9 @@ class Client:
             beacon = parse_beacon(data)
             if not beacon:
                 continue
-            state, broker_id, cport, _ = beacon
+            state, broker_id, cport, _, key, cluster = beacon
+            if cluster != self.cluster or key != self.broker_key:
+                continue             # another cluster, or a broker we do not trust
             broker = self.brokers.get(broker_id)
             if state == LEAVING:
                 if broker:
@@ -111,7 +143,8 @@ class Client:
                 for other in list(self.brokers.values()):
                     if other.endpoint == endpoint:
                         self.leave(other, "replaced")
-                self.brokers[broker_id] = Broker(self.ctx, broker_id, endpoint)
+                self.brokers[broker_id] = Broker(self.ctx, broker_id, endpoint,
+                                                 key, self.mine)
                 self.event("JOIN", broker_id, endpoint)
                 continue
             broker.heard = time.monotonic()

@@ -34,6 +34,54 @@ def new_id():
     return uuid.uuid4().hex
 
 
+# The bus runs with CURVE (bus/curve = 1, the default): every stack makes its
+# own keys with bin/hgp-keys in the test's temp dir, and every Python client
+# of an endpoint uses them. CURVE maps a client endpoint to the keys a
+# client of it presents: (broker public key, client public, client secret),
+# Z85 bytes as pyzmq wants them. A stack registers its endpoint; a test that
+# wants a client without keys (or with others) passes keys= to Client.
+CURVE = {}
+
+
+def make_keys(parent, extra_actors=(), extra_clients=()):
+    """bin/hgp-keys init in a fresh directory under parent (plus the named
+    extra actor and client certificates); returns the directory."""
+    keys = tempfile.mkdtemp(prefix="keys-", dir=parent)
+    if not os.path.exists(os.path.join(BIN, "hgp-keys")):
+        return None     # binaries from before CURVE (checking a test fails there)
+    def run(*args):
+        r = subprocess.run([os.path.join(BIN, "hgp-keys"), "-d", keys] + list(args),
+                           capture_output=True, text=True, timeout=30, cwd=ROOT)
+        assert r.returncode == 0, r
+    run("init")
+    for name in extra_actors:
+        run("add-actor", name)
+    for name in extra_clients:
+        run("add-client", name)
+    return keys
+
+
+def load_cert(path):
+    """(public, secret) of a CZMQ certificate file, Z85 bytes; secret is
+    None for a public-only file"""
+    import zmq.auth
+    return zmq.auth.load_certificate(path)
+
+
+def client_keys(keys_dir, client="clients/local"):
+    """The CURVE triple for Client(keys=...) from a keys directory"""
+    server, _ = load_cert(os.path.join(keys_dir, "broker.cert"))
+    public, secret = load_cert(os.path.join(keys_dir, client + ".cert_secret"))
+    return (server, public, secret)
+
+
+def curve_socket(sock, keys):
+    """Make sock a CURVE client with keys (server, public, secret); call
+    before connect. keys None: a plain socket."""
+    if keys:
+        sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = keys
+
+
 class Proc:
     """A child process with its output in a log file."""
 
@@ -282,14 +330,24 @@ class Stack:
         self.kafka = kafka or Kafka(logdir)
         cport, aport = free_port(), free_port()
         self.client_endpoint = "tcp://127.0.0.1:%d" % cport
+        self.actor_endpoint = "tcp://127.0.0.1:%d" % aport
+        self.keys = make_keys(logdir)
+        made = self.keys
         self.env = {
             "HGP_BROKER_CLIENT_ENDPOINT": self.client_endpoint,
-            "HGP_BROKER_ACTOR_ENDPOINT": "tcp://127.0.0.1:%d" % aport,
+            "HGP_BROKER_ACTOR_ENDPOINT": self.actor_endpoint,
             "HGP_REDIS_URL": self.redis.url,
             "HGP_KAFKA_BROKERS": self.kafka.brokers,
             "HGP_CONFIG": os.path.join(ROOT, "configs", "hgp.cfg"),
+            "HGP_BUS_KEYS": self.keys or logdir,
         }
         self.env.update(env or {})
+        self.curve = made is not None and self.env.get("HGP_BUS_CURVE", "1") != "0"
+        self.keys = self.env["HGP_BUS_KEYS"]
+        CURVE[self.client_endpoint] = client_keys(self.keys) if self.curve else None
+        # Tests that run bin/hgp with os.environ and this stack's endpoint
+        # need its keys too: the newest stack's are the process default
+        os.environ["HGP_BUS_KEYS"] = self.keys
         self.broker = Proc("broker", [os.path.join(BIN, "hgp-broker")],
                            env=self.env, logdir=logdir)
         self.counters = []
@@ -369,10 +427,11 @@ class Stack:
 class Client:
     """A DEALER client of the broker speaking PROTOCOL.md, many requests in flight."""
 
-    def __init__(self, endpoint, ctx=None):
+    def __init__(self, endpoint, ctx=None, keys="stack"):
         self.ctx = ctx or zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        curve_socket(self.sock, CURVE.get(endpoint) if keys == "stack" else keys)
         self.sock.connect(endpoint)
 
     def __enter__(self):

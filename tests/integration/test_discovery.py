@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from hgp_harness import BIN, ROOT, Proc
+from hgp_harness import BIN, ROOT, Proc, make_keys
 
 NET = "10.77.0"
 REDIS_PORT = 6390                       # inside namespace A: private
@@ -113,7 +113,9 @@ class Cluster:
         self.killed = set()
         self.env = {"HGP_CONFIG": os.path.join(ROOT, "configs", "hgp.cfg"),
                     "HGP_DISCOVERY_PORT": "5670",
-                    "HGP_DISCOVERY_INTERVAL": "250"}
+                    "HGP_DISCOVERY_INTERVAL": "250",
+                    # CURVE as deployed: one key set for the whole cluster
+                    "HGP_BUS_KEYS": make_keys(logdir)}
         self.start("redis", "A", ["redis-server", "--port", str(REDIS_PORT),
                                   "--bind", "127.0.0.1", net.addr["A"],
                                   "--save", "", "--appendonly", "no", "--protected-mode", "no",

@@ -63,6 +63,7 @@ def stack_env(logdir, name):
     d = os.path.join(logdir, name)
     os.makedirs(d, exist_ok=True)
     return {"HGP_RUN_DIR": d,
+            "HGP_BUS_KEYS": os.path.join(d, "keys"),
             "HGP_REDIS_PORT": str(free_port()),
             "HGP_BROKER_CLIENT_ENDPOINT": "tcp://127.0.0.1:%d" % free_port(),
             "HGP_BROKER_ACTOR_ENDPOINT": "tcp://127.0.0.1:%d" % free_port(),

@@ -461,17 +461,33 @@ test_range_messages_name_the_range_accepted (void **state)
 static void
 test_ready_round_trips_and_rejects_zero_capacity (void **state)
 {
-    hgp_ready_t ready = { "counter", "f00d", 64 }, out;
+    hgp_ready_t ready = { "counter", "f00d", 64, "hgp" }, out;
     hgp_buf_t buf = { 0 };
     hgp_error_t err = { 0 };
     assert_int_equal (hgp_ready_encode (&ready, &buf), 0);
     assert_int_equal (hgp_ready_decode (&out, buf.data, buf.size, &err), 0);
     assert_string_equal (out.service, "counter");
     assert_int_equal (out.capacity, 64);
+    assert_string_equal (out.cluster, "hgp");
     hgp_buf_clear (&buf);
     ready.capacity = 0;
     assert_int_equal (hgp_ready_encode (&ready, &buf), -1);
     hgp_buf_clear (&buf);
+    /*  The cluster is required, and an id of at most 64 bytes */
+    ready.capacity = 64;
+    ready.cluster [0] = 0;
+    assert_int_equal (hgp_ready_encode (&ready, &buf), -1);
+    memset (ready.cluster, 'c', 64);
+    ready.cluster [64] = 0;
+    assert_int_equal (hgp_ready_encode (&ready, &buf), 0);
+    hgp_buf_clear (&buf);
+    const uint8_t no_cluster [] = {
+        0x83, 0xa7, 's', 'e', 'r', 'v', 'i', 'c', 'e', 0xa1, 'c',
+        0xa8, 'a', 'c', 't', 'o', 'r', '_', 'i', 'd', 0xa1, 'a',
+        0xa8, 'c', 'a', 'p', 'a', 'c', 'i', 't', 'y', 0x01 };
+    assert_int_equal (hgp_ready_decode (&out, no_cluster, sizeof no_cluster,
+                                        &err), -1);
+    assert_string_equal (err.code, "invalid");
 }
 
 static void
@@ -729,39 +745,47 @@ static void
 test_beacon_round_trips_alive_and_leaving (void **state)
 {
     hgp_beacon_t beacon = { HGP_BEACON_ALIVE,
-                            "00ff10203040506070809a0b0c0d0e0f", 5555, 65535 };
-    uint8_t wire [HGP_BEACON_SIZE];
+                            "00ff10203040506070809a0b0c0d0e0f", 5555, 65535,
+                            { 0 }, "hgp" };
+    for (int i = 0; i < 32; i++)
+        beacon.public_key [i] = (uint8_t) (i + 1);
+    uint8_t wire [HGP_BEACON_MAX];
     assert_int_equal (hgp_beacon_encode (&beacon, wire, sizeof wire),
-                      HGP_BEACON_SIZE);
+                      HGP_BEACON_FIXED + 3);
     /*  The layout of PROTOCOL.md 9.1, byte for byte */
-    const uint8_t want [HGP_BEACON_SIZE] = {
-        'H', 'G', 'P', 'B', 1, 1,
+    const uint8_t want [HGP_BEACON_FIXED + 3] = {
+        'H', 'G', 'P', 'B', 2, 1,
         0x00, 0xff, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60,
         0x70, 0x80, 0x9a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f,
-        0x15, 0xb3, 0xff, 0xff
+        0x15, 0xb3, 0xff, 0xff,
+        1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+        17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32,
+        3, 'h', 'g', 'p'
     };
     assert_memory_equal (wire, want, sizeof want);
     hgp_beacon_t out;
     hgp_error_t err = { 0 };
-    assert_int_equal (hgp_beacon_decode (&out, wire, sizeof wire, &err), 0);
+    assert_int_equal (hgp_beacon_decode (&out, wire, sizeof want, &err), 0);
     assert_int_equal (out.state, HGP_BEACON_ALIVE);
     assert_string_equal (out.broker_id, beacon.broker_id);
     assert_int_equal (out.client_port, 5555);
     assert_int_equal (out.actor_port, 65535);
+    assert_memory_equal (out.public_key, beacon.public_key, 32);
+    assert_string_equal (out.cluster, "hgp");
 
     beacon.state = HGP_BEACON_LEAVING;
     assert_int_equal (hgp_beacon_encode (&beacon, wire, sizeof wire),
-                      HGP_BEACON_SIZE);
-    assert_int_equal (hgp_beacon_decode (&out, wire, sizeof wire, &err), 0);
+                      HGP_BEACON_FIXED + 3);
+    assert_int_equal (hgp_beacon_decode (&out, wire, sizeof want, &err), 0);
     assert_int_equal (out.state, HGP_BEACON_LEAVING);
 }
 
 static void
 test_beacon_encoder_refuses_what_the_decoder_would (void **state)
 {
-    uint8_t wire [HGP_BEACON_SIZE];
+    uint8_t wire [HGP_BEACON_MAX];
     hgp_beacon_t ok = { HGP_BEACON_ALIVE, "0123456789abcdef0123456789abcdef",
-                        1, 2 };
+                        1, 2, { 0 }, "c" };
     hgp_beacon_t bad = ok;
     bad.client_port = 0;
     assert_int_equal (hgp_beacon_encode (&bad, wire, sizeof wire), -1);
@@ -777,7 +801,12 @@ test_beacon_encoder_refuses_what_the_decoder_would (void **state)
     bad = ok;
     bad.state = (hgp_beacon_state_t) 3;
     assert_int_equal (hgp_beacon_encode (&bad, wire, sizeof wire), -1);
-    assert_int_equal (hgp_beacon_encode (&ok, wire, HGP_BEACON_SIZE - 1), -1);
+    bad = ok;
+    strcpy (bad.cluster, "no spaces");
+    assert_int_equal (hgp_beacon_encode (&bad, wire, sizeof wire), -1);
+    bad.cluster [0] = 0;
+    assert_int_equal (hgp_beacon_encode (&bad, wire, sizeof wire), -1);
+    assert_int_equal (hgp_beacon_encode (&ok, wire, HGP_BEACON_FIXED), -1);
 }
 
 /*  Decode bytes as a beacon, expect failure with code */
@@ -797,36 +826,46 @@ static void
 test_beacon_decoder_rejects_junk_versions_and_zeros (void **state)
 {
     hgp_beacon_t ok = { HGP_BEACON_ALIVE, "0123456789abcdef0123456789abcdef",
-                        7000, 7001 };
-    uint8_t wire [HGP_BEACON_SIZE + 1];
-    assert_int_equal (hgp_beacon_encode (&ok, wire, sizeof wire),
-                      HGP_BEACON_SIZE);
-    uint8_t bad [HGP_BEACON_SIZE + 1];
+                        7000, 7001, { 0 }, "hgp" };
+    const size_t SIZE = HGP_BEACON_FIXED + 3;
+    uint8_t wire [HGP_BEACON_MAX + 1];
+    assert_int_equal (hgp_beacon_encode (&ok, wire, sizeof wire), SIZE);
+    uint8_t bad [HGP_BEACON_MAX + 1];
     /*  Every cut, and one byte too many */
-    for (size_t cut = 0; cut < HGP_BEACON_SIZE; cut++)
+    for (size_t cut = 0; cut < SIZE; cut++)
         s_beacon_reject (wire, cut, "malformed");
-    wire [HGP_BEACON_SIZE] = 0;
-    s_beacon_reject (wire, HGP_BEACON_SIZE + 1, "malformed");
+    wire [SIZE] = 0;
+    s_beacon_reject (wire, SIZE + 1, "malformed");
     /*  Another tag (a Zyre beacon on the same port), another version */
-    memcpy (bad, wire, HGP_BEACON_SIZE);
+    memcpy (bad, wire, SIZE);
     memcpy (bad, "ZRE\x01", 4);
-    s_beacon_reject (bad, HGP_BEACON_SIZE, "malformed");
-    memcpy (bad, wire, HGP_BEACON_SIZE);
-    bad [4] = 2;
-    s_beacon_reject (bad, HGP_BEACON_SIZE, "invalid");
+    s_beacon_reject (bad, SIZE, "malformed");
+    memcpy (bad, wire, SIZE);
+    bad [4] = 1;
+    s_beacon_reject (bad, SIZE, "invalid");
     /*  Unknown state, zero id, zero ports */
-    memcpy (bad, wire, HGP_BEACON_SIZE);
+    memcpy (bad, wire, SIZE);
     bad [5] = 0;
-    s_beacon_reject (bad, HGP_BEACON_SIZE, "invalid");
-    memcpy (bad, wire, HGP_BEACON_SIZE);
+    s_beacon_reject (bad, SIZE, "invalid");
+    memcpy (bad, wire, SIZE);
     memset (bad + 6, 0, HGP_BROKER_ID_SIZE);
-    s_beacon_reject (bad, HGP_BEACON_SIZE, "invalid");
-    memcpy (bad, wire, HGP_BEACON_SIZE);
+    s_beacon_reject (bad, SIZE, "invalid");
+    memcpy (bad, wire, SIZE);
     bad [22] = bad [23] = 0;
-    s_beacon_reject (bad, HGP_BEACON_SIZE, "invalid");
-    memcpy (bad, wire, HGP_BEACON_SIZE);
+    s_beacon_reject (bad, SIZE, "invalid");
+    memcpy (bad, wire, SIZE);
     bad [24] = bad [25] = 0;
-    s_beacon_reject (bad, HGP_BEACON_SIZE, "invalid");
+    s_beacon_reject (bad, SIZE, "invalid");
+    /*  A cluster name of the wrong length or characters */
+    memcpy (bad, wire, SIZE);
+    bad [58] = 4;
+    s_beacon_reject (bad, SIZE, "malformed");
+    memcpy (bad, wire, SIZE);
+    bad [HGP_BEACON_FIXED] = ' ';
+    s_beacon_reject (bad, SIZE, "invalid");
+    memcpy (bad, wire, SIZE);
+    bad [58] = 0;
+    s_beacon_reject (bad, HGP_BEACON_FIXED, "malformed");
 }
 
 int

@@ -23,6 +23,7 @@ s_config (const char *interface)
 {
     setenv ("HGP_DISCOVERY_INTERFACE", interface, 1);
     setenv ("HGP_DISCOVERY_INTERVAL", "20", 1);
+    setenv ("HGP_BUS_CURVE", "0", 1);       //  beacons below carry no key
     setenv ("HGP_BROKER_CLIENT_ENDPOINT", "tcp://127.0.0.1:7001", 1);
     setenv ("HGP_BROKER_ACTOR_ENDPOINT", "tcp://127.0.0.1:7002", 1);
     hgp_config_t *config = hgp_config_load (NULL);
@@ -50,12 +51,13 @@ static void
 s_inject (zactor_t *discovery, const char *address, hgp_beacon_state_t state,
           const char *id, uint16_t client_port, uint16_t actor_port)
 {
-    hgp_beacon_t beacon = { state, "", client_port, actor_port };
+    hgp_beacon_t beacon = { state, "", client_port, actor_port, { 0 },
+                            "hgp" };
     snprintf (beacon.broker_id, sizeof beacon.broker_id, "%s", id);
-    uint8_t wire [HGP_BEACON_SIZE];
-    assert_int_equal (hgp_beacon_encode (&beacon, wire, sizeof wire),
-                      HGP_BEACON_SIZE);
-    zsock_send (discovery, "ssb", "BEACON", address, wire, sizeof wire);
+    uint8_t wire [HGP_BEACON_MAX];
+    int size = hgp_beacon_encode (&beacon, wire, sizeof wire);
+    assert_int_equal (size, HGP_BEACON_FIXED + 3);
+    zsock_send (discovery, "ssb", "BEACON", address, wire, (size_t) size);
 }
 
 static void
@@ -290,6 +292,29 @@ test_events_reach_every_subscriber_after_its_snapshot (void **state)
     zactor_destroy (&discovery);
 }
 
+//  A beacon of another cluster, or with a CURVE key when we run without
+//  CURVE, is not a broker for us (PROTOCOL.md 9.1); ours still is
+static void
+test_foreign_and_untrusted_beacons_are_ignored (void **state)
+{
+    zactor_t *discovery = s_listener ("", "static");
+    s_expect (discovery, "JOIN", HGP_DISCOVERY_STATIC_ID,
+              "tcp://127.0.0.1:7001");
+    hgp_beacon_t beacon = { HGP_BEACON_ALIVE, ID_A, 5555, 5556, { 0 },
+                            "other" };
+    uint8_t wire [HGP_BEACON_MAX];
+    int size = hgp_beacon_encode (&beacon, wire, sizeof wire);
+    zsock_send (discovery, "ssb", "BEACON", "10.77.0.1", wire, (size_t) size);
+    strcpy (beacon.cluster, "hgp");
+    beacon.public_key [0] = 1;          //  a key: a CURVE broker
+    size = hgp_beacon_encode (&beacon, wire, sizeof wire);
+    zsock_send (discovery, "ssb", "BEACON", "10.77.0.1", wire, (size_t) size);
+    s_expect_nothing (discovery, 60);
+    s_inject (discovery, "10.77.0.1", HGP_BEACON_ALIVE, ID_A, 5555, 5556);
+    s_expect (discovery, "JOIN", ID_A, "tcp://10.77.0.1:5555");
+    zactor_destroy (&discovery);
+}
+
 int
 main (void)
 {
@@ -301,6 +326,7 @@ main (void)
         cmocka_unit_test (test_a_silent_broker_is_evasive_then_expires),
         cmocka_unit_test (test_leaving_replaced_and_moved_brokers),
         cmocka_unit_test (test_junk_on_the_port_is_ignored),
+        cmocka_unit_test (test_foreign_and_untrusted_beacons_are_ignored),
         cmocka_unit_test (test_bad_discovery_settings_are_reported),
         cmocka_unit_test (test_events_reach_every_subscriber_after_its_snapshot),
     };
