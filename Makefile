@@ -41,7 +41,7 @@ GATEWAY_SRC := gateway/hgp_gateway.c gateway/hgp_json.c gateway/hgp_metrics.c ga
 BINS := $(BIN)/hgp-broker $(BIN)/hgp-counter $(BIN)/hgp-analytics $(BIN)/hgp \
         $(BIN)/hgp-kafka-mock $(BIN)/hgp-gateway $(BIN)/hgp-keys
 
-.PHONY: all deps test unit integration fuzz bench bench-scaling run clean help
+.PHONY: all deps test unit integration fuzz bench bench-curve bench-scaling run clean help
 all: $(BINS)
 
 help:
@@ -49,6 +49,7 @@ help:
 	@echo "make deps     install missing Debian packages (see DEVELOPERS.md)"
 	@echo "make test     deps, sanitized build, unit + fuzz-smoke + integration tests"
 	@echo "make bench    release build; hgp bench at window 1, 16, 128, event log off/async/sync; wrk vs hello-world"
+	@echo "make bench-curve    release build, bench and bench_http with bus/curve 0 and 1 (what CURVE costs)"
 	@echo "make bench-scaling  release build, hgp bench with 1, 2, 4 counter actors"
 	@echo "make run      deps, build, start redis + kafka mock + broker + 2 counters + analytics + gateway"
 
@@ -132,6 +133,10 @@ fuzz:
 bench: all
 	scripts/bench.sh
 	scripts/bench_http.sh
+
+#   What CURVE costs: bench.sh and bench_http.sh with bus/curve 0 and 1
+bench-curve: all
+	scripts/bench_curve.sh
 
 bench-scaling: all
 	scripts/bench_scaling.sh

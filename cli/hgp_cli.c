@@ -327,6 +327,18 @@ s_check_id (s_app_t *app, const char *what, const char *s)
 //  --------------------------------------------------------------------------
 //  Connecting
 
+//  Say what is wrong with the settings (problem is ours to free); returns
+//  EXIT_USAGE
+static int
+s_config_problem (s_app_t *app, char *problem)
+{
+    fprintf (stderr, "hgp: %s\n", problem);
+    if (app->json)
+        s_json_error ("usage", problem, HGP_STATUS_BAD_REQUEST, NULL);
+    free (problem);
+    return EXIT_USAGE;
+}
+
 //  Load the config and connect, once. Returns 0 or an exit code.
 
 static int
@@ -358,22 +370,12 @@ s_connect (s_app_t *app)
     char *problem = hgp_config_error (app->config)
                   ? strdup (hgp_config_error (app->config))
                   : hgp_discovery_config_check (app->config);
-    if (problem) {
-        fprintf (stderr, "hgp: %s\n", problem);
-        if (app->json)
-            s_json_error ("usage", problem, HGP_STATUS_BAD_REQUEST, NULL);
-        free (problem);
-        return EXIT_USAGE;
-    }
+    if (problem)
+        return s_config_problem (app, problem);
     if (app->broker) {
         app->keys = hgp_keys_new (app->config, HGP_KEYS_CLIENT, &problem);
-        if (problem) {
-            fprintf (stderr, "hgp: %s\n", problem);
-            if (app->json)
-                s_json_error ("usage", problem, HGP_STATUS_BAD_REQUEST, NULL);
-            free (problem);
-            return EXIT_USAGE;
-        }
+        if (problem)
+            return s_config_problem (app, problem);
     }
     app->client = app->broker ? hgp_client_new (endpoint, app->keys)
                               : hgp_client_new_config (app->config);

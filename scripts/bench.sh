@@ -36,3 +36,11 @@ done
 bench_counters_start bin "$ACTORS" sync
 echo "== bin/hgp bench -n $N -w 128 -k $KEYS --op get"
 bin/hgp bench -n "$N" -w 128 -k "$KEYS" --op get
+#   Connection set-up: each hgp run is a new connection to the broker (with
+#   CURVE, a handshake) and one round trip
+PINGS=${BENCH_PINGS:-50}
+echo "== $PINGS x bin/hgp ping (a new connection each)"
+t0=$(date +%s%N)
+for _ in $(seq "$PINGS"); do bin/hgp ping > /dev/null; done
+t1=$(date +%s%N)
+echo "connect+ping ms: $(awk -v a="$t0" -v b="$t1" -v n="$PINGS" 'BEGIN {printf "%.2f", (b - a) / n / 1e6}')"
