@@ -521,6 +521,30 @@ s_actor_command (hgp_broker_t *self, const uint8_t *identity, size_t size,
     return 0;
 }
 
+//  Our monotonic clock, ms, as 8 bytes big-endian
+static void
+s_put_clock (uint8_t *out, int64_t now)
+{
+    for (int i = 0; i < 8; i++)
+        out [i] = (uint8_t) ((uint64_t) now >> (56 - 8 * i));
+}
+
+//  HEARTBEAT to an actor, with our clock (PROTOCOL.md 5.3); -1 if it
+//  cannot be reached
+static int
+s_actor_heartbeat (hgp_broker_t *self, actor_t *actor)
+{
+    if (zmq_send (self->actors, actor->identity, actor->identity_size,
+                  ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
+        return -1;
+    uint8_t clock [8];
+    s_put_clock (clock, self->now);
+    zmq_send (self->actors, HGP_PROTO_ACTOR, 6, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send (self->actors, s_cmd_heartbeat, 1, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send (self->actors, clock, sizeof clock, ZMQ_DONTWAIT);
+    return 0;
+}
+
 //  Send a REQUEST for e; -1 (nothing sent) if the actor cannot be reached
 static int
 s_dispatch (hgp_broker_t *self, actor_t *actor, entry_t *e)
@@ -533,13 +557,16 @@ s_dispatch (hgp_broker_t *self, actor_t *actor, entry_t *e)
     uint8_t tok [8];
     for (int i = 0; i < 8; i++)
         tok [i] = (uint8_t) (token >> (56 - 8 * i));
+    //  The budget, and our clock when we sent it (PROTOCOL.md 5.1), so an
+    //  actor can tell how long the request waited in its socket
     uint32_t budget = (uint32_t) (e->deadline - self->now);
-    uint8_t bud [4] = { (uint8_t) (budget >> 24), (uint8_t) (budget >> 16),
-                        (uint8_t) (budget >> 8), (uint8_t) budget };
+    uint8_t bud [12] = { (uint8_t) (budget >> 24), (uint8_t) (budget >> 16),
+                         (uint8_t) (budget >> 8), (uint8_t) budget };
+    s_put_clock (bud + 4, self->now);
     zmq_send (self->actors, HGP_PROTO_ACTOR, 6, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     zmq_send (self->actors, s_cmd_request, 1, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     zmq_send (self->actors, tok, 8, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send (self->actors, bud, 4, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send (self->actors, bud, sizeof bud, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     zmq_send (self->actors, s_entry_body (e), e->body_size, ZMQ_DONTWAIT);
     e->token = token;
     e->state = ENTRY_INFLIGHT;
@@ -1155,8 +1182,7 @@ s_timers (hgp_broker_t *self)
             s_actor_kill (self, a, "silent too long");
         }
         else
-        if (beat && s_actor_command (self, a->identity, a->identity_size,
-                                     s_cmd_heartbeat))
+        if (beat && s_actor_heartbeat (self, a))
             s_actor_kill (self, a, "unreachable");
     }
     s_reap (self);

@@ -31,7 +31,23 @@ typedef struct {
     bool lost;                  /* reconnected after silence, not heard    */
     bool restart;               /* got DISCONNECT: new DEALER on next tick */
     uint64_t served;            /* replies sent on this link               */
+    int64_t offset;             /* broker's clock minus ours, ms: a lower
+                                   bound, the largest seen (S_CLOCK_UNKNOWN
+                                   until a stamped message came)           */
+    int64_t window_max;         /* the largest in the current window       */
+    int64_t window_at;          /* our clock when the window began         */
 } s_link_t;
+
+/*  The broker's clock, as seen through this link (PROTOCOL.md 5.3): each
+    stamped message says the broker's clock was at least S when it left, so
+    broker_now >= S + (our_now - our clock when it arrived); the largest
+    such offset is the tightest bound. It is taken over windows of
+    S_CLOCK_WINDOW ms so that the two clocks' drift cannot build up. A
+    request's deadline in our clock is then its stamp + budget - offset:
+    time it spent waiting in our socket (a pause, a stall) counts against
+    its budget instead of starting it afresh. */
+#define S_CLOCK_UNKNOWN     INT64_MIN
+#define S_CLOCK_WINDOW      10000
 
 struct _hgp_worker_t {
     hgp_keys_t *keys;           /* our actor certificate, bus/cluster      */
@@ -73,6 +89,31 @@ s_send (s_link_t *link, uint8_t command, const void *a, size_t asize,
 }
 
 /*  A fresh DEALER to the link's broker, and READY on it */
+//  A stamp frame from the broker: its clock (8 bytes, big-endian) when it
+//  sent the message; learn the offset. Returns the stamp, or
+//  S_CLOCK_UNKNOWN if the frame holds none.
+static int64_t
+s_link_clock (s_link_t *link, const uint8_t *stamp, size_t size)
+{
+    if (size != 8)
+        return S_CLOCK_UNKNOWN;
+    uint64_t clock = 0;
+    for (int i = 0; i < 8; i++)
+        clock = clock << 8 | stamp [i];
+    int64_t now = zclock_mono ();
+    int64_t sample = (int64_t) clock - now;
+    if (sample > link->window_max)
+        link->window_max = sample;
+    if (sample > link->offset)
+        link->offset = sample;
+    if (now - link->window_at >= S_CLOCK_WINDOW) {
+        link->offset = link->window_max;
+        link->window_max = sample;
+        link->window_at = now;
+    }
+    return (int64_t) clock;
+}
+
 static void
 s_connect (hgp_worker_t *self, s_link_t *link)
 {
@@ -105,6 +146,9 @@ s_connect (hgp_worker_t *self, s_link_t *link)
     link->heartbeat_at = now + self->heartbeat;
     link->expiry_at = now + self->expiry;
     link->restart = false;
+    //  Perhaps another broker process: learn its clock afresh
+    link->offset = link->window_max = S_CLOCK_UNKNOWN;
+    link->window_at = now;
 }
 
 static s_link_t *
@@ -306,6 +350,11 @@ hgp_worker_recv (hgp_worker_t *self, hgp_work_t *work)
             zmsg_destroy (&msg);
             continue;
         }
+        if (cmd == HGP_CMD_HEARTBEAT) {
+            zframe_t *stamp = zmsg_next (msg);
+            if (stamp)
+                s_link_clock (link, zframe_data (stamp), zframe_size (stamp));
+        }
         if (cmd != HGP_CMD_REQUEST) {
             if (cmd != HGP_CMD_HEARTBEAT)
                 zsys_warning ("broker %s: dropped unknown command %d",
@@ -328,11 +377,17 @@ hgp_worker_recv (hgp_worker_t *self, hgp_work_t *work)
         work->body = NULL;
         work->size = 0;
         work->deadline = zclock_mono ();
-        if (budget && zframe_size (budget) == 4 && body && !zmsg_next (msg)) {
+        size_t bsize = budget ? zframe_size (budget) : 0;
+        if ((bsize == 4 || bsize == 12) && body && !zmsg_next (msg)) {
             const uint8_t *b = zframe_data (budget);
             uint32_t ms = (uint32_t) b [0] << 24 | (uint32_t) b [1] << 16
                         | (uint32_t) b [2] << 8 | (uint32_t) b [3];
-            work->deadline += ms;
+            int64_t sent = s_link_clock (link, b + 4, bsize - 4);
+            //  Never later than now + budget: offset >= sent - now
+            if (sent != S_CLOCK_UNKNOWN)
+                work->deadline = sent + ms - link->offset;
+            else
+                work->deadline += ms;
             work->body = zframe_data (body);
             work->size = zframe_size (body);
         }

@@ -281,3 +281,48 @@ def test_redis_memory_per_remembered_increment(make_stack, measured):
     per = (_used_memory(stack.redis) - before) / n
     measured("redis used_memory per remembered increment: %.1f B" % per)
     assert 100 < per < 260, per
+
+
+def test_a_counter_paused_past_the_deadline_applies_nothing_it_read_late(
+        make_stack, measured):
+    """Issue 9, finding 9: a counter paused with SIGSTOP past a 400 ms
+    deadline applied all 20 requests on resume. The requests waited in its
+    socket; the broker's clock on heartbeats and requests (PROTOCOL.md 5.3)
+    lets it see that their budget ran out while they waited. A retry with
+    the same id then applies each once."""
+    stack = make_stack(actors=1)
+    counter = stack.counters[0]
+    with stack.client() as c:
+        assert c.incr("paused", "t", 1)["status"] == 200
+        time.sleep(1.2)                 # heartbeats with the broker's clock
+        counter.signal(signal.SIGSTOP)
+        try:
+            t0 = time.time()
+            ids = [c.send({"op": "incr", "resource_id": "paused",
+                           "counter_type": "t", "delta": 1, "timeout_ms": 400})
+                   for _ in range(20)]
+            replies = {}
+            while len(replies) < len(ids):
+                rep = c.recv(10)
+                replies[rep["id"]] = rep
+            answered = time.time() - t0
+            assert all(r["status"] == 504 for r in replies.values()), replies
+            #   Paused 1.2 s: past the deadline, within the heartbeat expiry
+            #   (2 s), so the link and the queued requests survive
+            time.sleep(max(0.0, 1.2 - (time.time() - t0)))
+        finally:
+            counter.signal(signal.SIGCONT)
+        time.sleep(2.0)                 # it read and dropped them by now
+        assert stack.redis.counter("paused", "t") == 1
+        logged = {r["event"]["id"] for r in stack.kafka.read()
+                  if "fence" not in r["event"]}
+        assert not logged & set(ids), "work read after its deadline was logged"
+        for rid in ids:
+            rep = c.incr("paused", "t", 1, rid=rid)
+            assert rep["status"] == 200 and not rep.get("replayed"), rep
+        for rid in ids:
+            assert c.incr("paused", "t", 1, rid=rid)["replayed"] is True
+    assert stack.redis.counter("paused", "t") == 21
+    measured("20 increments of 400 ms to a counter paused 1.2 s: 504 within "
+             "%.2f s, none applied on resume, each applied once on retry"
+             % answered)
