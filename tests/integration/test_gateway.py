@@ -487,9 +487,12 @@ def test_1000_concurrent_keep_alive_connections_are_all_served(make_gateway):
     """civetweb binds a worker to a keep-alive connection for its life, so
     with its defaults (50 threads) connection 71 would wait for ever; with
     gateway/threads = 1024 every one of 1000 open connections is served at
-    once, and stays open for the next request. (keep_alive is raised so that
-    a slow sanitized round of 1000 requests cannot idle a connection out.)"""
-    _, gateway = make_gateway(env={"HGP_GATEWAY_KEEP_ALIVE": "60000"})
+    once, and stays open for the next request. (keep_alive and
+    header_timeout are raised so that a slow sanitized round of 1000
+    requests, sent one after the other, cannot idle a connection out: a new
+    connection must send its first request within header_timeout.)"""
+    _, gateway = make_gateway(env={"HGP_GATEWAY_KEEP_ALIVE": "60000",
+                                   "HGP_GATEWAY_HEADER_TIMEOUT": "60000"})
     conns = [Http(gateway.port, timeout=4) for _ in range(1000)]
     try:
         for c in conns:
