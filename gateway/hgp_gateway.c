@@ -113,6 +113,8 @@ typedef struct {
     bool interrupted;               /* the housekeeper cut that read short  */
     int slot;                       /* index in the gateway's workers       */
     bool edge_answered;             /* s_http_error answered on this conn   */
+    bool counted;                   /* its connection is in connections     */
+    bool first;                     /* this is the connection's first request */
 } s_worker_t;
 
 struct _hgp_gateway_t {
@@ -134,6 +136,9 @@ struct _hgp_gateway_t {
     int header_timeout;             /* ms to send a request's headers       */
     int body_timeout;               /* ms to send a request's body          */
     int max_in_flight;              /* bus calls at once; past it: 503 busy */
+    int max_connections;            /* connections held; a new one past it:
+                                       503 busy                            */
+    atomic_int connections;         /* connections that hold a worker       */
     atomic_int in_flight;           /* bus calls now                        */
     atomic_uint_fast64_t requests;  /* requests begun, for the housekeeper  */
     atomic_bool stack_logged;       /* a worker logged its stack size       */
@@ -538,10 +543,32 @@ s_new_id (s_worker_t *worker, hgp_request_t *req)
 //  busy (and /metrics) in microseconds while the bus is full, and admitted
 //  requests keep the latency the bus gives at that depth.
 
+//
+//  The same holds for connections: civetweb ties a worker to a keep-alive
+//  connection for its life, so with every worker held, new connections
+//  wait in its queue for seconds, however idle the bus. At most
+//  gateway/max_connections connections keep a worker; the first request of
+//  one more is answered busy at once and its connection closed, by one of
+//  the workers kept in reserve above that limit.
+
 static bool
 s_admission_full (hgp_gateway_t *self)
 {
     return atomic_load (&self->in_flight) >= self->max_in_flight;
+}
+
+static bool
+s_connections_full (s_call_t *call)
+{
+    return call->worker && call->worker->first
+        && atomic_load (&call->gateway->connections)
+           > call->gateway->max_connections;
+}
+
+static bool
+s_overloaded (s_call_t *call)
+{
+    return s_connections_full (call) || s_admission_full (call->gateway);
 }
 
 //  The worker's reply, set to 503 busy (and counted)
@@ -553,10 +580,16 @@ s_busy (s_call_t *call)
     hgp_reply_t *rep = &call->worker->reply;
     hgp_metrics_refused (self->metrics, HGP_REFUSED_BUSY);
     hgp_reply_clear (rep);
-    hgp_error_set (&rep->error, HGP_STATUS_UNAVAILABLE, "busy",
-        "the gateway has %d requests in flight, its limit "
-        "(gateway/max_in_flight); retry after " S_RETRY_AFTER " s",
-        self->max_in_flight);
+    if (s_connections_full (call))
+        hgp_error_set (&rep->error, HGP_STATUS_UNAVAILABLE, "busy",
+            "the gateway holds %d connections, its limit "
+            "(gateway/max_connections); retry after " S_RETRY_AFTER " s",
+            self->max_connections);
+    else
+        hgp_error_set (&rep->error, HGP_STATUS_UNAVAILABLE, "busy",
+            "the gateway has %d requests in flight, its limit "
+            "(gateway/max_in_flight); retry after " S_RETRY_AFTER " s",
+            self->max_in_flight);
     return &rep->error;
 }
 
@@ -565,6 +598,10 @@ s_bus_call (s_call_t *call, hgp_request_t *req, uint32_t timeout_ms)
 {
     hgp_gateway_t *self = call->gateway;
     hgp_reply_t *rep = &call->worker->reply;
+    if (s_connections_full (call)) {
+        s_busy (call);
+        return rep;
+    }
     if (atomic_fetch_add (&self->in_flight, 1) >= self->max_in_flight) {
         atomic_fetch_sub (&self->in_flight, 1);
         s_busy (call);
@@ -838,7 +875,7 @@ s_dispatch (s_call_t *call, hgp_route_t *route_p)
                            "worker thread has no bus client", NULL);
         //  Full already: busy before reading and decoding a body that
         //  could not be sent (the connection closes, so it can stay unread)
-        if (s_admission_full (call->gateway))
+        if (s_overloaded (call))
             return s_send_error (call, s_busy (call), NULL, NULL);
         return increment ? s_increment (call) : s_batch (call);
     }
@@ -930,6 +967,14 @@ s_begin_request (struct mg_connection *conn)
     };
     call.gateway = (hgp_gateway_t *) call.info->user_data;
     atomic_fetch_add (&call.gateway->requests, 1);
+    //  A connection counts from its first request until it closes
+    if (call.worker) {
+        call.worker->first = !call.worker->counted;
+        if (!call.worker->counted) {
+            atomic_fetch_add (&call.gateway->connections, 1);
+            call.worker->counted = true;
+        }
+    }
     hgp_metrics_begin (call.gateway->metrics);
     hgp_route_t route = HGP_ROUTE_UNMATCHED;
     int status = s_dispatch (&call, &route);
@@ -1009,6 +1054,12 @@ s_connection_close (const struct mg_connection *const_conn)
     bool answered = worker && worker->edge_answered;
     if (worker)
         worker->edge_answered = false;
+    if (worker && worker->counted) {
+        hgp_gateway_t *gateway = (hgp_gateway_t *) mg_get_user_data (
+            mg_get_context (conn));
+        atomic_fetch_sub (&gateway->connections, 1);
+        worker->counted = false;
+    }
     const struct mg_request_info *info = mg_get_request_info (conn);
     if (answered || !info || info->local_uri || !info->request_uri
     ||  !info->request_method || !info->http_version
@@ -1231,6 +1282,11 @@ hgp_gateway_new (hgp_config_t *config)
     self->max_in_flight = (int) hgp_config_int (
         config, "gateway/max_in_flight",
         self->threads - self->threads / 64, 1, 16384);
+    //  Default: the same reserve as max_in_flight, at least 2 workers
+    int reserve = self->threads / 64 > 2 ? self->threads / 64 : 2;
+    self->max_connections = (int) hgp_config_int (
+        config, "gateway/max_connections",
+        self->threads > reserve ? self->threads - reserve : 1, 1, 65536);
     if (hgp_config_error (config)) {
         zsys_error ("%s", hgp_config_error (config));
         hgp_gateway_destroy (&self);
@@ -1371,12 +1427,14 @@ hgp_gateway_new (hgp_config_t *config)
     }
     self->housekeeping = true;
     zsys_info ("gateway: listening on http://%s:%d, bus at %s; threads=%d "
-               "max_in_flight=%d queue=%d backlog=%d keep_alive=%dms "
+               "max_in_flight=%d max_connections=%d queue=%d backlog=%d "
+               "keep_alive=%dms "
                "header_timeout=%dms body_timeout=%dms timeout=%ums "
                "body_limit=%zu batch_body_limit=%zu",
                self->bind, self->port, self->events ? self->where
                                                     : self->endpoint,
-               self->threads, self->max_in_flight, queue, backlog,
+               self->threads, self->max_in_flight, self->max_connections,
+               queue, backlog,
                keep_alive, self->header_timeout, self->body_timeout,
                self->timeout, self->body_limit, self->batch_body_limit);
     return self;

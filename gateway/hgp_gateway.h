@@ -25,11 +25,13 @@
  *  Settings (configs/hgp.cfg section "gateway", env HGP_GATEWAY_<KEY>):
  *  bind, port, threads, queue, backlog, keep_alive, body_limit,
  *  batch_body_limit, timeout, health_timeout, header_timeout, body_timeout,
- *  max_in_flight; broker/client_endpoint and the discovery section.
+ *  max_in_flight, max_connections; broker/client_endpoint and the
+ *  discovery section.
  *
  *  At the edge (README "Limits at the HTTP edge"): JSON nested past 32
  *  levels is 400; headers past header_timeout and bodies past body_timeout
- *  are 408 and closed; past max_in_flight bus calls the answer is 503 busy
+ *  are 408 and closed; past max_in_flight bus calls, or for the first
+ *  request of a connection past max_connections, the answer is 503 busy
  *  with Retry-After, at once; a body of ambiguous length (RFC 9112 6.3) is
  *  400 and closed before a byte of it is read; query parameters on POST
  *  routes are 400; OPTIONS * is 200 with Allow; an absolute-form target is

@@ -424,3 +424,48 @@ def test_past_max_in_flight_the_gateway_answers_busy_at_once_and_admitted_keep_l
     with gateway.http() as h:
         _, _, text = h.request("GET", "/metrics")
         assert 'hgp_gateway_http_refused_total{reason="busy"} %d' % len(busy) in text
+
+
+def test_past_max_connections_a_new_client_is_busy_at_once_not_queued(
+        make_gateway, measured):
+    """Finding 5: civetweb ties a worker to each keep-alive connection, so
+    with every worker held a new client waited for a keep-alive to time out
+    (5-7 s), however idle the bus. Now at most max_connections connections
+    keep a worker (threads 16, max_connections 14 here) and the first
+    request of another is answered 503 busy at once, by a worker kept in
+    reserve, with Retry-After; the held connections keep being served, and
+    once they close, new clients are served again."""
+    threads, limit = 16, 14
+    stack, gateway = make_gateway(env={"HGP_GATEWAY_THREADS": str(threads),
+                                       "HGP_GATEWAY_MAX_CONNECTIONS": str(limit)})
+    held = [Http(gateway.port, timeout=10) for _ in range(limit)]
+    try:
+        for h in held:
+            status, _, _ = h.increment("held", "c")
+            assert status == 200
+        times = []
+        for _ in range(20):
+            with Http(gateway.port, timeout=10) as fresh:
+                t0 = time.time()
+                status, headers, body = fresh.increment("fresh", "c")
+                times.append(time.time() - t0)
+                assert status == 503 and body["error"]["code"] == "busy", (status, body)
+                assert "max_connections" in body["error"]["message"], body
+                assert headers.get("retry-after") == "1", headers
+                assert headers.get("connection", "").lower() == "close", headers
+        for h in held:                      # still served, on the same sockets
+            status, _, _ = h.increment("held", "c")
+            assert status == 200
+    finally:
+        for h in held:
+            h.close()
+    time.sleep(0.5)
+    with Http(gateway.port, timeout=10) as fresh:
+        status, _, _ = fresh.increment("fresh", "c")
+        assert status == 200
+    measured("max_connections %d of %d threads held: 20 new clients answered "
+             "busy in p50 %.1f ms, max %.1f ms"
+             % (limit, threads, percentile(times, 50) * 1e3, max(times) * 1e3))
+    assert max(times) < 1.0, times
+    assert stack.redis.counter("held", "c") == 2 * limit
+    assert stack.redis.counter("fresh", "c") == 1
