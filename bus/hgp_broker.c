@@ -81,7 +81,7 @@
 /*  Socket limits. The actor SNDHWM exceeds the largest capacity (65535):
     flow control, not the HWM, bounds what we send to an actor. */
 #define CLIENT_SNDHWM   100000
-#define CLIENT_RCVHWM   256 
+#define CLIENT_RCVHWM   256
 #define ACTOR_SNDHWM    100000
 #define ACTOR_RCVHWM    100000
 #define FRAME_MAX       (4 * HGP_BODY_MAX)  /* bigger frames drop the peer  */
@@ -508,17 +508,29 @@ s_actor_kill (hgp_broker_t *self, actor_t *actor, const char *why)
     }
 }
 
-//  A command with no further frames; -1 if the actor cannot be reached
+//  A command to an actor, with one further frame of size bytes when data
+//  is not NULL; -1 if the actor cannot be reached
 static int
-s_actor_command (hgp_broker_t *self, const uint8_t *identity, size_t size,
-                 const uint8_t *cmd)
+s_actor_send (hgp_broker_t *self, const uint8_t *identity, size_t size,
+              const uint8_t *cmd, const void *data, size_t data_size)
 {
     if (zmq_send (self->actors, identity, size,
                   ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
         return -1;
     zmq_send (self->actors, HGP_PROTO_ACTOR, 6, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send (self->actors, cmd, 1, ZMQ_DONTWAIT);
+    zmq_send (self->actors, cmd, 1, data ? ZMQ_SNDMORE | ZMQ_DONTWAIT
+                                         : ZMQ_DONTWAIT);
+    if (data)
+        zmq_send (self->actors, data, data_size, ZMQ_DONTWAIT);
     return 0;
+}
+
+//  A command with no further frames; -1 if the actor cannot be reached
+static int
+s_actor_command (hgp_broker_t *self, const uint8_t *identity, size_t size,
+                 const uint8_t *cmd)
+{
+    return s_actor_send (self, identity, size, cmd, NULL, 0);
 }
 
 //  Our monotonic clock, ms, as 8 bytes big-endian
@@ -534,15 +546,10 @@ s_put_clock (uint8_t *out, int64_t now)
 static int
 s_actor_heartbeat (hgp_broker_t *self, actor_t *actor)
 {
-    if (zmq_send (self->actors, actor->identity, actor->identity_size,
-                  ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
-        return -1;
     uint8_t clock [8];
     s_put_clock (clock, self->now);
-    zmq_send (self->actors, HGP_PROTO_ACTOR, 6, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send (self->actors, s_cmd_heartbeat, 1, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send (self->actors, clock, sizeof clock, ZMQ_DONTWAIT);
-    return 0;
+    return s_actor_send (self, actor->identity, actor->identity_size,
+                         s_cmd_heartbeat, clock, sizeof clock);
 }
 
 //  Send a REQUEST for e; -1 (nothing sent) if the actor cannot be reached

@@ -565,12 +565,6 @@ s_connections_full (s_call_t *call)
            > call->gateway->max_connections;
 }
 
-static bool
-s_overloaded (s_call_t *call)
-{
-    return s_connections_full (call) || s_admission_full (call->gateway);
-}
-
 //  The worker's reply, set to 503 busy (and counted)
 
 static const hgp_error_t *
@@ -598,10 +592,6 @@ s_bus_call (s_call_t *call, hgp_request_t *req, uint32_t timeout_ms)
 {
     hgp_gateway_t *self = call->gateway;
     hgp_reply_t *rep = &call->worker->reply;
-    if (s_connections_full (call)) {
-        s_busy (call);
-        return rep;
-    }
     if (atomic_fetch_add (&self->in_flight, 1) >= self->max_in_flight) {
         atomic_fetch_sub (&self->in_flight, 1);
         s_busy (call);
@@ -875,7 +865,7 @@ s_dispatch (s_call_t *call, hgp_route_t *route_p)
                            "worker thread has no bus client", NULL);
         //  Full already: busy before reading and decoding a body that
         //  could not be sent (the connection closes, so it can stay unread)
-        if (s_overloaded (call))
+        if (s_admission_full (call->gateway))
             return s_send_error (call, s_busy (call), NULL, NULL);
         return increment ? s_increment (call) : s_batch (call);
     }
@@ -966,7 +956,9 @@ s_begin_request (struct mg_connection *conn)
         .worker = (s_worker_t *) mg_get_thread_pointer (conn)
     };
     call.gateway = (hgp_gateway_t *) call.info->user_data;
-    atomic_fetch_add (&call.gateway->requests, 1);
+    //  Only a sign of activity for the housekeeper
+    atomic_fetch_add_explicit (&call.gateway->requests, 1,
+                               memory_order_relaxed);
     //  A connection counts from its first request until it closes
     if (call.worker) {
         call.worker->first = !call.worker->counted;
@@ -977,7 +969,20 @@ s_begin_request (struct mg_connection *conn)
     }
     hgp_metrics_begin (call.gateway->metrics);
     hgp_route_t route = HGP_ROUTE_UNMATCHED;
-    int status = s_dispatch (&call, &route);
+    int status;
+    //  One connection too many: busy, and it closes; health and /metrics
+    //  are answered (monitoring must see an overload) but close too, so
+    //  they keep no worker either
+    const char *path = call.info->local_uri ? call.info->local_uri : "";
+    if (s_connections_full (&call)
+    &&  !streq (path, PATH_HEALTH) && !streq (path, PATH_METRICS)) {
+        route = HGP_ROUTE_NONE;
+        status = s_send_error (&call, s_busy (&call), NULL, NULL);
+    }
+    else {
+        call.close = s_connections_full (&call);
+        status = s_dispatch (&call, &route);
+    }
     hgp_metrics_end (call.gateway->metrics, route, status,
                      s_usecs () - started);
     return status;
@@ -1000,13 +1005,14 @@ s_edge_answer (struct mg_connection *conn, int status, const char *code,
         .close = true
     };
     hgp_metrics_begin (self->metrics);
-    hgp_error_t error;
-    hgp_error_set (&error, (uint16_t) status, code, "%s", message);
     if (status == 200)
         s_send (&call, status, JSON_TYPE, "", 0, extra);
-    else
+    else {
+        hgp_error_t error;
+        hgp_error_set (&error, (uint16_t) status, code, "%s", message);
         s_send_json (&call, status, hgp_json_encode_error (&error, NULL),
                      extra);
+    }
     hgp_metrics_end (self->metrics, HGP_ROUTE_NONE, status, 0);
     if (call.worker)
         call.worker->edge_answered = true;
@@ -1276,17 +1282,15 @@ hgp_gateway_new (hgp_config_t *config)
         config, "gateway/header_timeout", 3000, 100, 3600000);
     self->body_timeout = (int) hgp_config_int (
         config, "gateway/body_timeout", 5000, 100, 3600000);
-    //  Default: all but a 64th of the workers (1008 of 1024), which stay
-    //  free to answer busy, health and /metrics at once; 1000 keep-alive
-    //  clients with a request each are all admitted
-    self->max_in_flight = (int) hgp_config_int (
-        config, "gateway/max_in_flight",
-        self->threads - self->threads / 64, 1, 16384);
-    //  Default: the same reserve as max_in_flight, at least 2 workers
+    //  Both limits keep the same reserve of workers free to answer busy,
+    //  health and /metrics at once: a 64th, at least 2 (1008 of 1024, so
+    //  1000 keep-alive clients with a request each are all admitted)
     int reserve = self->threads / 64 > 2 ? self->threads / 64 : 2;
+    int spare = self->threads > reserve ? self->threads - reserve : 1;
+    self->max_in_flight = (int) hgp_config_int (
+        config, "gateway/max_in_flight", spare, 1, 16384);
     self->max_connections = (int) hgp_config_int (
-        config, "gateway/max_connections",
-        self->threads > reserve ? self->threads - reserve : 1, 1, 65536);
+        config, "gateway/max_connections", spare, 1, 65536);
     if (hgp_config_error (config)) {
         zsys_error ("%s", hgp_config_error (config));
         hgp_gateway_destroy (&self);
@@ -1294,11 +1298,13 @@ hgp_gateway_new (hgp_config_t *config)
     }
     self->metrics = hgp_metrics_new (self->threads);
     assert (self->metrics);
-    if (self->max_in_flight >= self->threads)
-        zsys_warning ("gateway: max_in_flight=%d is not below threads=%d: "
-                      "admission never refuses, overload waits in civetweb's "
-                      "queue instead of being answered busy",
-                      self->max_in_flight, self->threads);
+    if (self->max_in_flight >= self->threads
+    ||  self->max_connections >= self->threads)
+        zsys_warning ("gateway: max_in_flight=%d or max_connections=%d is "
+                      "not below threads=%d: no worker is left to answer "
+                      "busy, so overload waits in civetweb's queue instead",
+                      self->max_in_flight, self->max_connections,
+                      self->threads);
     self->workers = (s_worker_t *_Atomic *) calloc (
         (size_t) self->threads, sizeof (s_worker_t *));
     assert (self->workers);

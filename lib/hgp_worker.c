@@ -88,7 +88,6 @@ s_send (s_link_t *link, uint8_t command, const void *a, size_t asize,
     }
 }
 
-/*  A fresh DEALER to the link's broker, and READY on it */
 //  A stamp frame from the broker: its clock (8 bytes, big-endian) when it
 //  sent the message; learn the offset. Returns the stamp, or
 //  S_CLOCK_UNKNOWN if the frame holds none.
@@ -114,6 +113,7 @@ s_link_clock (s_link_t *link, const uint8_t *stamp, size_t size)
     return (int64_t) clock;
 }
 
+/*  A fresh DEALER to the link's broker, and READY on it */
 static void
 s_connect (hgp_worker_t *self, s_link_t *link)
 {

@@ -453,6 +453,16 @@ def test_past_max_connections_a_new_client_is_busy_at_once_not_queued(
                 assert "max_connections" in body["error"]["message"], body
                 assert headers.get("retry-after") == "1", headers
                 assert headers.get("connection", "").lower() == "close", headers
+        #   Any first request counts, not only bus calls: a client cannot
+        #   keep a worker by starting with a 404; monitoring is answered,
+        #   and closed, so it keeps none either
+        with Http(gateway.port, timeout=10) as fresh:
+            status, headers, body = fresh.request("GET", "/nope")
+            assert status == 503 and body["error"]["code"] == "busy", (status, body)
+        with Http(gateway.port, timeout=10) as fresh:
+            status, headers, _ = fresh.request("GET", "/metrics")
+            assert status == 200, status
+            assert headers.get("connection", "").lower() == "close", headers
         for h in held:                      # still served, on the same sockets
             status, _, _ = h.increment("held", "c")
             assert status == 200
