@@ -1044,34 +1044,12 @@ s_http_error (struct mg_connection *conn, int status, const char *message)
     return 0;
 }
 
-//  civetweb 1.15 answers nothing at all to a request it parsed but does
-//  not route: the asterisk-form (OPTIONS *) and an absolute-form URI for
-//  another port. It closes the connection, calling this first, so we
-//  answer here: OPTIONS * is 200 with the methods we serve in Allow, any
-//  other method on * is 400, another server's URI is 421 Misdirected.
-//  A request civetweb did route, or already answered (s_http_error), or
-//  none at all (an idle keep-alive timing out) gets nothing more.
+//  The answer to a request civetweb parsed but did not route
 
 static void
-s_connection_close (const struct mg_connection *const_conn)
+s_answer_unrouted (struct mg_connection *conn,
+                   const struct mg_request_info *info)
 {
-    struct mg_connection *conn = (struct mg_connection *) const_conn;
-    s_worker_t *worker = (s_worker_t *) mg_get_thread_pointer (conn);
-    bool answered = worker && worker->edge_answered;
-    if (worker)
-        worker->edge_answered = false;
-    if (worker && worker->counted) {
-        hgp_gateway_t *gateway = (hgp_gateway_t *) mg_get_user_data (
-            mg_get_context (conn));
-        atomic_fetch_sub (&gateway->connections, 1);
-        worker->counted = false;
-    }
-    const struct mg_request_info *info = mg_get_request_info (conn);
-    if (answered || !info || info->local_uri || !info->request_uri
-    ||  !info->request_method || !info->http_version
-    ||  !(streq (info->http_version, "1.0")
-    ||    streq (info->http_version, "1.1")))
-        return;
     const char *uri = info->request_uri;
     if (streq (uri, "*")) {
         if (streq (info->request_method, "OPTIONS"))
@@ -1088,6 +1066,38 @@ s_connection_close (const struct mg_connection *const_conn)
         s_edge_answer (conn, S_STATUS_MISDIRECTED, "misdirected",
             "the absolute-form target names another server; this gateway "
             "is not a proxy", NULL);
+}
+
+//  civetweb 1.15 answers nothing at all to a request it parsed but does
+//  not route: the asterisk-form (OPTIONS *) and an absolute-form URI for
+//  another port. It closes the connection, calling this first, so we
+//  answer here: OPTIONS * is 200 with the methods we serve in Allow, any
+//  other method on * is 400, another server's URI is 421 Misdirected.
+//  A request civetweb did route, or already answered (s_http_error), or
+//  none at all (an idle keep-alive timing out) gets nothing more.
+
+static void
+s_connection_close (const struct mg_connection *const_conn)
+{
+    struct mg_connection *conn = (struct mg_connection *) const_conn;
+    s_worker_t *worker = (s_worker_t *) mg_get_thread_pointer (conn);
+    bool answered = worker && worker->edge_answered;
+    if (worker && worker->counted) {
+        hgp_gateway_t *gateway = (hgp_gateway_t *) mg_get_user_data (
+            mg_get_context (conn));
+        atomic_fetch_sub (&gateway->connections, 1);
+        worker->counted = false;
+    }
+    const struct mg_request_info *info = mg_get_request_info (conn);
+    if (!answered && info && !info->local_uri && info->request_uri
+    &&  info->request_method && info->http_version
+    &&  (streq (info->http_version, "1.0")
+    ||   streq (info->http_version, "1.1")))
+        s_answer_unrouted (conn, info);
+    //  Last, since answering sets it: the worker's next connection starts
+    //  unanswered
+    if (worker)
+        worker->edge_answered = false;
 }
 
 //  The housekeeper's signal: its only effect is to make a blocking poll
