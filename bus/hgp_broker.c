@@ -75,6 +75,8 @@
                                                a row: a flood of costly
                                                requests must not keep us
                                                from hearing actors          */
+#define BATCH_BYTES     (256u << 10)        /* a REQUESTS frame goes out once
+                                               it holds this much           */
 #define TRIM_BYTES      (8u << 20)          /* held this much: give freed
                                                memory back once idle        */
 
@@ -165,6 +167,8 @@ struct _actor_t {
     s_list_t inflight;          /* sent, no REPLY yet (orphans included)    */
     uint64_t served;            /* REPLYs matched to a token                */
     int64_t last_heard;         /* monotonic ms of its last message         */
+    bool batch;                 /* takes REQUESTS: dispatches collect in out */
+    hgp_buf_t out;              /* REQUESTS entries not yet sent             */
     const char *dead;           /* why it is to be removed; NULL if alive   */
     bool warned;                /* logged one protocol error already        */
 };
@@ -232,6 +236,7 @@ struct _hgp_broker_t {
 };
 
 static const uint8_t s_cmd_request [1] = { HGP_CMD_REQUEST };
+static const uint8_t s_cmd_requests [1] = { HGP_CMD_REQUESTS };
 static const uint8_t s_cmd_heartbeat [1] = { HGP_CMD_HEARTBEAT };
 static const uint8_t s_cmd_disconnect [1] = { HGP_CMD_DISCONNECT };
 
@@ -552,29 +557,67 @@ s_actor_heartbeat (hgp_broker_t *self, actor_t *actor)
                          s_cmd_heartbeat, clock, sizeof clock);
 }
 
-//  Send a REQUEST for e; -1 (nothing sent) if the actor cannot be reached
+//  Send the REQUESTS an actor has collected, as one message; -1 (the
+//  entries stay in flight, and go elsewhere once it is removed) if the
+//  actor cannot be reached
+static int
+s_actor_flush (hgp_broker_t *self, actor_t *actor)
+{
+    if (actor->out.size == 0)
+        return 0;
+    int rc = s_actor_send (self, actor->identity, actor->identity_size,
+                           s_cmd_requests, actor->out.data, actor->out.size);
+    actor->out.size = 0;
+    return rc;
+}
+
+//  Flush every live actor's REQUESTS: once per turn of the event loop, so
+//  what one turn dispatched to an actor costs one message
+static void
+s_flush (hgp_broker_t *self)
+{
+    for (size_t i = 0; i < self->nlive; i++) {
+        actor_t *actor = self->live [i];
+        if (!actor->dead && s_actor_flush (self, actor))
+            s_actor_kill (self, actor, "unreachable");
+    }
+}
+
+//  Send a REQUEST for e, or add it to the actor's REQUESTS; -1 (nothing
+//  sent) if the actor cannot be reached
 static int
 s_dispatch (hgp_broker_t *self, actor_t *actor, entry_t *e)
 {
-    if (zmq_send (self->actors, actor->identity, actor->identity_size,
-                  ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
-        return -1;
-    //  The rest of a message cannot fail once its first frame went in
     uint64_t token = (++self->seq << SLOT_BITS) | e->slot;
     uint8_t tok [8];
     for (int i = 0; i < 8; i++)
         tok [i] = (uint8_t) (token >> (56 - 8 * i));
     //  The budget, and our clock when we sent it (PROTOCOL.md 5.1), so an
-    //  actor can tell how long the request waited in its socket
+    //  actor can tell how long the request waited in its socket. In a
+    //  batch the clock is the dispatch's, a little before the send: the
+    //  actor's deadline can only come earlier for it.
     uint32_t budget = (uint32_t) (e->deadline - self->now);
-    uint8_t bud [12] = { (uint8_t) (budget >> 24), (uint8_t) (budget >> 16),
-                         (uint8_t) (budget >> 8), (uint8_t) budget };
-    s_put_clock (bud + 4, self->now);
-    zmq_send (self->actors, HGP_PROTO_ACTOR, 6, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send (self->actors, s_cmd_request, 1, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send (self->actors, tok, 8, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send (self->actors, bud, sizeof bud, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send (self->actors, s_entry_body (e), e->body_size, ZMQ_DONTWAIT);
+    if (actor->batch) {
+        if (hgp_batch_put_request (&actor->out, tok, budget, self->now,
+                                   s_entry_body (e), e->body_size))
+            return -1;
+        if (actor->out.size >= BATCH_BYTES && s_actor_flush (self, actor))
+            return -1;
+    }
+    else {
+        if (zmq_send (self->actors, actor->identity, actor->identity_size,
+                      ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
+            return -1;
+        //  The rest of a message cannot fail once its first frame went in
+        uint8_t bud [12] = { (uint8_t) (budget >> 24), (uint8_t) (budget >> 16),
+                             (uint8_t) (budget >> 8), (uint8_t) budget };
+        s_put_clock (bud + 4, self->now);
+        zmq_send (self->actors, HGP_PROTO_ACTOR, 6, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send (self->actors, s_cmd_request, 1, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send (self->actors, tok, 8, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send (self->actors, bud, sizeof bud, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send (self->actors, s_entry_body (e), e->body_size, ZMQ_DONTWAIT);
+    }
     e->token = token;
     e->state = ENTRY_INFLIGHT;
     e->dispatched = true;
@@ -772,6 +815,7 @@ s_actor_remove (hgp_broker_t *self, actor_t *actor)
                actor->dead ? actor->dead : "removed", held, waiting,
                (unsigned long long) (self->stats.rerouted - rerouted),
                self->nlive);
+    hgp_buf_clear (&actor->out);
     free (actor);
 }
 
@@ -860,7 +904,12 @@ s_actor_ready (hgp_broker_t *self, actor_t *actor, const uint8_t *identity,
         if (streq (actor->actor_id, ready.actor_id)
         &&  streq (actor->service, ready.service)) {
             //  The same actor again: take the new capacity, keep its work
+            if (s_actor_flush (self, actor)) {
+                s_actor_kill (self, actor, "unreachable");
+                return;
+            }
             actor->capacity = ready.capacity;
+            actor->batch = ready.batch;
             s_actor_pump (self, actor);
             return;
         }
@@ -893,6 +942,7 @@ s_actor_ready (hgp_broker_t *self, actor_t *actor, const uint8_t *identity,
     strcpy (actor->key, key);
     actor->kind = s_kind_of_service (ready.service);
     actor->capacity = ready.capacity;
+    actor->batch = ready.batch;
     actor->last_heard = self->now;
     self->live [self->nlive++] = actor;
     self->stats.joins++;
@@ -910,12 +960,12 @@ reject:
         s_actor_command (self, identity, identity_size, s_cmd_disconnect);
 }
 
-//  A REPLY: forward it to the waiting client, free the slot, send more
+//  A REPLY (its body a whole frame, msg, or in a REPLIES frame, data):
+//  forward it to the waiting client, free the slot, send more
 static void
-s_actor_reply (hgp_broker_t *self, actor_t *actor, zmq_msg_t *token_msg,
-               zmq_msg_t *body)
+s_actor_reply (hgp_broker_t *self, actor_t *actor, const uint8_t *t,
+               zmq_msg_t *msg, const uint8_t *data, size_t size)
 {
-    const uint8_t *t = (const uint8_t *) zmq_msg_data (token_msg);
     uint64_t token = 0;
     for (int i = 0; i < 8; i++)
         token = (token << 8) | t [i];
@@ -934,7 +984,10 @@ s_actor_reply (hgp_broker_t *self, actor_t *actor, zmq_msg_t *token_msg,
         bool ok;
         s_client_send_head (self, e->data, e->ident_size, &ok);
         if (ok) {
-            zmq_msg_send (body, self->clients, ZMQ_DONTWAIT);
+            if (msg)
+                zmq_msg_send (msg, self->clients, ZMQ_DONTWAIT);
+            else
+                zmq_send (self->clients, data, size, ZMQ_DONTWAIT);
             self->stats.replies++;
         }
     }
@@ -949,6 +1002,23 @@ s_actor_protocol_error (hgp_broker_t *self, actor_t *actor, const char *what)
         zsys_warning ("actor %s sent %s; ignoring such messages",
                       actor->actor_id, what);
     actor->warned = true;
+}
+
+//  REPLIES: each entry as a REPLY, up to the first that is not one. The
+//  actor may die while we forward them (a send fails in s_actor_pump);
+//  its remaining replies are then late.
+static void
+s_actor_replies (hgp_broker_t *self, actor_t *actor, zmq_msg_t *frame)
+{
+    hgp_batch_cur_t cur;
+    hgp_batch_begin (&cur, (const uint8_t *) zmq_msg_data (frame),
+                     zmq_msg_size (frame), true);
+    hgp_batch_entry_t entry;
+    int rc;
+    while ((rc = hgp_batch_next (&cur, &entry)) == 1)
+        s_actor_reply (self, actor, entry.token, NULL, entry.body, entry.size);
+    if (rc == -1)
+        s_actor_protocol_error (self, actor, "a malformed REPLIES entry");
 }
 
 static void
@@ -988,9 +1058,17 @@ s_actor_message (hgp_broker_t *self, int nparts)
     switch (cmd) {
         case HGP_CMD_REPLY:
             if (nparts == 5 && zmq_msg_size (&part [3]) == 8)
-                s_actor_reply (self, actor, &part [3], &part [4]);
+                s_actor_reply (self, actor,
+                               (const uint8_t *) zmq_msg_data (&part [3]),
+                               &part [4], NULL, 0);
             else
                 s_actor_protocol_error (self, actor, "a malformed REPLY");
+            break;
+        case HGP_CMD_REPLIES:
+            if (nparts == 4)
+                s_actor_replies (self, actor, &part [3]);
+            else
+                s_actor_protocol_error (self, actor, "a malformed REPLIES");
             break;
         case HGP_CMD_HEARTBEAT:
             break;
@@ -1351,6 +1429,13 @@ hgp_broker_run (hgp_broker_t *self, zsock_t *pipe)
         }
         if (self->now >= self->next_timer)
             s_timers (self);
+        //  Removing a dead actor dispatches its work to others: flush
+        //  again until no send failed
+        s_flush (self);
+        while (self->ndead) {
+            s_reap (self);
+            s_flush (self);
+        }
     }
     s_shutdown (self);
     return rc;
@@ -1486,8 +1571,10 @@ hgp_broker_destroy (hgp_broker_t **self_p)
     hgp_broker_t *self = *self_p;
     if (!self)
         return;
-    for (size_t i = 0; i < self->nlive; i++)
+    for (size_t i = 0; i < self->nlive; i++) {
+        hgp_buf_clear (&self->live [i]->out);
         free (self->live [i]);
+    }
     free (self->live);
     for (size_t i = 0; i < self->nchunks; i++) {
         for (size_t j = 0; j < CHUNK_SIZE; j++)

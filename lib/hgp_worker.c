@@ -36,6 +36,7 @@ typedef struct {
                                    until a stamped message came)           */
     int64_t window_max;         /* the largest in the current window       */
     int64_t window_at;          /* our clock when the window began         */
+    hgp_buf_t out;              /* REPLIES entries not yet sent            */
 } s_link_t;
 
 /*  The broker's clock, as seen through this link (PROTOCOL.md 5.3): each
@@ -49,6 +50,10 @@ typedef struct {
 #define S_CLOCK_UNKNOWN     INT64_MIN
 #define S_CLOCK_WINDOW      10000
 
+/*  A REPLIES frame goes out once it holds this much (the broker drops
+    frames over 2 MiB; one reply body is at most HGP_BODY_MAX) */
+#define S_REPLIES_BYTES     (256u << 10)
+
 struct _hgp_worker_t {
     hgp_keys_t *keys;           /* our actor certificate, bus/cluster      */
     zactor_t *discovery;        /* tells which brokers there are           */
@@ -60,7 +65,10 @@ struct _hgp_worker_t {
     hgp_ready_t ready;          /* what we announce                        */
     int64_t heartbeat;          /* heartbeat/interval, ms                  */
     int64_t expiry;             /* silence after which a broker is dead    */
-    zmsg_t *msg;                /* the REQUEST last returned               */
+    zmsg_t *msg;                /* the REQUEST(S) last returned from       */
+    s_link_t *batch_link;       /* the link of a REQUESTS being read, or
+                                   NULL                                    */
+    hgp_batch_cur_t cur;        /* where in its frame                      */
     hgp_buf_t buf;              /* READY body                              */
 };
 
@@ -88,6 +96,24 @@ s_send (s_link_t *link, uint8_t command, const void *a, size_t asize,
     }
 }
 
+//  The broker's clock was at least clock now: learn the offset, return it
+static int64_t
+s_link_learn (s_link_t *link, int64_t clock)
+{
+    int64_t now = zclock_mono ();
+    int64_t sample = clock - now;
+    if (sample > link->window_max)
+        link->window_max = sample;
+    if (sample > link->offset)
+        link->offset = sample;
+    if (now - link->window_at >= S_CLOCK_WINDOW) {
+        link->offset = link->window_max;
+        link->window_max = sample;
+        link->window_at = now;
+    }
+    return clock;
+}
+
 //  A stamp frame from the broker: its clock (8 bytes, big-endian) when it
 //  sent the message; learn the offset. Returns the stamp, or
 //  S_CLOCK_UNKNOWN if the frame holds none.
@@ -99,18 +125,18 @@ s_link_clock (s_link_t *link, const uint8_t *stamp, size_t size)
     uint64_t clock = 0;
     for (int i = 0; i < 8; i++)
         clock = clock << 8 | stamp [i];
-    int64_t now = zclock_mono ();
-    int64_t sample = (int64_t) clock - now;
-    if (sample > link->window_max)
-        link->window_max = sample;
-    if (sample > link->offset)
-        link->offset = sample;
-    if (now - link->window_at >= S_CLOCK_WINDOW) {
-        link->offset = link->window_max;
-        link->window_max = sample;
-        link->window_at = now;
+    return s_link_learn (link, (int64_t) clock);
+}
+
+/*  Send the link's collected REPLIES, as one message */
+static void
+s_link_flush (s_link_t *link)
+{
+    if (link->out.size) {
+        s_send (link, HGP_CMD_REPLIES, link->out.data, link->out.size,
+                NULL, 0);
+        link->out.size = 0;
     }
-    return (int64_t) clock;
 }
 
 /*  A fresh DEALER to the link's broker, and READY on it */
@@ -186,7 +212,13 @@ s_link_add (hgp_worker_t *self, const char *broker_id, const char *endpoint,
 static void
 s_link_remove (hgp_worker_t *self, s_link_t *link, bool polite)
 {
+    //  The rest of a REQUESTS from it: that broker answers them itself
+    if (self->batch_link == link) {
+        self->batch_link = NULL;
+        zmsg_destroy (&self->msg);
+    }
     if (polite) {
+        s_link_flush (link);
         s_send (link, HGP_CMD_DISCONNECT, NULL, 0, NULL, 0);
         zsock_set_linger (link->dealer, (int) MIN (self->heartbeat, 1000));
     }
@@ -199,6 +231,7 @@ s_link_remove (hgp_worker_t *self, s_link_t *link, bool polite)
     self->next = 0;
     self->drained = 0;
     zsock_destroy (&link->dealer);
+    hgp_buf_clear (&link->out);
     free (link->endpoint);
     free (link);
 }
@@ -269,6 +302,7 @@ hgp_worker_new (hgp_config_t *config, const char *service,
     snprintf (self->ready.actor_id, sizeof self->ready.actor_id, "%s",
               actor_id);
     self->ready.capacity = capacity;
+    self->ready.batch = true;           //  we read REQUESTS
     char *error = NULL;
     self->keys = hgp_keys_new (config, HGP_KEYS_ACTOR, &error);
     if (error)
@@ -316,9 +350,38 @@ hgp_worker_pollitems (hgp_worker_t *self, zmq_pollitem_t *items)
     return n;
 }
 
+/*  The next entry of the REQUESTS being read into work: true, or false
+    when it has no more (or the rest is not entries) */
+static bool
+s_batch_next (hgp_worker_t *self, hgp_work_t *work)
+{
+    s_link_t *link = self->batch_link;
+    hgp_batch_entry_t entry;
+    int rc = hgp_batch_next (&self->cur, &entry);
+    if (rc == 1) {
+        work->link = link->number;
+        memcpy (work->token, entry.token, sizeof work->token);
+        //  Never later than now + budget: offset >= clock - now
+        work->deadline = s_link_learn (link, entry.clock) + entry.budget
+                       - link->offset;
+        work->body = entry.body;
+        work->size = entry.size;
+        work->batched = true;
+        return true;
+    }
+    if (rc == -1)
+        //  The broker times those out (504)
+        zsys_warning ("broker %s: dropped the rest of a malformed REQUESTS",
+                      link->endpoint);
+    self->batch_link = NULL;
+    return false;
+}
+
 int
 hgp_worker_recv (hgp_worker_t *self, hgp_work_t *work)
 {
+    if (self->batch_link && s_batch_next (self, work))
+        return 1;
     zmsg_destroy (&self->msg);
     while (self->nlinks && self->drained < self->nlinks) {
         s_link_t *link = self->links [self->next % self->nlinks];
@@ -355,6 +418,23 @@ hgp_worker_recv (hgp_worker_t *self, hgp_work_t *work)
             if (stamp)
                 s_link_clock (link, zframe_data (stamp), zframe_size (stamp));
         }
+        if (cmd == HGP_CMD_REQUESTS) {
+            zframe_t *frame = zmsg_next (msg);
+            if (!frame || zmsg_next (msg)) {
+                zsys_warning ("broker %s: dropped a REQUESTS that is not"
+                              " one frame of entries", link->endpoint);
+                zmsg_destroy (&msg);
+                continue;
+            }
+            hgp_batch_begin (&self->cur, zframe_data (frame),
+                             zframe_size (frame), false);
+            self->msg = msg;
+            self->batch_link = link;
+            if (s_batch_next (self, work))
+                return 1;
+            zmsg_destroy (&self->msg);
+            continue;
+        }
         if (cmd != HGP_CMD_REQUEST) {
             if (cmd != HGP_CMD_HEARTBEAT)
                 zsys_warning ("broker %s: dropped unknown command %d",
@@ -374,6 +454,7 @@ hgp_worker_recv (hgp_worker_t *self, hgp_work_t *work)
         }
         work->link = link->number;
         memcpy (work->token, zframe_data (token), sizeof work->token);
+        work->batched = false;
         work->body = NULL;
         work->size = 0;
         work->deadline = zclock_mono ();
@@ -406,8 +487,17 @@ hgp_worker_reply (hgp_worker_t *self, const hgp_work_t *work,
     for (size_t i = 0; i < self->nlinks; i++) {
         s_link_t *link = self->links [i];
         if (link->number == work->link) {
-            s_send (link, HGP_CMD_REPLY, work->token, sizeof work->token,
-                    body, size);
+            if (work->batched) {
+                if (hgp_batch_put_reply (&link->out, work->token, body,
+                                         (uint32_t) size))
+                    zsys_error ("broker %s: out of memory for a reply",
+                                link->endpoint);
+                if (link->out.size >= S_REPLIES_BYTES)
+                    s_link_flush (link);
+            }
+            else
+                s_send (link, HGP_CMD_REPLY, work->token, sizeof work->token,
+                        body, size);
             link->served++;
             return;
         }
@@ -415,9 +505,24 @@ hgp_worker_reply (hgp_worker_t *self, const hgp_work_t *work,
 }
 
 void
+hgp_worker_flush (hgp_worker_t *self)
+{
+    for (size_t i = 0; i < self->nlinks; i++)
+        s_link_flush (self->links [i]);
+}
+
+bool
+hgp_worker_pending (hgp_worker_t *self)
+{
+    return self->batch_link != NULL;
+}
+
+void
 hgp_worker_tick (hgp_worker_t *self)
 {
-    //  Discovery first: only here may links come and go
+    //  Replies first, on the sockets they belong to
+    hgp_worker_flush (self);
+    //  Discovery next: only here may links come and go
     while (zsock_events (zactor_sock (self->discovery)) & ZMQ_POLLIN)
         s_discovery_recv (self);
     int64_t now = zclock_mono ();
@@ -450,6 +555,8 @@ int64_t
 hgp_worker_wake_at (hgp_worker_t *self)
 {
     int64_t wake = zclock_mono () + self->heartbeat;
+    if (self->batch_link)
+        return zclock_mono ();      //  requests read, not yet returned
     for (size_t i = 0; i < self->nlinks; i++) {
         s_link_t *link = self->links [i];
         if (link->restart)

@@ -11,6 +11,12 @@
  *  hgp_worker_pollitems gives, and calls hgp_worker_tick when
  *  hgp_worker_wake_at is due and after each batch.
  *
+ *  Cost: we announce `batch` in READY, so a broker sends what it
+ *  dispatched to us in one turn as one REQUESTS message, and the replies
+ *  to those go back as one REPLIES per flush: the link costs a message
+ *  (a CURVE box, a wake-up) per batch, not per request. The owner sees
+ *  single requests and replies either way.
+ *
  *  With CURVE (bus/curve, lib/hgp_keys.h) each link is a CURVE client with
  *  our actor certificate (bus/keys/actors/<bus/actor_cert>) of the key
  *  discovery gave for that broker, and READY carries bus/cluster.
@@ -37,6 +43,8 @@ typedef struct {
     int64_t deadline;           /* zclock_mono ms when its budget ends     */
     const uint8_t *body;        /* the client's request body               */
     size_t size;                /* bytes in body                           */
+    bool batched;               /* came in REQUESTS: its REPLY waits for
+                                   hgp_worker_flush, in one REPLIES        */
 } hgp_work_t;
 
 /*  Check the settings the worker uses (discovery and bus sections, the
@@ -74,6 +82,15 @@ int hgp_worker_recv (hgp_worker_t *self, hgp_work_t *work);
     that broker has left since: it answered its client already) */
 void hgp_worker_reply (hgp_worker_t *self, const hgp_work_t *work,
                        const void *body, size_t size);
+
+/*  Send the replies collected for REQUESTS, one REPLIES per broker.
+    hgp_worker_tick does it first; call it when a batch is answered. */
+void hgp_worker_flush (hgp_worker_t *self);
+
+/*  True when requests were read from a socket and not all returned yet:
+    poll would not say so, so call hgp_worker_recv (hgp_worker_wake_at is
+    now meanwhile) */
+bool hgp_worker_pending (hgp_worker_t *self);
 
 /*  Brokers joining and leaving, heartbeats, reconnect after silence or
     DISCONNECT. Cheap; call it when hgp_worker_wake_at is due, and after

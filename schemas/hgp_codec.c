@@ -1398,7 +1398,7 @@ hgp_ready_encode (const hgp_ready_t *ready, hgp_buf_t *buf)
         return -1;
     msgpack_packer pk;
     msgpack_packer_init (&pk, buf, s_buf_write);
-    msgpack_pack_map (&pk, 4);
+    msgpack_pack_map (&pk, ready->batch ? 5 : 4);
     s_pack_str (&pk, "service");
     s_pack_str (&pk, ready->service);
     s_pack_str (&pk, "actor_id");
@@ -1407,6 +1407,10 @@ hgp_ready_encode (const hgp_ready_t *ready, hgp_buf_t *buf)
     msgpack_pack_uint32 (&pk, ready->capacity);
     s_pack_str (&pk, "cluster");
     s_pack_str (&pk, ready->cluster);
+    if (ready->batch) {
+        s_pack_str (&pk, "batch");
+        msgpack_pack_true (&pk);
+    }
     return 0;
 }
 
@@ -1415,7 +1419,7 @@ hgp_ready_decode (hgp_ready_t *ready, const uint8_t *data, size_t size,
                   hgp_error_t *err)
 {
     static const char *const names [] = {
-        "service", "actor_id", "capacity", "cluster" };
+        "service", "actor_id", "capacity", "cluster", "batch" };
     memset (ready, 0, sizeof *ready);
     s_cur_t cur;
     if (s_begin (&cur, data, size, err))
@@ -1425,22 +1429,105 @@ hgp_ready_decode (hgp_ready_t *ready, const uint8_t *data, size_t size,
     if (s_map (&cur, &n, "READY body"))
         return -1;
     for (uint32_t i = 0; i < n; i++) {
-        int key = s_key (&cur, names, 4, &seen);
+        int key = s_key (&cur, names, 5, &seen);
         if (key < 0
         || (key == 0 && s_id (&cur, ready->service, "service"))
         || (key == 1 && s_id (&cur, ready->actor_id, "actor_id"))
         || (key == 2 && s_uint (&cur, 65535, &u, "capacity"))
-        || (key == 3 && s_cluster (&cur, ready->cluster)))
+        || (key == 3 && s_cluster (&cur, ready->cluster))
+        || (key == 4 && s_bool (&cur, &ready->batch, "batch")))
             return -1;
         if (key == 2)
             ready->capacity = (uint32_t) u;
     }
     if (s_finish (&cur))
         return -1;
-    if (seen != 15 || ready->capacity == 0)
+    if ((seen & 15) != 15 || ready->capacity == 0)
         return hgp_error_set (err, HGP_STATUS_BAD_REQUEST, "invalid",
             "READY needs service, actor_id, capacity 1-65535 and cluster");
     return 0;
+}
+
+/*  --------------------------------------------------------------------
+ *  Batches of REQUESTs and REPLYs (PROTOCOL.md 5.1): fixed binary heads,
+ *  not msgpack, since the broker writes one per request and reads none
+ */
+
+static void
+s_put_be (uint8_t *out, uint64_t value, int bytes)
+{
+    for (int i = 0; i < bytes; i++)
+        out [i] = (uint8_t) (value >> (8 * (bytes - 1 - i)));
+}
+
+static uint64_t
+s_get_be (const uint8_t *in, int bytes)
+{
+    uint64_t value = 0;
+    for (int i = 0; i < bytes; i++)
+        value = value << 8 | in [i];
+    return value;
+}
+
+int
+hgp_batch_put_request (hgp_buf_t *buf, const uint8_t *token, uint32_t budget,
+                       int64_t clock, const void *body, uint32_t size)
+{
+    uint8_t head [HGP_BATCH_REQUEST_HEAD];
+    memcpy (head, token, 8);
+    s_put_be (head + 8, budget, 4);
+    s_put_be (head + 12, (uint64_t) clock, 8);
+    s_put_be (head + 20, size, 4);
+    if (s_buf_write (buf, (const char *) head, sizeof head)
+    ||  s_buf_write (buf, (const char *) body, size))
+        return -1;
+    return 0;
+}
+
+int
+hgp_batch_put_reply (hgp_buf_t *buf, const uint8_t *token, const void *body,
+                     uint32_t size)
+{
+    uint8_t head [HGP_BATCH_REPLY_HEAD];
+    memcpy (head, token, 8);
+    s_put_be (head + 8, size, 4);
+    if (s_buf_write (buf, (const char *) head, sizeof head)
+    ||  s_buf_write (buf, (const char *) body, size))
+        return -1;
+    return 0;
+}
+
+void
+hgp_batch_begin (hgp_batch_cur_t *cur, const uint8_t *data, size_t size,
+                 bool replies)
+{
+    *cur = (hgp_batch_cur_t) { data, size, 0, replies };
+}
+
+int
+hgp_batch_next (hgp_batch_cur_t *cur, hgp_batch_entry_t *entry)
+{
+    size_t left = cur->size - cur->at;
+    if (left == 0)
+        return 0;
+    size_t head = cur->replies ? HGP_BATCH_REPLY_HEAD : HGP_BATCH_REQUEST_HEAD;
+    if (left < head)
+        return -1;
+    const uint8_t *p = cur->data + cur->at;
+    memset (entry, 0, sizeof *entry);
+    entry->token = p;
+    if (cur->replies)
+        entry->size = (uint32_t) s_get_be (p + 8, 4);
+    else {
+        entry->budget = (uint32_t) s_get_be (p + 8, 4);
+        entry->clock = (int64_t) s_get_be (p + 12, 8);
+        entry->size = (uint32_t) s_get_be (p + 20, 4);
+    }
+    if (entry->size > left - head)
+        return -1;
+    entry->body = p + head;
+    cur->at += head + entry->size;
+    return 1;
 }
 
 /*  --------------------------------------------------------------------

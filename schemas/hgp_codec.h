@@ -59,6 +59,8 @@ extern "C" {
 #define HGP_CMD_REPLY       0x03
 #define HGP_CMD_HEARTBEAT   0x04
 #define HGP_CMD_DISCONNECT  0x05
+#define HGP_CMD_REQUESTS    0x06        /* several REQUESTs in one frame    */
+#define HGP_CMD_REPLIES     0x07        /* several REPLYs in one frame      */
 
 /*  Status codes, the same numbers as HTTP */
 #define HGP_STATUS_OK           200
@@ -184,7 +186,33 @@ typedef struct {
     char actor_id [HGP_ID_MAX + 1];
     uint32_t capacity;
     char cluster [HGP_CLUSTER_NAME_MAX + 1];    /* bus/cluster of the actor */
+    bool batch;                         /* it takes REQUESTS (optional key) */
 } hgp_ready_t;
+
+/*  Batches (PROTOCOL.md 5.1): REQUESTS and REPLIES carry, in one frame,
+    entries that are each what a REQUEST or REPLY carries in its frames.
+    A request entry is token (8) | budget ms (4) | clock ms (8) | body
+    size (4) | body; a reply entry is token (8) | body size (4) | body;
+    integers big-endian. One frame costs the link one message (one CURVE
+    box, one wake-up) however many entries it holds. */
+#define HGP_BATCH_REQUEST_HEAD  24      /* bytes before a request's body    */
+#define HGP_BATCH_REPLY_HEAD    12      /* bytes before a reply's body      */
+
+typedef struct {
+    const uint8_t *token;               /* 8 bytes                          */
+    uint32_t budget;                    /* requests: ms left at clock       */
+    int64_t clock;                      /* requests: sender's clock, ms     */
+    const uint8_t *body;                /* inside the frame                 */
+    uint32_t size;                      /* bytes of body                    */
+} hgp_batch_entry_t;
+
+/*  Cursor over a batch frame's entries */
+typedef struct {
+    const uint8_t *data;
+    size_t size;
+    size_t at;
+    bool replies;                       /* reply entries, else requests     */
+} hgp_batch_cur_t;
 
 /*  A broker beacon. The id is kept as 32 lowercase hex digits, as logged,
     shown by `hgp actors` and used as the broker's client ROUTER routing id */
@@ -254,6 +282,19 @@ int  hgp_event_encode (const hgp_event_t *event, hgp_buf_t *buf);
 int  hgp_ready_decode (hgp_ready_t *ready, const uint8_t *data, size_t size,
                        hgp_error_t *err);
 int  hgp_ready_encode (const hgp_ready_t *ready, hgp_buf_t *buf);
+
+/*  Batches: append one entry to buf (0, or -1 when out of memory) */
+int  hgp_batch_put_request (hgp_buf_t *buf, const uint8_t *token,
+                            uint32_t budget, int64_t clock,
+                            const void *body, uint32_t size);
+int  hgp_batch_put_reply (hgp_buf_t *buf, const uint8_t *token,
+                          const void *body, uint32_t size);
+/*  Read entries off a frame: begin, then next until it returns 0 (no more
+    entries) or -1 (the rest of the frame is not an entry: stop, the
+    entries before it were good) */
+void hgp_batch_begin (hgp_batch_cur_t *cur, const uint8_t *data, size_t size,
+                      bool replies);
+int  hgp_batch_next (hgp_batch_cur_t *cur, hgp_batch_entry_t *entry);
 
 /*  Beacons. encode writes HGP_BEACON_FIXED + strlen (cluster) bytes into
     out (size must be at least HGP_BEACON_MAX); returns that count, or -1

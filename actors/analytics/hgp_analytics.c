@@ -1139,11 +1139,12 @@ hgp_analytics_actor (zsock_t *pipe, void *args)
         bool input = false;
         for (size_t i = 2; i < n; i++)
             input |= (items [i].revents & ZMQ_POLLIN) != 0;
-        if (input) {
+        if (input || hgp_worker_pending (self->worker)) {
             hgp_work_t work;
             for (int i = 0; i < 256 && hgp_worker_recv (self->worker, &work);
                  i++)
                 s_serve (self, &work);
+            hgp_worker_flush (self->worker);
         }
         if (self->consumer
         &&  ((items [1].revents & ZMQ_POLLIN) || self->more

@@ -1651,7 +1651,7 @@ hgp_counter_actor (zsock_t *pipe, void *args)
         bool input = false;
         for (size_t i = 1; i < n; i++)
             input |= (items [i].revents & ZMQ_POLLIN) != 0;
-        if (input)
+        if (input || hgp_worker_pending (self->worker))
             s_links_recv (self);
         if (self->retire)
             s_log_upkeep (self);

@@ -461,7 +461,7 @@ test_range_messages_name_the_range_accepted (void **state)
 static void
 test_ready_round_trips_and_rejects_zero_capacity (void **state)
 {
-    hgp_ready_t ready = { "counter", "f00d", 64, "hgp" }, out;
+    hgp_ready_t ready = { "counter", "f00d", 64, "hgp", false }, out;
     hgp_buf_t buf = { 0 };
     hgp_error_t err = { 0 };
     assert_int_equal (hgp_ready_encode (&ready, &buf), 0);
@@ -488,6 +488,74 @@ test_ready_round_trips_and_rejects_zero_capacity (void **state)
     assert_int_equal (hgp_ready_decode (&out, no_cluster, sizeof no_cluster,
                                         &err), -1);
     assert_string_equal (err.code, "invalid");
+}
+
+static void
+test_ready_batch_is_optional_and_round_trips (void **state)
+{
+    hgp_ready_t ready = { "counter", "f00d", 64, "hgp", false }, out;
+    hgp_buf_t buf = { 0 };
+    hgp_error_t err = { 0 };
+    assert_int_equal (hgp_ready_encode (&ready, &buf), 0);
+    assert_int_equal (hgp_ready_decode (&out, buf.data, buf.size, &err), 0);
+    assert_false (out.batch);
+    hgp_buf_clear (&buf);
+    ready.batch = true;
+    assert_int_equal (hgp_ready_encode (&ready, &buf), 0);
+    assert_int_equal (hgp_ready_decode (&out, buf.data, buf.size, &err), 0);
+    assert_true (out.batch);
+    assert_int_equal (out.capacity, 64);
+    hgp_buf_clear (&buf);
+}
+
+static void
+test_batch_entries_round_trip_and_a_cut_frame_stops_at_the_cut (void **state)
+{
+    const uint8_t t1 [8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+    const uint8_t t2 [8] = { 9, 9, 9, 9, 9, 9, 9, 9 };
+    hgp_buf_t buf = { 0 };
+    assert_int_equal (hgp_batch_put_request (&buf, t1, 4999,
+                                             0x0102030405060708LL, "abc", 3),
+                      0);
+    assert_int_equal (hgp_batch_put_request (&buf, t2, 1, -1, "", 0), 0);
+    assert_int_equal (buf.size, 2 * HGP_BATCH_REQUEST_HEAD + 3);
+    /*  Big-endian on the wire */
+    assert_int_equal (buf.data [8], 0);
+    assert_int_equal (buf.data [11], 4999 & 0xff);
+    assert_int_equal (buf.data [12], 1);
+    assert_int_equal (buf.data [23], 3);
+    hgp_batch_cur_t cur;
+    hgp_batch_entry_t e;
+    hgp_batch_begin (&cur, buf.data, buf.size, false);
+    assert_int_equal (hgp_batch_next (&cur, &e), 1);
+    assert_memory_equal (e.token, t1, 8);
+    assert_int_equal (e.budget, 4999);
+    assert_true (e.clock == 0x0102030405060708LL);
+    assert_int_equal (e.size, 3);
+    assert_memory_equal (e.body, "abc", 3);
+    assert_int_equal (hgp_batch_next (&cur, &e), 1);
+    assert_memory_equal (e.token, t2, 8);
+    assert_true (e.clock == -1);
+    assert_int_equal (e.size, 0);
+    assert_int_equal (hgp_batch_next (&cur, &e), 0);
+    /*  A frame cut inside the second entry: the first still reads */
+    hgp_batch_begin (&cur, buf.data, HGP_BATCH_REQUEST_HEAD + 3 + 10, false);
+    assert_int_equal (hgp_batch_next (&cur, &e), 1);
+    assert_int_equal (hgp_batch_next (&cur, &e), -1);
+    /*  A body size past the frame's end */
+    hgp_batch_begin (&cur, buf.data, HGP_BATCH_REQUEST_HEAD + 2, false);
+    assert_int_equal (hgp_batch_next (&cur, &e), -1);
+    hgp_buf_clear (&buf);
+
+    assert_int_equal (hgp_batch_put_reply (&buf, t2, "reply", 5), 0);
+    assert_int_equal (buf.size, HGP_BATCH_REPLY_HEAD + 5);
+    hgp_batch_begin (&cur, buf.data, buf.size, true);
+    assert_int_equal (hgp_batch_next (&cur, &e), 1);
+    assert_memory_equal (e.token, t2, 8);
+    assert_int_equal (e.size, 5);
+    assert_memory_equal (e.body, "reply", 5);
+    assert_int_equal (hgp_batch_next (&cur, &e), 0);
+    hgp_buf_clear (&buf);
 }
 
 static void
@@ -890,6 +958,8 @@ main (void)
         cmocka_unit_test (test_keys_of_the_wrong_type_are_invalid_wherever_keys_stands),
         cmocka_unit_test (test_range_messages_name_the_range_accepted),
         cmocka_unit_test (test_ready_round_trips_and_rejects_zero_capacity),
+        cmocka_unit_test (test_ready_batch_is_optional_and_round_trips),
+        cmocka_unit_test (test_batch_entries_round_trip_and_a_cut_frame_stops_at_the_cut),
         cmocka_unit_test (test_top_and_stats_requests_round_trip_and_check_their_fields),
         cmocka_unit_test (test_top_and_stats_replies_round_trip),
         cmocka_unit_test (test_events_round_trip_and_anything_else_is_rejected),
