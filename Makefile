@@ -26,7 +26,7 @@ LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread $(LDLIBS)
 
 LIB_SRC := schemas/hgp_codec.c lib/hgp_config.c lib/hgp_process.c lib/hgp_keyspace.c lib/hgp_client.c \
            lib/hgp_discovery.c lib/hgp_redis.c lib/hgp_eventlog.c lib/hgp_ledger.c lib/hgp_worker.c \
-           lib/hgp_keys.c
+           lib/hgp_keys.c lib/hgp_mux.c
 LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/obj/%.o)
 LIB_A   := $(OUT)/libhgp.a
 
@@ -41,7 +41,7 @@ GATEWAY_SRC := gateway/hgp_gateway.c gateway/hgp_json.c gateway/hgp_metrics.c ga
 BINS := $(BIN)/hgp-broker $(BIN)/hgp-counter $(BIN)/hgp-analytics $(BIN)/hgp \
         $(BIN)/hgp-kafka-mock $(BIN)/hgp-gateway $(BIN)/hgp-keys
 
-.PHONY: all deps test unit integration fuzz bench bench-curve bench-scaling run clean help
+.PHONY: all deps test unit integration fuzz bench bench-curve bench-sustained bench-scaling run clean help
 all: $(BINS)
 
 help:
@@ -51,6 +51,7 @@ help:
 	@echo "make bench    release build; hgp bench at window 1, 16, 128, event log off/async/sync; wrk vs hello-world"
 	@echo "make bench-curve    release build, bench and bench_http with bus/curve 0 and 1 (what CURVE costs)"
 	@echo "make bench-scaling  release build, hgp bench with 1, 2, 4 counter actors"
+	@echo "make bench-sustained  release build, make run's stack with analytics, 5 blocks of 100k increments: does the rate hold?"
 	@echo "make run      deps, build, start redis + kafka mock + broker + 2 counters + analytics + gateway"
 
 $(OUT)/obj/%.o: %.c
@@ -137,6 +138,10 @@ bench: all
 #   What CURVE costs: bench.sh and bench_http.sh with bus/curve 0 and 1
 bench-curve: all
 	scripts/bench_curve.sh
+
+#   make run's stack with analytics: does the rate hold as the log grows?
+bench-sustained: all
+	scripts/bench_sustained.sh
 
 bench-scaling: all
 	scripts/bench_scaling.sh

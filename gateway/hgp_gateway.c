@@ -55,6 +55,7 @@
 #define _GNU_SOURCE                 //  strcasestr
 #include "hgp_gateway.h"
 #include "hgp_client.h"
+#include "hgp_mux.h"
 #include "hgp_discovery.h"
 #include "hgp_json.h"
 #include "hgp_metrics.h"
@@ -102,7 +103,7 @@
 //  and interrupted, which the housekeeper reads from its own thread.
 
 typedef struct {
-    hgp_client_t *client;           /* this thread's bus client             */
+    hgp_mux_t *mux;                 /* the bus link this thread's calls use */
     hgp_reply_t reply;              /* reused by every call                 */
     uint64_t id_prefix;             /* request ids: random, per thread      */
     uint64_t id_counter;            /* ... counting from a random start     */
@@ -129,6 +130,8 @@ struct _hgp_gateway_t {
     char *bind;                     /* address listened on                  */
     int port;                       /* port listened on                     */
     int threads;                    /* civetweb worker threads              */
+    hgp_mux_t **muxes;              /* bus links, shared by the workers     */
+    int nmuxes;                     /* gateway/bus_links                    */
     size_t body_limit;              /* bytes in an increment body           */
     size_t batch_body_limit;        /* bytes in a batch body                */
     uint32_t timeout;               /* bus deadline of a request, ms        */
@@ -600,7 +603,7 @@ s_bus_call (s_call_t *call, hgp_request_t *req, uint32_t timeout_ms)
     if (!req->id [0])
         s_new_id (call->worker, req);
     req->timeout_ms = timeout_ms;
-    hgp_client_call (call->worker->client, req, rep);
+    hgp_mux_call (call->worker->mux, req, rep);
     atomic_fetch_sub (&self->in_flight, 1);
     return rep;
 }
@@ -860,7 +863,7 @@ s_dispatch (s_call_t *call, hgp_route_t *route_p)
                             "parameters; send queries in the JSON body",
                 NULL);
         }
-        if (!call->worker || !call->worker->client)
+        if (!call->worker || !call->worker->mux)
             return s_fail (call, HGP_STATUS_INTERNAL, "internal",
                            "worker thread has no bus client", NULL);
         //  Full already: busy before reading and decoding a body that
@@ -877,7 +880,7 @@ s_dispatch (s_call_t *call, hgp_route_t *route_p)
             return s_fail (call, 405, "method_not_allowed", "use GET",
                            "Allow: GET, HEAD\r\n");
         }
-        if (health && (!call->worker || !call->worker->client))
+        if (health && (!call->worker || !call->worker->mux))
             return s_fail (call, HGP_STATUS_INTERNAL, "internal",
                            "worker thread has no bus client", NULL);
         return health ? s_health (call) : s_metrics (call);
@@ -892,7 +895,7 @@ s_dispatch (s_call_t *call, hgp_route_t *route_p)
             return s_fail (call, 405, "method_not_allowed", "use GET",
                            "Allow: GET, HEAD\r\n");
         }
-        if (!call->worker || !call->worker->client)
+        if (!call->worker || !call->worker->mux)
             return s_fail (call, HGP_STATUS_INTERNAL, "internal",
                            "worker thread has no bus client", NULL);
         return s_rank (call, path + prefix);
@@ -912,7 +915,7 @@ s_dispatch (s_call_t *call, hgp_route_t *route_p)
                 return s_fail (call, 405, "method_not_allowed", "use GET",
                                "Allow: GET, HEAD\r\n");
             }
-            if (!call->worker || !call->worker->client)
+            if (!call->worker || !call->worker->mux)
                 return s_fail (call, HGP_STATUS_INTERNAL, "internal",
                                "worker thread has no bus client", NULL);
             return s_stats (call, resource, (size_t) (slash - resource),
@@ -925,7 +928,7 @@ s_dispatch (s_call_t *call, hgp_route_t *route_p)
                 return s_fail (call, 405, "method_not_allowed", "use GET",
                                "Allow: GET, HEAD\r\n");
             }
-            if (!call->worker || !call->worker->client)
+            if (!call->worker || !call->worker->mux)
                 return s_fail (call, HGP_STATUS_INTERNAL, "internal",
                                "worker thread has no bus client", NULL);
             return s_get (call, resource, (size_t) (slash - resource),
@@ -1120,19 +1123,12 @@ s_init_thread (const struct mg_context *ctx, int thread_type)
     hgp_gateway_t *self = (hgp_gateway_t *) mg_get_user_data (ctx);
     s_worker_t *worker = (s_worker_t *) zmalloc (sizeof (s_worker_t));
     assert (worker);
-    //  With discovery, every worker's client follows the one actor; a
-    //  client must not run its own (a thread and a UDP socket per worker)
-    worker->client = self->events
-                   ? hgp_client_new_shared (self->events, self->where,
-                                            self->keys)
-                   : hgp_client_new (self->endpoint, self->keys);
-    if (!worker->client)
-        zsys_error ("gateway: cannot create a bus client for %s",
-                    self->events ? self->where : self->endpoint);
     hgp_reply_init (&worker->reply);
     worker->thread = pthread_self ();
     pthread_mutex_init (&worker->lock, NULL);
     worker->slot = atomic_fetch_add (&self->nworkers, 1);
+    //  Workers share the few bus links, in turn
+    worker->mux = self->muxes [worker->slot % self->nmuxes];
     if (worker->slot < self->threads)
         atomic_store (&self->workers [worker->slot], worker);
 
@@ -1162,7 +1158,6 @@ s_exit_thread (const struct mg_context *ctx, int thread_type, void *pointer)
         hgp_gateway_t *self = (hgp_gateway_t *) mg_get_user_data (ctx);
         if (worker->slot < self->threads)
             atomic_store (&self->workers [worker->slot], NULL);
-        hgp_client_destroy (&worker->client);
         hgp_reply_clear (&worker->reply);
         pthread_mutex_destroy (&worker->lock);
         free (worker);
@@ -1275,6 +1270,8 @@ hgp_gateway_new (hgp_config_t *config)
     self->port = (int) hgp_config_int (config, "gateway/port", 8080, 0, 65535);
     self->threads = (int) hgp_config_int (config, "gateway/threads",
                                           1024, 1, 16384);
+    self->nmuxes = (int) hgp_config_int (config, "gateway/bus_links",
+                                         1, 1, 64);
     int queue = (int) hgp_config_int (config, "gateway/queue", 1024, 1, 65536);
     int backlog = (int) hgp_config_int (config, "gateway/backlog",
                                         1024, 1, 65535);
@@ -1376,6 +1373,21 @@ hgp_gateway_new (hgp_config_t *config)
         return NULL;
     }
     hgp_client_destroy (&probe);
+    //  The bus links every worker's calls go over (lib/hgp_mux.h). With
+    //  discovery each link follows the one actor: a link must not run its
+    //  own (a thread and a UDP socket each).
+    self->muxes = (hgp_mux_t **) zmalloc (self->nmuxes * sizeof (hgp_mux_t *));
+    assert (self->muxes);
+    for (int i = 0; i < self->nmuxes; i++) {
+        self->muxes [i] = hgp_mux_new (self->endpoint, self->events,
+                                       self->where, self->keys);
+        if (!self->muxes [i]) {
+            zsys_error ("gateway: cannot create a bus client for %s",
+                        self->events ? self->where : self->endpoint);
+            hgp_gateway_destroy (&self);
+            return NULL;
+        }
+    }
     //  jansson seeds its hash function on first use; do it once, here,
     //  not racing in a thousand threads
     json_object_seed (0);
@@ -1443,14 +1455,15 @@ hgp_gateway_new (hgp_config_t *config)
     }
     self->housekeeping = true;
     zsys_info ("gateway: listening on http://%s:%d, bus at %s; threads=%d "
-               "max_in_flight=%d max_connections=%d queue=%d backlog=%d "
+               "bus_links=%d max_in_flight=%d max_connections=%d queue=%d "
+               "backlog=%d "
                "keep_alive=%dms "
                "header_timeout=%dms body_timeout=%dms timeout=%ums "
                "body_limit=%zu batch_body_limit=%zu",
                self->bind, self->port, self->events ? self->where
                                                     : self->endpoint,
-               self->threads, self->max_in_flight, self->max_connections,
-               queue, backlog,
+               self->threads, self->nmuxes, self->max_in_flight,
+               self->max_connections, queue, backlog,
                keep_alive, self->header_timeout, self->body_timeout,
                self->timeout, self->body_limit, self->batch_body_limit);
     return self;
@@ -1525,7 +1538,11 @@ hgp_gateway_destroy (hgp_gateway_t **self_p)
             s_stop_web (self);
         if (self->library)
             mg_exit_library ();
-        //  After the workers, whose clients followed it
+        //  After the workers, whose calls they carry
+        for (int i = 0; self->muxes && i < self->nmuxes; i++)
+            hgp_mux_destroy (&self->muxes [i]);
+        free (self->muxes);
+        //  After the links, which followed it
         zactor_destroy (&self->discovery);
         hgp_keys_destroy (&self->keys);
         zstr_free (&self->events);

@@ -84,6 +84,7 @@ struct _hgp_client_t {
     hgp_keys_t *own_keys;       /* keys, when we made them (new_config)     */
     hgp_buf_t buf;              /* encode buffer, reused for every request  */
     int sndtimeo;               /* ZMQ_SNDTIMEO currently set on dealer     */
+    int send_wait;              /* most ms a send waits; -1: its timeout    */
     //  With discovery only
     zactor_t *discovery;        /* our own discovery actor, or NULL         */
     zsock_t *events;            /* discovery events: that actor's pipe, or
@@ -114,6 +115,7 @@ hgp_client_new (const char *endpoint, hgp_keys_t *keys)
     hgp_client_t *self = (hgp_client_t *) zmalloc (sizeof (hgp_client_t));
     assert (self);
     self->keys = keys;
+    self->send_wait = -1;
     self->dealer = zsock_new (ZMQ_DEALER);
     assert (self->dealer);
     self->handle = zsock_resolve (self->dealer);
@@ -160,6 +162,7 @@ s_router_new (const char *where, hgp_keys_t *keys)
     hgp_client_t *self = (hgp_client_t *) zmalloc (sizeof (hgp_client_t));
     assert (self);
     self->keys = keys;
+    self->send_wait = -1;
     self->dealer = zsock_new (ZMQ_ROUTER);
     assert (self->dealer);
     self->handle = zsock_resolve (self->dealer);
@@ -594,6 +597,8 @@ s_discovery_send (hgp_client_t *self, const hgp_request_t *req,
         return -1;
     }
     int64_t timeout = req->timeout_ms ? req->timeout_ms : HGP_TIMEOUT_DEFAULT;
+    int64_t wait = self->send_wait >= 0 ? MIN (self->send_wait, timeout)
+                                        : timeout;
     int64_t start = zclock_mono ();
     if (start >= self->events_at)
         s_events (self, 0);
@@ -608,7 +613,7 @@ s_discovery_send (hgp_client_t *self, const hgp_request_t *req,
         }
         else
             broker = s_place (self, self->buf.data, self->buf.size, NULL);
-        if (broker || zsys_interrupted || zclock_mono () - start >= timeout)
+        if (broker || zsys_interrupted || zclock_mono () - start >= wait)
             break;
         //  Nobody took it: a broker may be connecting or about to be heard
         s_events (self, 5);
@@ -654,6 +659,8 @@ hgp_client_send (hgp_client_t *self, const hgp_request_t *req)
         return -1;
     }
     int timeout = req->timeout_ms ? (int) req->timeout_ms : HGP_TIMEOUT_DEFAULT;
+    if (self->send_wait >= 0)
+        timeout = MIN (timeout, self->send_wait);
     if (timeout != self->sndtimeo) {
         zsock_set_sndtimeo (self->dealer, timeout);
         self->sndtimeo = timeout;
@@ -957,6 +964,27 @@ s_call (hgp_client_t *self, const hgp_request_t *req, hgp_reply_t *rep,
                   timeout + HGP_CLIENT_GRACE_MS);
     s_local_error (rep, req->id, HGP_STATUS_TIMEOUT, "timeout", message);
     return 0;
+}
+
+void
+hgp_client_set_send_wait (hgp_client_t *self, int wait_ms)
+{
+    assert (self);
+    self->send_wait = wait_ms;
+}
+
+void
+hgp_client_forget (hgp_client_t *self, const char *id)
+{
+    assert (self);
+    if (self->events)
+        zhashx_delete (self->pending, id);
+}
+
+void
+hgp_client_check (const hgp_request_t *req, hgp_reply_t *rep)
+{
+    s_check_shape (req, rep);
 }
 
 int

@@ -129,6 +129,20 @@ int hgp_client_send (hgp_client_t *self, const hgp_request_t *req);
     returned, as status 500 "internal" with id "". */
 int hgp_client_recv (hgp_client_t *self, hgp_reply_t *rep, int timeout_ms);
 
+/*  Make hgp_client_send wait at most wait_ms (0: not at all) for a broker
+    to take a request, instead of the request's timeout; -1 restores that.
+    For a caller with many requests in flight on one client (lib/hgp_mux),
+    which must not stop for one that cannot go yet. */
+void hgp_client_set_send_wait (hgp_client_t *self, int wait_ms);
+
+/*  The caller gave up on request id: a discovery client stops tracking it
+    for failover (a static client tracks nothing) */
+void hgp_client_forget (hgp_client_t *self, const char *id);
+
+/*  What hgp_client_call does to a reply: a 200 without what req->op
+    promises (PROTOCOL.md 4.3) becomes 500 "internal" */
+void hgp_client_check (const hgp_request_t *req, hgp_reply_t *rep);
+
 /*  Send req and wait for the reply with its id, until req->timeout_ms plus
     HGP_CLIENT_GRACE_MS. Replies to other ids (left over from earlier calls)
     are dropped; an error reply with id "" (the broker could not read our

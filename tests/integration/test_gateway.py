@@ -353,6 +353,46 @@ def test_deadline_passed_is_504_and_retry_with_same_id_applies_once(make_gateway
         assert h.value("slow", "t") == 2
 
 
+def test_concurrent_requests_with_one_id_are_each_answered_and_applied_once(make_gateway):
+    """The workers share one bus connection, where replies are matched by
+    request id: calls with the same id in flight at once (a client retrying
+    while its first attempt waits) must each get an answer, the same id
+    with another delta its 409, and the counter move once."""
+    stack, gateway = make_gateway()
+    with gateway.http() as h:
+        assert h.increment("twin", "t", request_id="warm")[0] == 200
+    results = {}
+
+    def one(name, delta):
+        with gateway.http() as h:
+            results[name] = h.increment("twin", "t", delta=delta, request_id="same-id")
+
+    for c in stack.counters:
+        c.signal(signal.SIGSTOP)
+    try:
+        threads = [threading.Thread(target=one, args=("a%d" % i, 5)) for i in range(4)]
+        threads.append(threading.Thread(target=one, args=("other", 7)))
+        for t in threads:
+            t.start()
+            time.sleep(0.05)
+        time.sleep(0.3)             # all five are waiting on the bus
+    finally:
+        for c in stack.counters:
+            c.signal(signal.SIGCONT)
+    for t in threads:
+        t.join(10)
+    assert len(results) == 5, results
+    same = [results["a%d" % i] for i in range(4)]
+    for status, _, body in same:
+        assert status == 200 and body["value"] == 6, same
+    assert sum(1 for _, _, body in same if body.get("replayed")) >= 3, same
+    status, _, body = results["other"]
+    assert_error(status, body, 409, "id_conflict")
+    with gateway.http() as h:
+        assert h.value("twin", "t") == 6
+    assert stack.redis.counter("twin", "t") == 6
+
+
 # ---------------------------------------------------------------------------
 # Load, concurrency, failure
 
