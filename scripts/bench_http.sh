@@ -57,8 +57,10 @@ start_counters () {
 start_counters "${MODES%% *}"
 bin/hgp-gateway > "$tmp/gateway.log" 2>&1 &
 pids+=($!)
+cost_name $! hgp-gateway
 build/bench/hello "$hport" > "$tmp/hello.log" 2>&1 &
 pids+=($!)
+cost_name $! hello-world
 base="http://127.0.0.1:$gport"
 ready=0
 for _ in $(seq 100); do
@@ -94,10 +96,13 @@ end
 EOF
 }
 
-#   Run wrk; set rps, p99, completed, non2xx, sockerr from its report
+#   Run wrk; set rps, p99, completed, non2xx, sockerr from its report, and
+#   cost: CPU us per request of each process over the run
 run_wrk () {
     local out=$tmp/wrk.out
-    wrk -t"$WRK_THREADS" -c"$1" -d"${SECONDS_PER_RUN}s" --timeout 10s --latency "${@:2}" > "$out" 2>&1
+    cost_begin
+    /usr/bin/python3 scripts/cpu_run.py "$tmp/wrk.cpu" \
+        wrk -t"$WRK_THREADS" -c"$1" -d"${SECONDS_PER_RUN}s" --timeout 10s --latency "${@:2}" > "$out" 2>&1
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
     p99=$(awk '$1 == "99%" {print $2}' "$out")
     completed=$(awk '/requests in/ {print $1}' "$out")
@@ -106,6 +111,7 @@ run_wrk () {
     sockerr=$(awk '/Socket errors:/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$out")
     sockerr=${sockerr:-0}
     cp "$out" "$tmp/last-wrk.txt"
+    cost=$(cost_line "${completed:-1}" wrk "$(cat "$tmp/wrk.cpu")")
 }
 
 #   Increments the gateway acknowledged (200) so far, from /metrics
@@ -149,6 +155,7 @@ for mode in $MODES; do
         before=$(acked)
         run_wrk "$c" -s "$tmp/incr.lua" "$base/api/v1/counter/increment"
         R[incr_rps_${mode}_$c]=$rps; R[incr_p99_${mode}_$c]=$p99
+        R[incr_cost_${mode}_$c]=$cost
         drain
         after=$(acked)
         sum=$(counter_sum "$prefix")
@@ -165,13 +172,13 @@ for mode in $MODES; do
 done
 for c in $LEVELS; do
     run_wrk "$c" "$base/api/v1/counter/bench_${MODES%% *}_c${c}_$$_1/hit"
-    R[get_rps_$c]=$rps; R[get_p99_$c]=$p99
+    R[get_rps_$c]=$rps; R[get_p99_$c]=$p99; R[get_cost_$c]=$cost
     if [ "$non2xx" -ne 0 ] || [ "$sockerr" -ne 0 ]; then
         failed=1; R[get_check_$c]="GET: FAIL $non2xx non-2xx, $sockerr socket errors"
     fi
     drain
     run_wrk "$c" "http://127.0.0.1:$hport/"
-    R[hello_rps_$c]=$rps; R[hello_p99_$c]=$p99
+    R[hello_rps_$c]=$rps; R[hello_p99_$c]=$p99; R[hello_cost_$c]=$cost
 done
 
 header=$(printf "%-6s |" conns)
@@ -193,6 +200,13 @@ for mode in $MODES; do
     for c in $LEVELS; do echo "$mode c=$c: ${R[check_${mode}_$c]}"; done
 done
 for c in $LEVELS; do [ -z "${R[get_check_$c]:-}" ] || echo "c=$c: ${R[get_check_$c]}"; done
+echo
+echo "cost: CPU us per request of each process over each run (/proc/PID/stat, 10 ms ticks; processes idle in a run show ~0)"
+for c in $LEVELS; do
+    for mode in $MODES; do echo "incr/$mode c=$c: ${R[incr_cost_${mode}_$c]}"; done
+    echo "get c=$c: ${R[get_cost_$c]}"
+    echo "hello c=$c: ${R[hello_cost_$c]}"
+done
 last=${LEVELS##* }
 for mode in $MODES; do
     ratio=$(awk -v a="${R[incr_rps_${mode}_$last]}" -v b="${R[hello_rps_$last]}" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')

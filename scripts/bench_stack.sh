@@ -14,8 +14,56 @@
 #                                         lists none
 #   bench_actors_wait BIN N               until the broker lists N actors
 
+#   cost_name PID NAME                    name a process for the cost table
+#   cost_begin                            snapshot every named process's CPU
+#   cost_table N GEN_NAME GEN_SECONDS     print CPU us per request of each
+#                                         named process (over N requests
+#                                         since cost_begin), of the load
+#                                         generator (GEN_SECONDS of CPU, from
+#                                         scripts/cpu_run.py) and the total
+#
+#   The cost table reads utime + stime (all threads) from /proc/PID/stat,
+#   in clock ticks (getconf CLK_TCK, 100 per second here: 10 ms resolution,
+#   so runs of a few seconds give 2-3 significant digits).
+
 pids=()
 counters=()
+declare -A cost_names=()
+declare -A cost_start=()
+
+cost_name () { cost_names[$1]=$2; }
+
+#   cost_line N GEN_NAME GEN_SECONDS: the same as cost_table, on one line
+cost_line () {
+    cost_table "$@" | awk 'NR > 1 {v = $NF; if ($0 ~ /cores:/) v = $2; \
+        sub(/ +[0-9.]+ *(\(.*)?$/, ""); gsub(/^ +/, ""); printf "%s%s %s", sep, $0, v; sep = ", "} \
+        END {print ""}'
+}
+
+cost_ticks () { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+cost_begin () {
+    local pid
+    for pid in "${!cost_names[@]}"; do cost_start[$pid]=$(cost_ticks "$pid"); done
+}
+
+cost_table () {
+    local n=$1 gen=$2 gen_s=$3 hz pid total=0 us
+    hz=$(getconf CLK_TCK)
+    printf "    %-22s %10s\n" process "CPU us/req"
+    for pid in $(printf "%s\n" "${!cost_names[@]}" | sort -n); do
+        [ -n "${cost_start[$pid]:-}" ] || continue
+        us=$(awk -v d=$(( $(cost_ticks "$pid") - cost_start[$pid] )) -v hz="$hz" -v n="$n" \
+             'BEGIN {printf "%.1f", d / hz * 1e6 / n}')
+        printf "    %-22s %10s\n" "${cost_names[$pid]}" "$us"
+        total=$(awk -v a="$total" -v b="$us" 'BEGIN {print a + b}')
+    done
+    us=$(awk -v s="$gen_s" -v n="$n" 'BEGIN {printf "%.1f", s * 1e6 / n}')
+    printf "    %-22s %10s\n" "$gen (load)" "$us"
+    total=$(awk -v a="$total" -v b="$us" 'BEGIN {printf "%.1f", a + b}')
+    printf "    %-22s %10s   (%s cores: at most %.0f requests/s)\n" total "$total" \
+        "$(nproc)" "$(awk -v t="$total" -v c="$(nproc)" 'BEGIN {print (t > 0 ? c * 1e6 / t : 0)}')"
+}
 
 bench_stack_cleanup () {
     for pid in "${counters[@]}" "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -39,17 +87,23 @@ bench_stack_up () {
     #   The bus as deployed: CURVE, with keys of this run only
     export HGP_BUS_KEYS="$tmp/keys"
     "$bin/hgp-keys" init > "$tmp/keys.log" 2>&1 || { cat "$tmp/keys.log" >&2; exit 1; }
-    redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
-        --dir "$tmp" > "$tmp/redis.log" 2>&1 &
+    #   BENCH_AOF=1: Redis as make run starts it (appendonly, fsync every s)
+    local aof=no
+    [ "${BENCH_AOF:-0}" = 1 ] && aof=yes
+    redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly "$aof" \
+        --appendfsync everysec --dir "$tmp" > "$tmp/redis.log" 2>&1 &
     pids+=($!)
+    cost_name $! redis-server
     for _ in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
     "$bin/hgp-kafka-mock" --address-file "$tmp/kafka.addr" > "$tmp/kafka.log" 2>&1 &
     pids+=($!)
+    cost_name $! hgp-kafka-mock
     for _ in $(seq 100); do [ -s "$tmp/kafka.addr" ] && break; sleep 0.05; done
     HGP_KAFKA_BROKERS=$(cat "$tmp/kafka.addr")
     export HGP_KAFKA_BROKERS
     "$bin/hgp-broker" > "$tmp/broker.log" 2>&1 &
     pids+=($!)
+    cost_name $! hgp-broker
 }
 
 bench_actors_wait () {
@@ -66,6 +120,7 @@ bench_counters_start () {
     for i in $(seq "$2"); do
         HGP_COUNTER_EVENT_LOG=$3 "$1/hgp-counter" > "$tmp/counter-$3-$2-$i.log" 2>&1 &
         counters+=($!)
+        cost_name $! "hgp-counter $i"
     done
     bench_actors_wait "$1" "$2"
     sleep 0.5                       #   let them register with the log
@@ -73,7 +128,7 @@ bench_counters_start () {
 
 bench_counters_stop () {
     for pid in "${counters[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${counters[@]}"; do wait "$pid" 2>/dev/null || true; done
+    for pid in "${counters[@]}"; do wait "$pid" 2>/dev/null || true; unset "cost_names[$pid]"; done
     counters=()
     bench_actors_wait "$1" 0
 }
