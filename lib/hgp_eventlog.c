@@ -295,7 +295,14 @@ s_producer (hgp_eventlog_t *self)
     static const char *const pairs [] = {
         "enable.idempotence", "true",       //  implies acks=all
         "acks", "all",
-        "linger.ms", "0",
+        //  A sync batch's events go at once anyway (hgp_eventlog_wait
+        //  flushes, and a flush ignores linger.ms); lingering keeps them
+        //  from leaving one by one while the batch is still produced, so
+        //  they make one record batch per partition instead of many. That
+        //  matters to readers: every Fetch returns at most one batch per
+        //  partition from librdkafka's mock, which also finds a fetch
+        //  offset by walking the partition's batches from the start.
+        "linger.ms", "5",
         "message.timeout.ms", "$timeout",
         "queue.buffering.max.messages", "1000000",
         NULL
