@@ -12,14 +12,16 @@
  *  The write path, with counter/event_log = sync (the default), per batch:
  *
  *    1. prepare (one Lua script, pipelined with the batch's reads): for
- *       each increment, a request record that says "applied" answers it
- *       (replayed); otherwise write a *pending* record "<ck> <delta>
- *       ?<log id>" and read the counter, so the event can carry the
- *       resulting value. The script also renews this actor's lease.
+ *       each increment one SET NX GET writes a *pending* record "<ck>
+ *       <delta> ?<log id>" or returns the one there (an "applied" one
+ *       answers it: replayed); one MGET reads the batch's counters, so the
+ *       events can carry the resulting values. The script also renews
+ *       this actor's lease.
  *    2. log: produce one event per new increment (idempotent producer,
  *       acks=all), wait for every delivery report.
- *    3. apply (hgp_ledger's script): INCRBY + the final record per event,
- *       and this actor's watermark per partition, atomically.
+ *    3. apply (hgp_ledger's script): per counter key one INCRBY by the sum
+ *       of its events, a final record per event, and this actor's
+ *       watermark per partition, atomically.
  *    4. reply, with the value Redis returned.
  *
  *  Invariants, and why they hold:
