@@ -35,68 +35,150 @@
 #define S_HORIZON_MS    1000        /* between looks for an unborn horizon */
 #define S_BATCH         512         /* events per apply round trip        */
 #define S_LOCK_MS       60000       /* a recovery lock outlives a recovery */
+#define S_HEAD_MAX      (HGP_KEYSPACE_COUNTER_MAX + 26)   /* "<ck> <delta> " */
 
 /*  Apply events, release pending records. See hgp_ledger.h for the codes.
-    ARGV[3] '1' when ARGV[2] applies its own events: then nothing is done
-    (-9) once its lease is gone, because whoever recovers it fences it in
-    the log from then on (hgp_ledger.h). Per item 4 ARGV: op ('a' apply,
-    'r' release), delta, partition, offset. The watermark of ARGV[2]
-    advances only when nothing was refused, so a refused event stays above
-    it and is found again by recovery. */
+
+    KEYS: 1 registry, 2 ARGV[2]'s watermarks, then one counter key per
+    group (2 + g), then one record key per event (2 + ng + e). ARGV: 1 ttl,
+    2 actor, 3 '1' when the actor applies its own events, 4 ng, then (own
+    only) the number of events of each group, then 4 per event: op ('a'
+    apply, 'r' release), delta, head ("<ck> <delta> ", the records'
+    common start) and tail (" <partition>:<offset>"); then partition,
+    offset pairs: the highest offset of the events to apply per partition,
+    where ARGV[2]'s watermark moves when nothing was refused (a refused
+    event stays above it and is found again by recovery).
+
+    Not own (recovery, replay): every event is its own group, in log order,
+    through s_one: the record decides (applied: skip; another increment:
+    conflict; absent or pending: INCRBY, GET, write the final record).
+
+    Own (ARGV[3] '1'): nothing is done (-9) once the actor's lease is gone,
+    because whoever recovers it fences it in the log from then on
+    (hgp_ledger.h). The events of one counter key form a group, in batch
+    order; a group whose records are all the actor's own pending ones (or
+    gone) costs one INCRBY by the sum of its deltas, and each event's value
+    is the running sum from the value before. Lua numbers are doubles, so
+    that arithmetic is used only while every delta, partial sum and value
+    is below 2^53 in magnitude, where doubles are exact; otherwise (and
+    when INCRBY refuses, e.g. past int64) the INCRBY is undone if it was
+    done and the group goes through s_one like recovery, so its results
+    (overflow per event included) are today's.
+    Why the own path still reads the records (one MGET for the batch):
+    while our lease lives (it did at prepare and does now, and a lease
+    never comes back) nobody took our pending records over, and they were
+    written or refreshed at prepare with dedup_ttl, so normally each one
+    is ours. It is not when it expired or was deleted meanwhile (dedup_ttl
+    below the lease, an operator) and another actor recorded that id
+    since: a group with any record that is not exactly our pending one
+    (absent included: MGET cannot tell a record of another type) goes
+    through s_one, which applies nothing twice, as before. One MGET keeps
+    that without any assumption on the settings. */
 static const char *s_apply_script =
-    "local ttl, actor = ARGV[1], ARGV[2]\n"
-    "if ARGV[3] == '1' and\n"
+    "local ttl, actor, own = ARGV[1], ARGV[2], ARGV[3] == '1'\n"
+    "if own and\n"
     "   redis.call('EXISTS', 'hgp:lease:' .. actor) == 0 then return -9 end\n"
     "local track = actor ~= '' and redis.call('HEXISTS', KEYS[1], actor) == 1\n"
-    "local marks, clean, out = {}, true, {}\n"
-    "for i = 1, (#KEYS - 2) / 2 do\n"
-    "  local ck, rk = KEYS[2 * i + 1], KEYS[2 * i + 2]\n"
-    "  local op, delta = ARGV[4 * i], ARGV[4 * i + 1]\n"
-    "  local part, off = ARGV[4 * i + 2], ARGV[4 * i + 3]\n"
-    "  local head = ck .. ' ' .. delta .. ' '\n"
+    "local ng = tonumber(ARGV[4])\n"
+    "local a0 = own and 5 + ng or 5\n"
+    "local k0 = 2 + ng\n"
+    "local ne = #KEYS - k0\n"
+    "local mine = '?' .. actor\n"
+    "local LIM = 9007199254740992\n"
+    "local clean, out = true, {}\n"
+    "local recs = own and redis.call('MGET', unpack(KEYS, k0 + 1))\n"
+    "local function s_one (ck, e)\n"
+    "  local rk, a = KEYS[k0 + e], a0 + 4 * (e - 1)\n"
+    "  local head = ARGV[a + 2]\n"
     "  local rec = redis.pcall('GET', rk)\n"
     "  if type(rec) == 'table' and rec.err then\n"
-    "    out[i] = {-3, rec.err}\n"
     "    clean = false\n"
-    "  elseif op == 'r' then\n"
-    "    if rec == head .. '?' .. actor then\n"
+    "    return {-3, rec.err}\n"
+    "  end\n"
+    "  if ARGV[a] == 'r' then\n"
+    "    if rec == head .. mine then\n"
     "      redis.call('DEL', rk)\n"
-    "      out[i] = {4, ''}\n"
-    "    else\n"
-    "      out[i] = {5, ''}\n"
+    "      return {4, ''}\n"
     "    end\n"
-    "  elseif rec and string.sub(rec, 1, #head) ~= head then\n"
-    "    out[i] = {-1, ''}\n"
-    "  elseif rec and string.sub(rec, #head + 1, #head + 1) ~= '?' then\n"
-    "    out[i] = {1, string.match(string.sub(rec, #head + 1), '^%-?%d+')}\n"
-    "  else\n"
-    "    local r = redis.pcall('INCRBY', ck, delta)\n"
-    "    if type(r) == 'table' and r.err then\n"
-    "      if string.find(r.err, 'overflow', 1, true) then\n"
-    "        out[i] = {-2, r.err}\n"
-    "      else\n"
-    "        out[i] = {-3, r.err}\n"
-    "        clean = false\n"
-    "      end\n"
-    "    else\n"
-    "      local value = redis.call('GET', ck)\n"
-    "      redis.call('SET', rk, head .. value .. ' ' .. part .. ':' .. off,\n"
-    "                 'EX', ttl)\n"
-    "      out[i] = {0, value}\n"
-    "    end\n"
+    "    return {5, ''}\n"
     "  end\n"
-    "  if track and op == 'a' and out[i][1] ~= -3 then\n"
-    "    local m = marks[part]\n"
-    "    if not m or tonumber(off) > tonumber(m) then marks[part] = off end\n"
+    "  if rec and string.sub(rec, 1, #head) ~= head then return {-1, ''} end\n"
+    "  if rec and string.byte(rec, #head + 1) ~= 63 then\n"
+    "    return {1, string.match(rec, '^%-?%d+', #head + 1)}\n"
     "  end\n"
+    "  local r = redis.pcall('INCRBY', ck, ARGV[a + 1])\n"
+    "  if type(r) == 'table' and r.err then\n"
+    "    if string.find(r.err, 'overflow', 1, true) then return {-2, r.err} end\n"
+    "    clean = false\n"
+    "    return {-3, r.err}\n"
+    "  end\n"
+    "  local value = redis.call('GET', ck)\n"
+    "  redis.call('SET', rk, head .. value .. ARGV[a + 3], 'EX', ttl)\n"
+    "  return {0, value}\n"
     "end\n"
-    "if track and clean then\n"
-    "  for part, off in pairs(marks) do\n"
-    "    local cur = redis.call('HGET', KEYS[2], part)\n"
-    "    if not cur or tonumber(off) > tonumber(cur) then\n"
-    "      redis.call('HSET', KEYS[2], part, off)\n"
+    "local function s_group (ck, e1, e2)\n"
+    "  local sums, sum, adds = {}, 0, 0\n"
+    "  for e = e1, e2 do\n"
+    "    local a = a0 + 4 * (e - 1)\n"
+    "    if ARGV[a] == 'a' then\n"
+    "      if recs[e] ~= ARGV[a + 2] .. mine then return false end\n"
+    "      local d = tonumber(ARGV[a + 1])\n"
+    "      sum = sum + d\n"
+    "      if d >= LIM or d <= -LIM or sum >= LIM or sum <= -LIM then\n"
+    "        return false\n"
+    "      end\n"
+    "      sums[e] = sum\n"
+    "      adds = adds + 1\n"
     "    end\n"
     "  end\n"
+    "  if adds == 0 then return false end\n"
+    "  local total = string.format('%d', sum)\n"
+    "  local r = redis.pcall('INCRBY', ck, total)\n"
+    "  if type(r) == 'table' then return false end\n"
+    "  local base = r - sum\n"
+    "  local exact = r < LIM and r > -LIM and base < LIM and base > -LIM\n"
+    "  for e = e1, e2 do\n"
+    "    local s = sums[e]\n"
+    "    if s and (base + s >= LIM or base + s <= -LIM) then exact = false end\n"
+    "  end\n"
+    "  if not exact then\n"
+    "    redis.call('DECRBY', ck, total)\n"
+    "    return false\n"
+    "  end\n"
+    "  for e = e1, e2 do\n"
+    "    local a = a0 + 4 * (e - 1)\n"
+    "    if sums[e] then\n"
+    "      local value = string.format('%d', base + sums[e])\n"
+    "      redis.call('SET', KEYS[k0 + e], ARGV[a + 2] .. value .. ARGV[a + 3],\n"
+    "                 'EX', ttl)\n"
+    "      out[e] = {0, value}\n"
+    "    else\n"
+    "      out[e] = s_one (ck, e)\n"
+    "    end\n"
+    "  end\n"
+    "  return true\n"
+    "end\n"
+    "local e = 1\n"
+    "for g = 1, ng do\n"
+    "  local ck, n = KEYS[2 + g], own and tonumber(ARGV[4 + g]) or 1\n"
+    "  if not (own and s_group (ck, e, e + n - 1)) then\n"
+    "    for i = e, e + n - 1 do out[i] = s_one (ck, i) end\n"
+    "  end\n"
+    "  e = e + n\n"
+    "end\n"
+    "local m0 = a0 + 4 * ne\n"
+    "if track and clean and m0 < #ARGV then\n"
+    "  local parts, moved = {}, {}\n"
+    "  for j = m0, #ARGV, 2 do parts[#parts + 1] = ARGV[j] end\n"
+    "  local cur = redis.call('HMGET', KEYS[2], unpack(parts))\n"
+    "  for m = 1, #parts do\n"
+    "    local off = ARGV[m0 + 2 * m - 1]\n"
+    "    if not cur[m] or tonumber(off) > tonumber(cur[m]) then\n"
+    "      moved[#moved + 1] = parts[m]\n"
+    "      moved[#moved + 1] = off\n"
+    "    end\n"
+    "  end\n"
+    "  if #moved > 0 then redis.call('HSET', KEYS[2], unpack(moved)) end\n"
     "end\n"
     "return out\n";
 
@@ -162,7 +244,18 @@ struct _hgp_ledger_t {
     const char **argv;          /* one EVALSHA's arguments                 */
     size_t *argvlen;            /* ... and their lengths                   */
     size_t argv_max;            /* entries in argv and argvlen             */
-    char (*numbers) [24];       /* partition and offset texts of a batch   */
+    char (*numbers) [24];       /* decimal texts of one EVALSHA            */
+    //  One hgp_ledger_apply
+    char (*heads) [S_HEAD_MAX]; /* per item: "<counter key> <delta> "     */
+    char (*tails) [32];         /* per item: " <partition>:<offset>"       */
+    size_t *order;              /* items in the order they are sent        */
+    size_t *group_of;           /* item -> its group (own: one per key)    */
+    size_t *group_size;         /* events per group                        */
+    size_t *group_first;        /* a group's first item                    */
+    size_t *group_fill;         /* grouping: items placed per group        */
+    int64_t *marks;             /* per partition: highest offset to apply  */
+    int32_t *marked;            /* partitions in marks, in order found     */
+    zhashx_t *groups;           /* own: counter key -> group index + 1     */
     //  What hgp_ledger_vouch learnt
     zhashx_t *identities;       /* log id -> 1 registered, 2 never         */
     int64_t *horizon;           /* per partition: where hgp:ids began, -1
@@ -217,12 +310,27 @@ hgp_ledger_new (hgp_redis_t *redis, const char *who, int64_t dedup_ttl,
     self->leave = hgp_redis_script (redis, s_leave_script);
     self->fence = hgp_redis_script (redis, s_fence_script);
     //  The biggest EVALSHA: the apply script over HGP_LEDGER_BATCH_MAX
-    //  items (3 + 2 keys + 2 per item + 3 + 4 per item: 8 + 6n), or
+    //  items (3 + 2 keys + a key per group and per item + 4 + a size per
+    //  group + 4 per item + 2 per partition: 9 + 10n at most), or
     //  register over as many partitions (3 + 6 + 2 per partition)
-    self->argv_max = 16 + 6 * (size_t) HGP_LEDGER_BATCH_MAX;
+    self->argv_max = 16 + 10 * (size_t) HGP_LEDGER_BATCH_MAX;
     self->argv = (const char **) calloc (self->argv_max, sizeof (char *));
     self->argvlen = (size_t *) calloc (self->argv_max, sizeof (size_t));
-    self->numbers = calloc (2 * (size_t) HGP_LEDGER_BATCH_MAX, 24);
+    self->numbers = calloc (1 + 3 * (size_t) HGP_LEDGER_BATCH_MAX, 24);
+    size_t n = HGP_LEDGER_BATCH_MAX;
+    self->heads = calloc (n, S_HEAD_MAX);
+    self->tails = calloc (n, 32);
+    self->order = (size_t *) calloc (n, sizeof (size_t));
+    self->group_of = (size_t *) calloc (n, sizeof (size_t));
+    self->group_size = (size_t *) calloc (n, sizeof (size_t));
+    self->group_first = (size_t *) calloc (n, sizeof (size_t));
+    self->group_fill = (size_t *) calloc (n, sizeof (size_t));
+    self->marks = (int64_t *) calloc (n, sizeof (int64_t));
+    self->marked = (int32_t *) calloc (n, sizeof (int32_t));
+    self->groups = zhashx_new ();
+    assert (self->heads && self->tails && self->order && self->group_of
+            && self->group_size && self->group_first && self->group_fill
+            && self->marks && self->marked && self->groups);
     self->identities = zhashx_new ();
     self->horizon = (int64_t *) calloc (HGP_LEDGER_BATCH_MAX, sizeof (int64_t));
     self->horizon_at = (int64_t *) calloc (HGP_LEDGER_BATCH_MAX,
@@ -244,6 +352,16 @@ hgp_ledger_destroy (hgp_ledger_t **self_p)
         free (self->argv);
         free (self->argvlen);
         free (self->numbers);
+        free (self->heads);
+        free (self->tails);
+        free (self->order);
+        free (self->group_of);
+        free (self->group_size);
+        free (self->group_first);
+        free (self->group_fill);
+        free (self->marks);
+        free (self->marked);
+        zhashx_destroy (&self->groups);
         zhashx_destroy (&self->identities);
         free (self->horizon);
         free (self->horizon_at);
@@ -314,6 +432,62 @@ s_evalsha (hgp_ledger_t *self, int script, int argc, int numkeys,
     return NULL;
 }
 
+/*  The order items are sent in. Own: grouped by counter key, groups in
+    order of first appearance and events in batch order within each (the
+    order the values were predicted in); otherwise every item its own
+    group, in log order. Fills order, group_first, group_size; returns the
+    number of groups. */
+static size_t
+s_group (hgp_ledger_t *self, bool own, const hgp_ledger_item_t *items,
+         size_t count)
+{
+    if (!own) {
+        for (size_t i = 0; i < count; i++) {
+            self->order [i] = i;
+            self->group_first [i] = i;
+            self->group_size [i] = 1;
+        }
+        return count;
+    }
+    zhashx_purge (self->groups);
+    size_t ngroups = 0;
+    for (size_t i = 0; i < count; i++) {
+        size_t g = (size_t) zhashx_lookup (self->groups, items [i].counter_key);
+        if (g == 0) {
+            g = ++ngroups;
+            zhashx_insert (self->groups, items [i].counter_key, (void *) g);
+            self->group_first [g - 1] = i;
+            self->group_size [g - 1] = 0;
+        }
+        self->group_of [i] = g - 1;
+        self->group_size [g - 1]++;
+    }
+    //  group_fill: where the next item of each group goes
+    size_t at = 0;
+    for (size_t g = 0; g < ngroups; g++) {
+        self->group_fill [g] = at;
+        at += self->group_size [g];
+    }
+    for (size_t i = 0; i < count; i++)
+        self->order [self->group_fill [self->group_of [i]]++] = i;
+    return ngroups;
+}
+
+/*  Keep the highest offset to apply per partition; returns the new
+    number of partitions marked */
+static size_t
+s_mark (hgp_ledger_t *self, size_t nmarks, int32_t partition, int64_t offset)
+{
+    for (size_t m = 0; m < nmarks; m++)
+        if (self->marked [m] == partition) {
+            self->marks [m] = MAX (self->marks [m], offset);
+            return nmarks;
+        }
+    self->marked [nmarks] = partition;
+    self->marks [nmarks] = offset;
+    return nmarks + 1;
+}
+
 int
 hgp_ledger_apply (hgp_ledger_t *self, const char *actor, bool own,
                   hgp_ledger_item_t *items, size_t count,
@@ -322,28 +496,48 @@ hgp_ledger_apply (hgp_ledger_t *self, const char *actor, bool own,
     assert (count <= HGP_LEDGER_BATCH_MAX);
     if (count == 0)
         return 0;
+    own = own && actor;
+    size_t ngroups = s_group (self, own, items, count);
     char wm [HGP_ID_MAX + 16];
     snprintf (wm, sizeof wm, "hgp:wm:%s", actor ? actor : "");
     int argc = 3;
     s_arg (self, &argc, S_REGISTRY);
     s_arg (self, &argc, wm);
-    for (size_t i = 0; i < count; i++) {
-        s_arg (self, &argc, items [i].counter_key);
-        s_arg (self, &argc, items [i].record_key);
-    }
+    for (size_t g = 0; g < ngroups; g++)
+        s_arg (self, &argc, items [self->group_first [g]].counter_key);
+    for (size_t k = 0; k < count; k++)
+        s_arg (self, &argc, items [self->order [k]].record_key);
     int numkeys = argc - 3;
     s_arg (self, &argc, self->ttl);
     s_arg (self, &argc, actor ? actor : "");
-    s_arg (self, &argc, own && actor ? "1" : "0");
-    for (size_t i = 0; i < count; i++) {
-        char *part = self->numbers [2 * i];
-        char *off = self->numbers [2 * i + 1];
-        snprintf (part, 24, "%" PRId32, items [i].partition);
-        snprintf (off, 24, "%" PRId64, items [i].offset);
-        s_arg (self, &argc, items [i].release ? "r" : "a");
-        s_arg (self, &argc, items [i].delta);
-        s_arg (self, &argc, part);
-        s_arg (self, &argc, off);
+    s_arg (self, &argc, own ? "1" : "0");
+    snprintf (self->numbers [0], 24, "%zu", ngroups);
+    s_arg (self, &argc, self->numbers [0]);
+    for (size_t g = 0; own && g < ngroups; g++) {
+        snprintf (self->numbers [1 + g], 24, "%zu", self->group_size [g]);
+        s_arg (self, &argc, self->numbers [1 + g]);
+    }
+    size_t nmarks = 0;
+    for (size_t k = 0; k < count; k++) {
+        size_t i = self->order [k];
+        hgp_ledger_item_t *item = &items [i];
+        snprintf (self->heads [k], S_HEAD_MAX, "%s %s ", item->counter_key,
+                  item->delta);
+        snprintf (self->tails [k], 32, " %" PRId32 ":%" PRId64,
+                  item->partition, item->offset);
+        s_arg (self, &argc, item->release ? "r" : "a");
+        s_arg (self, &argc, item->delta);
+        s_arg (self, &argc, self->heads [k]);
+        s_arg (self, &argc, self->tails [k]);
+        if (!item->release)
+            nmarks = s_mark (self, nmarks, item->partition, item->offset);
+    }
+    char (*texts) [24] = self->numbers + 1 + count;
+    for (size_t m = 0; m < nmarks; m++) {
+        snprintf (texts [2 * m], 24, "%" PRId32, self->marked [m]);
+        snprintf (texts [2 * m + 1], 24, "%" PRId64, self->marks [m]);
+        s_arg (self, &argc, texts [2 * m]);
+        s_arg (self, &argc, texts [2 * m + 1]);
     }
     bool definite;
     redisReply *reply = s_evalsha (self, self->apply, argc, numkeys,
@@ -362,9 +556,9 @@ hgp_ledger_apply (hgp_ledger_t *self, const char *actor, bool own,
                      " type %d", reply->type);
         zsys_error ("%s: %s", self->who, reason);
     }
-    for (size_t i = 0; rc == 0 && i < count; i++) {
-        redisReply *r = reply->element [i];
-        hgp_ledger_item_t *item = &items [i];
+    for (size_t k = 0; rc == 0 && k < count; k++) {
+        redisReply *r = reply->element [k];
+        hgp_ledger_item_t *item = &items [self->order [k]];
         if (r->type != REDIS_REPLY_ARRAY || r->elements < 1
         ||  r->element [0]->type != REDIS_REPLY_INTEGER) {
             rc = s_fail (reason, size, "redis: malformed apply result");

@@ -7,7 +7,9 @@
  *
  *  - the apply script: per event, skip it if its request record says it
  *    was applied, else INCRBY and write the record, atomically; and
- *    advance the producing actor's watermark, in the same script;
+ *    advance the producing actor's watermark, in the same script. An
+ *    actor's own batch is coalesced: one INCRBY per counter key by the sum
+ *    of its events, each event's value the running sum (hgp_ledger.c);
  *  - the registry of counter actors that produce events: a lease each
  *    (hgp:lease:<actor>, expiring unless renewed), the list of registered
  *    actors (hgp:actors) and a watermark per actor and partition

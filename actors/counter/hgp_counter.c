@@ -12,14 +12,16 @@
  *  The write path, with counter/event_log = sync (the default), per batch:
  *
  *    1. prepare (one Lua script, pipelined with the batch's reads): for
- *       each increment, a request record that says "applied" answers it
- *       (replayed); otherwise write a *pending* record "<ck> <delta>
- *       ?<log id>" and read the counter, so the event can carry the
- *       resulting value. The script also renews this actor's lease.
+ *       each increment one SET NX GET writes a *pending* record "<ck>
+ *       <delta> ?<log id>" or returns the one there (an "applied" one
+ *       answers it: replayed); one MGET reads the batch's counters, so the
+ *       events can carry the resulting values. The script also renews
+ *       this actor's lease.
  *    2. log: produce one event per new increment (idempotent producer,
  *       acks=all), wait for every delivery report.
- *    3. apply (hgp_ledger's script): INCRBY + the final record per event,
- *       and this actor's watermark per partition, atomically.
+ *    3. apply (hgp_ledger's script): per counter key one INCRBY by the sum
+ *       of its events, a final record per event, and this actor's
+ *       watermark per partition, atomically.
  *    4. reply, with the value Redis returned.
  *
  *  Invariants, and why they hold:
@@ -94,6 +96,8 @@
 #define S_SLICE_MS          250         /* longest recovery work at a time   */
 #define S_ADVANCE_MS        10000       /* between idle watermark moves      */
 #define S_LOG_PAUSE_MS      1000        /* after Kafka failed a whole batch  */
+/*  A pending record: "<counter key> <delta> ?<log id>" */
+#define S_PENDING_MAX       (HGP_KEYSPACE_COUNTER_MAX + 24 + 3 + HGP_ID_MAX)
 
 /*  Plain path (event_log off or async). Result per increment: {0, value}
     applied, {1, value} replayed, {-1, ""} id used for another key or
@@ -142,53 +146,68 @@ static const char *s_incr_script =
     "end\n"
     "return out\n";
 
-/*  Step 1 of the logged path. Returns -9 when our lease is gone (nothing
-    written), else per increment: {0, counter} new, pending record written;
+/*  Step 1 of the logged path. KEYS: registry, our lease, the n record
+    keys, then each counter key of the batch's increments once. ARGV: our
+    log id, the lease (ms), the record TTL, then the n pending records
+    "<ck> <delta> ?<log id>". Returns -9 when our lease is gone (nothing
+    written), else {results, values}: values holds each counter key's
+    value, results per increment: {0, ""} new, pending record written;
     {1, value} applied already; {-1, ""} id used for another increment;
     {2, owner} pending at a live actor; {5, owner} pending at a dead actor
-    not recovered yet; {3, counter} pending by us (earlier in this batch,
-    or an attempt we never logged); {-3, err} Redis refused. A pending
+    not recovered yet; {3, ""} pending by us (earlier in this batch, or an
+    attempt we never logged: its TTL is renewed, so every record we apply
+    was written or refreshed here); {-3, err} Redis refused. A pending
     record of an actor that is neither alive nor registered any more was
     recovered (its event, if any, would have been applied), so we take it
-    over. */
+    over. One SET NX GET per increment writes a new record and reads an
+    old one at once (Redis 7.0); only an old one costs string work. The
+    counters are read with one MGET; one it finds absent is read again
+    with GET, which fails the script, as it always did, when the key holds
+    something else than a string. */
 static const char *s_prepare_script =
     "if redis.call('PEXPIRE', KEYS[2], ARGV[2]) == 0 then return -9 end\n"
-    "local me, out = ARGV[1], {}\n"
-    "for i = 1, (#KEYS - 2) / 2 do\n"
-    "  local ck, rk, delta = KEYS[2 * i + 1], KEYS[2 * i + 2], ARGV[i + 3]\n"
-    "  local head = ck .. ' ' .. delta .. ' '\n"
-    "  local rec = redis.pcall('GET', rk)\n"
-    "  local take = false\n"
-    "  if type(rec) == 'table' and rec.err then\n"
+    "local ttl, n, out, new = ARGV[3], #ARGV - 3, {}, {0, ''}\n"
+    "local tail = #ARGV[1] + 1\n"
+    "for i = 1, n do\n"
+    "  local rk, p = KEYS[i + 2], ARGV[i + 3]\n"
+    "  local rec = redis.pcall('SET', rk, p, 'NX', 'GET', 'EX', ttl)\n"
+    "  if not rec then\n"
+    "    out[i] = new\n"
+    "  elseif type(rec) == 'table' then\n"
     "    out[i] = {-3, rec.err}\n"
-    "  elseif not rec then\n"
-    "    take = true\n"
-    "  elseif string.sub(rec, 1, #head) ~= head then\n"
-    "    out[i] = {-1, ''}\n"
-    "  elseif string.sub(rec, #head + 1, #head + 1) ~= '?' then\n"
-    "    out[i] = {1, string.match(string.sub(rec, #head + 1), '^%-?%d+')}\n"
+    "  elseif rec == p then\n"
+    "    redis.call('EXPIRE', rk, ttl)\n"
+    "    out[i] = {3, ''}\n"
     "  else\n"
-    "    local owner = string.sub(rec, #head + 2)\n"
-    "    if owner == me then\n"
-    "      out[i] = {3, redis.call('GET', ck) or '0'}\n"
-    "    elseif redis.call('EXISTS', 'hgp:lease:' .. owner) == 1 then\n"
-    "      out[i] = {2, owner}\n"
-    "    elseif redis.call('HEXISTS', KEYS[1], owner) == 1 then\n"
-    "      out[i] = {5, owner}\n"
+    "    local hl = #p - tail\n"
+    "    if string.sub(rec, 1, hl) ~= string.sub(p, 1, hl) then\n"
+    "      out[i] = {-1, ''}\n"
+    "    elseif string.byte(rec, hl + 1) ~= 63 then\n"
+    "      out[i] = {1, string.match(rec, '^%-?%d+', hl + 1)}\n"
     "    else\n"
-    "      take = true\n"
-    "    end\n"
-    "  end\n"
-    "  if take then\n"
-    "    local r = redis.pcall('SET', rk, head .. '?' .. me, 'EX', ARGV[3])\n"
-    "    if type(r) == 'table' and r.err then\n"
-    "      out[i] = {-3, r.err}\n"
-    "    else\n"
-    "      out[i] = {0, redis.call('GET', ck) or '0'}\n"
+    "      local owner = string.sub(rec, hl + 2)\n"
+    "      if redis.call('EXISTS', 'hgp:lease:' .. owner) == 1 then\n"
+    "        out[i] = {2, owner}\n"
+    "      elseif redis.call('HEXISTS', KEYS[1], owner) == 1 then\n"
+    "        out[i] = {5, owner}\n"
+    "      else\n"
+    "        local r = redis.pcall('SET', rk, p, 'EX', ttl)\n"
+    "        if type(r) == 'table' and r.err then\n"
+    "          out[i] = {-3, r.err}\n"
+    "        else\n"
+    "          out[i] = new\n"
+    "        end\n"
+    "      end\n"
     "    end\n"
     "  end\n"
     "end\n"
-    "return out\n";
+    "local values = redis.call('MGET', unpack(KEYS, n + 3))\n"
+    "for k = 1, #values do\n"
+    "  if not values[k] then\n"
+    "    values[k] = redis.call('GET', KEYS[n + 2 + k]) or '0'\n"
+    "  end\n"
+    "end\n"
+    "return {out, values}\n";
 
 typedef enum { S_LOG_OFF, S_LOG_ASYNC, S_LOG_SYNC } s_log_mode_t;
 
@@ -214,6 +233,8 @@ typedef struct {
     char counter_key [HGP_KEYSPACE_COUNTER_MAX];   /* incr, get           */
     char record_key [HGP_KEYSPACE_RECORD_MAX];     /* incr                */
     char delta [24];            /* incr: delta in decimal, as recorded     */
+    char pending [S_PENDING_MAX];   /* sync incr: its pending record       */
+    size_t slot;                /* sync incr: its counter key in prepare   */
     //  The logged path
     int link;                   /* earlier item with the same id, or -1    */
     bool logging;               /* prepared: its event is to be produced   */
@@ -268,6 +289,7 @@ struct _hgp_counter_t {
     char *keybuf;               /* counter keys of one mget                */
     hgp_ledger_item_t *applies; /* step 3 of the logged path               */
     zhashx_t *latest;           /* counter key -> last item on it, a batch */
+    zhashx_t *slots;            /* prepare: counter key -> its slot + 1    */
     char lease_ms [24];         /* settings.lease in decimal               */
     hgp_buf_t buf;              /* encoded bodies, reused                  */
     //  Statistics, told in the log
@@ -702,9 +724,10 @@ s_earlier (hgp_counter_t *self, size_t j)
     return -1;
 }
 
-/*  One result of the prepare script */
+/*  One result of the prepare script; values: the counters it read */
 static void
-s_prepare_result (hgp_counter_t *self, size_t j, redisReply *result)
+s_prepare_result (hgp_counter_t *self, size_t j, redisReply *result,
+                  redisReply *values)
 {
     s_item_t *item = &self->items [self->incrs [j]];
     hgp_request_t *req = &item->request;
@@ -733,12 +756,22 @@ s_prepare_result (hgp_counter_t *self, size_t j, redisReply *result)
             }
             //  Our pending record of an attempt we never logged: go on
             //  fall through
-        case 0:
-            if (s_result_value (item, text, len, &value)) {
+        case 0: {
+            redisReply *counter = values->element [item->slot];
+            if (counter->type != REDIS_REPLY_STRING) {
+                zsys_error ("redis: prepare script read no counter for %s",
+                            req->id);
+                s_item_fail (item, HGP_STATUS_INTERNAL, "internal",
+                             "redis gave an unexpected answer; nothing was"
+                             " applied");
+                break;
+            }
+            if (s_result_value (item, counter->str, counter->len, &value)) {
                 item->value = value;
                 item->logging = true;
             }
             break;
+        }
         case 1:
             if (s_result_value (item, text, len, &value))
                 s_item_value (item, value, true);
@@ -803,7 +836,18 @@ s_incrs_result (hgp_counter_t *self, size_t count, size_t nincrs,
                          " nothing was applied");
         return false;
     }
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != nincrs) {
+    //  The prepare script answers {results, values}, the plain one results
+    redisReply *results = reply, *values = NULL;
+    if (prepare && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
+        results = reply->element [0];
+        values = reply->element [1];
+    }
+    size_t nslots = 0;
+    for (size_t j = 0; prepare && j < nincrs; j++)
+        nslots = MAX (nslots, self->items [self->incrs [j]].slot + 1);
+    if (results->type != REDIS_REPLY_ARRAY || results->elements != nincrs
+    ||  (prepare && (!values || values->type != REDIS_REPLY_ARRAY
+                     || values->elements != nslots))) {
         zsys_error ("redis: counter script gave a reply of type %d, %zu"
                     " elements for %zu increments", reply->type,
                     reply->elements, nincrs);
@@ -819,10 +863,10 @@ s_incrs_result (hgp_counter_t *self, size_t count, size_t nincrs,
     }
     for (size_t j = 0; j < nincrs; j++) {
         if (prepare)
-            s_prepare_result (self, j, reply->element [j]);
+            s_prepare_result (self, j, results->element [j], values);
         else
             s_incr_result (self, &self->items [self->incrs [j]],
-                           reply->element [j]);
+                           results->element [j]);
     }
     return false;
 }
@@ -934,28 +978,64 @@ s_round_trip (hgp_counter_t *self, size_t count, bool with_reads,
 
     char numkeys [24];
     char lease [HGP_ID_MAX + 16];
+    if (nincrs && prepare) {
+        int argc = 0;
+        s_arg (self, &argc, "EVALSHA", 7);
+        s_arg (self, &argc, hgp_redis_sha (self->redis, self->prepare_script),
+               40);
+        s_arg (self, &argc, numkeys, 0);        //  known below
+        snprintf (lease, sizeof lease, "hgp:lease:%s", self->log_id);
+        s_arg (self, &argc, "hgp:actors", 10);
+        s_arg (self, &argc, lease, strlen (lease));
+        for (size_t j = 0; j < nincrs; j++) {
+            s_item_t *item = &self->items [self->incrs [j]];
+            s_arg (self, &argc, item->record_key, strlen (item->record_key));
+        }
+        //  Each counter key once: the script reads it once
+        zhashx_purge (self->slots);
+        size_t nslots = 0;
+        for (size_t j = 0; j < nincrs; j++) {
+            s_item_t *item = &self->items [self->incrs [j]];
+            size_t slot = (size_t) zhashx_lookup (self->slots,
+                                                  item->counter_key);
+            if (slot == 0) {
+                slot = ++nslots;
+                zhashx_insert (self->slots, item->counter_key, (void *) slot);
+                s_arg (self, &argc, item->counter_key,
+                       strlen (item->counter_key));
+            }
+            item->slot = slot - 1;
+        }
+        snprintf (numkeys, sizeof numkeys, "%zu", 2 + nincrs + nslots);
+        self->argvlen [2] = strlen (numkeys);
+        const char *ttl = hgp_ledger_ttl (self->ledger);
+        s_arg (self, &argc, self->log_id, strlen (self->log_id));
+        s_arg (self, &argc, self->lease_ms, strlen (self->lease_ms));
+        s_arg (self, &argc, ttl, strlen (ttl));
+        for (size_t j = 0; j < nincrs; j++) {
+            s_item_t *item = &self->items [self->incrs [j]];
+            int len = snprintf (item->pending, sizeof item->pending, "%s %s ?%s",
+                                item->counter_key, item->delta, self->log_id);
+            assert (len > 0 && (size_t) len < sizeof item->pending);
+            s_arg (self, &argc, item->pending, (size_t) len);
+        }
+        if (!s_append (self, argc))
+            return false;               //  nothing sent: caller answers 503
+        self->commands [ncommands++] = (s_command_t) { S_CMD_INCRS, 0 };
+    }
+    else
     if (nincrs) {
         int argc = 0;
         s_arg (self, &argc, "EVALSHA", 7);
-        int script = prepare ? self->prepare_script : self->incr_script;
-        s_arg (self, &argc, hgp_redis_sha (self->redis, script), 40);
-        snprintf (numkeys, sizeof numkeys, "%zu", nincrs * 2 + (prepare ? 2 : 0));
+        s_arg (self, &argc, hgp_redis_sha (self->redis, self->incr_script), 40);
+        snprintf (numkeys, sizeof numkeys, "%zu", nincrs * 2);
         s_arg (self, &argc, numkeys, strlen (numkeys));
-        if (prepare) {
-            snprintf (lease, sizeof lease, "hgp:lease:%s", self->log_id);
-            s_arg (self, &argc, "hgp:actors", 10);
-            s_arg (self, &argc, lease, strlen (lease));
-        }
         for (size_t j = 0; j < nincrs; j++) {
             s_item_t *item = &self->items [self->incrs [j]];
             s_arg (self, &argc, item->counter_key, strlen (item->counter_key));
             s_arg (self, &argc, item->record_key, strlen (item->record_key));
         }
         const char *ttl = hgp_ledger_ttl (self->ledger);
-        if (prepare) {
-            s_arg (self, &argc, self->log_id, strlen (self->log_id));
-            s_arg (self, &argc, self->lease_ms, strlen (self->lease_ms));
-        }
         s_arg (self, &argc, ttl, strlen (ttl));
         for (size_t j = 0; j < nincrs; j++) {
             s_item_t *item = &self->items [self->incrs [j]];
@@ -1547,7 +1627,8 @@ s_counter_new (zsock_t *pipe, hgp_config_t *config)
               self->settings.lease);
     self->limbo = zhashx_new ();
     self->latest = zhashx_new ();
-    assert (self->limbo && self->latest);
+    self->slots = zhashx_new ();
+    assert (self->limbo && self->latest && self->slots);
     self->register_delay = S_REGISTER_MS;
 
     size_t batch = (size_t) self->settings.batch_max;
@@ -1577,6 +1658,7 @@ s_counter_destroy (hgp_counter_t **self_p)
         hgp_redis_destroy (&self->redis);
         zhashx_destroy (&self->limbo);
         zhashx_destroy (&self->latest);
+        zhashx_destroy (&self->slots);
         free (self->items);
         free (self->incrs);
         free (self->commands);
