@@ -500,7 +500,11 @@ def test_counter_actor_killed_mid_load_gives_no_wrong_values(make_gateway, fault
             acked[key].append(body["value"])
         else:
             assert status in (503, 504), (status, body)
-            assert body["error"]["code"] in ("timeout", "no_actor", "busy", "unavailable")
+            # log_unavailable: a hang between producing and Kafka's ack can
+            # outlast the events' delivery timeout while still queued in
+            # the stopped process: surely not logged, so nothing applied
+            assert body["error"]["code"] in ("timeout", "no_actor", "busy", "unavailable",
+                                             "log_unavailable")
             if status == 504:
                 indeterminate[key] += 1
             else:
