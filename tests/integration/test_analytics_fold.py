@@ -214,8 +214,12 @@ def test_many_events_of_few_resources_fold_into_exact_sums(make_stack,
                     ", ".join("%s %.2f" % kv for kv in per_event.items()
                               if kv[1]),
                     sum(stats.values()) / EVENTS))
-    measured("analytics: %s" % ("%d events in %d folds" % seen if seen
-                                else "folds not told"))
+    # each fold also costs its EVALSHA and the offsets' (and fences')
+    # HMGET and HSET, not counted above (the counters use them too)
+    measured("analytics: %s" % ("%d events in %d folds (%.1f per fold)"
+                                % (seen + (seen[0] / max(seen[1], 1),))
+                                if seen else "folds not told"))
     # about 11 commands an event when each event is its own ZINCRBYs,
-    # PEXPIREATs, HINCRBY, PEXPIRETIME, HLEN and HEXISTS
-    assert cost["burst"] < 2 and cost["trickle"] < 8, cost
+    # PEXPIREATs, HINCRBY, PEXPIRETIME, HLEN and HEXISTS; a burst folds
+    # hundreds of events of three resources per call
+    assert cost["burst"] < 2 and cost["trickle"] < 9.5, cost
