@@ -75,7 +75,7 @@ main (int argc, char *argv [])
     if (!config)
         return 1;
     const char *topic = hgp_config_str (config, "kafka/topic", "counter_events");
-    int64_t partitions = hgp_config_int (config, "kafka/partitions", 1, 1, 1000);
+    int64_t partitions = hgp_config_int (config, "kafka/partitions", 8, 1, 1000);
     if (hgp_config_error (config)) {
         zsys_error ("%s", hgp_config_error (config));
         hgp_config_destroy (&config);
