@@ -37,7 +37,24 @@ for b in $(seq "$BLOCKS"); do
     rate[$b]=$(awk '/^requests\/s:/ {print $2}' "$tmp/block.out")
     p99[$b]=$(awk '/^latency us:/ {for (i = 1; i <= NF; i++) if ($i == "p99") print $(i + 1)}' "$tmp/block.out")
 done
+#   The analytics actor must have kept up: its all-time ranking of counter
+#   type "bench" (every block's keys) sums to every increment made
+rport=${HGP_REDIS_URL##*:}
+folded=0
+t0=$(date +%s)
+for _ in $(seq 120); do
+    folded=$(redis-cli -p "$rport" --raw ZRANGE hgp:a:all:bench 0 -1 WITHSCORES \
+             | awk 'NR % 2 == 0 {s -= $1} END {printf "%d", s}')
+    [ "$folded" -ge $((N * BLOCKS)) ] && break
+    sleep 0.5
+done
 echo
+echo "analytics: $folded of $((N * BLOCKS)) increments folded into the all-time ranking, $(( $(date +%s) - t0 )) s after the last block"
+if [ "$folded" -ne $((N * BLOCKS)) ]; then
+    echo "bench_sustained: analytics folded $folded, want $((N * BLOCKS))" >&2
+    tail -n 20 "$tmp/analytics.log" >&2
+    exit 1
+fi
 printf "%-6s %12s %10s\n" block "requests/s" "p99 us"
 for b in $(seq "$BLOCKS"); do printf "%-6s %12s %10s\n" "$b" "${rate[$b]}" "${p99[$b]}"; done
 awk -v r1="${rate[1]}" -v rn="${rate[$BLOCKS]}" -v p1="${p99[1]}" -v pn="${p99[$BLOCKS]}" -v n="$BLOCKS" 'BEGIN {
