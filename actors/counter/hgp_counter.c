@@ -96,6 +96,8 @@
 #define S_SLICE_MS          250         /* longest recovery work at a time   */
 #define S_ADVANCE_MS        10000       /* between idle watermark moves      */
 #define S_LOG_PAUSE_MS      1000        /* after Kafka failed a whole batch  */
+#define S_STALL_MS          500         /* a Kafka wait this much past its
+                                           time: we were not running        */
 /*  A pending record: "<counter key> <delta> ?<log id>" */
 #define S_PENDING_MAX       (HGP_KEYSPACE_COUNTER_MAX + 24 + 3 + HGP_ID_MAX)
 
@@ -1236,6 +1238,13 @@ s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
     wait = MIN (wait, self->settings.heartbeat * self->settings.liveness / 2);
     if (produced)
         hgp_eventlog_wait (self->log, (int) wait);
+    //  Producing and waiting lasting far longer than the wait means this
+    //  process did not run (stopped, starved): events that then timed out
+    //  unsent timed out because of us, not because Kafka was down, and the
+    //  answer says so
+    int64_t stalled = zclock_mono () - now - wait;
+    if (stalled < S_STALL_MS)
+        stalled = 0;
 
     //  Step 3: apply what is in the log, release what surely is not
     size_t napplies = 0;
@@ -1247,11 +1256,19 @@ s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
                 item->logging = false;
                 item->release = true;
                 unsent++;
-                s_item_fail (item, HGP_STATUS_UNAVAILABLE, "log_unavailable",
-                             "the event log (kafka at %s) did not take the"
-                             " event: %s; nothing was applied",
-                             hgp_eventlog_brokers (self->log),
-                             item->delivery.error);
+                if (stalled)
+                    s_item_fail (item, HGP_STATUS_UNAVAILABLE, "unavailable",
+                                 "the counter stalled for %" PRId64 " ms while"
+                                 " logging and the event timed out before it"
+                                 " reached the event log (%s); nothing was"
+                                 " applied", stalled + wait,
+                                 item->delivery.error);
+                else
+                    s_item_fail (item, HGP_STATUS_UNAVAILABLE,
+                                 "log_unavailable", "the event log (kafka at"
+                                 " %s) did not take the event: %s; nothing was"
+                                 " applied", hgp_eventlog_brokers (self->log),
+                                 item->delivery.error);
             }
             else
             if (item->delivery.status != HGP_LOG_PERSISTED) {
@@ -1276,7 +1293,7 @@ s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
     }
     //  Kafka took none of them: do not make the next batches wait for it
     //  too, answer them at once for a while
-    if (unsent && !sent)
+    if (unsent && !sent && !stalled)
         self->log_paused_until = zclock_mono () + S_LOG_PAUSE_MS;
     if (self->settings.crash_after_log && sent) {
         //  Fault injection for tests: die with events logged and not
