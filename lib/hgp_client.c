@@ -894,9 +894,7 @@ static void
 s_local_error (hgp_reply_t *rep, const char *id, uint16_t status,
                const char *code, const char *message)
 {
-    hgp_reply_clear (rep);
-    snprintf (rep->id, sizeof rep->id, "%s", id);
-    hgp_error_set (&rep->error, status, code, "%s", message);
+    hgp_reply_set_error (rep, id, status, code, message);
 }
 
 //  Send req (to broker `only`, if given) and wait for its reply

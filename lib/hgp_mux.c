@@ -73,15 +73,6 @@ typedef struct {
  *  Answering calls
  */
 
-static void
-s_error (hgp_reply_t *rep, const char *id, uint16_t status, const char *code,
-         const char *message)
-{
-    hgp_reply_clear (rep);
-    snprintf (rep->id, sizeof rep->id, "%s", id);
-    hgp_error_set (&rep->error, status, code, "%s", message);
-}
-
 static void s_submit (s_thread_t *self, s_call_t *call);
 
 //  The call's answer is in its rep: wake the caller, and send the first
@@ -104,7 +95,7 @@ static void
 s_finish_error (s_thread_t *self, s_call_t *call, uint16_t status,
                 const char *code, const char *message)
 {
-    s_error (call->rep, call->req->id, status, code, message);
+    hgp_reply_set_error (call->rep, call->req->id, status, code, message);
     s_finish (self, call);
 }
 
@@ -444,8 +435,9 @@ hgp_mux_call (hgp_mux_t *self, const hgp_request_t *req, hgp_reply_t *rep)
     if (self->stopping) {
         pthread_mutex_unlock (&self->lock);
         sem_destroy (&call.done);
-        s_error (rep, req->id, HGP_STATUS_UNAVAILABLE, "unavailable",
-                 "the gateway is stopping; the request was not sent");
+        hgp_reply_set_error (rep, req->id, HGP_STATUS_UNAVAILABLE,
+                             "unavailable", "the gateway is stopping; the"
+                             " request was not sent");
         return 0;
     }
     bool was_empty = self->head == NULL;

@@ -957,6 +957,15 @@ hgp_reply_encode (const hgp_reply_t *rep, hgp_buf_t *buf)
     return 0;
 }
 
+void
+hgp_reply_set_error (hgp_reply_t *rep, const char *id, uint16_t status,
+                     const char *code, const char *message)
+{
+    hgp_reply_clear (rep);
+    snprintf (rep->id, sizeof rep->id, "%s", id);
+    hgp_error_set (&rep->error, status, code, "%s", message);
+}
+
 int
 hgp_reply_encode_error (const char *id, const hgp_error_t *error,
                         hgp_buf_t *buf)

@@ -269,6 +269,11 @@ int  hgp_reply_decode (hgp_reply_t *rep, const uint8_t *data, size_t size,
                        hgp_error_t *err);
 int  hgp_reply_encode (const hgp_reply_t *rep, hgp_buf_t *buf);
 
+/*  Make rep (set up with hgp_reply_init) an error reply for request id:
+    what a client answers for itself (timeouts, unreachable brokers) */
+void hgp_reply_set_error (hgp_reply_t *rep, const char *id, uint16_t status,
+                          const char *code, const char *message);
+
 /*  Encode an error reply for request id (id may be "" when unknown) */
 int  hgp_reply_encode_error (const char *id, const hgp_error_t *error,
                              hgp_buf_t *buf);

@@ -33,12 +33,6 @@ declare -A cost_start=()
 
 cost_name () { cost_names[$1]=$2; }
 
-#   cost_line N GEN_NAME GEN_SECONDS: the same as cost_table, on one line
-cost_line () {
-    cost_table "$@" | awk 'NR > 1 {v = $NF; if ($0 ~ /cores:/) v = $2; \
-        sub(/ +[0-9.]+ *(\(.*)?$/, ""); gsub(/^ +/, ""); printf "%s%s %s", sep, $0, v; sep = ", "} \
-        END {print ""}'
-}
 
 cost_ticks () { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
@@ -47,22 +41,30 @@ cost_begin () {
     for pid in "${!cost_names[@]}"; do cost_start[$pid]=$(cost_ticks "$pid"); done
 }
 
-cost_table () {
-    local n=$1 gen=$2 gen_s=$3 hz pid total=0 us
+#   "name<TAB>us" per process, the load generator and the total (the
+#   rows cost_table and cost_line print)
+cost_rows () {
+    local n=$1 gen=$2 gen_s=$3 hz pid
     hz=$(getconf CLK_TCK)
-    printf "    %-22s %10s\n" process "CPU us/req"
     for pid in $(printf "%s\n" "${!cost_names[@]}" | sort -n); do
         [ -n "${cost_start[$pid]:-}" ] || continue
-        us=$(awk -v d=$(( $(cost_ticks "$pid") - cost_start[$pid] )) -v hz="$hz" -v n="$n" \
-             'BEGIN {printf "%.1f", d / hz * 1e6 / n}')
-        printf "    %-22s %10s\n" "${cost_names[$pid]}" "$us"
-        total=$(awk -v a="$total" -v b="$us" 'BEGIN {print a + b}')
-    done
-    us=$(awk -v s="$gen_s" -v n="$n" 'BEGIN {printf "%.1f", s * 1e6 / n}')
-    printf "    %-22s %10s\n" "$gen (load)" "$us"
-    total=$(awk -v a="$total" -v b="$us" 'BEGIN {printf "%.1f", a + b}')
-    printf "    %-22s %10s   (%s cores: at most %.0f requests/s)\n" total "$total" \
-        "$(nproc)" "$(awk -v t="$total" -v c="$(nproc)" 'BEGIN {print (t > 0 ? c * 1e6 / t : 0)}')"
+        printf "%s\t%s\n" "${cost_names[$pid]}" $(( $(cost_ticks "$pid") - cost_start[$pid] ))
+    done | awk -F'\t' -v hz="$hz" -v n="$n" -v gen="$gen (load)" -v gs="$gen_s" '
+        {us = $2 / hz * 1e6 / n; t += us; printf "%s\t%.1f\n", $1, us}
+        END {us = gs * 1e6 / n; printf "%s\t%.1f\ntotal\t%.1f\n", gen, us, t + us}'
+}
+
+cost_table () {
+    printf "    %-22s %10s\n" process "CPU us/req"
+    cost_rows "$@" | awk -F'\t' -v c="$(nproc)" '
+        $1 == "total" {printf "    %-22s %10s   (%d cores: at most %.0f requests/s)\n",
+                       $1, $2, c, ($2 > 0 ? c * 1e6 / $2 : 0); next}
+        {printf "    %-22s %10s\n", $1, $2}'
+}
+
+#   cost_line N GEN_NAME GEN_SECONDS: the same as cost_table, on one line
+cost_line () {
+    cost_rows "$@" | awk -F'\t' '{printf "%s%s %s", sep, $1, $2; sep = ", "} END {print ""}'
 }
 
 bench_stack_cleanup () {
