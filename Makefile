@@ -110,6 +110,17 @@ $(BIN)/tests/test_fuzz_json: $(OUT)/obj/tests/fuzz/fuzz_json.o $(OUT)/obj/gatewa
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -ljansson
 
+#   test_fuzz_http and test_http_parser: the gateway's HTTP parser
+UNIT_BINS += $(BIN)/tests/test_fuzz_http
+$(OUT)/obj/tests/unit/test_http_parser.o $(OUT)/obj/tests/fuzz/fuzz_http.o: INC += -Igateway
+$(OUT)/obj/tests/fuzz/fuzz_http.o: CFLAGS += -DHGP_FUZZ_SMOKE_MAIN
+$(BIN)/tests/test_http_parser: $(OUT)/obj/tests/unit/test_http_parser.o $(OUT)/obj/gateway/hgp_http_parser.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -lcmocka
+$(BIN)/tests/test_fuzz_http: $(OUT)/obj/tests/fuzz/fuzz_http.o $(OUT)/obj/gateway/hgp_http_parser.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL)
+
 $(BIN)/tests/fuzz_smoke: $(OUT)/obj/tests/fuzz/fuzz_codec.o $(OUT)/obj/tests/fuzz/fuzz_smoke.o $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL)

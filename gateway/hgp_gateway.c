@@ -73,6 +73,9 @@
 //  what they are fuzzed on; this is well above it)
 #define S_LOOP_STACK    (1024 * 1024)
 
+//  ms without a request before a loop gives free memory back
+#define S_QUIET_MS      1000
+
 //  ms a stopping loop waits for calls in flight before it answers them 503
 #define S_DRAIN_MS      2000
 
@@ -109,6 +112,10 @@ struct _s_loop_t {
     s_call_t *free;                 /* calls to reuse                       */
     uint64_t id_prefix;             /* request ids: random, per loop        */
     uint64_t id_counter;            /* ... counting from a random start     */
+    uint64_t requests;              /* heads seen, for the memory trim      */
+    uint64_t seen;                  /* ... at the last look                 */
+    int64_t quiet_since;            /* zclock_mono when it last changed     */
+    bool trimmed;                   /* memory given back since then         */
 };
 
 struct _hgp_gateway_t {
@@ -273,6 +280,7 @@ s_busy (s_call_t *call)
         "the gateway has %d requests in flight, its limit "
         "(gateway/max_in_flight); retry after " S_RETRY_AFTER " s",
         self->max_in_flight);
+    hgp_http_req_set_close (call->http);
     s_send_error (call, &error, NULL, NULL);
 }
 
@@ -739,6 +747,7 @@ s_on_head (void *arg, hgp_http_req_t *http)
 {
     s_loop_t *loop = (s_loop_t *) arg;
     hgp_gateway_t *self = loop->gateway;
+    loop->requests++;
     s_call_t *call = s_call_take (loop, http);
     //  A connection past max_connections: busy, and it closes; health and
     //  /metrics are answered (monitoring must see an overload) but close
@@ -862,6 +871,25 @@ s_loop_drain (s_loop_t *loop)
     hgp_http_run (loop->http, 0);
 }
 
+//  Under load glibc's arenas grow to the peak and keep it: once a second
+//  has passed without a new request, give the free pages back (once per
+//  quiet spell), so the gateway returns near its idle size
+static void
+s_loop_trim (s_loop_t *loop)
+{
+    int64_t now = zclock_mono ();
+    if (loop->requests != loop->seen) {
+        loop->seen = loop->requests;
+        loop->quiet_since = now;
+        loop->trimmed = false;
+    }
+    else
+    if (!loop->trimmed && now - loop->quiet_since >= S_QUIET_MS) {
+        malloc_trim (0);
+        loop->trimmed = true;
+    }
+}
+
 static void *
 s_loop_run (void *args)
 {
@@ -877,6 +905,7 @@ s_loop_run (void *args)
                 zsys_error ("gateway: epoll failed: %s", strerror (errno));
                 break;
             }
+            s_loop_trim (loop);
         }
     if (loop->mux && loop->http)
         s_loop_drain (loop);

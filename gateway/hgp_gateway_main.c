@@ -32,7 +32,7 @@ main (int argc, char *argv [])
     hgp_config_destroy (&config);
     if (!gateway)
         return 1;
-    //  The signal handler only sets zsys_interrupted; civetweb's threads
+    //  The signal handler only sets zsys_interrupted; the event loops
     //  do the work, so the main thread just waits to be told to stop
     while (!zsys_interrupted)
         zclock_sleep (100);

@@ -16,8 +16,8 @@
  *    JSON whatever the broker said.
  *  - Nesting is refused past HGP_JSON_DEPTH_MAX by s_depth_ok BEFORE
  *    jansson sees the body. jansson recurses once per level (up to 2048)
- *    and civetweb's workers run on a 100 KiB stack: 1000 '[' was a
- *    SIGSEGV. Our bodies are two levels deep; the scan is one pass that
+ *    and the gateway's old civetweb workers ran on 100 KiB stacks: 1000
+ *    '[' was a SIGSEGV. Our bodies are two levels deep; the scan is one pass that
  *    counts brackets outside strings, so it costs no stack at all.
  */
 #include "hgp_json.h"

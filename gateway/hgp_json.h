@@ -31,12 +31,11 @@
  *  HGP_JSON_DEPTH_MAX levels (arrays and objects) is 400 "invalid" before
  *  it is parsed, whatever else it holds.
  *
- *  Stack: the decoders run on civetweb's worker threads, whose stack is
- *  fixed when libcivetweb is built (Debian's: 102400 bytes, CMake's
- *  CIVETWEB_THREAD_STACK_SIZE; no run-time option). HGP_JSON_STACK is that
- *  size: the gateway warns at start if its workers have less, and the fuzz
- *  driver runs the decoders on a thread with exactly this stack, so a
- *  decoder that recurses too deep crashes there first.
+ *  Stack: the decoders run on the gateway's event loops (1 MiB stacks).
+ *  HGP_JSON_STACK is a tenth of that: the fuzz driver runs the decoders on
+ *  a thread with exactly this stack, so a decoder that recurses too deep
+ *  crashes there long before it could in the gateway (1000 '[' once
+ *  crashed a 100 KiB worker inside jansson).
  */
 #ifndef HGP_JSON_H_INCLUDED
 #define HGP_JSON_H_INCLUDED

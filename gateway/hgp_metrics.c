@@ -233,8 +233,8 @@ hgp_metrics_render (hgp_metrics_t *self)
         "handled now.\n"
         "# TYPE hgp_gateway_http_requests_in_flight gauge\n"
         "hgp_gateway_http_requests_in_flight %llu\n"
-        "# HELP hgp_gateway_worker_threads Worker threads, each with its "
-        "own connection to the broker: the most requests in flight.\n"
+        "# HELP hgp_gateway_worker_threads Event loop threads serving the "
+        "HTTP connections, each with its own bus link.\n"
         "# TYPE hgp_gateway_worker_threads gauge\n"
         "hgp_gateway_worker_threads %d\n",
         (unsigned long long) s_read (&self->in_flight),

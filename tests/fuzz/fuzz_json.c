@@ -21,7 +21,7 @@
  *    Usage: test_fuzz_json [ITERATIONS [SEED]].
  *
  *  Either way the decoders run on a thread whose stack is HGP_JSON_STACK
- *  bytes, the size of a civetweb worker's: on the 8 MiB main stack a body
+ *  bytes, a tenth of a gateway loop's: on the 8 MiB main stack a body
  *  of 1000 '[' decoded fine here and crashed the gateway. The smoke run
  *  also decodes bodies nested 31 to 20,000 levels deep and checks that
  *  past HGP_JSON_DEPTH_MAX they are refused as "invalid".

@@ -392,8 +392,7 @@ def test_past_max_in_flight_the_gateway_answers_busy_at_once_and_admitted_keep_l
     if not shutil.which("hey"):
         pytest.skip("hey not installed (Debian package hey)")
     threads, max_in_flight = 32, 16
-    stack, gateway = make_gateway(env={"HGP_GATEWAY_THREADS": str(threads),
-                                       "HGP_GATEWAY_MAX_IN_FLIGHT": str(max_in_flight)})
+    stack, gateway = make_gateway(env={"HGP_GATEWAY_MAX_IN_FLIGHT": str(max_in_flight)})
     body_file = str(tmp_path / "body.json")
     with open(body_file, "w") as f:
         json.dump({"resource_id": "burst", "counter_type": "c"}, f)
