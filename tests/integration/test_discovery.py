@@ -238,10 +238,9 @@ class Cluster:
         return self.start(name, side, [sys.executable if os.path.exists(sys.executable)
                                        else "/usr/bin/python3", script] + list(args))
 
-    def gateway(self, name, side, threads):
+    def gateway(self, name, side):
         return self.start(name, side, [os.path.join(BIN, "hgp-gateway")],
-                          {"HGP_GATEWAY_PORT": str(GATEWAY_PORT),
-                           "HGP_GATEWAY_THREADS": str(threads)})
+                          {"HGP_GATEWAY_PORT": str(GATEWAY_PORT)})
 
     def logs(self):
         return "\n".join("---- %s ----\n%s" % (n, p.output()[-3000:])
@@ -527,7 +526,7 @@ def test_gateway_spreads_over_brokers_and_fails_over(cluster, logdir, measured):
     c.wait_view(lambda v: set(v) == {b1, b2} and all(len(v[b]) == 3 for b in v),
                 15, "3 actors on 2 brokers")
     before = c.actors()
-    gw = c.gateway("gateway", "B", threads=64)
+    gw = c.gateway("gateway", "B")
     c.log_value("gateway", r"discovery: (beacons) on ")
     c.log_value("gateway", r"gateway: listening on \S+, bus at (beacons:\S+);")
 
@@ -539,11 +538,11 @@ def test_gateway_spreads_over_brokers_and_fails_over(cluster, logdir, measured):
     while not os.path.exists(out + ".started"):
         assert load.alive() and time.time() < deadline, load.output() + c.logs()
         time.sleep(0.05)
-    # One discovery actor for the whole gateway, not one per worker: 64
-    # workers, civetweb's master, ZeroMQ's I/O and reaper threads, the
-    # discovery actor and its zbeacon (a listener per worker would add 128)
+    # One discovery actor for the whole gateway and one event loop: the
+    # main thread, the loop, ZeroMQ's I/O and reaper threads, the discovery
+    # actor and its zbeacon, whatever the number of connections
     n_threads = _threads(gw)
-    assert n_threads < 64 + 16, n_threads
+    assert n_threads < 12, n_threads
     time.sleep(3.0)
     # Both brokers carry the gateway's load while both live
     mid = c.actors()
@@ -571,7 +570,7 @@ def test_gateway_spreads_over_brokers_and_fails_over(cluster, logdir, measured):
     first_ok = min(t1 for _, t1, status in reqs if t1 > t_kill and status == 200)
     in_flight = [t1 - t_kill for t0, t1, status in reqs if t0 <= t_kill < t1]
     worst = max([t1 - t0 for t0, t1, _ in reqs if t1 > t_kill] or [0])
-    measured("gateway failover (64 workers, one discovery actor): broker1 kill -9 "
+    measured("gateway failover (one event loop, one discovery actor): broker1 kill -9 "
              "-> first HTTP 200 after %.3f s; requests in flight at the kill "
              "answered within %.3f s; slowest request after the kill %.3f s; "
              "%d requests in %d s (%d via broker1, %d via broker2 before the "
@@ -616,10 +615,10 @@ def test_gateway_with_the_default_config_uses_static_endpoints(stack, logdir):
         assert "discovery: off (no discovery/interface configured); using the " \
                "static endpoints" in out, out
         assert "bus at %s;" % stack.client_endpoint in out, out
-        # No discovery thread is left, none per worker: 1024 workers plus
-        # civetweb's master, ZeroMQ's and the main thread
+        # No discovery thread is left: the main thread, one event loop and
+        # ZeroMQ's threads
         n = _threads(gw.proc)
-        assert n < 1024 + 16, n
+        assert n < 8, n
         with gw.http() as h:
             status, _, body = h.increment("static_gw", "hits")
             assert status == 200 and body["value"] == 1, body

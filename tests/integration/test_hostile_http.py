@@ -196,8 +196,8 @@ def test_query_parameters_on_post_routes_are_invalid_and_apply_nothing(make_gate
 
 
 def test_options_asterisk_and_absolute_form_targets_get_an_answer(make_gateway):
-    # few workers, so one serves several of these connections in turn: an
-    # answer on one connection must not silence the next on the same worker
+    # several loops, and several connections on each in turn: an answer on
+    # one connection must not silence the next
     _, gateway = make_gateway(env={"HGP_GATEWAY_THREADS": "4"})
     for _ in range(6):
         with connect(gateway.port) as s:
@@ -342,11 +342,11 @@ def test_1100_slowloris_connections_do_not_lock_out_a_legitimate_client(
     header_timeout = 3.0        # the default gateway/header_timeout
     raise_nofile(4096)
     _, gateway = make_gateway()
-    with gateway.http() as h:   # the gateway serves 1024 workers (default threads)
+    with gateway.http() as h:
         assert h.request("GET", HEALTH)[0] == 200
     attack = Slowloris(gateway.port, 1100)
     try:
-        time.sleep(1.0)         # every worker is now held by a slow client
+        time.sleep(1.0)         # 1100 slow clients now hold a connection each
         started = time.monotonic()
         conn = Http(gateway.port, timeout=4 * header_timeout)
         try:
@@ -384,14 +384,14 @@ def hey(port, requests, concurrency, body_file):
 
 def test_past_max_in_flight_the_gateway_answers_busy_at_once_and_admitted_keep_latency(
         make_gateway, measured, tmp_path):
-    """A small gateway (threads=32, max_in_flight=16, so the test needs no
-    thousands of sockets) under a burst of 320 connections, 10x its workers.
-    "Fast" is measured by the client, from writing the request to the last
-    byte of the answer: for a new connection that includes civetweb's queue,
-    which workers freed by busy answers (they close the connection) drain."""
+    """A gateway admitting 16 bus calls at once (max_in_flight=16, so the
+    test needs no thousands of sockets) under a burst of 320 connections,
+    20x what it admits. "Fast" is measured by the client, from writing the
+    request to the last byte of the answer; a busy answer closes its
+    connection, so the client's next try includes a new connect."""
     if not shutil.which("hey"):
         pytest.skip("hey not installed (Debian package hey)")
-    threads, max_in_flight = 32, 16
+    clients, max_in_flight = 320, 16
     stack, gateway = make_gateway(env={"HGP_GATEWAY_MAX_IN_FLIGHT": str(max_in_flight)})
     body_file = str(tmp_path / "body.json")
     with open(body_file, "w") as f:
@@ -400,7 +400,7 @@ def test_past_max_in_flight_the_gateway_answers_busy_at_once_and_admitted_keep_l
     # the bus at the depth admission allows, without overload: what an
     # admitted request should still see during the burst
     unloaded = hey(gateway.port, 2000, max_in_flight, body_file)
-    burst = hey(gateway.port, 20000, 10 * threads, body_file)
+    burst = hey(gateway.port, 20000, clients, body_file)
     assert all(s == 200 for s, _ in unloaded), set(s for s, _ in unloaded)
     ok = [t for s, t in burst if s == 200]
     busy = [t for s, t in burst if s == 503]
@@ -408,18 +408,19 @@ def test_past_max_in_flight_the_gateway_answers_busy_at_once_and_admitted_keep_l
     base_p99 = percentile([t for _, t in unloaded], 99)
     ok_p99 = percentile(ok, 99)
     busy_p50, busy_p99 = percentile(busy, 50), percentile(busy, 99)
-    measured("admission threads=%d max_in_flight=%d: unloaded (c=%d) p99 %.1f ms; "
+    measured("admission max_in_flight=%d: unloaded (c=%d) p99 %.1f ms; "
              "burst c=%d: %d admitted p99 %.1f ms, %d busy p50 %.1f ms p99 %.1f ms, "
              "%d other"
-             % (threads, max_in_flight, max_in_flight, base_p99 * 1e3,
-                10 * threads, len(ok), ok_p99 * 1e3, len(busy), busy_p50 * 1e3,
+             % (max_in_flight, max_in_flight, base_p99 * 1e3,
+                clients, len(ok), ok_p99 * 1e3, len(busy), busy_p50 * 1e3,
                 busy_p99 * 1e3, len(other)))
     assert not other, other[:10]
     assert len(busy) > 0.1 * len(burst), "the burst got (almost) no busy answers"
     # Not asserted yet: admitted p99 <= 2x unloaded p99. On this 2-core
-    # machine, with hey's 320 connections on the same cores, the client-side
-    # p99 includes civetweb's accept queue and CPU contention (see the
-    # measured line); the figures are reported, the bound is open work.
+    # machine hey itself is the limit during the burst (a whole core, its
+    # 320 goroutines waiting for it; the gateway uses a third of the other):
+    # its client-side p99 is mostly its own scheduling (see the measured
+    # line); the figures are reported, the bound is open work.
     # an answer of busy is definite: exactly the 200s were applied
     applied = len(ok) + len(unloaded) + 200
     assert stack.redis.counter("burst", "c") == applied
@@ -430,16 +431,14 @@ def test_past_max_in_flight_the_gateway_answers_busy_at_once_and_admitted_keep_l
 
 def test_past_max_connections_a_new_client_is_busy_at_once_not_queued(
         make_gateway, measured):
-    """Finding 5: civetweb ties a worker to each keep-alive connection, so
-    with every worker held a new client waited for a keep-alive to time out
-    (5-7 s), however idle the bus. Now at most max_connections connections
-    keep a worker (threads 16, max_connections 14 here) and the first
-    request of another is answered 503 busy at once, by a worker kept in
-    reserve, with Retry-After; the held connections keep being served, and
-    once they close, new clients are served again."""
-    threads, limit = 16, 14
-    stack, gateway = make_gateway(env={"HGP_GATEWAY_THREADS": str(threads),
-                                       "HGP_GATEWAY_MAX_CONNECTIONS": str(limit)})
+    """Finding 5: with civetweb's worker per keep-alive connection, a new
+    client waited for a keep-alive to time out (5-7 s) once every worker was
+    held, however idle the bus. Now at most max_connections connections are
+    open (14 here) and the first request of another is answered 503 busy at
+    once, with Retry-After, and closed; the held connections keep being
+    served, and once they close, new clients are served again."""
+    limit = 14
+    stack, gateway = make_gateway(env={"HGP_GATEWAY_MAX_CONNECTIONS": str(limit)})
     held = [Http(gateway.port, timeout=10) for _ in range(limit)]
     try:
         for h in held:
@@ -475,9 +474,9 @@ def test_past_max_connections_a_new_client_is_busy_at_once_not_queued(
     with Http(gateway.port, timeout=10) as fresh:
         status, _, _ = fresh.increment("fresh", "c")
         assert status == 200
-    measured("max_connections %d of %d threads held: 20 new clients answered "
+    measured("max_connections %d held: 20 new clients answered "
              "busy in p50 %.1f ms, max %.1f ms"
-             % (limit, threads, percentile(times, 50) * 1e3, max(times) * 1e3))
+             % (limit, percentile(times, 50) * 1e3, max(times) * 1e3))
     assert max(times) < 1.0, times
     assert stack.redis.counter("held", "c") == 2 * limit
     assert stack.redis.counter("fresh", "c") == 1

@@ -67,8 +67,7 @@ def stack_env(logdir, name):
             "HGP_REDIS_PORT": str(free_port()),
             "HGP_BROKER_CLIENT_ENDPOINT": "tcp://127.0.0.1:%d" % free_port(),
             "HGP_BROKER_ACTOR_ENDPOINT": "tcp://127.0.0.1:%d" % free_port(),
-            "HGP_GATEWAY_PORT": str(free_port()),
-            "HGP_GATEWAY_THREADS": "64"}
+            "HGP_GATEWAY_PORT": str(free_port())}
 
 
 def health(env):
