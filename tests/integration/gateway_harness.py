@@ -73,12 +73,13 @@ class Http:
 class Gateway:
     """bin/hgp-gateway on a free port, connected to stack's broker."""
 
-    def __init__(self, stack, logdir, env=None, name="gateway", wait=True):
+    def __init__(self, stack, logdir, env=None, name="gateway", wait=True,
+                 bin_dir=None):
         self.port = free_port()
         self.env = dict(stack.env)
         self.env["HGP_GATEWAY_PORT"] = str(self.port)
         self.env.update(env or {})
-        self.proc = Proc(name, [os.path.join(BIN, "hgp-gateway"), "-c",
+        self.proc = Proc(name, [os.path.join(bin_dir or BIN, "hgp-gateway"), "-c",
                                 self.env["HGP_CONFIG"]],
                          env=self.env, logdir=logdir)
         if wait:
