@@ -613,50 +613,16 @@ s_metrics (s_call_t *call)
 
 
 /*  --------------------------------------------------------------------
- *  Routing
+ *  Routing: a table of path patterns, each with its method and handler
  */
-
-typedef enum {
-    S_READ_NONE,                    /* answered from the head alone         */
-    S_READ_INCREMENT,               /* the body is an increment             */
-    S_READ_BATCH                    /* the body is a batch                  */
-} s_body_kind_t;
-
-//  The call's route, from the path; HEAD is GET without the body
-static void
-s_method_not_allowed (s_call_t *call, bool post)
-{
-    if (post)
-        s_fail (call, 405, "method_not_allowed", "use POST with a JSON body",
-                "Allow: POST\r\n");
-    else
-        s_fail (call, 405, "method_not_allowed", "use GET",
-                "Allow: GET, HEAD\r\n");
-}
-
-static void
-s_not_found (s_call_t *call)
-{
-    s_fail (call, HGP_STATUS_NOT_FOUND, "not_found",
-        "no such endpoint; see POST /api/v1/counter/increment, GET "
-        "/api/v1/counter/{resource_id}/{counter_type}, POST "
-        "/api/v1/counter/batch, GET /api/v1/rank/{counter_type}, GET "
-        "/api/v1/counter/{resource_id}/{counter_type}/stats, GET "
-        "/api/v1/health, GET /metrics", NULL);
-}
 
 //  The POST routes: everything is in the body; a parameter would be
 //  silently ignored (?delta=1000 applied 1), so it is refused like an
 //  unknown body field
 static void
-s_route_post (s_call_t *call, bool increment)
+s_read_post (s_call_t *call, bool increment)
 {
     hgp_gateway_t *self = call->loop->gateway;
-    call->route = increment ? HGP_ROUTE_INCREMENT : HGP_ROUTE_BATCH;
-    if (!streq (hgp_http_req_method (call->http), "POST")) {
-        s_method_not_allowed (call, true);
-        return;
-    }
     if (hgp_http_req_query (call->http)) {
         s_fail (call, HGP_STATUS_BAD_REQUEST, "invalid",
             increment ? "POST /api/v1/counter/increment takes no query "
@@ -677,67 +643,144 @@ s_route_post (s_call_t *call, bool increment)
                                               : self->batch_body_limit);
 }
 
+//  What a pattern's "*" segments matched (a segment may be empty: the
+//  handler says why that is not an id)
+typedef struct {
+    const char *at [3];
+    size_t len [3];
+    int count;
+} s_args_t;
+
+typedef void (s_handler_fn) (s_call_t *call, const s_args_t *args);
+
+typedef struct {
+    const char *pattern;            /* segments; "*" matches any one       */
+    hgp_route_t route;              /* for metrics                          */
+    bool post;                      /* POST with a body; else GET and HEAD  */
+    s_handler_fn *handler;
+} s_route_t;
+
+static void
+s_route_increment (s_call_t *call, const s_args_t *args)
+{
+    s_read_post (call, true);
+}
+
+static void
+s_route_batch (s_call_t *call, const s_args_t *args)
+{
+    s_read_post (call, false);
+}
+
+//  The counter type is the path's last segment, so it ends the string
+static void
+s_route_get (s_call_t *call, const s_args_t *args)
+{
+    s_get (call, args->at [0], args->len [0], args->at [1]);
+}
+
+static void
+s_route_stats (s_call_t *call, const s_args_t *args)
+{
+    s_stats (call, args->at [0], args->len [0], args->at [1], args->len [1]);
+}
+
+static void
+s_route_rank (s_call_t *call, const s_args_t *args)
+{
+    s_rank (call, args->at [0]);
+}
+
+static void
+s_route_health (s_call_t *call, const s_args_t *args)
+{
+    s_health (call);
+}
+
+//  Live: the process answers, nothing else is asked (a liveness probe must
+//  not fail because a dependency did)
+static void
+s_route_live (s_call_t *call, const s_args_t *args)
+{
+    static const char ok [] = "{\"status\":\"ok\"}";
+    s_send (call, HGP_STATUS_OK, JSON_TYPE, ok, sizeof ok - 1, NULL);
+}
+
+static void
+s_route_metrics (s_call_t *call, const s_args_t *args)
+{
+    s_metrics (call);
+}
+
+//  First match wins: the fixed paths before the patterns they would match
+static const s_route_t s_routes [] = {
+    { PATH_INCREMENT, HGP_ROUTE_INCREMENT, true, s_route_increment },
+    { PATH_BATCH, HGP_ROUTE_BATCH, true, s_route_batch },
+    { PREFIX_COUNTER "*/*/" SUFFIX_STATS, HGP_ROUTE_STATS, false, s_route_stats },
+    { PREFIX_COUNTER "*/*", HGP_ROUTE_GET, false, s_route_get },
+    { PREFIX_RANK "*", HGP_ROUTE_RANK, false, s_route_rank },
+    { PATH_HEALTH, HGP_ROUTE_HEALTH, false, s_route_health },
+    { "/readyz", HGP_ROUTE_HEALTH, false, s_route_health },
+    { "/health", HGP_ROUTE_HEALTH, false, s_route_health },
+    { "/healthz", HGP_ROUTE_LIVE, false, s_route_live },
+    { PATH_METRICS, HGP_ROUTE_METRICS, false, s_route_metrics },
+};
+#define S_ROUTES ((int) (sizeof s_routes / sizeof s_routes [0]))
+
+//  Whether path matches pattern segment by segment; args gets the "*"s
+static bool
+s_match (const char *pattern, const char *path, s_args_t *args)
+{
+    args->count = 0;
+    while (*pattern) {
+        if (*pattern == '*') {
+            const char *end = strchr (path, '/');
+            size_t len = end ? (size_t) (end - path) : strlen (path);
+            if (args->count == 3)
+                return false;
+            args->at [args->count] = path;
+            args->len [args->count++] = len;
+            path += len;
+            pattern++;
+        }
+        else
+        if (*pattern++ != *path++)
+            return false;
+    }
+    return !*path;
+}
+
 static void
 s_route (s_call_t *call)
 {
     const char *method = hgp_http_req_method (call->http);
     const char *path = hgp_http_req_path (call->http);
     bool get = streq (method, "GET") || streq (method, "HEAD");
-    if (streq (path, PATH_INCREMENT) || streq (path, PATH_BATCH)) {
-        s_route_post (call, streq (path, PATH_INCREMENT));
-        return;
-    }
-    if (streq (path, PATH_HEALTH) || streq (path, PATH_METRICS)) {
-        bool health = streq (path, PATH_HEALTH);
-        call->route = health ? HGP_ROUTE_HEALTH : HGP_ROUTE_METRICS;
-        if (!get)
-            s_method_not_allowed (call, false);
+    bool post = streq (method, "POST");
+    s_args_t args;
+    for (int i = 0; i < S_ROUTES; i++) {
+        const s_route_t *route = &s_routes [i];
+        if (!s_match (route->pattern, path, &args))
+            continue;
+        call->route = route->route;
+        if (route->post && !post)
+            s_fail (call, 405, "method_not_allowed",
+                    "use POST with a JSON body", "Allow: POST\r\n");
         else
-        if (health)
-            s_health (call);
+        if (!route->post && !get)
+            s_fail (call, 405, "method_not_allowed", "use GET",
+                    "Allow: GET, HEAD\r\n");
         else
-            s_metrics (call);
+            route->handler (call, &args);
         return;
-    }
-    //  /api/v1/rank/{counter_type}: exactly one segment
-    size_t prefix = strlen (PREFIX_RANK);
-    if (strncmp (path, PREFIX_RANK, prefix) == 0
-    &&  !strchr (path + prefix, '/')) {
-        call->route = HGP_ROUTE_RANK;
-        if (!get)
-            s_method_not_allowed (call, false);
-        else
-            s_rank (call, path + prefix);
-        return;
-    }
-    //  /api/v1/counter/{resource_id}/{counter_type}: exactly two segments,
-    //  or three with "stats" last
-    prefix = strlen (PREFIX_COUNTER);
-    if (strncmp (path, PREFIX_COUNTER, prefix) == 0) {
-        const char *resource = path + prefix;
-        const char *slash = strchr (resource, '/');
-        const char *third = slash ? strchr (slash + 1, '/') : NULL;
-        if (third && streq (third + 1, SUFFIX_STATS)) {
-            call->route = HGP_ROUTE_STATS;
-            if (!get)
-                s_method_not_allowed (call, false);
-            else
-                s_stats (call, resource, (size_t) (slash - resource),
-                         slash + 1, (size_t) (third - slash - 1));
-            return;
-        }
-        if (slash && !third) {
-            call->route = HGP_ROUTE_GET;
-            if (!get)
-                s_method_not_allowed (call, false);
-            else
-                s_get (call, resource, (size_t) (slash - resource),
-                       slash + 1);
-            return;
-        }
     }
     call->route = HGP_ROUTE_UNMATCHED;
-    s_not_found (call);
+    s_fail (call, HGP_STATUS_NOT_FOUND, "not_found",
+        "no such endpoint; see POST /api/v1/counter/increment, GET "
+        "/api/v1/counter/{resource_id}/{counter_type}, POST "
+        "/api/v1/counter/batch, GET /api/v1/rank/{counter_type}, GET "
+        "/api/v1/counter/{resource_id}/{counter_type}/stats, GET "
+        "/api/v1/health (also /readyz), GET /healthz, GET /metrics", NULL);
 }
 
 //  The front's callbacks

@@ -26,7 +26,7 @@
 #include <string.h>
 
 static const char *s_route_names [HGP_ROUTE_COUNT] = {
-    "increment", "get", "batch", "health", "metrics", "rank", "stats",
+    "increment", "get", "batch", "health", "metrics", "rank", "stats", "live",
     "unmatched", "none"
 };
 

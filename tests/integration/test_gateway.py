@@ -302,6 +302,27 @@ def test_no_live_actor_is_503_never_200_and_health_names_actors(make_gateway):
         assert body["status"] == "fail"
         assert body["checks"] == {"bus": "ok", "actors": "fail", "redis": "unknown"}
         assert body["errors"]["actors"]["code"] == "no_actor"
+        # live is the process alone; ready (and /health) are the checks above
+        status, _, body = h.request("GET", "/healthz")
+        assert status == 200 and body == {"status": "ok"}, body
+        for path in ("/readyz", "/health"):
+            status, _, body = h.request("GET", path)
+            assert status == 503 and body["checks"]["actors"] == "fail", (path, body)
+        status, headers, _ = h.request("POST", "/healthz", b"{}")
+        assert status == 405 and headers["allow"] == "GET, HEAD"
+
+
+def test_readyz_and_health_are_ok_when_a_counter_and_redis_answer(gw):
+    _, gateway = gw
+    with gateway.http() as h:
+        for path in ("/readyz", "/health", HEALTH):
+            status, _, body = h.request("GET", path)
+            assert status == 200 and body["status"] == "ok", (path, body)
+            assert body["checks"] == {"bus": "ok", "actors": "ok", "redis": "ok"}
+        _, _, text = h.request("GET", "/metrics")
+        line = [l for l in text.splitlines()
+                if l.startswith('hgp_gateway_http_requests_total{route="health",status="200"}')]
+        assert line and int(line[0].split()[-1]) >= 3, text   # the harness asks too
 
 
 def test_redis_down_is_503_never_200_and_health_names_redis(gw):
