@@ -31,8 +31,20 @@ stop () {
     local code=${1:-0}
     trap - INT TERM EXIT
     echo "run: stopping ${#pids[@]} processes"
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
+    #   The hgp processes first, then Kafka and Redis (started first): an
+    #   analytics actor leaving its consumer group needs the mock to answer
+    local i store=()
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+        case "${names[${pids[$i]}]}" in
+            redis|kafka) store+=("${pids[$i]}") ;;
+            *) kill -TERM "${pids[$i]}" 2>/dev/null ;;
+        esac
+    done
+    for pid in "${pids[@]}"; do
+        case "${names[$pid]}" in redis|kafka) ;; *) wait "$pid" 2>/dev/null ;; esac
+    done
+    for pid in "${store[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    for pid in "${store[@]}"; do wait "$pid" 2>/dev/null; done
     echo "run: stopped"
     exit "$code"
 }
@@ -123,8 +135,10 @@ if [ -n "${redis_port:-}" ]; then
     export HGP_REDIS_URL="redis://127.0.0.1:$redis_port"
     start redis redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$VAR/redis" \
         --appendonly yes --appendfsync everysec --save ""
-    for _ in $(seq 100); do
-        redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
+    for _ in $(seq 600); do
+        #   PONG, not LOADING (redis-cli exits 0 for both): a large AOF
+        #   takes seconds to load, and until then nothing can be served
+        [ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" = PONG ] && break
         if exited; then
             echo "run: $gone stopped during start-up" >&2
             stop 1

@@ -815,3 +815,24 @@ def test_make_run_with_an_interface_is_healthy_and_scales_by_beacons(netns, logd
         code = run.stop()
         print(run.output()[-4000:])
     assert code == 0, run.output()[-6000:]
+
+
+def test_a_broker_refuses_to_beacon_what_it_cannot_listen_on(netns, logdir):
+    # A beacon carries ports only: an ipc:// endpoint cannot be reached by
+    # those who hear it, so the broker says so and stops, instead of
+    # beaconing peers into silence
+    keys = make_keys(logdir)
+    broker = Proc("broker", netns.argv("A", [os.path.join(BIN, "hgp-broker")]),
+                  env={"HGP_DISCOVERY_INTERFACE": netns.veth["A"],
+                       "HGP_BUS_KEYS": keys,
+                       "HGP_BROKER_CLIENT_ENDPOINT": "ipc://%s/c.ipc" % logdir,
+                       "HGP_BROKER_ACTOR_ENDPOINT": "tcp://127.0.0.1:*"},
+                  logdir=logdir)
+    try:
+        code = broker.p.wait(timeout=30)
+    finally:
+        broker.stop()
+    out = broker.output()
+    assert code == 1, out
+    assert "broker/client_endpoint is 'ipc://" in out and "TCP ports only" in out, out
+    assert "beacons clients" not in out, out
