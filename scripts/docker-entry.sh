@@ -38,7 +38,7 @@ if [ "${1:-}" = kafka-mock ]; then
     port=$(sed 's/.*://' "$file")
     self=$(hostname -i | awk '{print $1}')
     socat "TCP-LISTEN:$port,bind=$self,fork,reuseaddr" "TCP:127.0.0.1:$port" &
-    echo "hgp-entry: kafka mock at 127.0.0.1:$port, reachable at $self:$port"
+    echo "hgp-entry: kafka mock at 127.0.0.1:$port, reachable at $self:$port" >&2
     rc=0
     wait $mock || rc=$?
     if [ $rc -gt 128 ]; then            #   the trap ran: the mock is stopping
@@ -58,7 +58,7 @@ if [ -n "${HGP_DISCOVERY_VIA:-}" ]; then
     done
     dev=$(ip -o -4 route get "$addr" | sed -n 's/.* dev \([^ ]*\).*/\1/p')
     export HGP_DISCOVERY_INTERFACE="$dev"
-    echo "hgp-entry: beacons on $dev (the interface that reaches $HGP_DISCOVERY_VIA)"
+    echo "hgp-entry: beacons on $dev (the interface that reaches $HGP_DISCOVERY_VIA)" >&2
 fi
 
 if [ -n "${HGP_KAFKA_MOCK_FILE:-}" ]; then
