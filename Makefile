@@ -41,7 +41,7 @@ GATEWAY_SRC := gateway/hgp_gateway.c gateway/hgp_http.c gateway/hgp_http_parser.
 BINS := $(BIN)/hgp-broker $(BIN)/hgp-counter $(BIN)/hgp-analytics $(BIN)/hgp \
         $(BIN)/hgp-kafka-mock $(BIN)/hgp-gateway $(BIN)/hgp-keys
 
-.PHONY: all deps test unit integration fuzz bench bench-curve bench-sustained bench-scaling run clean help
+.PHONY: all deps test test-compose unit integration fuzz bench bench-curve bench-sustained bench-scaling run clean help
 all: $(BINS)
 
 help:
@@ -52,6 +52,7 @@ help:
 	@echo "make bench-curve    release build, bench and bench_http with bus/curve 0 and 1 (what CURVE costs)"
 	@echo "make bench-scaling  release build, hgp bench with 1, 2, 4 counter actors"
 	@echo "make bench-sustained  release build, make run's stack with analytics, 5 blocks of 100k increments: does the rate hold?"
+	@echo "make test-compose  docker.io + docker-compose (Debian), build the image, run tests/compose against the compose stack"
 	@echo "make run      deps, build, start redis + kafka mock + broker + 2 counters + analytics + gateway"
 
 $(OUT)/obj/%.o: %.c
@@ -132,6 +133,13 @@ test: deps
 	$(MAKE) SAN=1 all $(patsubst bin/%,build/san/bin/%,$(UNIT_BINS)) build/san/bin/tests/fuzz_smoke
 	$(MAKE) all
 	scripts/test.sh build/san/bin
+
+#   The compose stack (docker-compose.yml + docker-compose.test.yml) in
+#   Docker: starts dockerd if none runs (and stops it), makes
+#   debian:bookworm-slim with debootstrap when missing, builds hgp:local
+test-compose:
+	@scripts/deps.sh --compose
+	/usr/bin/python3 -m pytest -v -p no:cacheprovider tests/compose
 
 #   libFuzzer build of the same harness (needs clang): make fuzz FUZZ_SECONDS=60
 FUZZ_SECONDS ?= 60

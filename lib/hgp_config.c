@@ -13,6 +13,7 @@ struct _hgp_config_t {
     zconfig_t *root;            /* parsed file, or NULL for defaults only  */
     char *source;               /* file name loaded, or "(defaults)"       */
     char *error;                /* first bad value seen, or NULL           */
+    zhash_t *set;               /* path -> value set by the process, or NULL */
 };
 
 char *
@@ -64,6 +65,7 @@ hgp_config_destroy (hgp_config_t **self_p)
     hgp_config_t *self = *self_p;
     if (self) {
         zconfig_destroy (&self->root);
+        zhash_destroy (&self->set);
         free (self->source);
         free (self->error);
         free (self);
@@ -77,9 +79,26 @@ hgp_config_source (hgp_config_t *self)
     return self->source;
 }
 
+void
+hgp_config_set (hgp_config_t *self, const char *path, const char *value)
+{
+    assert (self && path && value);
+    if (!self->set) {
+        self->set = zhash_new ();
+        assert (self->set);
+        zhash_autofree (self->set);     //  values are copied
+    }
+    zhash_update (self->set, path, (void *) value);
+}
+
 const char *
 hgp_config_str (hgp_config_t *self, const char *path, const char *dflt)
 {
+    if (self->set) {
+        const char *set = (const char *) zhash_lookup (self->set, path);
+        if (set)
+            return set;
+    }
     char name [256];
     const char *value = getenv (hgp_config_env_name (path, name, sizeof name));
     if (value)

@@ -7,6 +7,10 @@
  *  Bad values (a non-number, out of range) do not abort at the lookup: the
  *  first one is remembered and main checks hgp_config_error() once after
  *  reading everything, so the operator gets one clear message.
+ *
+ *  A process may also set a value itself (hgp_config_set): what its main
+ *  derived from other settings, e.g. the broker's bind endpoints from
+ *  discovery/interface. A set value wins over the environment and the file.
  */
 #ifndef HGP_CONFIG_H_INCLUDED
 #define HGP_CONFIG_H_INCLUDED
@@ -28,6 +32,10 @@ const char *hgp_config_source (hgp_config_t *self);
 /*  String value of "section/key"; the returned string is the config's */
 const char *hgp_config_str (hgp_config_t *self, const char *path,
                             const char *dflt);
+
+/*  Set "section/key" to value for this process: later lookups return it,
+    before the environment and the file. The config keeps a copy. */
+void hgp_config_set (hgp_config_t *self, const char *path, const char *value);
 
 /*  Integer value of "section/key" within [min, max]; on a bad value
     records an error and returns dflt */

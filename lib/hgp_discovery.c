@@ -113,8 +113,8 @@ hgp_discovery_config_check (hgp_config_t *config)
 //  Why interface cannot carry beacons, or NULL when it can. zbeacon uses
 //  the interfaces ziflist lists (up, IPv4, broadcast, not loopback), so we
 //  ask ziflist, and getifaddrs only to explain a refusal.
-static char *
-s_interface_problem (const char *interface)
+char *
+hgp_discovery_interface_problem (const char *interface)
 {
     if (streq (interface, ""))
         return strdup ("no discovery/interface configured");
@@ -200,7 +200,7 @@ s_self_new (zsock_t *pipe, hgp_config_t *config)
         zstr_free (&keys_error);
     }
 
-    self->static_reason = s_interface_problem (self->interface);
+    self->static_reason = hgp_discovery_interface_problem (self->interface);
     if (!self->static_reason)
         self->static_reason = s_interface_claim (self->interface);
     if (!self->static_reason) {
@@ -526,26 +526,68 @@ s_peers_check (s_self_t *self)
  *  Publishing (brokers)
  */
 
-//  Warn when a bound endpoint is not what the beacon tells peers to use
-static void
-s_check_bound (s_self_t *self, const char *setting, const char *endpoint)
+//  Host and port of "tcp://host:port" into host/port; -1 when endpoint is
+//  not TCP or has no port
+static int
+s_tcp_split (const char *endpoint, char *host, size_t host_size, char *port,
+             size_t port_size)
 {
-    if (strncmp (endpoint, "tcp://", 6) != 0) {
-        zsys_warning ("discovery: %s is %s; beacons advertise TCP ports"
-                      " only", setting, endpoint);
-        return;
+    if (strncmp (endpoint, "tcp://", 6) != 0)
+        return -1;
+    const char *start = endpoint + 6;
+    const char *colon = strrchr (start, ':');
+    if (!colon || !colon [1] || (size_t) (colon - start) >= host_size
+    ||  strlen (colon + 1) >= port_size)
+        return -1;
+    memcpy (host, start, (size_t) (colon - start));
+    host [colon - start] = 0;
+    snprintf (port, port_size, "%s", colon + 1);
+    return 0;
+}
+
+static bool
+s_wildcard (const char *host)
+{
+    return streq (host, "*") || streq (host, "0.0.0.0");
+}
+
+char *
+hgp_discovery_bind_endpoint (const char *endpoint, const char *address,
+                             const char *setting, char **error_p)
+{
+    assert (endpoint && address && setting && error_p);
+    char host [256], port [16];
+    if (s_tcp_split (endpoint, host, sizeof host, port, sizeof port)) {
+        *error_p = zsys_sprintf ("%s is '%s', but beacons carry TCP ports"
+                                 " only: with discovery/interface set it must"
+                                 " be tcp://HOST:PORT", setting, endpoint);
+        return NULL;
     }
-    const char *host = endpoint + 6;
-    const char *colon = strrchr (host, ':');
-    size_t len = colon ? (size_t) (colon - host) : strlen (host);
-    if ((len == 1 && host [0] == '*')
-    ||  (len == 7 && memcmp (host, "0.0.0.0", 7) == 0)
-    ||  (len == strlen (self->hostname)
-         && memcmp (host, self->hostname, len) == 0))
-        return;
-    zsys_warning ("discovery: %s is %s, but peers that hear the beacon"
-                  " connect to %s; bind tcp://*:PORT or tcp://%s:PORT",
-                  setting, endpoint, self->hostname, self->hostname);
+    if (s_wildcard (host) || streq (host, address))
+        return strdup (endpoint);
+    return zsys_sprintf ("tcp://%s:%s", address, port);
+}
+
+int
+hgp_discovery_bound_check (const char *bound, const char *address,
+                           const char *setting, char **error_p)
+{
+    assert (bound && address && setting && error_p);
+    char host [256], port [16];
+    if (s_tcp_split (bound, host, sizeof host, port, sizeof port)) {
+        *error_p = zsys_sprintf ("%s is bound as '%s': beacons carry TCP"
+                                 " ports only, so peers could not reach it",
+                                 setting, bound);
+        return -1;
+    }
+    if (s_wildcard (host) || streq (host, address))
+        return 0;
+    *error_p = zsys_sprintf ("%s is bound on %s, but peers that hear the"
+                             " beacon connect to %s:%s, where nothing"
+                             " listens; bind tcp://*:%s or tcp://%s:%s",
+                             setting, bound, address, port, port, address,
+                             port);
+    return -1;
 }
 
 static void
@@ -579,10 +621,6 @@ s_publish (s_self_t *self, zmsg_t *msg)
         zsys_info ("discovery: broker %s beacons clients tcp://%s:%s,"
                    " actors tcp://%s:%s", id, self->hostname, client_port,
                    self->hostname, actor_port);
-        if (client_endpoint)
-            s_check_bound (self, "broker/client_endpoint", client_endpoint);
-        if (actor_endpoint)
-            s_check_bound (self, "broker/actor_endpoint", actor_endpoint);
     }
     zstr_free (&id);
     zstr_free (&client_port);
@@ -671,6 +709,11 @@ s_pipe_command (s_self_t *self)
     else
     if (streq (command, "MODE"))
         zstr_send (self->pipe, self->beacon ? "beacon" : "static");
+    else
+    if (streq (command, "ADDRESS"))
+        zstr_send (self->pipe, !self->beacon ? ""
+                             : streq (self->interface, "*") ? "*"
+                             : self->hostname);
     else
     if (streq (command, "LISTEN")) {
         char *option = zmsg_popstr (msg);

@@ -40,14 +40,16 @@
  *
  *  Commands on the pipe:
  *      MODE            reply "beacon" or "static" (ask before LISTEN)
+ *      ADDRESS         reply the address peers that hear our beacons
+ *                      connect to (the interface's IPv4 address), "*" for
+ *                      interface "*" (any of ours), "" in static mode
  *      LISTEN [quiet]  start reporting brokers; "quiet" does not log the
  *                      mode (the CLI, whose stderr is for errors)
  *      PUBLISH id client_port actor_port client_endpoint actor_endpoint key
  *                      a broker: beacon id, ports, its CURVE public key
  *                      (Z85, "" without CURVE) and bus/cluster every
- *                      interval; the
- *                      bound endpoints are only checked against the
- *                      interface address, with a warning
+ *                      interval. The caller has checked that it listens
+ *                      where peers will connect (hgp_discovery_bound_check)
  *      BROKERS         reply "BROKERS" count, then per broker: id,
  *                      client_endpoint, actor_endpoint, state ("alive",
  *                      "evasive", "static"), ms since its last beacon
@@ -109,6 +111,25 @@ typedef struct {
     NULL when good, else one message for the operator, to free. Call it in
     main before starting the actor: the actor asserts what this checks. */
 char *hgp_discovery_config_check (hgp_config_t *config);
+
+/*  Why interface cannot carry beacons (a message to free), or NULL when it
+    can: then a discovery actor of this config beacons and listens there */
+char *hgp_discovery_interface_problem (const char *interface);
+
+/*  What a broker that beacons binds for its setting (broker/client_endpoint
+    or broker/actor_endpoint) = endpoint, when peers that hear the beacon
+    connect to address (ADDRESS): endpoint itself when it binds every
+    address or address already, else tcp://address:PORT with endpoint's
+    port ("*" for any free one). A new string, or NULL and *error_p when
+    endpoint is not TCP (a beacon carries ports only). */
+char *hgp_discovery_bind_endpoint (const char *endpoint, const char *address,
+                                   const char *setting, char **error_p);
+
+/*  0 when bound (an endpoint as libzmq reports it bound) accepts peers
+    that connect to address and its port, else -1 and *error_p: a broker
+    never beacons an address it does not listen on */
+int hgp_discovery_bound_check (const char *bound, const char *address,
+                               const char *setting, char **error_p);
 
 /*  The actor. args is the hgp_config_t *, read only until zactor_new
     returns, so the caller may destroy the config afterwards. */

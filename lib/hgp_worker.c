@@ -279,6 +279,13 @@ hgp_worker_config_check (hgp_config_t *config)
                                            "tcp://127.0.0.1:5556");
     if (hgp_config_error (config))
         return strdup (hgp_config_error (config));
+    //  Beacons tell where each broker is: the static endpoint is not ours
+    //  to check (it may well be the broker's tcp://*:PORT)
+    char *problem = hgp_discovery_interface_problem (
+        hgp_config_str (config, "discovery/interface", ""));
+    if (!problem)
+        return NULL;
+    zstr_free (&problem);
     //  Only libzmq knows what endpoints it takes; ask it
     zsock_t *probe = zsock_new (ZMQ_DEALER);
     assert (probe);

@@ -3,7 +3,10 @@
 #   redis-server (unless HGP_REDIS_URL points at one), hgp-kafka-mock (unless
 #   HGP_KAFKA_BROKERS names real brokers; in memory: the log is lost when it
 #   stops), hgp-broker, two hgp-counter actors, one hgp-analytics actor and
-#   hgp-gateway (HTTP on 127.0.0.1:8080). Logs are prefixed with the process
+#   hgp-gateway (HTTP on 127.0.0.1:8080). With discovery/interface set
+#   (HGP_DISCOVERY_INTERFACE) the broker binds its ports on that interface
+#   and beacons there, and the actors and the gateway find it by its beacons:
+#   one command, no endpoint to configure. Logs are prefixed with the process
 #   name. Ctrl-C or SIGTERM stops every process this script started, and
 #   nothing else, and exits 0.
 #
@@ -28,8 +31,20 @@ stop () {
     local code=${1:-0}
     trap - INT TERM EXIT
     echo "run: stopping ${#pids[@]} processes"
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
+    #   The hgp processes first, then Kafka and Redis (started first): an
+    #   analytics actor leaving its consumer group needs the mock to answer
+    local i store=()
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+        case "${names[${pids[$i]}]}" in
+            redis|kafka) store+=("${pids[$i]}") ;;
+            *) kill -TERM "${pids[$i]}" 2>/dev/null ;;
+        esac
+    done
+    for pid in "${pids[@]}"; do
+        case "${names[$pid]}" in redis|kafka) ;; *) wait "$pid" 2>/dev/null ;; esac
+    done
+    for pid in "${store[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    for pid in "${store[@]}"; do wait "$pid" 2>/dev/null; done
     echo "run: stopped"
     exit "$code"
 }
@@ -86,11 +101,12 @@ endpoint_hostport () {
 
 [ -x "$HGP" ] || { echo "run: $HGP is missing; run make first" >&2; exit 1; }
 settings=$($HGP config broker/client_endpoint broker/actor_endpoint \
-               gateway/bind gateway/port) || {
+               gateway/bind gateway/port discovery/interface) || {
     echo "run: cannot read the settings from $HGP_CONFIG" >&2; exit 1; }
 mapfile -t setting <<<"$settings"
 client_endpoint=${setting[0]} actor_endpoint=${setting[1]}
 gateway_bind=${setting[2]} gateway_port=${setting[3]}
+interface=${setting[4]:-}
 
 busy=0
 if [ -z "${HGP_REDIS_URL:-}" ]; then
@@ -101,7 +117,12 @@ for e in "broker/client_endpoint $client_endpoint" \
          "broker/actor_endpoint $actor_endpoint"; do
     set -- $e
     case "$2" in
-        tcp://*) port_free "hgp-broker ($1)" $(endpoint_hostport "$2") || busy=1 ;;
+        tcp://*)
+            set -- "$1" $(endpoint_hostport "$2")
+            #   With discovery/interface the broker binds the port on the
+            #   interface's address (or all): it must be free on every one
+            [ -n "$interface" ] && set -- "$1" "*" "$3"
+            port_free "hgp-broker ($1)" "$2" "$3" || busy=1 ;;
     esac
 done
 port_free "hgp-gateway (gateway/port)" "$gateway_bind" "$gateway_port" || busy=1
@@ -114,8 +135,10 @@ if [ -n "${redis_port:-}" ]; then
     export HGP_REDIS_URL="redis://127.0.0.1:$redis_port"
     start redis redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$VAR/redis" \
         --appendonly yes --appendfsync everysec --save ""
-    for _ in $(seq 100); do
-        redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
+    for _ in $(seq 600); do
+        #   PONG, not LOADING (redis-cli exits 0 for both): a large AOF
+        #   takes seconds to load, and until then nothing can be served
+        [ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" = PONG ] && break
         if exited; then
             echo "run: $gone stopped during start-up" >&2
             stop 1

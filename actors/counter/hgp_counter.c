@@ -1705,6 +1705,38 @@ s_pipe_recv (hgp_counter_t *self)
     zmsg_destroy (&msg);
 }
 
+/*  Why we cannot serve yet, or NULL when we can: Redis connected (scripts
+    loaded, so not loading its data either) and, with the event log, our
+    identity in it registered (sync: a lease; async: vouched for readers).
+    Until then we send no READY: a broker would route keys to us that we
+    could only answer 503. */
+static const char *
+s_not_ready (hgp_counter_t *self)
+{
+    if (!hgp_redis_context (self->redis))
+        return "redis is not connected";
+    if (self->settings.log_mode == S_LOG_SYNC && !self->registered)
+        return "no event log identity yet";
+    if (self->settings.log_mode == S_LOG_ASYNC && !self->identified)
+        return "no event log identity yet";
+    return NULL;
+}
+
+/*  Once we can serve: links to the brokers (discovery), READY to each */
+static void
+s_serve_when_ready (hgp_counter_t *self)
+{
+    if (self->worker || s_not_ready (self))
+        return;
+    zsys_info ("counter: ready: redis connected%s; announcing to the brokers",
+               self->settings.log_mode == S_LOG_OFF ? ""
+               : ", event log identity registered");
+    self->worker = hgp_worker_new (self->config, S_SERVICE, self->actor_id,
+                                   (uint32_t) self->settings.capacity,
+                                   self->settings.heartbeat,
+                                   self->settings.liveness);
+}
+
 void
 hgp_counter_actor (zsock_t *pipe, void *args)
 {
@@ -1720,21 +1752,23 @@ hgp_counter_actor (zsock_t *pipe, void *args)
                self->log ? hgp_eventlog_brokers (self->log) : "");
     hgp_redis_ready (self->redis, false);   //  failure is logged and retried
     s_log_upkeep (self);
-    self->worker = hgp_worker_new (self->config, S_SERVICE, self->actor_id,
-                                   (uint32_t) s->capacity, s->heartbeat,
-                                   s->liveness);
+    s_serve_when_ready (self);
     self->upkeep_at = zclock_mono () + s->heartbeat;
 
     zmq_pollitem_t items [1 + HGP_WORKER_POLL_MAX];
     while (!self->terminated) {
         int64_t now = zclock_mono ();
-        int64_t wake = MIN (hgp_worker_wake_at (self->worker), self->upkeep_at);
+        int64_t wake = self->upkeep_at;
+        if (self->worker)
+            wake = MIN (wake, hgp_worker_wake_at (self->worker));
         wake = MIN (wake, hgp_redis_retry_at (self->redis));
         if (s->log_mode == S_LOG_SYNC && !self->registered)
             wake = MIN (wake, self->register_at);
         items [0] = (zmq_pollitem_t) {
             zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0 };
-        size_t n = 1 + hgp_worker_pollitems (self->worker, items + 1);
+        size_t n = 1;
+        if (self->worker)
+            n += hgp_worker_pollitems (self->worker, items + 1);
         if (zmq_poll (items, (int) n, (long) MAX (wake - now, 0)) == -1) {
             if (zmq_errno () == EINTR)
                 continue;
@@ -1750,11 +1784,12 @@ hgp_counter_actor (zsock_t *pipe, void *args)
         bool input = false;
         for (size_t i = 1; i < n; i++)
             input |= (items [i].revents & ZMQ_POLLIN) != 0;
-        if (input || hgp_worker_pending (self->worker))
+        if (self->worker && (input || hgp_worker_pending (self->worker)))
             s_links_recv (self);
         if (self->retire)
             s_log_upkeep (self);
-        hgp_worker_tick (self->worker);
+        if (self->worker)
+            hgp_worker_tick (self->worker);
         now = zclock_mono ();
         if (now >= self->upkeep_at) {
             self->upkeep_at = now + s->heartbeat;
@@ -1767,8 +1802,13 @@ hgp_counter_actor (zsock_t *pipe, void *args)
         &&  now >= self->register_at)
             s_log_upkeep (self);
         if (!hgp_redis_context (self->redis)
-        &&  now >= hgp_redis_retry_at (self->redis))
+        &&  now >= hgp_redis_retry_at (self->redis)) {
             hgp_redis_ready (self->redis, false);
+            if (!self->worker && hgp_redis_context (self->redis))
+                s_log_upkeep (self);    //  register at once, not next beat
+        }
+        if (!self->worker)
+            s_serve_when_ready (self);
     }
     //  DISCONNECT to every broker: each redelivers anything it had sent us
     //  that is still unread to the other actors

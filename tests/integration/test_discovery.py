@@ -624,3 +624,214 @@ def test_gateway_with_the_default_config_uses_static_endpoints(stack, logdir):
             assert status == 200 and body["value"] == 1, body
     finally:
         assert gw.stop() == 0, gw.output()
+
+
+RUN = os.path.join(ROOT, "scripts", "run.sh")
+REL_BIN = os.environ.get("HGP_REL_BIN", os.path.join(ROOT, "bin"))
+
+
+class RunInNetns:
+    """scripts/run.sh (make run) inside namespace side, its output in a log"""
+
+    def __init__(self, net, side, logdir, env):
+        self.log_path = os.path.join(logdir, "run.log")
+        self.log = open(self.log_path, "wb")
+        full = {k: v for k, v in os.environ.items()
+                if not k.startswith("HGP_") or k in ("HGP_BIN", "HGP_REL_BIN")}
+        full.update(env)
+        self.p = subprocess.Popen(net.argv(side, ["bash", RUN]), env=full, cwd=ROOT,
+                                  stdout=self.log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+
+    def output(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def wait_for(self, pattern, timeout=60, poll=0.05):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            m = re.search(pattern, self.output())
+            if m:
+                return m
+            if self.p.poll() is not None:
+                break
+            time.sleep(poll)
+        raise AssertionError("run.sh never printed %r:\n%s" % (pattern, self.output()[-6000:]))
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.p.pid, signal.SIGKILL)
+                self.p.wait()
+        self.log.close()
+        return self.p.returncode
+
+
+def test_make_run_with_an_interface_is_healthy_and_scales_by_beacons(netns, logdir, measured):
+    """Issue 12: `HGP_DISCOVERY_INTERFACE=<veth> make run` with the usual
+    loopback endpoints: the broker binds their ports on the veth's address,
+    which it beacons; actors and the gateway find it by beacons alone and
+    the stack becomes healthy. An extra counter started by hand with no
+    endpoint joins within 1 s and leaves within 3 s of kill -9, while HTTP
+    load runs; the counts are exact."""
+    from free_ports import free_port
+    py = sys.executable if os.path.exists(sys.executable) else "/usr/bin/python3"
+    run_dir = os.path.join(logdir, "run")
+    os.makedirs(run_dir)
+    gw_port = free_port()
+    redis_port = free_port()
+    env = {"HGP_CONFIG": os.path.join(ROOT, "configs", "hgp.cfg"),
+           "HGP_RUN_DIR": run_dir,
+           "HGP_BUS_KEYS": os.path.join(run_dir, "keys"),
+           "HGP_REDIS_PORT": str(redis_port),
+           "HGP_BROKER_CLIENT_ENDPOINT": "tcp://127.0.0.1:%d" % free_port(),
+           "HGP_BROKER_ACTOR_ENDPOINT": "tcp://127.0.0.1:%d" % free_port(),
+           "HGP_GATEWAY_PORT": str(gw_port),
+           "HGP_GATEWAY_THREADS": "64",
+           "HGP_DISCOVERY_INTERFACE": netns.veth["A"]}
+    run = RunInNetns(netns, "A", logdir, env)
+    extra = None
+    try:
+        t0 = time.time()
+        run.wait_for(r"run: healthy", timeout=90)
+        measured("make run with discovery/interface %s: healthy after %.1f s"
+                 % (netns.veth["A"], time.time() - t0))
+        out = run.output()
+        addr = netns.addr["A"]
+        # It binds what it beacons, and beacons what it binds
+        assert re.search(r"\[broker\].*clients at tcp://%s:\d+, actors at tcp://%s:\d+"
+                         % (re.escape(addr), re.escape(addr)), out), out
+        assert "beacons clients tcp://%s:" % addr in out, out
+        assert "silent for" not in out, out
+
+        load_out = os.path.join(logdir, "load.json")
+        load = Proc("http-load", netns.argv("A", [py, HTTP_LOAD, "load", "--port",
+                                                  str(gw_port), "--duration", "9",
+                                                  "--threads", "8", "--keys", "20",
+                                                  "--out", load_out]),
+                    logdir=logdir)
+        deadline = time.time() + 30
+        while not os.path.exists(load_out + ".started"):
+            assert load.alive() and time.time() < deadline, load.output()
+            time.sleep(0.05)
+        time.sleep(1.5)
+
+        # An extra counter, by hand: no endpoint, only where Redis, Kafka,
+        # the keys and the interface are
+        with open(os.path.join(run_dir, "kafka.addr")) as f:
+            kafka = f.read().strip()
+        by_hand = {k: v for k, v in os.environ.items() if not k.startswith("HGP_")}
+        by_hand.update({"HGP_CONFIG": env["HGP_CONFIG"],
+                        "HGP_BUS_KEYS": env["HGP_BUS_KEYS"],
+                        "HGP_DISCOVERY_INTERFACE": netns.veth["A"],
+                        "HGP_REDIS_URL": "redis://127.0.0.1:%d" % redis_port,
+                        "HGP_KAFKA_BROKERS": kafka})
+        t_start = time.time()
+        extra = subprocess.Popen(netns.argv("A", [os.path.join(BIN, "hgp-counter")]),
+                                 env=by_hand, cwd=ROOT,
+                                 stdout=open(os.path.join(logdir, "extra.log"), "wb"),
+                                 stderr=subprocess.STDOUT)
+
+        def extra_log():
+            with open(os.path.join(logdir, "extra.log"), "rb") as f:
+                return f.read().decode(errors="replace")
+        actor = None
+        deadline = time.time() + 30
+        while actor is None and time.time() < deadline:
+            m = re.search(r"counter: actor ([0-9a-f]{32}),", extra_log())
+            actor = m and m.group(1)
+            time.sleep(0.01)
+        assert actor, extra_log()
+        t_up = time.time()
+        run.wait_for(r"actor %s \(counter\) joined" % actor, timeout=10, poll=0.01)
+        t_joined = time.time()
+        # It takes its share of the keys
+        deadline = time.time() + 10
+        served = 0
+        while time.time() < deadline and not served:
+            r = subprocess.run(netns.argv("A", [os.path.join(REL_BIN, "hgp"), "--json",
+                                                "actors"]),
+                               env=dict(by_hand), capture_output=True, text=True,
+                               timeout=30)
+            for b in json.loads(r.stdout or "{}").get("brokers", []):
+                for a in b.get("actors", []):
+                    if a["actor_id"] == actor:
+                        served = a["served"]
+            time.sleep(0.1)
+        assert served > 0, (r.stdout, r.stderr, extra_log())
+        measured("extra counter by hand (no endpoint): up after %.2f s, joined the "
+                 "broker by beacon %.2f s later (%.2f s from exec); served %d "
+                 "requests at the first look" % (t_up - t_start, t_joined - t_up,
+                                                 t_joined - t_start, served))
+        assert t_joined - t_up < 1.0
+
+        extra.kill()
+        t_kill = time.time()
+        extra.wait()
+        extra = None
+        m = run.wait_for(r"actor %s \(counter\) left: ([^;]+);" % actor, timeout=10,
+                         poll=0.01)
+        t_left = time.time()
+        measured("kill -9 of the extra counter: the broker dropped it after %.2f s "
+                 "(%s)" % (t_left - t_kill, m.group(1)))
+        assert t_left - t_kill < 3.0
+
+        assert load.p.wait(timeout=60) == 0, load.output()
+        with open(load_out) as f:
+            res = json.load(f)
+        acked, ind, errors = res["acked"], res["indeterminate"], res["errors"]
+        n_acked = sum(len(v) for v in acked.values())
+        n_ind = sum(len(v) for v in ind.values())
+        # Only brief, honest errors around the kill
+        assert set(k.split()[0] for k in errors) <= {"503", "504"}, errors
+        assert sum(errors.values()) < 0.05 * len(res["requests"]), errors
+        settled = os.path.join(logdir, "settle.json")
+        s = Proc("http-settle", netns.argv("A", [py, HTTP_LOAD, "settle", "--port",
+                                                 str(gw_port), "--in", load_out,
+                                                 "--out", settled]), logdir=logdir)
+        assert s.p.wait(timeout=120) == 0, s.output()
+        with open(settled) as f:
+            outcome = json.load(f)
+        assert all(status == 200 for status, _ in outcome.values()), outcome
+        names = [tuple(k) for k in res["keys"]]
+        keys = ["hgp:c:%d:%s:%s" % (len(r), r, t) for r, t in names]
+        got = subprocess.run(netns.argv("A", ["redis-cli", "-p", str(redis_port), "--raw",
+                                              "MGET"] + keys),
+                             capture_output=True, text=True, timeout=10).stdout.split("\n")
+        for (r, t), value in zip(names, got):
+            key = "%s/%s" % (r, t)
+            assert int(value or 0) == len(acked[key]) + len(ind[key]), key
+        measured("load through the gateway meanwhile: %d requests, %d acked, %d "
+                 "indeterminate (settled by retry), errors %r; every key exact"
+                 % (len(res["requests"]), n_acked, n_ind, errors))
+    finally:
+        if extra is not None:
+            extra.kill()
+            extra.wait()
+        code = run.stop()
+        print(run.output()[-4000:])
+    assert code == 0, run.output()[-6000:]
+
+
+def test_a_broker_refuses_to_beacon_what_it_cannot_listen_on(netns, logdir):
+    # A beacon carries ports only: an ipc:// endpoint cannot be reached by
+    # those who hear it, so the broker says so and stops, instead of
+    # beaconing peers into silence
+    keys = make_keys(logdir)
+    broker = Proc("broker", netns.argv("A", [os.path.join(BIN, "hgp-broker")]),
+                  env={"HGP_DISCOVERY_INTERFACE": netns.veth["A"],
+                       "HGP_BUS_KEYS": keys,
+                       "HGP_BROKER_CLIENT_ENDPOINT": "ipc://%s/c.ipc" % logdir,
+                       "HGP_BROKER_ACTOR_ENDPOINT": "tcp://127.0.0.1:*"},
+                  logdir=logdir)
+    try:
+        code = broker.p.wait(timeout=30)
+    finally:
+        broker.stop()
+    out = broker.output()
+    assert code == 1, out
+    assert "broker/client_endpoint is 'ipc://" in out and "TCP ports only" in out, out
+    assert "beacons clients" not in out, out

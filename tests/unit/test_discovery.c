@@ -315,6 +315,54 @@ test_foreign_and_untrusted_beacons_are_ignored (void **state)
     zactor_destroy (&discovery);
 }
 
+//  A broker that beacons binds its ports where peers connect, and never
+//  beacons an address it does not listen on
+static void
+test_a_beaconing_broker_binds_what_it_beacons (void **state)
+{
+    char *error = NULL;
+    char *bind = hgp_discovery_bind_endpoint ("tcp://127.0.0.1:5555",
+                                              "10.77.0.1", "s", &error);
+    assert_string_equal (bind, "tcp://10.77.0.1:5555");
+    free (bind);
+    bind = hgp_discovery_bind_endpoint ("tcp://127.0.0.1:*", "10.77.0.1",
+                                        "s", &error);
+    assert_string_equal (bind, "tcp://10.77.0.1:*");
+    free (bind);
+    bind = hgp_discovery_bind_endpoint ("tcp://*:5556", "10.77.0.1", "s",
+                                        &error);
+    assert_string_equal (bind, "tcp://*:5556");
+    free (bind);
+    bind = hgp_discovery_bind_endpoint ("tcp://127.0.0.1:5556", "*", "s",
+                                        &error);
+    assert_string_equal (bind, "tcp://*:5556");
+    free (bind);
+    assert_null (error);
+    bind = hgp_discovery_bind_endpoint ("ipc:///tmp/x", "10.77.0.1",
+                                        "broker/actor_endpoint", &error);
+    assert_null (bind);
+    assert_non_null (strstr (error, "TCP ports only"));
+    zstr_free (&error);
+
+    assert_int_equal (hgp_discovery_bound_check ("tcp://10.77.0.1:5555",
+                                                 "10.77.0.1", "s", &error), 0);
+    assert_int_equal (hgp_discovery_bound_check ("tcp://0.0.0.0:5555",
+                                                 "10.77.0.1", "s", &error), 0);
+    assert_int_equal (hgp_discovery_bound_check ("tcp://0.0.0.0:5555", "*",
+                                                 "s", &error), 0);
+    assert_null (error);
+    assert_int_equal (hgp_discovery_bound_check ("tcp://127.0.0.1:5555",
+                                                 "10.77.0.1",
+                                                 "broker/client_endpoint",
+                                                 &error), -1);
+    assert_non_null (strstr (error, "connect to 10.77.0.1:5555, where nothing"
+                                    " listens"));
+    zstr_free (&error);
+    assert_int_equal (hgp_discovery_bound_check ("tcp://10.77.0.1:5555", "*",
+                                                 "s", &error), -1);
+    zstr_free (&error);
+}
+
 int
 main (void)
 {
@@ -329,6 +377,7 @@ main (void)
         cmocka_unit_test (test_foreign_and_untrusted_beacons_are_ignored),
         cmocka_unit_test (test_bad_discovery_settings_are_reported),
         cmocka_unit_test (test_events_reach_every_subscriber_after_its_snapshot),
+        cmocka_unit_test (test_a_beaconing_broker_binds_what_it_beacons),
     };
     return cmocka_run_group_tests_name ("discovery", tests, NULL, NULL);
 }
