@@ -107,12 +107,11 @@ class Project:
             return e.code, json.loads(e.read() or b"{}")
 
     def wait_ready(self, timeout=180):
-        # TODO(readyz): GET /readyz once the gateway has it
         deadline = time.time() + timeout
         last = None
         while time.time() < deadline:
             try:
-                status, body = self.http("GET", "/api/v1/health", timeout=5)
+                status, body = self.http("GET", "/readyz", timeout=5)
                 last = (status, body)
                 if status == 200:
                     return time.time()
