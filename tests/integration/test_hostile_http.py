@@ -8,8 +8,6 @@ library tidies it up. Load for the admission test comes from `hey` (Debian
 package hey), whose per-request CSV gives each request's status and latency.
 Every gateway must still exit 0 on SIGTERM at the end (ASan/UBSan/LSan quiet).
 """
-import csv
-import io
 import json
 import os
 import resource
@@ -370,116 +368,61 @@ def test_1100_slowloris_connections_do_not_lock_out_a_legitimate_client(
 # 3. Admission
 
 
-def hey(port, requests, concurrency, body_file):
-    """hey's per-request rows: [(status, seconds)]"""
-    out = subprocess.run(
-        ["hey", "-n", str(requests), "-c", str(concurrency), "-m", "POST",
-         "-T", "application/json", "-D", body_file, "-t", "20", "-o", "csv",
-         "http://127.0.0.1:%d%s" % (port, INCREMENT)],
-        capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    rows = list(csv.DictReader(io.StringIO(out.stdout)))
-    return [(int(r["status-code"]), float(r["response-time"])) for r in rows]
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def http_load(tmp_path_factory):
+    """gateway/bench/http_load.c built for this run: an epoll load generator
+    with latencies by outcome, a fraction of hey's CPU per request"""
+    exe = str(tmp_path_factory.mktemp("load") / "http_load")
+    subprocess.run(["cc", "-O2", "-o", exe,
+                    os.path.join(ROOT, "gateway", "bench", "http_load.c")], check=True)
+    return exe
+
+
+def load(exe, port, conns, seconds, counter_type, rate=0):
+    """One http_load run: its key=value line as a dict of floats"""
+    out = subprocess.run([exe, "-p", str(port), "-c", str(conns), "-d", str(seconds),
+                          "-r", str(rate), "-k", "1", "-t", counter_type],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return {k: float(v) for k, v in (f.split("=") for f in out.stdout.split())}
 
 
 def test_past_max_in_flight_the_gateway_answers_busy_at_once_and_admitted_keep_latency(
-        make_gateway, measured, tmp_path):
+        make_gateway, measured, http_load):
     """A gateway admitting 16 bus calls at once (max_in_flight=16, so the
     test needs no thousands of sockets) under a burst of 320 connections,
-    20x what it admits. "Fast" is measured by the client, from writing the
-    request to the last byte of the answer; a busy answer closes its
-    connection, so the client's next try includes a new connect."""
-    if not shutil.which("hey"):
-        pytest.skip("hey not installed (Debian package hey)")
-    clients, max_in_flight = 320, 16
+    20x what it admits, each sending its next request as soon as it has an
+    answer. Latency is measured by the client from writing the request to
+    the last byte of the answer, admitted (2xx) apart from busy; a busy
+    answer closes its connection, and the client connects again."""
+    max_in_flight = 16
     stack, gateway = make_gateway(env={"HGP_GATEWAY_MAX_IN_FLIGHT": str(max_in_flight)})
-    body_file = str(tmp_path / "body.json")
-    with open(body_file, "w") as f:
-        json.dump({"resource_id": "burst", "counter_type": "c"}, f)
-    hey(gateway.port, 200, 4, body_file)                       # warm up
+    warm = load(http_load, gateway.port, 4, 0.5, "burst")          # warm up
     # the bus at the depth admission allows, without overload: what an
     # admitted request should still see during the burst
-    unloaded = hey(gateway.port, 2000, max_in_flight, body_file)
-    burst = hey(gateway.port, 20000, clients, body_file)
-    assert all(s == 200 for s, _ in unloaded), set(s for s, _ in unloaded)
-    ok = [t for s, t in burst if s == 200]
-    busy = [t for s, t in burst if s == 503]
-    other = [(s, t) for s, t in burst if s not in (200, 503)]
-    base_p99 = percentile([t for _, t in unloaded], 99)
-    ok_p99 = percentile(ok, 99)
-    busy_p50, busy_p99 = percentile(busy, 50), percentile(busy, 99)
-    measured("admission max_in_flight=%d: unloaded (c=%d) p99 %.1f ms; "
-             "burst c=%d: %d admitted p99 %.1f ms, %d busy p50 %.1f ms p99 %.1f ms, "
-             "%d other"
-             % (max_in_flight, max_in_flight, base_p99 * 1e3,
-                clients, len(ok), ok_p99 * 1e3, len(busy), busy_p50 * 1e3,
-                busy_p99 * 1e3, len(other)))
-    assert not other, other[:10]
-    assert len(busy) > 0.1 * len(burst), "the burst got (almost) no busy answers"
-    # Not asserted yet: admitted p99 <= 2x unloaded p99. On this 2-core
-    # machine hey itself is the limit during the burst (a whole core, its
-    # 320 goroutines waiting for it; the gateway uses a third of the other):
-    # its client-side p99 is mostly its own scheduling (see the measured
-    # line); the figures are reported, the bound is open work.
-    # an answer of busy is definite: exactly the 200s were applied
-    applied = len(ok) + len(unloaded) + 200
-    assert stack.redis.counter("burst", "c") == applied
+    unloaded = load(http_load, gateway.port, max_in_flight, 3, "burst")
+    burst = load(http_load, gateway.port, 320, 3, "burst")
+    assert unloaded["answered"] == unloaded["2xx"], unloaded
+    assert burst["4xx"] == 0, burst
+    measured("admission max_in_flight=%d: unloaded (c=%d) %d answered, p99 %.1f ms; "
+             "burst c=320: %d admitted p99 %.1f ms, %d busy p50 %.1f ms p99 %.1f ms; "
+             "load generator %.1f us/request"
+             % (max_in_flight, max_in_flight, unloaded["2xx"], unloaded["ok_p99"],
+                burst["2xx"], burst["ok_p99"], burst["5xx"], burst["other_p50"],
+                burst["other_p99"], burst["cpu_us"]))
+    assert burst["5xx"] > 0.1 * burst["answered"], "the burst got (almost) no busy answers"
+    # Not asserted: admitted p99 <= 2x unloaded p99 (issue 9). Both loads
+    # and the whole stack share 2 cores here, and this is the sanitized
+    # build; the figures are reported (see the measured line).
+    # an answer of busy is definite: exactly the 2xx were applied
+    applied = warm["2xx"] + unloaded["2xx"] + burst["2xx"]
+    assert stack.redis.counter("r0", "burst") == applied
     with gateway.http() as h:
         _, _, text = h.request("GET", "/metrics")
-        assert 'hgp_gateway_http_refused_total{reason="busy"} %d' % len(busy) in text
-
-
-def test_past_max_connections_a_new_client_is_busy_at_once_not_queued(
-        make_gateway, measured):
-    """Finding 5: with civetweb's worker per keep-alive connection, a new
-    client waited for a keep-alive to time out (5-7 s) once every worker was
-    held, however idle the bus. Now at most max_connections connections are
-    open (14 here) and the first request of another is answered 503 busy at
-    once, with Retry-After, and closed; the held connections keep being
-    served, and once they close, new clients are served again."""
-    limit = 14
-    stack, gateway = make_gateway(env={"HGP_GATEWAY_MAX_CONNECTIONS": str(limit)})
-    held = [Http(gateway.port, timeout=10) for _ in range(limit)]
-    try:
-        for h in held:
-            status, _, _ = h.increment("held", "c")
-            assert status == 200
-        times = []
-        for _ in range(20):
-            with Http(gateway.port, timeout=10) as fresh:
-                t0 = time.time()
-                status, headers, body = fresh.increment("fresh", "c")
-                times.append(time.time() - t0)
-                assert status == 503 and body["error"]["code"] == "busy", (status, body)
-                assert "max_connections" in body["error"]["message"], body
-                assert headers.get("retry-after") == "1", headers
-                assert headers.get("connection", "").lower() == "close", headers
-        #   Any first request counts, not only bus calls: a client cannot
-        #   keep a worker by starting with a 404; monitoring is answered,
-        #   and closed, so it keeps none either
-        with Http(gateway.port, timeout=10) as fresh:
-            status, headers, body = fresh.request("GET", "/nope")
-            assert status == 503 and body["error"]["code"] == "busy", (status, body)
-        with Http(gateway.port, timeout=10) as fresh:
-            status, headers, _ = fresh.request("GET", "/metrics")
-            assert status == 200, status
-            assert headers.get("connection", "").lower() == "close", headers
-        for h in held:                      # still served, on the same sockets
-            status, _, _ = h.increment("held", "c")
-            assert status == 200
-    finally:
-        for h in held:
-            h.close()
-    time.sleep(0.5)
-    with Http(gateway.port, timeout=10) as fresh:
-        status, _, _ = fresh.increment("fresh", "c")
-        assert status == 200
-    measured("max_connections %d held: 20 new clients answered "
-             "busy in p50 %.1f ms, max %.1f ms"
-             % (limit, percentile(times, 50) * 1e3, max(times) * 1e3))
-    assert max(times) < 1.0, times
-    assert stack.redis.counter("held", "c") == 2 * limit
-    assert stack.redis.counter("fresh", "c") == 1
+        assert 'hgp_gateway_http_refused_total{reason="busy"} %d' % burst["5xx"] in text
 
 
 # ---------------------------------------------------------------------------
