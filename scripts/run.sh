@@ -14,8 +14,8 @@
 #   anything starts (a second stack on the same ports would otherwise join
 #   the first one's broker), a process that exits during start-up or later
 #   is named with its exit status, the rest are stopped and the exit status
-#   is 1. The stack counts as started when the gateway's health check
-#   answers 200 (every part reachable).
+#   is 1. The stack counts as started when the gateway's /readyz answers
+#   200 (the broker, a counter actor and Redis answer through the bus).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export HGP_CONFIG=${HGP_CONFIG:-configs/hgp.cfg}
@@ -175,8 +175,8 @@ start counter-2 bin/hgp-counter -c "$HGP_CONFIG"
 start analytics-1 bin/hgp-analytics -c "$HGP_CONFIG"
 start gateway bin/hgp-gateway -c "$HGP_CONFIG"
 
-health="http://$gateway_bind:$gateway_port/api/v1/health"
-[ "$gateway_bind" = "0.0.0.0" ] && health="http://127.0.0.1:$gateway_port/api/v1/health"
+health="http://$gateway_bind:$gateway_port/readyz"
+[ "$gateway_bind" = "0.0.0.0" ] && health="http://127.0.0.1:$gateway_port/readyz"
 deadline=$((SECONDS + START_TIMEOUT))
 until curl -sf "$health" >/dev/null 2>&1; do
     if exited; then

@@ -140,3 +140,36 @@ def test_a_failed_start_is_named_and_the_status_is_1(logdir):
         assert "run: stopped" in text
     finally:
         run.stop()
+
+
+def test_no_503_from_a_fresh_stack_once_readyz_says_ready(logdir, tmp_path):
+    """Issue 12: right after `make run` reported healthy, a wrk run got
+    2639 503s of 59,691 while a counter was still reconnecting to Redis.
+    Now run.sh waits for /readyz and an actor says READY only once it can
+    serve: wrk at 1000 connections started the moment it is ready gets
+    nothing but 2xx."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4096:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+    env = stack_env(logdir, "a")
+    run = Run(logdir, "run", env)
+    try:
+        run.wait_for("run: healthy")
+        script = tmp_path / "post.lua"
+        script.write_text('wrk.method = "POST"\n'
+                          'wrk.body = \'{"resource_id":"fresh","counter_type":"c"}\'\n'
+                          'wrk.headers["Content-Type"] = "application/json"\n')
+        out = subprocess.run(["wrk", "-t2", "-c1000", "-d3s", "-s", str(script),
+                              "http://127.0.0.1:%s/api/v1/counter/increment"
+                              % env["HGP_GATEWAY_PORT"]],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert "requests in" in out.stdout, out.stdout
+        assert "Non-2xx" not in out.stdout, out.stdout
+        assert "Socket errors" not in out.stdout, out.stdout
+        url = "http://127.0.0.1:%s/readyz" % env["HGP_GATEWAY_PORT"]
+        with urllib.request.urlopen(url, timeout=5) as r:
+            assert r.status == 200
+    finally:
+        assert run.stop() == 0, run.output()
