@@ -64,6 +64,8 @@ struct _hgp_http_req_t {
     int fd;
     s_state_t state;
     bool dead;                      /* closed while the handler held it     */
+    bool drained;                   /* the last read found the socket empty:
+                                       edge-triggered, the next byte wakes us */
     //  Input: the current request's head (and Content-Length body bytes
     //  that came with it) are in[0..used), what follows is the next's
     char *in;
@@ -401,7 +403,10 @@ s_request_done (hgp_http_req_t *conn)
         conn->state = conn->in_size ? S_HEAD : S_IDLE;
         s_timer_set (conn, conn->in_size ? T_HEAD : T_IDLE);
     }
-    s_make_ready (conn);
+    //  Nothing buffered and nothing left in the socket at the last read:
+    //  the next request's first byte is an epoll event, no read needed now
+    if (conn->discard || conn->in_size || !conn->drained)
+        s_make_ready (conn);
 }
 
 
@@ -546,8 +551,9 @@ s_read_head (hgp_http_req_t *conn)
                     NULL, false);
             return;
         }
-        ssize_t n = recv (conn->fd, conn->in + conn->in_size,
-                          conn->in_cap - conn->in_size, 0);
+        size_t room = conn->in_cap - conn->in_size;
+        ssize_t n = recv (conn->fd, conn->in + conn->in_size, room, 0);
+        conn->drained = n < 0 || (size_t) n < room;
         if (n > 0) {
             conn->in_size += (size_t) n;
             continue;
@@ -626,6 +632,8 @@ static void
 s_read_body (hgp_http_req_t *conn)
 {
     char chunk [S_READ_CHUNK];
+    //  Reads sized to the body leave what follows in the socket
+    conn->drained = false;
     while (true) {
         ssize_t n;
         if (conn->head.chunked)
@@ -672,6 +680,7 @@ s_read_discard (hgp_http_req_t *conn)
     memmove (conn->in, conn->in + have, conn->in_size - have);
     conn->in_size -= have;
     conn->discard -= (int64_t) have;
+    conn->drained = false;
     char scratch [4096];
     while (conn->discard > 0) {
         size_t want = conn->discard < (int64_t) sizeof scratch
