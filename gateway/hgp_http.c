@@ -42,7 +42,7 @@
 #define S_DISCARD_MAX   (64 * 1024) /* an unwanted body read and dropped    */
 #define S_LINGER_MS     1000        /* input dropped after shutting writes  */
 #define S_ACCEPTS       64          /* accepted per wake, then others' turn */
-#define S_EVENTS        256         /* epoll events per wait                */
+#define S_EVENTS        64          /* epoll events per wait: the bus is looked at between waits */
 
 typedef enum {
     S_IDLE,                         /* between requests, nothing came       */

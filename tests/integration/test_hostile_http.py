@@ -396,8 +396,8 @@ def test_past_max_in_flight_the_gateway_answers_busy_at_once_and_admitted_keep_l
     test needs no thousands of sockets) under a burst of 320 connections,
     20x what it admits, each sending its next request as soon as it has an
     answer. Latency is measured by the client from writing the request to
-    the last byte of the answer, admitted (2xx) apart from busy; a busy
-    answer closes its connection, and the client connects again."""
+    the last byte of the answer, admitted (2xx) apart from busy (which
+    keeps its connection: the client tries again on it at once)."""
     max_in_flight = 16
     stack, gateway = make_gateway(env={"HGP_GATEWAY_MAX_IN_FLIGHT": str(max_in_flight)})
     warm = load(http_load, gateway.port, 4, 0.5, "burst")          # warm up
