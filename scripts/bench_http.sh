@@ -36,7 +36,7 @@ ACTORS=${BENCH_ACTORS:-2}
 WRK_THREADS=${BENCH_THREADS:-2}
 MODES=${BENCH_MODES:-off sync}
 
-for tool in wrk redis-server redis-cli curl; do
+for tool in wrk redis-server redis-cli curl webdis; do
     command -v "$tool" >/dev/null || { echo "bench_http: $tool is missing (make deps)" >&2; exit 1; }
 done
 make -s bin/hgp-broker bin/hgp-counter bin/hgp-gateway bin/hgp-kafka-mock bin/hgp
@@ -48,9 +48,11 @@ cc -O2 -Wall -Wextra -Werror -Wno-unused-parameter gateway/bench/http_load.c \
 
 # shellcheck source=scripts/bench_stack.sh
 . scripts/bench_stack.sh
-bench_stack_up bin hgp-bench-http 2
+bench_stack_up bin hgp-bench-http 4
 gport=${extra_ports[0]}
 hport=${extra_ports[1]}
+wport=${extra_ports[2]}         # webdis
+wrport=${extra_ports[3]}        # ... and its own redis-server
 export HGP_GATEWAY_PORT=$gport
 
 #   (Re)start the counter actors with event log mode $1
@@ -65,11 +67,28 @@ cost_name $! hgp-gateway
 build/bench/hello "$hport" > "$tmp/hello.log" 2>&1 &
 pids+=($!)
 cost_name $! hello-world
+#   webdis (Debian's, C on libevent: HTTP GET /INCR/key straight to Redis,
+#   no idempotency, no log) on its own redis-server, with Debian's default
+#   of 2 threads
+redis-server --port "$wrport" --bind 127.0.0.1 --save '' --appendonly no \
+    > "$tmp/webdis-redis.log" 2>&1 &
+pids+=($!)
+cost_name $! webdis-redis
+cat > "$tmp/webdis.json" <<EOF
+{"redis_host": "127.0.0.1", "redis_port": $wrport, "redis_auth": null,
+ "http_host": "127.0.0.1", "http_port": $wport, "threads": 2,
+ "daemonize": false, "database": 0, "verbosity": 1,
+ "logfile": "$tmp/webdis.log"}
+EOF
+webdis "$tmp/webdis.json" > "$tmp/webdis.out" 2>&1 &
+pids+=($!)
+cost_name $! webdis
 base="http://127.0.0.1:$gport"
 ready=0
 for _ in $(seq 100); do
     if curl -sf "$base/api/v1/health" >/dev/null 2>&1 \
-    && curl -sf "http://127.0.0.1:$hport/" >/dev/null 2>&1; then
+    && curl -sf "http://127.0.0.1:$hport/" >/dev/null 2>&1 \
+    && curl -sf "http://127.0.0.1:$wport/PING" >/dev/null 2>&1; then
         ready=1; break
     fi
     sleep 0.1
@@ -98,6 +117,29 @@ function request ()
     return r
 end
 EOF
+}
+
+#   webdis INCR, round-robin over $KEYS keys named <prefix>_<n>
+webdis_script () {
+    cat > "$tmp/webdis.lua" <<EOF
+local paths = {}
+local next_path = 1
+function init (args)
+    for i = 1, $KEYS do paths[i] = wrk.format ("GET", "/INCR/$1_" .. i) end
+end
+function request ()
+    local r = paths[next_path]
+    next_path = next_path % #paths + 1
+    return r
+end
+EOF
+}
+
+#   Sum of webdis's keys <prefix>_1..$KEYS, from its redis-server
+webdis_sum () {
+    local keys=()
+    for i in $(seq "$KEYS"); do keys+=("$1_$i"); done
+    redis-cli -p "$wrport" MGET "${keys[@]}" | awk '{n += $1} END {print n + 0}'
 }
 
 #   Run wrk; set rps, p99, completed, non2xx, sockerr from its report, and
@@ -183,6 +225,19 @@ for c in $LEVELS; do
     drain
     run_wrk "$c" "http://127.0.0.1:$hport/"
     R[hello_rps_$c]=$rps; R[hello_p99_$c]=$p99; R[hello_cost_$c]=$cost
+    wprefix="webdis_c${c}_$$"
+    webdis_script "$wprefix"
+    run_wrk "$c" -s "$tmp/webdis.lua" "http://127.0.0.1:$wport/"
+    R[webdis_rps_$c]=$rps; R[webdis_p99_$c]=$p99; R[webdis_cost_$c]=$cost
+    sleep 0.2                       # what wrk left in flight lands
+    wsum=$(webdis_sum "$wprefix")
+    wstatus=ok
+    if [ "$non2xx" -ne 0 ] || [ "$sockerr" -ne 0 ]; then wstatus="FAIL: $non2xx non-2xx, $sockerr socket errors"; fi
+    if [ "$wsum" -lt "$completed" ] || [ "$wsum" -gt $((completed + c)) ]; then
+        wstatus="FAIL: sum $wsum outside [$completed, $((completed + c))]"
+    fi
+    [ "$wstatus" = ok ] || failed=1
+    R[webdis_check_$c]="webdis c=$c: wrk completed $completed, redis sum $wsum: $wstatus"
 done
 
 #   Latency at half the top rate, open loop: build/bench/http_load
@@ -221,15 +276,19 @@ fi
 
 header=$(printf "%-6s |" conns)
 for mode in $MODES; do header+=$(printf " %17s %9s |" "incr/$mode req/s" p99); done
-header+=$(printf " %10s %9s | %11s %9s |" "get req/s" p99 "hello req/s" p99)
+header+=$(printf " %10s %9s | %11s %9s | %12s %9s |" "get req/s" p99 "hello req/s" p99 "webdis req/s" p99)
 for mode in $MODES; do header+=$(printf " %11s" "$mode/hello"); done
+for mode in $MODES; do header+=$(printf " %12s" "$mode/webdis"); done
 echo "$header"
 for c in $LEVELS; do
     line=$(printf "%-6s |" "$c")
     for mode in $MODES; do line+=$(printf " %17s %9s |" "${R[incr_rps_${mode}_$c]}" "${R[incr_p99_${mode}_$c]}"); done
-    line+=$(printf " %10s %9s | %11s %9s |" "${R[get_rps_$c]}" "${R[get_p99_$c]}" "${R[hello_rps_$c]}" "${R[hello_p99_$c]}")
+    line+=$(printf " %10s %9s | %11s %9s | %12s %9s |" "${R[get_rps_$c]}" "${R[get_p99_$c]}" "${R[hello_rps_$c]}" "${R[hello_p99_$c]}" "${R[webdis_rps_$c]}" "${R[webdis_p99_$c]}")
     for mode in $MODES; do
         line+=$(awk -v a="${R[incr_rps_${mode}_$c]}" -v b="${R[hello_rps_$c]}" 'BEGIN {printf " %11.2f", (b > 0 ? a / b : 0)}')
+    done
+    for mode in $MODES; do
+        line+=$(awk -v a="${R[incr_rps_${mode}_$c]}" -v b="${R[webdis_rps_$c]}" 'BEGIN {printf " %12.2f", (b > 0 ? a / b : 0)}')
     done
     echo "$line"
 done
@@ -238,6 +297,7 @@ for mode in $MODES; do
     for c in $LEVELS; do echo "$mode c=$c: ${R[check_${mode}_$c]}"; done
 done
 for c in $LEVELS; do [ -z "${R[get_check_$c]:-}" ] || echo "c=$c: ${R[get_check_$c]}"; done
+for c in $LEVELS; do echo "${R[webdis_check_$c]}"; done
 echo
 echo "paced (incr/$paced_mode, one key, open loop over $paced_conns connections at $paced_target/s, half of c=${LEVELS##* }): $paced_rps req/s, p50 ${paced_p50} ms, p99 ${paced_p99} ms, p99.9 ${paced_p999} ms (from the scheduled send); check: $paced_status"
 echo "paced cost: $paced_cost"
@@ -247,6 +307,7 @@ for c in $LEVELS; do
     for mode in $MODES; do echo "incr/$mode c=$c: ${R[incr_cost_${mode}_$c]}"; done
     echo "get c=$c: ${R[get_cost_$c]}"
     echo "hello c=$c: ${R[hello_cost_$c]}"
+    echo "webdis c=$c: ${R[webdis_cost_$c]}"
 done
 last=${LEVELS##* }
 for mode in $MODES; do
@@ -256,6 +317,12 @@ for mode in $MODES; do
 done
 ratio=$(awk -v a="${R[get_rps_$last]}" -v b="${R[hello_rps_$last]}" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
 echo "target: GET at $last connections >= 0.7 x hello-world: $ratio, $(awk -v r="$ratio" 'BEGIN {print (r >= 0.7) ? "met" : "NOT met"}')"
+#   One process's µs per request out of a cost line ("name value, ...")
+cost_of () { tr ',' '\n' <<< "$1" | awk -v n="$2" '{v = $NF; $NF = ""; gsub(/^ +| +$/, ""); if ($0 == n) print v}'; }
+gw_cost=$(cost_of "${R[incr_cost_${paced_mode}_$last]}" hgp-gateway)
+hello_cost=$(cost_of "${R[hello_cost_$last]}" hello-world)
+ratio=$(awk -v a="$gw_cost" -v b="$hello_cost" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+echo "target: gateway CPU per increment ($paced_mode) at $last connections <= 2 x hello-world's: $gw_cost / $hello_cost us = $ratio, $(awk -v r="$ratio" 'BEGIN {print (r > 0 && r <= 2) ? "met" : "NOT met"}')"
 echo "target: paced p99 <= 5 ms at half the top rate: ${paced_p99} ms, $(awk -v p="$paced_p99" 'BEGIN {print (p != "" && p <= 5) ? "met" : "NOT met"}')"
 if [ $failed -ne 0 ]; then
     echo "bench_http: FAILED (counts not exact, see above)"
