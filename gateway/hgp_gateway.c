@@ -137,6 +137,7 @@ struct _hgp_gateway_t {
     uint32_t health_timeout;        /* bus deadline of a health check, ms   */
     int max_in_flight;              /* bus calls at once; past it: 503 busy */
     atomic_int connections;         /* open connections, all loops          */
+    atomic_llong body_bytes;        /* request bodies being read, bytes     */
     atomic_int in_flight;           /* bus calls now, all loops             */
     atomic_bool stopping;           /* tells the loops to go                */
 };
@@ -825,6 +826,8 @@ s_on_body (void *arg, hgp_http_req_t *http, const hgp_http_error_t *err)
         if (err->status == 408)
             hgp_metrics_refused (loop->gateway->metrics,
                                  HGP_REFUSED_BODY_TIMEOUT);
+        if (err->status == HGP_STATUS_UNAVAILABLE)
+            hgp_metrics_refused (loop->gateway->metrics, HGP_REFUSED_BUSY);
         s_fail (call, (uint16_t) err->status, err->code, err->message, NULL);
         return;
     }
@@ -1124,6 +1127,8 @@ hgp_gateway_new (hgp_config_t *config)
         config, "gateway/max_in_flight", 4096, 1, 1000000);
     self->http.max_connections = (int) hgp_config_int (
         config, "gateway/max_connections", 10000, 1, 1000000);
+    self->http.body_bytes_max = hgp_config_int (
+        config, "gateway/body_bytes", 64 * 1024 * 1024, 64, 1LL << 40);
     if (hgp_config_error (config)) {
         zsys_error ("%s", hgp_config_error (config));
         hgp_gateway_destroy (&self);
@@ -1131,6 +1136,7 @@ hgp_gateway_new (hgp_config_t *config)
     }
     self->http.head_limit = S_HEAD_LIMIT;
     self->http.connections = &self->connections;
+    self->http.body_bytes = &self->body_bytes;
     self->http.allow = "GET, HEAD, POST";
     self->metrics = hgp_metrics_new (self->nloops);
     assert (self->metrics);

@@ -84,6 +84,7 @@ struct _hgp_http_req_t {
     char *body;
     size_t body_size;
     size_t body_cap;
+    int64_t reserved;               /* body bytes counted in body_bytes     */
     hgp_http_chunked_t chunked;
     int64_t discard;                /* body bytes still to drop             */
     //  Output
@@ -184,8 +185,18 @@ s_make_ready (hgp_http_req_t *conn)
 }
 
 static void
+s_body_release (hgp_http_req_t *conn)
+{
+    if (conn->reserved) {
+        atomic_fetch_sub (conn->http->settings->body_bytes, conn->reserved);
+        conn->reserved = 0;
+    }
+}
+
+static void
 s_free (hgp_http_req_t *conn)
 {
+    s_body_release (conn);
     free (conn->in);
     free (conn->extra);
     free (conn->body);
@@ -350,6 +361,13 @@ static void
 s_request_done (hgp_http_req_t *conn)
 {
     s_timer_clear (conn);
+    s_body_release (conn);
+    if (conn->out_cap > S_BODY_KEEP) {
+        //  a large answer's buffer is not kept for the connection's life
+        free (conn->out);
+        conn->out = NULL;
+        conn->out_cap = 0;
+    }
     bool unread = !conn->body_asked
                && (conn->head.chunked || conn->head.content_length > 0);
     if (unread && (conn->head.chunked
@@ -1033,6 +1051,21 @@ hgp_http_read_body (hgp_http_req_t *req, size_t limit)
     }
     //  A chunked body is decoded into room for all of it
     size_t cap = req->head.chunked ? limit : (length > 0 ? (size_t) length : 0);
+    const hgp_http_settings_t *settings = req->http->settings;
+    if (cap) {
+        int64_t held = atomic_fetch_add (settings->body_bytes, (int64_t) cap);
+        if (held + (int64_t) cap > settings->body_bytes_max) {
+            atomic_fetch_sub (settings->body_bytes, (int64_t) cap);
+            char message [200];
+            snprintf (message, sizeof message, "the gateway is reading %lld "
+                      "bytes of request bodies and %zu more would pass "
+                      "gateway/body_bytes; retry after 1 s", (long long) held,
+                      cap);
+            s_body_failed (req, 503, "busy", message);
+            return;
+        }
+        req->reserved = (int64_t) cap;
+    }
     if (req->body_cap < cap + 1) {
         char *body = (char *) realloc (req->body, cap + 1);
         if (!body) {

@@ -65,6 +65,8 @@ typedef struct {
     int keep_alive;                 /* ms an idle connection is kept        */
     int max_connections;            /* past it a connection is "over"       */
     atomic_int *connections;        /* open connections, all loops          */
+    int64_t body_bytes_max;         /* bodies being read at once, in bytes  */
+    atomic_llong *body_bytes;       /* ... now, all loops                   */
     int port;                       /* ours, for absolute-form targets      */
     const char *allow;              /* methods served, for OPTIONS *        */
 } hgp_http_settings_t;
@@ -106,7 +108,10 @@ bool hgp_http_req_first (hgp_http_req_t *req);
 bool hgp_http_req_over (hgp_http_req_t *req);
 
 /*  Read the body, at most limit bytes (a Content-Length above it is 413
-    before a byte is read), then call handler->body */
+    before a byte is read), then call handler->body. The bytes a body may
+    take (its Content-Length, or limit when chunked) are reserved against
+    settings->body_bytes_max until the answer is written; past it the body
+    is refused 503 busy before a byte is read. */
 void hgp_http_read_body (hgp_http_req_t *req, size_t limit);
 
 /*  The body read (NUL-terminated; size bytes), after handler->body */

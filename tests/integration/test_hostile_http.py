@@ -476,3 +476,32 @@ def test_the_gateway_returns_near_its_idle_memory_after_an_overload(
         assert after <= idle + 16, (idle, peak, after)
     finally:
         assert gw.stop() == 0, gw.output()
+
+
+def test_bodies_being_read_are_bounded_by_bytes_and_busy_beyond(make_gateway):
+    """Each body counts its Content-Length from when the gateway asks for it
+    until the answer: with gateway/body_bytes 1000, a second 800-byte body
+    arriving while the first trickles is 503 busy at once, nothing applied,
+    and once the first is answered the next one is read again."""
+    stack, gateway = make_gateway(env={"HGP_GATEWAY_BODY_BYTES": "1000"})
+    body = json.dumps({"resource_id": "bb", "counter_type": "c"}).encode()
+    body += b" " * (800 - len(body))
+    head = (b"POST %s HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 800\r\n\r\n" % INCREMENT.encode())
+    with connect(gateway.port) as slow:
+        slow.sendall(head + body[:10])          # reserves 800 bytes
+        time.sleep(0.3)
+        with connect(gateway.port) as second:
+            second.sendall(head + body)
+            status, headers, text = read_response(second)
+            assert status == 503 and json.loads(text)["error"]["code"] == "busy", text
+            assert "body_bytes" in json.loads(text)["error"]["message"]
+            assert headers.get("retry-after") == "1", headers
+        slow.sendall(body[10:])
+        status, _, text = read_response(slow)
+        assert status == 200 and json.loads(text)["value"] == 1, text
+    with connect(gateway.port) as third:
+        third.sendall(head + body)
+        status, _, text = read_response(third)
+        assert status == 200 and json.loads(text)["value"] == 2, text
+    assert stack.redis.counter("bb", "c") == 2
