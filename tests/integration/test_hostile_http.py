@@ -505,3 +505,87 @@ def test_bodies_being_read_are_bounded_by_bytes_and_busy_beyond(make_gateway):
         status, _, text = read_response(third)
         assert status == 200 and json.loads(text)["value"] == 2, text
     assert stack.redis.counter("bb", "c") == 2
+
+
+# ---------------------------------------------------------------------------
+# 5. The HTTP front's own rules (gateway/hgp_http.c)
+
+
+def read_n(sock, n):
+    return [read_response(sock) for _ in range(n)]
+
+
+def test_pipelined_requests_are_answered_in_order_and_each_applied_once(make_gateway):
+    stack, gateway = make_gateway()
+    reqs = b""
+    for i in range(20):
+        body = json.dumps({"resource_id": "pipe", "counter_type": "c",
+                           "request_id": "pipe-%d" % (i % 10)}).encode()
+        reqs += (b"POST %s HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (INCREMENT.encode(), len(body), body))
+    reqs += b"GET /api/v1/counter/pipe/c HTTP/1.1\r\nHost: gw\r\n\r\n"
+    with connect(gateway.port) as s:
+        s.sendall(reqs)                                   # one write, 21 requests
+        answers = read_n(s, 21)
+    bodies = [json.loads(a[2]) for a in answers]
+    assert all(a[0] == 200 for a in answers), answers
+    # in order: the ids as sent, the first ten new, the second ten replays
+    assert [b["request_id"] for b in bodies[:20]] == ["pipe-%d" % (i % 10) for i in range(20)]
+    assert [b["replayed"] for b in bodies[:20]] == [False] * 10 + [True] * 10
+    assert bodies[20]["value"] == 10
+    assert stack.redis.counter("pipe", "c") == 10
+
+
+def test_expect_continue_head_and_http_1_0(make_gateway):
+    _, gateway = make_gateway()
+    body = json.dumps({"resource_id": "exp", "counter_type": "c"}).encode()
+    with connect(gateway.port) as s:
+        s.sendall(b"POST %s HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+                  b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n"
+                  % (INCREMENT.encode(), len(body)))
+        interim = s.recv(100)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n", interim
+        s.sendall(body)
+        status, _, text = read_response(s)
+        assert status == 200 and json.loads(text)["value"] == 1, text
+        # HEAD: the GET's headers, Content-Length included, and no body
+        s.sendall(b"HEAD /api/v1/counter/exp/c HTTP/1.1\r\nHost: gw\r\n\r\n"
+                  b"GET /api/v1/counter/exp/c HTTP/1.1\r\nHost: gw\r\n\r\n")
+        data = b""
+        while data.count(b"\r\n\r\n") < 2 or not data.endswith(b"}"):
+            data += s.recv(65536)
+        head_reply, get_reply = data.split(b"\r\n\r\n", 1)
+        assert head_reply.startswith(b"HTTP/1.1 200"), data
+        length = int(head_reply.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+        assert get_reply.startswith(b"HTTP/1.1 200"), data     # no body between
+        get_body = get_reply.split(b"\r\n\r\n", 1)[1]
+        assert len(get_body) == length and json.loads(get_body)["value"] == 1
+    # HTTP/1.0: closed after the answer unless it asks for keep-alive
+    with connect(gateway.port) as s:
+        s.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        status, headers, _ = read_response(s)
+        assert status == 200 and headers["connection"] == "close"
+        assert closed_by_peer(s)
+    with connect(gateway.port) as s:
+        s.sendall(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                  b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        assert [r[0] for r in read_n(s, 2)] == [200, 200]
+
+
+@pytest.mark.parametrize("raw, status", [
+    (b"GET /healthz HTTP/1.1\nHost: gw\r\n\r\n", 400),                # bare LF
+    (b"GET /healthz HTTP/1.1\r\nHost: gw\r\n folded\r\n\r\n", 400),   # obs-fold
+    (b"GET /healthz HTTP/1.1\r\nHost : gw\r\n\r\n", 400),             # space before colon
+    (b"GET /healthz HTTP/2.0\r\n\r\n", 505),
+    (b"POST /api/v1/counter/increment HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+    (b"GET /healthz HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n", 431),
+])
+def test_heads_two_parsers_could_read_differently_are_refused_and_closed(
+        make_gateway, raw, status):
+    _, gateway = make_gateway()
+    with connect(gateway.port) as s:
+        s.sendall(raw + b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")
+        response = read_response(s)
+        assert response is not None and response[0] == status, response
+        assert response[1]["connection"] == "close"
+        assert closed_by_peer(s)               # the request behind it never runs
