@@ -36,7 +36,7 @@ COUNTER_SRC := actors/counter/hgp_counter.c actors/counter/hgp_counter_main.c
 CLI_SRC     := cli/hgp_cli.c
 MOCK_SRC    := kafka/hgp_kafka_mock.c
 ANALYTICS_SRC := actors/analytics/hgp_analytics.c actors/analytics/hgp_analytics_main.c
-GATEWAY_SRC := gateway/hgp_gateway.c gateway/hgp_http.c gateway/hgp_http_parser.c gateway/hgp_json.c gateway/hgp_metrics.c gateway/hgp_gateway_main.c
+GATEWAY_SRC := gateway/hgp_gateway.c gateway/hgp_http.c gateway/hgp_http_parser.c gateway/hgp_apikeys.c gateway/hgp_ratelimit.c gateway/hgp_json.c gateway/hgp_metrics.c gateway/hgp_gateway_main.c
 
 BINS := $(BIN)/hgp-broker $(BIN)/hgp-counter $(BIN)/hgp-analytics $(BIN)/hgp \
         $(BIN)/hgp-kafka-mock $(BIN)/hgp-gateway $(BIN)/hgp-keys
@@ -89,7 +89,7 @@ $(BIN)/hgp-kafka-mock: $(MOCK_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
 #   The HTTP gateway links jansson and civetweb (no .pc file on Debian)
 $(BIN)/hgp-gateway: $(GATEWAY_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -ljansson
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -ljansson -lm
 
 #   Unit tests (cmocka) and the fuzz-smoke driver
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -109,7 +109,7 @@ $(BIN)/tests/test_json: $(OUT)/obj/tests/unit/test_json.o $(OUT)/obj/gateway/hgp
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -ljansson -lcmocka
 $(BIN)/tests/test_fuzz_json: $(OUT)/obj/tests/fuzz/fuzz_json.o $(OUT)/obj/gateway/hgp_json.o $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -ljansson
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -ljansson -lm
 
 #   test_fuzz_http and test_http_parser: the gateway's HTTP parser
 UNIT_BINS += $(BIN)/tests/test_fuzz_http

@@ -29,14 +29,18 @@
 #include "hgp_client.h"
 #include "hgp_mux.h"
 #include "hgp_discovery.h"
+#include "hgp_apikeys.h"
 #include "hgp_http.h"
 #include "hgp_json.h"
+#include "hgp_ratelimit.h"
 #include "hgp_metrics.h"
 #include "hgp_process.h"
 #include <jansson.h>
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <malloc.h>
+#include <math.h>
+#include <strings.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -96,6 +100,7 @@ struct _s_call_t {
     json_t *checks;                 /* health: what each check found        */
     json_t *errors;
     bool admitted;                  /* counted in in_flight                 */
+    char limits [160];              /* RateLimit-* headers for the answer   */
     s_call_t *next;                 /* free list                            */
 };
 
@@ -140,6 +145,10 @@ struct _hgp_gateway_t {
     atomic_llong body_bytes;        /* request bodies being read, bytes     */
     atomic_int in_flight;           /* bus calls now, all loops             */
     atomic_bool stopping;           /* tells the loops to go                */
+    char *api_keys_path;            /* gateway/api_keys; NULL: no keys      */
+    pthread_mutex_t keys_lock;      /* guards api_keys (reloads swap it)    */
+    hgp_apikeys_t *api_keys;
+    hgp_ratelimit_t *ratelimit;
 };
 
 static int64_t
@@ -172,6 +181,7 @@ s_call_take (s_loop_t *loop, hgp_http_req_t *http)
     call->started = s_usecs ();
     call->step = 0;
     call->admitted = false;
+    call->limits [0] = 0;
     call->next = NULL;
     hgp_request_init (&call->req);
     hgp_http_req_set_user (http, call);
@@ -201,6 +211,12 @@ s_send (s_call_t *call, int status, const char *type, const char *body,
     hgp_gateway_t *self = call->loop->gateway;
     hgp_metrics_end (self->metrics, call->route, status,
                      s_usecs () - call->started);
+    char headers [512];
+    if (call->limits [0]) {
+        snprintf (headers, sizeof headers, "%s%s", call->limits,
+                  extra ? extra : "");
+        extra = headers;
+    }
     hgp_http_reply (call->http, status, type, body, size, extra);
     s_call_give (call);
 }
@@ -753,6 +769,64 @@ s_match (const char *pattern, const char *path, s_args_t *args)
     return !*path;
 }
 
+//  API keys: the key the request carries (Bearer or X-API-Key), or NULL
+static const char *
+s_presented_key (s_call_t *call)
+{
+    const char *auth = hgp_http_req_header (call->http, "Authorization");
+    if (auth && strncasecmp (auth, "Bearer ", 7) == 0) {
+        auth += 7;
+        while (*auth == ' ')
+            auth++;
+        return auth;
+    }
+    return hgp_http_req_header (call->http, "X-API-Key");
+}
+
+//  The /api/ routes but health need a key when keys are configured, and
+//  take tokens from the rate limits; false when answered (401, 429)
+static bool
+s_guard (s_call_t *call)
+{
+    hgp_gateway_t *self = call->loop->gateway;
+    size_t index = SIZE_MAX;
+    if (self->api_keys_path) {
+        const char *key = s_presented_key (call);
+        pthread_mutex_lock (&self->keys_lock);
+        const hgp_apikey_t *found = key && self->api_keys
+            ? hgp_apikeys_find (self->api_keys, key, &index) : NULL;
+        pthread_mutex_unlock (&self->keys_lock);
+        if (!found) {
+            s_fail (call, 401, "unauthorized", key
+                ? "unknown API key"
+                : "this route needs an API key: Authorization: Bearer KEY or "
+                  "X-API-Key: KEY", "WWW-Authenticate: Bearer\r\n");
+            return false;
+        }
+    }
+    if (!hgp_ratelimit_active (self->ratelimit))
+        return true;
+    hgp_ratelimit_verdict_t verdict;
+    hgp_ratelimit_take (self->ratelimit, hgp_http_req_peer (call->http),
+                        index, s_usecs (), &verdict);
+    if (!verdict.limited)
+        return true;
+    snprintf (call->limits, sizeof call->limits,
+              "RateLimit-Limit: %.0f\r\nRateLimit-Remaining: %.0f\r\n"
+              "RateLimit-Reset: %.0f\r\n", verdict.limit, verdict.remaining,
+              ceil (verdict.reset));
+    if (verdict.allowed)
+        return true;
+    char retry [64];
+    int seconds = (int) ceil (verdict.retry_after);
+    snprintf (retry, sizeof retry, "Retry-After: %d\r\n", seconds < 1 ? 1 : seconds);
+    char message [128];
+    snprintf (message, sizeof message, "over the rate limit; retry after %d s",
+              seconds < 1 ? 1 : seconds);
+    s_fail (call, 429, "rate_limited", message, retry);
+    return false;
+}
+
 static void
 s_route (s_call_t *call)
 {
@@ -774,6 +848,8 @@ s_route (s_call_t *call)
             s_fail (call, 405, "method_not_allowed", "use GET",
                     "Allow: GET, HEAD\r\n");
         else
+        if (strncmp (route->pattern, "/api/", 5) != 0
+        ||  route->route == HGP_ROUTE_HEALTH || s_guard (call))
             route->handler (call, &args);
         return;
     }
@@ -1101,6 +1177,7 @@ hgp_gateway_new (hgp_config_t *config)
     assert (config);
     hgp_gateway_t *self = (hgp_gateway_t *) zmalloc (sizeof (hgp_gateway_t));
     assert (self);
+    pthread_mutex_init (&self->keys_lock, NULL);
     self->listener = -1;
     self->endpoint = strdup (hgp_config_str (config, "broker/client_endpoint",
                                              "tcp://127.0.0.1:5555"));
@@ -1140,6 +1217,20 @@ hgp_gateway_new (hgp_config_t *config)
     self->http.allow = "GET, HEAD, POST";
     self->metrics = hgp_metrics_new (self->nloops);
     assert (self->metrics);
+    self->ratelimit = hgp_ratelimit_new (config);
+    if (hgp_config_error (config)) {
+        zsys_error ("%s", hgp_config_error (config));
+        hgp_gateway_destroy (&self);
+        return NULL;
+    }
+    const char *keys_path = hgp_config_str (config, "gateway/api_keys", "");
+    if (*keys_path) {
+        self->api_keys_path = strdup (keys_path);
+        if (hgp_gateway_reload (self)) {
+            hgp_gateway_destroy (&self);
+            return NULL;
+        }
+    }
 
     char *problem = hgp_discovery_config_check (config);
     if (!problem)
@@ -1215,10 +1306,44 @@ hgp_gateway_destroy (hgp_gateway_t **self_p)
     zstr_free (&self->events);
     zstr_free (&self->where);
     hgp_metrics_destroy (&self->metrics);
+    hgp_apikeys_destroy (&self->api_keys);
+    hgp_ratelimit_destroy (&self->ratelimit);
+    pthread_mutex_destroy (&self->keys_lock);
+    free (self->api_keys_path);
     free (self->endpoint);
     free (self->bind);
     free (self);
     *self_p = NULL;
+}
+
+int
+hgp_gateway_reload (hgp_gateway_t *self)
+{
+    assert (self);
+    if (!self->api_keys_path)
+        return 0;
+    char *error = NULL;
+    hgp_apikeys_t *keys = hgp_apikeys_load (self->api_keys_path, &error);
+    if (!keys) {
+        zsys_error ("%s%s", error, self->api_keys ? "; the keys loaded before stay" : "");
+        free (error);
+        return -1;
+    }
+    size_t count = hgp_apikeys_size (keys);
+    double *rates = (double *) calloc (count + 1, sizeof (double));
+    double *bursts = (double *) calloc (count + 1, sizeof (double));
+    assert (rates && bursts);
+    hgp_apikeys_limits (keys, rates, bursts);
+    pthread_mutex_lock (&self->keys_lock);
+    hgp_apikeys_t *old = self->api_keys;
+    self->api_keys = keys;
+    hgp_ratelimit_set_keys (self->ratelimit, count, rates, bursts);
+    pthread_mutex_unlock (&self->keys_lock);
+    hgp_apikeys_destroy (&old);
+    free (rates);
+    free (bursts);
+    zsys_info ("gateway: %zu API keys from %s", count, self->api_keys_path);
+    return 0;
 }
 
 int

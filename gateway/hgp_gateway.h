@@ -56,6 +56,11 @@ hgp_gateway_t *hgp_gateway_new (hgp_config_t *config);
     503 unavailable), close every connection and free everything. */
 void hgp_gateway_destroy (hgp_gateway_t **self_p);
 
+/*  Read gateway/api_keys again (on SIGHUP): 0, or -1 and a log line when
+    the file is bad (the keys loaded before stay). Each key's rate bucket
+    starts full again. */
+int hgp_gateway_reload (hgp_gateway_t *self);
+
 /*  The TCP port actually listened on (useful when configured as 0) */
 int hgp_gateway_port (hgp_gateway_t *self);
 

@@ -11,6 +11,16 @@
 #include "hgp_config.h"
 #include "hgp_process.h"
 #include <czmq.h>
+#include <signal.h>
+
+//  SIGHUP: read the API keys again (the loop below does it, not the handler)
+static volatile sig_atomic_t s_reload = 0;
+
+static void
+s_on_hup (int signum)
+{
+    s_reload = 1;
+}
 
 int
 main (int argc, char *argv [])
@@ -34,8 +44,18 @@ main (int argc, char *argv [])
         return 1;
     //  The signal handler only sets zsys_interrupted; the event loops
     //  do the work, so the main thread just waits to be told to stop
-    while (!zsys_interrupted)
+    struct sigaction action;
+    memset (&action, 0, sizeof action);
+    action.sa_handler = s_on_hup;
+    sigemptyset (&action.sa_mask);
+    sigaction (SIGHUP, &action, NULL);
+    while (!zsys_interrupted) {
         zclock_sleep (100);
+        if (s_reload) {
+            s_reload = 0;
+            hgp_gateway_reload (gateway);
+        }
+    }
     zsys_info ("gateway: stopping");
     hgp_gateway_destroy (&gateway);
     zsys_info ("gateway: stopped");

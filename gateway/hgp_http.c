@@ -95,6 +95,7 @@ struct _hgp_http_req_t {
     bool close;                     /* close after this answer              */
     bool first;                     /* first request of the connection      */
     bool over;                      /* opened past max_connections          */
+    uint8_t peer [16];              /* the client's address                 */
     void *user;
     //  Timer list
     s_timer_t timer;
@@ -761,7 +762,9 @@ s_accept (hgp_http_t *self)
 {
     const hgp_http_settings_t *settings = self->settings;
     for (int i = 0; i < S_ACCEPTS; i++) {
-        int fd = accept4 (self->listener, NULL, NULL,
+        struct sockaddr_storage addr;
+        socklen_t addr_len = sizeof addr;
+        int fd = accept4 (self->listener, (struct sockaddr *) &addr, &addr_len,
                           SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS
@@ -782,6 +785,13 @@ s_accept (hgp_http_t *self)
         }
         conn->http = self;
         conn->fd = fd;
+        if (addr.ss_family == AF_INET6)
+            memcpy (conn->peer, &((struct sockaddr_in6 *) &addr)->sin6_addr, 16);
+        else
+        if (addr.ss_family == AF_INET) {
+            conn->peer [10] = conn->peer [11] = 0xff;
+            memcpy (conn->peer + 12, &((struct sockaddr_in *) &addr)->sin_addr, 4);
+        }
         conn->timer = T_NONE;
         conn->first = true;
         conn->state = S_HEAD;       //  its first byte sets no new deadline
@@ -1022,6 +1032,12 @@ const char *
 hgp_http_req_header (hgp_http_req_t *req, const char *name)
 {
     return hgp_http_head_get (&req->head, name);
+}
+
+const uint8_t *
+hgp_http_req_peer (hgp_http_req_t *req)
+{
+    return req->peer;
 }
 
 bool

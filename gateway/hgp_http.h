@@ -102,6 +102,9 @@ const char *hgp_http_req_path (hgp_http_req_t *req);
 const char *hgp_http_req_query (hgp_http_req_t *req);
 const char *hgp_http_req_header (hgp_http_req_t *req, const char *name);
 
+/*  The client's address: 16 bytes, IPv6 or IPv4-mapped (::ffff:a.b.c.d) */
+const uint8_t *hgp_http_req_peer (hgp_http_req_t *req);
+
 /*  Whether this is its connection's first request; whether that
     connection was opened past max_connections */
 bool hgp_http_req_first (hgp_http_req_t *req);

@@ -1,0 +1,128 @@
+"""Gateway governance (issue 13): API keys and token-bucket rate limits.
+
+Real processes (hgp_harness.Stack + bin/hgp-gateway); HTTP from Python."""
+import os
+import signal
+import threading
+import time
+
+from gateway_harness import Http
+from test_gateway import make_gateway  # noqa: F401 (fixture)
+
+INCREMENT = "/api/v1/counter/increment"
+KEY_A = "a" * 20 + "-key-one"
+KEY_B = "b" * 20 + "-key-two"
+KEY_C = "c" * 20 + "-key-three"
+
+
+def write_keys(path, lines):
+    with open(path, "w") as f:
+        f.write("# name key [rate burst]\n" + "\n".join(lines) + "\n")
+
+
+def test_api_keys_401_without_or_with_a_wrong_key_and_sighup_adds_one(make_gateway, tmp_path):
+    keys = str(tmp_path / "keys")
+    write_keys(keys, ["alice %s" % KEY_A, "bob %s   # a comment" % KEY_B])
+    stack, gateway = make_gateway(env={"HGP_GATEWAY_API_KEYS": keys})
+    with Http(gateway.port) as h:
+        status, headers, body = h.increment("k", "t")
+        assert status == 401 and body["error"]["code"] == "unauthorized", body
+        assert headers["www-authenticate"] == "Bearer"
+        status, _, body = h.increment("k", "t", headers={"Authorization": "Bearer " + KEY_A + "x"})
+        assert status == 401 and body["error"]["message"] == "unknown API key", body
+        status, _, body = h.increment("k", "t", headers={"Authorization": "Bearer " + KEY_A})
+        assert status == 200 and body["value"] == 1, body
+        status, _, body = h.increment("k", "t", headers={"X-API-Key": KEY_B})
+        assert status == 200 and body["value"] == 2, body
+        status, _, body = h.request("GET", "/api/v1/counter/k/t")
+        assert status == 401, body
+        # health, liveness and metrics stay open
+        assert h.request("GET", "/api/v1/health")[0] == 200
+        assert h.request("GET", "/healthz")[0] == 200
+        assert h.request("GET", "/metrics")[0] == 200
+        status, _, _ = h.increment("k", "t", headers={"X-API-Key": KEY_C})
+        assert status == 401
+        write_keys(keys, ["alice %s" % KEY_A, "carol %s" % KEY_C])
+        gateway.proc.p.send_signal(signal.SIGHUP)
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            status, _, _ = h.increment("k", "t", headers={"X-API-Key": KEY_C})
+            if status == 200:
+                break
+            time.sleep(0.1)
+        assert status == 200, status
+        assert h.increment("k", "t", headers={"X-API-Key": KEY_B})[0] == 401  # bob left
+    assert stack.redis.counter("k", "t") == 3
+    assert KEY_A not in gateway.output() and KEY_C not in gateway.output()  # never logged
+    assert "gateway: 2 API keys from" in gateway.output()
+
+
+def test_a_bad_keys_file_is_a_clear_error_at_start(make_gateway, tmp_path, logdir):
+    from gateway_harness import Gateway
+    keys = str(tmp_path / "keys")
+    write_keys(keys, ["alice short"])
+    stack, gateway = make_gateway()
+    bad = Gateway(stack, logdir, env={"HGP_GATEWAY_API_KEYS": keys}, name="bad", wait=False)
+    assert bad.proc.p.wait(20) == 1
+    assert "line 2: the key must be 16 to 128 visible characters" in bad.output(), bad.output()
+
+
+def burst(port, n, headers=None):
+    """n increments sent at once over n connections: [(status, headers)]"""
+    conns = [Http(port, timeout=10) for _ in range(n)]
+    results = [None] * n
+    gate = threading.Barrier(n)
+
+    def one(i):
+        gate.wait()
+        status, hdrs, _ = conns[i].increment("limited", "c", headers=headers)
+        results[i] = (status, hdrs)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for c in conns:
+        c.close()
+    return results
+
+
+def test_per_ip_rate_limit_answers_429_with_headers_and_applies_nothing_limited(make_gateway):
+    stack, gateway = make_gateway(env={"HGP_RATELIMIT_PER_IP_RATE": "50",
+                                       "HGP_RATELIMIT_PER_IP_BURST": "50"})
+    started = time.monotonic()
+    results = burst(gateway.port, 200)
+    elapsed = time.monotonic() - started
+    ok = [h for s, h in results if s == 200]
+    limited = [h for s, h in results if s == 429]
+    assert len(ok) + len(limited) == 200, set(s for s, _ in results)
+    # the burst, plus what 50/s refilled while the 200 were sent
+    assert 50 <= len(ok) <= 50 + 50 * elapsed + 2, (len(ok), elapsed)
+    for h in limited:
+        assert int(h["retry-after"]) >= 1
+        assert h["ratelimit-limit"] == "50" and h["ratelimit-remaining"] == "0", h
+        assert int(h["ratelimit-reset"]) >= 1
+    for h in ok:
+        assert h["ratelimit-limit"] == "50" and "ratelimit-remaining" in h, h
+    assert stack.redis.counter("limited", "c") == len(ok)
+    time.sleep(max(int(h["retry-after"]) for h in limited))
+    with Http(gateway.port) as h:
+        assert h.increment("limited", "c")[0] == 200
+    # health is not limited
+    with Http(gateway.port) as h:
+        assert all(h.request("GET", "/api/v1/health")[0] == 200 for _ in range(3))
+
+
+def test_per_key_limits_are_independent(make_gateway, tmp_path):
+    keys = str(tmp_path / "keys")
+    write_keys(keys, ["alice %s 1 5" % KEY_A, "bob %s" % KEY_B])
+    stack, gateway = make_gateway(env={"HGP_GATEWAY_API_KEYS": keys,
+                                       "HGP_RATELIMIT_PER_KEY_RATE": "1",
+                                       "HGP_RATELIMIT_PER_KEY_BURST": "3"})
+    with Http(gateway.port) as h:
+        a = [h.increment("pk", "a", headers={"X-API-Key": KEY_A})[0] for _ in range(8)]
+        b = [h.increment("pk", "b", headers={"X-API-Key": KEY_B})[0] for _ in range(8)]
+    assert a.count(200) == 5 and a.count(429) == 3, a        # its own line: burst 5
+    assert b.count(200) == 3 and b.count(429) == 5, b        # the per-key default: 3
+    assert stack.redis.counter("pk", "a") == 5
+    assert stack.redis.counter("pk", "b") == 3
