@@ -63,6 +63,23 @@ $(LIB_A): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	ar rcs $@ $^
 
+#   Lua scripts: each .lua next to its owner becomes a generated C file in
+#   $(OUT)/gen defining const char hgp_lua_<name> [] (lib/hgp_lua.h), in
+#   libhgp.a; the index (hgp_lua_scripts, every script) is for test_lua
+LUA_SRC := $(sort $(wildcard lib/*.lua actors/*/*.lua))
+LUA_GEN := $(LUA_SRC:%.lua=$(OUT)/gen/%.lua.c) $(OUT)/gen/lua_index.c
+$(LIB_A): $(LUA_GEN:$(OUT)/gen/%.c=$(OUT)/obj/gen/%.o)
+
+$(OUT)/gen/%.lua.c: %.lua scripts/lua_embed.sh
+	@mkdir -p $(dir $@)
+	scripts/lua_embed.sh $< > $@.tmp && mv $@.tmp $@
+$(OUT)/gen/lua_index.c: $(LUA_SRC) scripts/lua_embed.sh
+	@mkdir -p $(dir $@)
+	scripts/lua_embed.sh --index $(LUA_SRC) > $@.tmp && mv $@.tmp $@
+$(OUT)/obj/gen/%.o: $(OUT)/gen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
 $(BIN)/hgp-broker: $(BROKER_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL)
@@ -143,10 +160,10 @@ test-compose:
 
 #   libFuzzer build of the same harness (needs clang): make fuzz FUZZ_SECONDS=60
 FUZZ_SECONDS ?= 60
-fuzz:
+fuzz: $(LUA_GEN)
 	@mkdir -p build/fuzz
 	clang -g -O1 -fsanitize=fuzzer,address,undefined $(INC) \
-	    $(shell pkg-config --cflags $(PKGS)) tests/fuzz/fuzz_codec.c $(LIB_SRC) \
+	    $(shell pkg-config --cflags $(PKGS)) tests/fuzz/fuzz_codec.c $(LIB_SRC) $(LUA_GEN) \
 	    -o build/fuzz/fuzz_codec $(shell pkg-config --libs $(PKGS))
 	build/fuzz/fuzz_codec -max_total_time=$(FUZZ_SECONDS) -max_len=4096 tests/fuzz/corpus
 

@@ -20,11 +20,13 @@
  *    Leases are kept by the actor (hgp_ledger_renew) and expire by
  *    themselves when it dies or stalls.
  *
- *  The scripts build no keys they were not given except the leases and
- *  watermark keys of other actors, which is fine for one Redis server (not
- *  a cluster: there it would need hash tags).
+ *  The scripts (ledger_*.lua, each with its contract) build no keys they
+ *  were not given except the leases and watermark keys of other actors,
+ *  which is fine for one Redis server (not a cluster: there it would need
+ *  hash tags).
  */
 #include "hgp_ledger.h"
+#include "hgp_lua.h"
 #include <czmq.h>
 #include <inttypes.h>
 
@@ -37,205 +39,12 @@
 #define S_LOCK_MS       60000       /* a recovery lock outlives a recovery */
 #define S_HEAD_MAX      (HGP_KEYSPACE_COUNTER_MAX + 26)   /* "<ck> <delta> " */
 
-/*  Apply events, release pending records. See hgp_ledger.h for the codes.
-
-    KEYS: 1 registry, 2 ARGV[2]'s watermarks, then one counter key per
-    group (2 + g), then one record key per event (2 + ng + e). ARGV: 1 ttl,
-    2 actor, 3 '1' when the actor applies its own events, 4 ng, then (own
-    only) the number of events of each group, then 4 per event: op ('a'
-    apply, 'r' release), delta, head ("<ck> <delta> ", the records'
-    common start) and tail (" <partition>:<offset>"); then partition,
-    offset pairs: the highest offset of the events to apply per partition,
-    where ARGV[2]'s watermark moves when nothing was refused (a refused
-    event stays above it and is found again by recovery).
-
-    Not own (recovery, replay): every event is its own group, in log order,
-    through s_one: the record decides (applied: skip; another increment:
-    conflict; absent or pending: INCRBY, GET, write the final record).
-
-    Own (ARGV[3] '1'): nothing is done (-9) once the actor's lease is gone,
-    because whoever recovers it fences it in the log from then on
-    (hgp_ledger.h). The events of one counter key form a group, in batch
-    order; a group whose records are all the actor's own pending ones (or
-    gone) costs one INCRBY by the sum of its deltas, and each event's value
-    is the running sum from the value before. Lua numbers are doubles, so
-    that arithmetic is used only while every delta, partial sum and value
-    is below 2^53 in magnitude, where doubles are exact; otherwise (and
-    when INCRBY refuses, e.g. past int64) the INCRBY is undone if it was
-    done and the group goes through s_one like recovery, so its results
-    (overflow per event included) are today's.
-    Why the own path still reads the records (one MGET for the batch):
-    while our lease lives (it did at prepare and does now, and a lease
-    never comes back) nobody took our pending records over, and they were
-    written or refreshed at prepare with dedup_ttl, so normally each one
-    is ours. It is not when it expired or was deleted meanwhile (dedup_ttl
-    below the lease, an operator) and another actor recorded that id
-    since: a group with any record that is not exactly our pending one
-    (absent included: MGET cannot tell a record of another type) goes
-    through s_one, which applies nothing twice, as before. One MGET keeps
-    that without any assumption on the settings. */
-static const char *s_apply_script =
-    "local ttl, actor, own = ARGV[1], ARGV[2], ARGV[3] == '1'\n"
-    "if own and\n"
-    "   redis.call('EXISTS', 'hgp:lease:' .. actor) == 0 then return -9 end\n"
-    "local track = actor ~= '' and redis.call('HEXISTS', KEYS[1], actor) == 1\n"
-    "local ng = tonumber(ARGV[4])\n"
-    "local a0 = own and 5 + ng or 5\n"
-    "local k0 = 2 + ng\n"
-    "local ne = #KEYS - k0\n"
-    "local mine = '?' .. actor\n"
-    "local LIM = 9007199254740992\n"
-    "local clean, out = true, {}\n"
-    "local recs = own and redis.call('MGET', unpack(KEYS, k0 + 1))\n"
-    "local function s_one (ck, e)\n"
-    "  local rk, a = KEYS[k0 + e], a0 + 4 * (e - 1)\n"
-    "  local head = ARGV[a + 2]\n"
-    "  local rec = redis.pcall('GET', rk)\n"
-    "  if type(rec) == 'table' and rec.err then\n"
-    "    clean = false\n"
-    "    return {-3, rec.err}\n"
-    "  end\n"
-    "  if ARGV[a] == 'r' then\n"
-    "    if rec == head .. mine then\n"
-    "      redis.call('DEL', rk)\n"
-    "      return {4, ''}\n"
-    "    end\n"
-    "    return {5, ''}\n"
-    "  end\n"
-    "  if rec and string.sub(rec, 1, #head) ~= head then return {-1, ''} end\n"
-    "  if rec and string.byte(rec, #head + 1) ~= 63 then\n"
-    "    return {1, string.match(rec, '^%-?%d+', #head + 1)}\n"
-    "  end\n"
-    "  local r = redis.pcall('INCRBY', ck, ARGV[a + 1])\n"
-    "  if type(r) == 'table' and r.err then\n"
-    "    if string.find(r.err, 'overflow', 1, true) then return {-2, r.err} end\n"
-    "    clean = false\n"
-    "    return {-3, r.err}\n"
-    "  end\n"
-    "  local value = redis.call('GET', ck)\n"
-    "  redis.call('SET', rk, head .. value .. ARGV[a + 3], 'EX', ttl)\n"
-    "  return {0, value}\n"
-    "end\n"
-    "local function s_group (ck, e1, e2)\n"
-    "  local sums, sum, adds = {}, 0, 0\n"
-    "  for e = e1, e2 do\n"
-    "    local a = a0 + 4 * (e - 1)\n"
-    "    if ARGV[a] == 'a' then\n"
-    "      if recs[e] ~= ARGV[a + 2] .. mine then return false end\n"
-    "      local d = tonumber(ARGV[a + 1])\n"
-    "      sum = sum + d\n"
-    "      if d >= LIM or d <= -LIM or sum >= LIM or sum <= -LIM then\n"
-    "        return false\n"
-    "      end\n"
-    "      sums[e] = sum\n"
-    "      adds = adds + 1\n"
-    "    end\n"
-    "  end\n"
-    "  if adds == 0 then return false end\n"
-    "  local total = string.format('%d', sum)\n"
-    "  local r = redis.pcall('INCRBY', ck, total)\n"
-    "  if type(r) == 'table' then return false end\n"
-    "  local base = r - sum\n"
-    "  local exact = r < LIM and r > -LIM and base < LIM and base > -LIM\n"
-    "  for e = e1, e2 do\n"
-    "    local s = sums[e]\n"
-    "    if s and (base + s >= LIM or base + s <= -LIM) then exact = false end\n"
-    "  end\n"
-    "  if not exact then\n"
-    "    redis.call('DECRBY', ck, total)\n"
-    "    return false\n"
-    "  end\n"
-    "  for e = e1, e2 do\n"
-    "    local a = a0 + 4 * (e - 1)\n"
-    "    if sums[e] then\n"
-    "      local value = string.format('%d', base + sums[e])\n"
-    "      redis.call('SET', KEYS[k0 + e], ARGV[a + 2] .. value .. ARGV[a + 3],\n"
-    "                 'EX', ttl)\n"
-    "      out[e] = {0, value}\n"
-    "    else\n"
-    "      out[e] = s_one (ck, e)\n"
-    "    end\n"
-    "  end\n"
-    "  return true\n"
-    "end\n"
-    "local e = 1\n"
-    "for g = 1, ng do\n"
-    "  local ck, n = KEYS[2 + g], own and tonumber(ARGV[4 + g]) or 1\n"
-    "  if not (own and s_group (ck, e, e + n - 1)) then\n"
-    "    for i = e, e + n - 1 do out[i] = s_one (ck, i) end\n"
-    "  end\n"
-    "  e = e + n\n"
-    "end\n"
-    "local m0 = a0 + 4 * ne\n"
-    "if track and clean and m0 < #ARGV then\n"
-    "  local parts, moved = {}, {}\n"
-    "  for j = m0, #ARGV, 2 do parts[#parts + 1] = ARGV[j] end\n"
-    "  local cur = redis.call('HMGET', KEYS[2], unpack(parts))\n"
-    "  for m = 1, #parts do\n"
-    "    local off = ARGV[m0 + 2 * m - 1]\n"
-    "    if not cur[m] or tonumber(off) > tonumber(cur[m]) then\n"
-    "      moved[#moved + 1] = parts[m]\n"
-    "      moved[#moved + 1] = off\n"
-    "    end\n"
-    "  end\n"
-    "  if #moved > 0 then redis.call('HSET', KEYS[2], unpack(moved)) end\n"
-    "end\n"
-    "return out\n";
-
-/*  Register ARGV[1]: registry entry, fresh watermarks, lease, and its
-    place among the identities ever registered (KEYS[4], never removed).
-    The first registration of each partition also sets where that list
-    began (KEYS[5]: the partition's end then): below it, the log holds
-    records older than the list, which it cannot vouch for. */
-static const char *s_register_script =
-    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])\n"
-    "redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])\n"
-    "redis.call('DEL', KEYS[2])\n"
-    "for i = 4, #ARGV, 2 do\n"
-    "  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])\n"
-    "  redis.call('HSETNX', KEYS[5], ARGV[i], tonumber(ARGV[i + 1]) + 1)\n"
-    "end\n"
-    "redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])\n"
-    "return 1\n";
-
-/*  Move the watermark of a registered actor up (never down) */
-static const char *s_advance_script =
-    "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end\n"
-    "local cur = redis.call('HGET', KEYS[2], ARGV[2])\n"
-    "if not cur or tonumber(ARGV[3]) > tonumber(cur) then\n"
-    "  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])\n"
-    "end\n"
-    "return 1\n";
-
-/*  An actor that stops cleanly, with all its events applied */
-static const char *s_leave_script =
-    "redis.call('HDEL', KEYS[1], ARGV[1])\n"
-    "redis.call('DEL', KEYS[2], KEYS[3])\n"
-    "return 1\n";
-
-/*  Forget a recovered actor (registry, watermarks, lock, fences), if we
-    still hold its lock */
-static const char *s_forget_script =
-    "if redis.call('GET', KEYS[3]) ~= ARGV[2] then return 0 end\n"
-    "redis.call('HDEL', KEYS[1], ARGV[1])\n"
-    "redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])\n"
-    "return 1\n";
-
-/*  Keep the earliest fence offset of a partition (KEYS[1] hash, ARGV[1]
-    partition, ARGV[2] offset) */
-static const char *s_fence_script =
-    "local cur = redis.call('HGET', KEYS[1], ARGV[1])\n"
-    "if not cur or tonumber(ARGV[2]) < tonumber(cur) then\n"
-    "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
-    "end\n"
-    "return 1\n";
-
 struct _hgp_ledger_t {
     hgp_redis_t *redis;         /* not owned                               */
     char *who;                  /* owner, for logs                         */
     char ttl [24];              /* record TTL, decimal seconds             */
     char lease_ms [24];         /* lease life, decimal ms                  */
-    int apply;                  /* script handles on redis                 */
+    int apply;                  /* script handles on redis: ledger_*.lua   */
     int register_;
     int advance;
     int forget;
@@ -303,12 +112,12 @@ hgp_ledger_new (hgp_redis_t *redis, const char *who, int64_t dedup_ttl,
     self->who = strdup (who);
     snprintf (self->ttl, sizeof self->ttl, "%" PRId64, dedup_ttl);
     snprintf (self->lease_ms, sizeof self->lease_ms, "%" PRId64, lease_ms);
-    self->apply = hgp_redis_script (redis, s_apply_script);
-    self->register_ = hgp_redis_script (redis, s_register_script);
-    self->advance = hgp_redis_script (redis, s_advance_script);
-    self->forget = hgp_redis_script (redis, s_forget_script);
-    self->leave = hgp_redis_script (redis, s_leave_script);
-    self->fence = hgp_redis_script (redis, s_fence_script);
+    self->apply = hgp_redis_script (redis, hgp_lua_ledger_apply);
+    self->register_ = hgp_redis_script (redis, hgp_lua_ledger_register);
+    self->advance = hgp_redis_script (redis, hgp_lua_ledger_advance);
+    self->forget = hgp_redis_script (redis, hgp_lua_ledger_forget);
+    self->leave = hgp_redis_script (redis, hgp_lua_ledger_leave);
+    self->fence = hgp_redis_script (redis, hgp_lua_ledger_fence);
     //  The biggest EVALSHA: the apply script over HGP_LEDGER_BATCH_MAX
     //  items (3 + 2 keys + a key per group and per item + 4 + a size per
     //  group + 4 per item + 2 per partition: 9 + 10n at most), or

@@ -58,13 +58,15 @@
  *  - Redis lost the state (FLUSHALL), or the log is another one (a new
  *    mock cluster): hgp:a:log names the log and an epoch, the fold script
  *    refuses a batch read under another epoch, and every actor then reads
- *    its partitions again from the start (s_state_script). So the rankings
- *    are rebuilt from the log, as `hgp replay` rebuilds the counters.
+ *    its partitions again from the start (analytics_state.lua). So the
+ *    rankings are rebuilt from the log, as `hgp replay` rebuilds the
+ *    counters.
  */
 #include "hgp_analytics.h"
 #include "hgp_codec.h"
 #include "hgp_eventlog.h"
 #include "hgp_ledger.h"
+#include "hgp_lua.h"
 #include "hgp_process.h"
 #include "hgp_redis.h"
 #include "hgp_worker.h"
@@ -81,175 +83,6 @@
 #define S_FENCES        "hgp:a:fences"
 #define S_RETRY_MS      500         /* retry a batch Redis refused         */
 #define S_COMMIT_MS     1000        /* commit offsets to Kafka at most so  */
-
-/*  Fold events into the sums. KEYS[1] the applied offsets, KEYS[2] the
-    state they belong to, KEYS[3] the fences seen (field "<partition>
-    <log id>", value the fence's offset). ARGV: now, window 1h, window
-    24h, half-life, epoch, bucket, span (all ms), the state this actor
-    read from (else nothing is done: {-1, 0}), then per record partition,
-    offset, counter type ('' for a record that is not an event: only the
-    offset moves), resource, delta, ts, actor (of an event: who produced
-    it; of a non-event: the log id it fences, or ''). An event whose actor
-    was fenced earlier in its partition is void (PROTOCOL.md section 10)
-    and only moves the offset. Returns {applied, skipped, void}.
-
-    The records are judged one by one, in order (offsets, fences, void
-    events), but what they add is summed in Lua first and written once per
-    distinct target at the end: one ZINCRBY per (set, resource), one
-    PEXPIREAT per window or trending set, one HINCRBY per (minute hash,
-    bucket) and one PEXPIRETIME and HLEN per minute hash, instead of about
-    twelve commands per event. Whether a "<partition> <log id>" was fenced
-    before the call is asked once for all of them (HMGET on KEYS[3]), and
-    a fence the call passes marks it for the events after it. The end
-    state is the one event-by-event ZINCRBYs leave: integer sums are exact
-    in a double (deltas under 2^39, at most 10000 per call, stay under
-    2^53; a bigger delta goes to its minute hash at once, as its own
-    HINCRBY of the exact text), an all-time member whose final score is 0
-    is removed, and a net zero adds nothing (a window member at 0 ranks
-    nowhere either). Trending scores are floats: summing d * 2^x per
-    resource before the ZINCRBY changes only the rounding. The offsets
-    are read with one HMGET and written with one HSET. */
-static const char *s_fold_script =
-    "if redis.call('GET', KEYS[2]) ~= ARGV[8] then return {-1, 0, 0} end\n"
-    "local now = tonumber(ARGV[1])\n"
-    "local wins = {{'1h', tonumber(ARGV[2])}, {'24h', tonumber(ARGV[3])}}\n"
-    "local half, epoch = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
-    "local bucket, span = tonumber(ARGV[6]), tonumber(ARGV[7])\n"
-    "local keep = span / bucket\n"
-    "local done, moved, applied, skipped, void = {}, {}, 0, 0, 0\n"
-    "local fenced, sets, expires, hashes, untils = {}, {}, {}, {}, {}\n"
-    "local function hmget (k, fields)\n"
-    "  local out = {}\n"
-    "  for j = 1, #fields, 1000 do\n"
-    "    local part = redis.call('HMGET', k,\n"
-    "                            unpack(fields, j, math.min(j + 999, #fields)))\n"
-    "    for n = 1, #part do out[#out + 1] = part[n] end\n"
-    "  end\n"
-    "  return out\n"
-    "end\n"
-    "local function add (k, r, v, expire)\n"
-    "  local set = sets[k]\n"
-    "  if set == nil then set = {}; sets[k] = set end\n"
-    "  set[r] = (set[r] or 0) + v\n"
-    "  if expire and (expires[k] or 0) < expire then expires[k] = expire end\n"
-    "end\n"
-    "local parts, asked = {}, {}\n"
-    "for i = 9, #ARGV, 7 do\n"
-    "  if done[ARGV[i]] == nil then\n"
-    "    done[ARGV[i]] = -1\n"
-    "    parts[#parts + 1] = ARGV[i]\n"
-    "  end\n"
-    "  local fence = ARGV[i] .. ' ' .. ARGV[i + 6]\n"
-    "  if ARGV[i + 2] ~= '' and fenced[fence] == nil then\n"
-    "    fenced[fence] = false\n"
-    "    asked[#asked + 1] = fence\n"
-    "  end\n"
-    "end\n"
-    "local offs = hmget(KEYS[1], parts)\n"
-    "for j, part in ipairs(parts) do done[part] = tonumber(offs[j] or '-1') end\n"
-    "local seen = hmget(KEYS[3], asked)\n"
-    "for j, fence in ipairs(asked) do fenced[fence] = seen[j] ~= false end\n"
-    "for i = 9, #ARGV, 7 do\n"
-    "  local part, off = ARGV[i], tonumber(ARGV[i + 1])\n"
-    "  if off <= done[part] then\n"
-    "    skipped = skipped + 1\n"
-    "  else\n"
-    "    done[part] = off\n"
-    "    moved[part] = ARGV[i + 1]\n"
-    "    local t, who = ARGV[i + 2], ARGV[i + 6]\n"
-    "    local fence = part .. ' ' .. who\n"
-    "    if t == '' and who ~= '' then\n"
-    "      redis.call('HSETNX', KEYS[3], fence, ARGV[i + 1])\n"
-    "      fenced[fence] = true\n"
-    "    elseif t ~= '' then\n"
-    "      if fenced[fence] then\n"
-    "        void = void + 1\n"
-    "      else\n"
-    "        local r, dstr, ts = ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])\n"
-    "        local d = tonumber(dstr)\n"
-    "        add('hgp:a:all:' .. t, r, -d, nil)\n"
-    "        for _, w in ipairs(wins) do\n"
-    "          local b = w[2] / 60\n"
-    "          local idx = math.floor(ts / b)\n"
-    "          local expire = (idx + 1) * b + w[2]\n"
-    "          if expire > now then\n"
-    "            add('hgp:a:w:' .. w[1] .. ':' .. t .. ':' .. idx, r, -d, expire)\n"
-    "          end\n"
-    "        end\n"
-    "        local e = math.floor(ts / epoch)\n"
-    "        if (e + 2) * epoch > now then\n"
-    "          local f = math.pow(2, (ts - e * epoch) / half)\n"
-    "          add('hgp:a:tr:' .. t .. ':' .. e, r, -d * f, (e + 2) * epoch)\n"
-    "        end\n"
-    "        local m = math.floor(ts / bucket)\n"
-    "        local until_ = (m + 1) * bucket + span\n"
-    "        if until_ > now then\n"
-    "          local k = 'hgp:a:m:' .. string.len(r) .. ':' .. r .. ':' .. t\n"
-    "          local h = hashes[k]\n"
-    "          if h == nil then h = {}; hashes[k] = h end\n"
-    "          if math.abs(d) < 549755813888 then\n"
-    "            h[m] = (h[m] or 0) + d\n"
-    "          else\n"
-    "            redis.call('HINCRBY', k, m, dstr)\n"
-    "          end\n"
-    "          if (untils[k] or 0) < until_ then untils[k] = until_ end\n"
-    "        end\n"
-    "        applied = applied + 1\n"
-    "      end\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "for k, set in pairs(sets) do\n"
-    "  for r, v in pairs(set) do\n"
-    "    if v ~= 0 and tonumber(redis.call('ZINCRBY', k, v, r)) == 0\n"
-    "    and expires[k] == nil then\n"
-    "      redis.call('ZREM', k, r)\n"
-    "    end\n"
-    "  end\n"
-    "  if expires[k] then redis.call('PEXPIREAT', k, expires[k]) end\n"
-    "end\n"
-    "for k, h in pairs(hashes) do\n"
-    "  for m, v in pairs(h) do\n"
-    "    if v ~= 0 then redis.call('HINCRBY', k, m, string.format('%d', v)) end\n"
-    "  end\n"
-    "  if redis.call('PEXPIRETIME', k) < untils[k] then\n"
-    "    redis.call('PEXPIREAT', k, untils[k])\n"
-    "  end\n"
-    "  if redis.call('HLEN', k) > keep + 8 then\n"
-    "    local lo = math.floor(now / bucket) - keep\n"
-    "    for _, field in ipairs(redis.call('HKEYS', k)) do\n"
-    "      if tonumber(field) <= lo then redis.call('HDEL', k, field) end\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "local moves = {}\n"
-    "for part, off in pairs(moved) do\n"
-    "  moves[#moves + 1] = part\n"
-    "  moves[#moves + 1] = off\n"
-    "end\n"
-    "for j = 1, #moves, 1000 do\n"
-    "  redis.call('HSET', KEYS[1], unpack(moves, j, math.min(j + 999, #moves)))\n"
-    "end\n"
-    "return {applied, skipped, void}\n";
-
-/*  What the analytics state in Redis was built from: KEYS[1] holds
-    "<cluster id>/<topic> <epoch>". ARGV[1] is the log we read, ARGV[2] a
-    fresh epoch. Same log: {0, state}. A different log (a new mock cluster,
-    a topic made again: it starts at offset 0 again) or no state at all
-    (first start, or Redis was flushed): forget the offsets and start a new
-    epoch, {1 or 2, state}. Every actor whose epoch is not the current one
-    reads its partitions again from the start, so after a flush the
-    rankings are rebuilt from the log. Atomic, so that of two actors the
-    second sees the new epoch, not stale offsets. */
-static const char *s_state_script =
-    "local cur = redis.call('GET', KEYS[1])\n"
-    "if cur and string.sub(cur, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then\n"
-    "  return {0, cur}\n"
-    "end\n"
-    "redis.call('DEL', KEYS[2], KEYS[3])\n"
-    "local state = ARGV[1] .. ' ' .. ARGV[2]\n"
-    "redis.call('SET', KEYS[1], state)\n"
-    "return {cur and 1 or 2, state}\n";
 
 /*  Settings, read once from the config */
 typedef struct {
@@ -281,8 +114,8 @@ typedef struct {
     hgp_config_t *config;       /* the caller's, outlives us               */
     hgp_worker_t *worker;       /* to the brokers                          */
     hgp_redis_t *redis;         /* the store                               */
-    int fold_script;            /* script handles on redis                 */
-    int state_script;
+    int fold_script;            /* script handles on redis: analytics_fold */
+    int state_script;           /* ... and analytics_state.lua (KEYS/ARGV) */
     char state [400];           /* what hgp:a:log said we build on, or ""  */
     int64_t check_at;           /* next look at hgp:a:log while idle       */
     hgp_eventlog_t *log;        /* settings of the event log               */
@@ -415,7 +248,7 @@ s_commit (s_analytics_t *self, bool force)
     applied: Redis is the truth, Kafka's committed offset at most that. If
     Redis cannot say now, the committed offsets are safe too (the fold
     script skips what it applied). */
-/*  Learn (or start) the state of the analytics in Redis (s_state_script).
+/*  Learn (or start) the state of the analytics in Redis (analytics_state.lua).
     -1 when Redis or Kafka cannot say; else 0 when it is the one we read
     from, 1 when it changed under us (our positions are worthless) */
 static int
@@ -1146,8 +979,10 @@ s_analytics_new (zsock_t *actor_pipe, hgp_config_t *config)
         zsys_error ("%s", error);
     assert (!error);            //  main calls hgp_analytics_config_check
     hgp_process_random_id (self->actor_id, sizeof self->actor_id);
-    self->fold_script = hgp_redis_script (self->redis, s_fold_script);
-    self->state_script = hgp_redis_script (self->redis, s_state_script);
+    self->fold_script = hgp_redis_script (self->redis,
+                                          hgp_lua_analytics_fold);
+    self->state_script = hgp_redis_script (self->redis,
+                                           hgp_lua_analytics_state);
     self->ledger = hgp_ledger_new (self->redis, "analytics", 1, 1000);
     int rc = pipe (self->wakeup);
     assert (rc == 0);

@@ -11,7 +11,7 @@
  *
  *  The write path, with counter/event_log = sync (the default), per batch:
  *
- *    1. prepare (one Lua script, pipelined with the batch's reads): for
+ *    1. prepare (counter_prepare.lua, pipelined with the batch's reads): for
  *       each increment one SET NX GET writes a *pending* record "<ck>
  *       <delta> ?<log id>" or returns the one there (an "applied" one
  *       answers it: replayed); one MGET reads the batch's counters, so the
@@ -70,7 +70,7 @@
  *    magnitude, where a double is exact; beyond that, and always in
  *    hgp_ledger's apply, the value is read back with GET as a string.
  *
- *  counter/event_log = off keeps the plain path (one script that applies
+ *  counter/event_log = off keeps the plain path (counter_incr.lua applies
  *  and records, no Kafka); async applies first and produces the events
  *  afterwards without waiting (fire-and-forget: a crash or a Kafka outage
  *  loses events). Both exist to measure what the guarantee costs; only
@@ -81,6 +81,7 @@
 #include "hgp_eventlog.h"
 #include "hgp_keyspace.h"
 #include "hgp_ledger.h"
+#include "hgp_lua.h"
 #include "hgp_process.h"
 #include "hgp_redis.h"
 #include "hgp_worker.h"
@@ -100,116 +101,6 @@
                                            time: we were not running        */
 /*  A pending record: "<counter key> <delta> ?<log id>" */
 #define S_PENDING_MAX       (HGP_KEYSPACE_COUNTER_MAX + 24 + 3 + HGP_ID_MAX)
-
-/*  Plain path (event_log off or async). Result per increment: {0, value}
-    applied, {1, value} replayed, {-1, ""} id used for another key or
-    delta, {-2, err} overflow, {-3, err} refused by Redis for another
-    reason, {2, owner} an attempt is pending in the log (a sync actor's).
-    -1..-3 and 2 changed nothing: the record GET comes first and INCRBY is
-    the first write, run by pcall so its refusal (overflow, OOM, READONLY)
-    does not abort the script. Values are read back with GET: Lua numbers
-    are doubles, counters are int64. */
-static const char *s_incr_script =
-    "local out = {}\n"
-    "for i = 1, #KEYS / 2 do\n"
-    "  local ck, rk, delta = KEYS[2 * i - 1], KEYS[2 * i], ARGV[i + 1]\n"
-    "  local head = ck .. ' ' .. delta .. ' '\n"
-    "  local rec = redis.pcall('GET', rk)\n"
-    "  if type(rec) == 'table' and rec.err then\n"
-    "    out[i] = {-3, rec.err}\n"
-    "  elseif rec then\n"
-    "    local rest = string.sub(rec, #head + 1)\n"
-    "    if string.sub(rec, 1, #head) ~= head then\n"
-    "      out[i] = {-1, ''}\n"
-    "    elseif string.sub(rest, 1, 1) == '?' then\n"
-    "      out[i] = {2, string.sub(rest, 2)}\n"
-    "    else\n"
-    "      out[i] = {1, string.match(rest, '^%-?%d+')}\n"
-    "    end\n"
-    "  else\n"
-    "    local r = redis.pcall('INCRBY', ck, delta)\n"
-    "    if type(r) == 'table' and r.err then\n"
-    "      if string.find(r.err, 'overflow', 1, true) then\n"
-    "        out[i] = {-2, r.err}\n"
-    "      else\n"
-    "        out[i] = {-3, r.err}\n"
-    "      end\n"
-    "    else\n"
-    "      local value\n"
-    "      if r > -9007199254740992 and r < 9007199254740992 then\n"
-    "        value = string.format('%d', r)\n"
-    "      else\n"
-    "        value = redis.call('GET', ck)\n"
-    "      end\n"
-    "      redis.call('SET', rk, head .. value, 'EX', ARGV[1])\n"
-    "      out[i] = {0, value}\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "return out\n";
-
-/*  Step 1 of the logged path. KEYS: registry, our lease, the n record
-    keys, then each counter key of the batch's increments once. ARGV: our
-    log id, the lease (ms), the record TTL, then the n pending records
-    "<ck> <delta> ?<log id>". Returns -9 when our lease is gone (nothing
-    written), else {results, values}: values holds each counter key's
-    value, results per increment: {0, ""} new, pending record written;
-    {1, value} applied already; {-1, ""} id used for another increment;
-    {2, owner} pending at a live actor; {5, owner} pending at a dead actor
-    not recovered yet; {3, ""} pending by us (earlier in this batch, or an
-    attempt we never logged: its TTL is renewed, so every record we apply
-    was written or refreshed here); {-3, err} Redis refused. A pending
-    record of an actor that is neither alive nor registered any more was
-    recovered (its event, if any, would have been applied), so we take it
-    over. One SET NX GET per increment writes a new record and reads an
-    old one at once (Redis 7.0); only an old one costs string work. The
-    counters are read with one MGET; one it finds absent is read again
-    with GET, which fails the script, as it always did, when the key holds
-    something else than a string. */
-static const char *s_prepare_script =
-    "if redis.call('PEXPIRE', KEYS[2], ARGV[2]) == 0 then return -9 end\n"
-    "local ttl, n, out, new = ARGV[3], #ARGV - 3, {}, {0, ''}\n"
-    "local tail = #ARGV[1] + 1\n"
-    "for i = 1, n do\n"
-    "  local rk, p = KEYS[i + 2], ARGV[i + 3]\n"
-    "  local rec = redis.pcall('SET', rk, p, 'NX', 'GET', 'EX', ttl)\n"
-    "  if not rec then\n"
-    "    out[i] = new\n"
-    "  elseif type(rec) == 'table' then\n"
-    "    out[i] = {-3, rec.err}\n"
-    "  elseif rec == p then\n"
-    "    redis.call('EXPIRE', rk, ttl)\n"
-    "    out[i] = {3, ''}\n"
-    "  else\n"
-    "    local hl = #p - tail\n"
-    "    if string.sub(rec, 1, hl) ~= string.sub(p, 1, hl) then\n"
-    "      out[i] = {-1, ''}\n"
-    "    elseif string.byte(rec, hl + 1) ~= 63 then\n"
-    "      out[i] = {1, string.match(rec, '^%-?%d+', hl + 1)}\n"
-    "    else\n"
-    "      local owner = string.sub(rec, hl + 2)\n"
-    "      if redis.call('EXISTS', 'hgp:lease:' .. owner) == 1 then\n"
-    "        out[i] = {2, owner}\n"
-    "      elseif redis.call('HEXISTS', KEYS[1], owner) == 1 then\n"
-    "        out[i] = {5, owner}\n"
-    "      else\n"
-    "        local r = redis.pcall('SET', rk, p, 'EX', ttl)\n"
-    "        if type(r) == 'table' and r.err then\n"
-    "          out[i] = {-3, r.err}\n"
-    "        else\n"
-    "          out[i] = new\n"
-    "        end\n"
-    "      end\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "local values = redis.call('MGET', unpack(KEYS, n + 3))\n"
-    "for k = 1, #values do\n"
-    "  if not values[k] then\n"
-    "    values[k] = redis.call('GET', KEYS[n + 2 + k]) or '0'\n"
-    "  end\n"
-    "end\n"
-    "return {out, values}\n";
 
 typedef enum { S_LOG_OFF, S_LOG_ASYNC, S_LOG_SYNC } s_log_mode_t;
 
@@ -261,8 +152,8 @@ struct _hgp_counter_t {
     bool terminated;            /* $TERM received                          */
     int64_t upkeep_at;          /* next idle check of Redis and the log    */
     hgp_redis_t *redis;         /* the store                               */
-    int incr_script;            /* script handles on redis                 */
-    int prepare_script;
+    int incr_script;            /* script handles on redis: counter_incr   */
+    int prepare_script;         /* ... and counter_prepare.lua (KEYS/ARGV) */
     hgp_ledger_t *ledger;       /* applies events, leases, recovery        */
     hgp_eventlog_t *log;        /* Kafka; NULL when event_log is off       */
     //  Our identity in the log (sync mode)
@@ -1635,8 +1526,9 @@ s_counter_new (zsock_t *pipe, hgp_config_t *config)
         zsys_error ("%s", error);
     assert (!error);                    //  main calls hgp_counter_config_check
     hgp_process_random_id (self->actor_id, sizeof self->actor_id);
-    self->incr_script = hgp_redis_script (self->redis, s_incr_script);
-    self->prepare_script = hgp_redis_script (self->redis, s_prepare_script);
+    self->incr_script = hgp_redis_script (self->redis, hgp_lua_counter_incr);
+    self->prepare_script = hgp_redis_script (self->redis,
+                                             hgp_lua_counter_prepare);
     self->ledger = hgp_ledger_new (self->redis, "counter",
                                    self->settings.dedup_ttl,
                                    self->settings.lease);

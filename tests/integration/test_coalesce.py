@@ -1,5 +1,5 @@
 """Increments of one key in one batch: what the counter's coalesced apply
-(lib/hgp_ledger.c, s_apply_script, own path) must keep exact.
+(lib/ledger_apply.lua, own path) must keep exact.
 
 One counter actor, and every burst sent from one DEALER before any reply
 is read, so the actor drains many requests per batch and applies those of

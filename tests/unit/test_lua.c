@@ -1,0 +1,347 @@
+/*  test_lua.c - the Lua scripts on their own, in a plain redis-server
+ *
+ *  Every script the build embeds (lib/hgp_lua.h, hgp_lua_scripts) must
+ *  compile: Redis compiles a script at SCRIPT LOAD, so a syntax error in
+ *  any .lua fails here, without the pytest stack. Then the request record
+ *  as the three scripts that read it see it: counter_incr applies and
+ *  replays, counter_prepare writes a pending record only under a live
+ *  lease, ledger_apply turns that pending record into an applied one that
+ *  counter_incr replays instead of applying twice; and analytics_state
+ *  keeps or restarts its epoch.
+ *
+ *  The redis-server is our own, on a Unix socket in a fresh directory (no
+ *  TCP port to choose), with persistence off; it is stopped with SIGTERM
+ *  at the end.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <hiredis.h>
+#include "hgp_lua.h"
+
+#define S_CK    "hgp:c:3:res:hits"      /* a counter key                   */
+#define S_RK    "hgp:r:req-1"           /* its request record              */
+#define S_HEAD  S_CK " 5 "              /* "<ck> <delta> "                 */
+#define S_ACTOR "actor-a"               /* a log id                        */
+#define S_LEASE "hgp:lease:" S_ACTOR
+
+typedef struct {
+    pid_t pid;                  /* our redis-server                        */
+    char dir [64];              /* its directory                           */
+    char sock [96];             /* its Unix socket                         */
+    redisContext *c;            /* connection to it                        */
+} s_redis_t;
+
+static s_redis_t s_redis;      /* the group's server (cmocka state)       */
+
+/*  Replies of the running test, freed after it even when an assert failed
+    (cmocka leaves a test by longjmp) */
+#define S_REPLIES_MAX   32
+static redisReply *s_replies [S_REPLIES_MAX];
+static int s_nreplies;
+
+static redisReply *
+s_keep (redisReply *reply)
+{
+    assert_non_null (reply);
+    if (s_nreplies == S_REPLIES_MAX)
+    assert_true (s_nreplies < S_REPLIES_MAX);
+    s_replies [s_nreplies++] = reply;
+    return reply;
+}
+
+static void
+s_start_server (s_redis_t *self)
+{
+    snprintf (self->dir, sizeof self->dir, "/tmp/hgp_test_lua.XXXXXX");
+    assert_non_null (mkdtemp (self->dir));
+    snprintf (self->sock, sizeof self->sock, "%s/redis.sock", self->dir);
+    char log [96];
+    snprintf (log, sizeof log, "%s/redis.log", self->dir);
+    self->pid = fork ();
+    assert_true (self->pid >= 0);
+    if (self->pid == 0) {
+        int fd = open (log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) {
+            dup2 (fd, 1);
+            dup2 (fd, 2);
+        }
+        execlp ("redis-server", "redis-server", "--port", "0",
+                "--unixsocket", self->sock, "--dir", self->dir,
+                "--save", "", "--appendonly", "no", (char *) NULL);
+        _exit (127);
+    }
+}
+
+static int
+s_setup (void **state)
+{
+    s_start_server (&s_redis);
+    //  Up to 10 s for the socket to answer PING
+    for (int i = 0; i < 200 && !s_redis.c; i++) {
+        redisContext *c = redisConnectUnix (s_redis.sock);
+        redisReply *reply = c && !c->err ? redisCommand (c, "PING") : NULL;
+        if (reply && reply->type == REDIS_REPLY_STATUS)
+            s_redis.c = c;
+        else
+        if (c)
+            redisFree (c);
+        if (reply)
+            freeReplyObject (reply);
+        if (!s_redis.c)
+            usleep (50 * 1000);
+    }
+    if (!s_redis.c)
+        fprintf (stderr, "test_lua: redis-server did not start (see %s)\n",
+                 s_redis.dir);
+    *state = &s_redis;
+    return s_redis.c ? 0 : -1;
+}
+
+static int
+s_teardown (void **state)
+{
+    if (s_redis.c)
+        redisFree (s_redis.c);
+    if (s_redis.pid > 0) {
+        kill (s_redis.pid, SIGTERM);
+        int status;
+        waitpid (s_redis.pid, &status, 0);
+    }
+    char path [128];
+    snprintf (path, sizeof path, "%s/redis.log", s_redis.dir);
+    unlink (path);
+    unlink (s_redis.sock);
+    rmdir (s_redis.dir);
+    return 0;
+}
+
+//  Each test starts from an empty server with no scripts cached
+static int
+s_flush (void **state)
+{
+    s_keep (redisCommand (s_redis.c, "FLUSHALL"));
+    s_keep (redisCommand (s_redis.c, "SCRIPT FLUSH"));
+    return 0;
+}
+
+static int
+s_free_replies (void **state)
+{
+    while (s_nreplies > 0)
+        freeReplyObject (s_replies [--s_nreplies]);
+    return 0;
+}
+
+//  EVAL source with numkeys keys then args, all in the NULL-ended list
+static redisReply *
+s_eval (const char *source, int numkeys, ...)
+{
+    const char *argv [32] = { "EVAL", source, NULL };
+    char nk [12];
+    snprintf (nk, sizeof nk, "%d", numkeys);
+    argv [2] = nk;
+    int argc = 3;
+    va_list args;
+    va_start (args, numkeys);
+    const char *arg;
+    while ((arg = va_arg (args, const char *)) != NULL) {
+        assert_true (argc < 32);
+        argv [argc++] = arg;
+    }
+    va_end (args);
+    redisReply *reply = s_keep (redisCommandArgv (s_redis.c, argc, argv,
+                                                  NULL));
+    if (reply->type == REDIS_REPLY_ERROR)
+        fprintf (stderr, "test_lua: EVAL: %s\n", reply->str);
+    return reply;
+}
+
+//  reply is {code, text}
+static void
+s_assert_result (redisReply *reply, long long code, const char *text)
+{
+    assert_int_equal (reply->type, REDIS_REPLY_ARRAY);
+    assert_int_equal (reply->elements, 2);
+    assert_int_equal (reply->element [0]->type, REDIS_REPLY_INTEGER);
+    assert_int_equal (reply->element [0]->integer, code);
+    assert_int_equal (reply->element [1]->type, REDIS_REPLY_STRING);
+    assert_string_equal (reply->element [1]->str, text);
+}
+
+//  The string at key, "" when absent
+static void
+s_assert_get (const char *key, const char *expected)
+{
+    redisReply *reply = s_keep (redisCommand (s_redis.c, "GET %s", key));
+    assert_string_equal (reply->type == REDIS_REPLY_STRING ? reply->str : "",
+                         expected);
+}
+
+static void
+test_every_embedded_script_loads_into_a_plain_redis (void **state)
+{
+    int count = 0, failed = 0;
+    for (const hgp_lua_script_t *s = hgp_lua_scripts; s->name; s++) {
+        count++;
+        assert_true (strlen (s->source) > 0);
+        for (const hgp_lua_script_t *t = hgp_lua_scripts; t < s; t++)
+            assert_string_not_equal (t->name, s->name);
+        redisReply *reply = s_keep (redisCommand (s_redis.c, "SCRIPT LOAD %s",
+                                                  s->source));
+        if (reply->type == REDIS_REPLY_STRING && reply->len == 40)
+            printf ("    %-20s %s  %zu bytes\n", s->name, reply->str,
+                    strlen (s->source));
+        else {
+            fprintf (stderr, "test_lua: %s does not load: %s\n", s->file,
+                     reply->type == REDIS_REPLY_ERROR ? reply->str : "?");
+            failed++;
+        }
+    }
+    printf ("    %d scripts, %d failed to load\n", count, failed);
+    assert_int_equal (failed, 0);
+    //  The ten of hgp_lua.h: a .lua file gone from the tree fails here (a
+    //  file without a declaration fails the build)
+    assert_int_equal (count, 10);
+}
+
+static void
+test_counter_incr_applies_once_then_replays (void **state)
+{
+    redisReply *reply = s_eval (hgp_lua_counter_incr, 2, S_CK, S_RK,
+                                "60", "5", NULL);
+    assert_int_equal (reply->elements, 1);
+    s_assert_result (reply->element [0], 0, "5");
+    s_assert_get (S_RK, S_HEAD "5");
+
+    //  The same id again: replayed, nothing added
+    reply = s_eval (hgp_lua_counter_incr, 2, S_CK, S_RK, "60", "5", NULL);
+    s_assert_result (reply->element [0], 1, "5");
+
+    //  The same id with another delta: refused, nothing added
+    reply = s_eval (hgp_lua_counter_incr, 2, S_CK, S_RK, "60", "6", NULL);
+    s_assert_result (reply->element [0], -1, "");
+    s_assert_get (S_CK, "5");
+}
+
+//  counter_prepare for one increment of 5 on S_CK by S_ACTOR
+static redisReply *
+s_prepare (void)
+{
+    return s_eval (hgp_lua_counter_prepare, 4, "hgp:actors", S_LEASE,
+                   S_RK, S_CK, S_ACTOR, "10000", "60",
+                   S_HEAD "?" S_ACTOR, NULL);
+}
+
+//  reply is {{{code, text}}, {value}}
+static void
+s_assert_prepared (redisReply *reply, long long code, const char *value)
+{
+    assert_int_equal (reply->type, REDIS_REPLY_ARRAY);
+    assert_int_equal (reply->elements, 2);
+    assert_int_equal (reply->element [0]->elements, 1);
+    s_assert_result (reply->element [0]->element [0], code, "");
+    assert_int_equal (reply->element [1]->elements, 1);
+    assert_string_equal (reply->element [1]->element [0]->str, value);
+}
+
+static void
+test_counter_prepare_writes_a_pending_record_only_under_a_lease (void **state)
+{
+    redisReply *reply = s_prepare ();
+    assert_int_equal (reply->type, REDIS_REPLY_INTEGER);
+    assert_int_equal (reply->integer, -9);
+    s_assert_get (S_RK, "");
+
+    s_keep (redisCommand (s_redis.c, "SET %s 1 PX 10000", S_LEASE));
+    reply = s_prepare ();
+    s_assert_prepared (reply, 0, "0");
+    s_assert_get (S_RK, S_HEAD "?" S_ACTOR);
+
+    //  Our own pending record again: renewed, still pending
+    reply = s_prepare ();
+    s_assert_prepared (reply, 3, "0");
+    s_assert_get (S_CK, "");
+}
+
+static void
+test_ledger_apply_settles_the_pending_record_once (void **state)
+{
+    s_keep (redisCommand (s_redis.c, "SET %s 1 PX 10000", S_LEASE));
+    s_keep (redisCommand (s_redis.c, "HSET hgp:actors %s x", S_ACTOR));
+    redisReply *reply = s_prepare ();
+    s_assert_prepared (reply, 0, "0");
+
+    //  Own apply, one group of one event at partition 0, offset 7
+    reply = s_eval (hgp_lua_ledger_apply, 4, "hgp:actors", "hgp:wm:" S_ACTOR,
+                    S_CK, S_RK,
+                    "60", S_ACTOR, "1", "1", "1",
+                    "a", "5", S_HEAD, " 0:7",
+                    "0", "7", NULL);
+    assert_int_equal (reply->type, REDIS_REPLY_ARRAY);
+    assert_int_equal (reply->elements, 1);
+    s_assert_result (reply->element [0], 0, "5");
+    s_assert_get (S_CK, "5");
+    s_assert_get (S_RK, S_HEAD "5 0:7");
+    reply = s_keep (redisCommand (s_redis.c, "HGET hgp:wm:%s 0", S_ACTOR));
+    assert_string_equal (reply->str, "7");
+
+    //  The plain script reads the applied record the same way: replayed
+    reply = s_eval (hgp_lua_counter_incr, 2, S_CK, S_RK, "60", "5", NULL);
+    s_assert_result (reply->element [0], 1, "5");
+
+    //  Recovery applying the same event again adds nothing
+    reply = s_eval (hgp_lua_ledger_apply, 4, "hgp:actors", "hgp:wm:" S_ACTOR,
+                    S_CK, S_RK, "60", S_ACTOR, "", "1",
+                    "a", "5", S_HEAD, " 0:7", NULL);
+    s_assert_result (reply->element [0], 1, "5");
+    s_assert_get (S_CK, "5");
+}
+
+static void
+test_analytics_state_keeps_its_epoch_for_the_same_log (void **state)
+{
+    redisReply *reply = s_eval (hgp_lua_analytics_state, 3, "hgp:a:log",
+                                "hgp:a:off", "hgp:a:fences",
+                                "cluster/topic", "1", NULL);
+    s_assert_result (reply, 2, "cluster/topic 1");
+    reply = s_eval (hgp_lua_analytics_state, 3, "hgp:a:log", "hgp:a:off",
+                    "hgp:a:fences", "cluster/topic", "2", NULL);
+    s_assert_result (reply, 0, "cluster/topic 1");
+    reply = s_eval (hgp_lua_analytics_state, 3, "hgp:a:log", "hgp:a:off",
+                    "hgp:a:fences", "other/topic", "3", NULL);
+    s_assert_result (reply, 1, "other/topic 3");
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests [] = {
+        cmocka_unit_test_setup_teardown (
+            test_every_embedded_script_loads_into_a_plain_redis, s_flush,
+            s_free_replies),
+        cmocka_unit_test_setup_teardown (
+            test_counter_incr_applies_once_then_replays, s_flush,
+            s_free_replies),
+        cmocka_unit_test_setup_teardown (
+            test_counter_prepare_writes_a_pending_record_only_under_a_lease,
+            s_flush, s_free_replies),
+        cmocka_unit_test_setup_teardown (
+            test_ledger_apply_settles_the_pending_record_once, s_flush,
+            s_free_replies),
+        cmocka_unit_test_setup_teardown (
+            test_analytics_state_keeps_its_epoch_for_the_same_log, s_flush,
+            s_free_replies),
+    };
+    return cmocka_run_group_tests (tests, s_setup, s_teardown);
+}
