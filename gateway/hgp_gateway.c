@@ -30,6 +30,7 @@
 #include "hgp_mux.h"
 #include "hgp_discovery.h"
 #include "hgp_apikeys.h"
+#include "hgp_breaker.h"
 #include "hgp_http.h"
 #include "hgp_json.h"
 #include "hgp_ratelimit.h"
@@ -100,6 +101,7 @@ struct _s_call_t {
     json_t *checks;                 /* health: what each check found        */
     json_t *errors;
     bool admitted;                  /* counted in in_flight                 */
+    hgp_breaker_t *breaker;         /* to report the answer to, if any      */
     char limits [160];              /* RateLimit-* headers for the answer   */
     s_call_t *next;                 /* free list                            */
 };
@@ -115,6 +117,7 @@ struct _s_loop_t {
     hgp_http_t *http;
     hgp_mux_t *mux;
     s_call_t *free;                 /* calls to reuse                       */
+    hgp_breaker_t breakers [HGP_ROUTE_COUNT];   /* one per route            */
     uint64_t id_prefix;             /* request ids: random, per loop        */
     uint64_t id_counter;            /* ... counting from a random start     */
     uint64_t requests;              /* heads seen, for the memory trim      */
@@ -140,6 +143,8 @@ struct _hgp_gateway_t {
     size_t batch_body_limit;        /* bytes in a batch body                */
     uint32_t timeout;               /* bus deadline of a request, ms        */
     uint32_t health_timeout;        /* bus deadline of a health check, ms   */
+    int breaker_failures;           /* outages in a row that open a breaker */
+    int breaker_ms;                 /* ... for this long                    */
     int max_in_flight;              /* bus calls at once; past it: 503 busy */
     atomic_int connections;         /* open connections, all loops          */
     atomic_llong body_bytes;        /* request bodies being read, bytes     */
@@ -181,6 +186,7 @@ s_call_take (s_loop_t *loop, hgp_http_req_t *http)
     call->started = s_usecs ();
     call->step = 0;
     call->admitted = false;
+    call->breaker = NULL;
     call->limits [0] = 0;
     call->next = NULL;
     hgp_request_init (&call->req);
@@ -324,6 +330,10 @@ s_admit (s_call_t *call)
 static void
 s_release (s_call_t *call)
 {
+    if (call->breaker) {
+        hgp_breaker_report (call->breaker, &call->rep.error, zclock_mono ());
+        call->breaker = NULL;
+    }
     if (call->admitted) {
         atomic_fetch_sub (&call->loop->gateway->in_flight, 1);
         call->admitted = false;
@@ -336,6 +346,21 @@ s_release (s_call_t *call)
 static void
 s_bus_call (s_call_t *call, uint32_t timeout_ms, hgp_mux_done_fn *done)
 {
+    //  An open breaker answers for the bus (health always asks it)
+    if (call->route != HGP_ROUTE_HEALTH) {
+        hgp_breaker_t *breaker = &call->loop->breakers [call->route];
+        hgp_error_t error;
+        int retry_ms = 0;
+        if (!hgp_breaker_allow (breaker, zclock_mono (), &error, &retry_ms)) {
+            s_release (call);
+            char extra [48];
+            snprintf (extra, sizeof extra, "Retry-After: %d\r\n",
+                      (retry_ms + 999) / 1000);
+            s_send_error (call, &error, NULL, extra);
+            return;
+        }
+        call->breaker = breaker;
+    }
     if (!call->req.id [0])
         s_new_id (call->loop, &call->req);
     call->req.timeout_ms = timeout_ms;
@@ -1020,6 +1045,9 @@ s_loop_run (void *args)
     s_loop_t *loop = (s_loop_t *) args;
     hgp_gateway_t *self = loop->gateway;
     s_loop_seed_ids (loop);
+    for (int r = 0; r < HGP_ROUTE_COUNT; r++)
+        hgp_breaker_init (&loop->breakers [r], self->breaker_failures,
+                          self->breaker_ms, loop->id_counter + (uint64_t) r);
     loop->failed = !s_loop_setup (loop);
     sem_post (&loop->ready);
     if (!loop->failed)
@@ -1196,6 +1224,10 @@ hgp_gateway_new (hgp_config_t *config)
         config, "gateway/timeout", HGP_TIMEOUT_DEFAULT, 1, HGP_TIMEOUT_MAX);
     self->health_timeout = (uint32_t) hgp_config_int (
         config, "gateway/health_timeout", 2000, 1, HGP_TIMEOUT_MAX);
+    self->breaker_failures = (int) hgp_config_int (
+        config, "gateway/breaker_failures", 5, 0, 1000000);
+    self->breaker_ms = (int) hgp_config_int (
+        config, "gateway/breaker_ms", 1000, 10, 600000);
     self->http.header_timeout = (int) hgp_config_int (
         config, "gateway/header_timeout", 3000, 100, 3600000);
     self->http.body_timeout = (int) hgp_config_int (

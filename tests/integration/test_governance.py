@@ -6,6 +6,8 @@ import signal
 import threading
 import time
 
+import pytest
+
 from gateway_harness import Http
 from test_gateway import make_gateway  # noqa: F401 (fixture)
 
@@ -126,3 +128,74 @@ def test_per_key_limits_are_independent(make_gateway, tmp_path):
     assert b.count(200) == 3 and b.count(429) == 5, b        # the per-key default: 3
     assert stack.redis.counter("pk", "a") == 5
     assert stack.redis.counter("pk", "b") == 3
+
+
+def hammer(port, clients, per_client, resource):
+    """clients threads, each per_client sequential increments on its own
+    keep-alive connection: [(status, code, seconds)]"""
+    out = []
+    lock = threading.Lock()
+
+    def one():
+        with Http(port, timeout=30) as h:
+            for _ in range(per_client):
+                t0 = time.monotonic()
+                status, _, body = h.increment(resource, "c")
+                code = body.get("error", {}).get("code") if isinstance(body, dict) else None
+                with lock:
+                    out.append((status, code, time.monotonic() - t0, time.monotonic()))
+    threads = [threading.Thread(target=one) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+@pytest.mark.parametrize("paused", ["redis", "kafka"])
+def test_with_a_dependency_paused_the_breaker_fails_fast_and_closes_on_resume(
+        make_gateway, measured, paused):
+    """Issue 13: with Redis stopped every increment waited about a second
+    (the counter's Redis timeout) or the 5 s deadline. Once 5 outage answers
+    in a row came, the route's breaker answers 503 at once for breaker_ms,
+    nothing is sent; a probe then finds the dependency back and closes it.
+    The same with the Kafka mock stopped (log_unavailable, or 504)."""
+    stack, gateway = make_gateway(env={"HGP_GATEWAY_BREAKER_MS": "500"})
+    victim = stack.redis.proc if paused == "redis" else stack.kafka.proc
+    with Http(gateway.port) as h:
+        assert h.increment("brk", "c")[0] == 200
+    before = stack.redis.counter("brk", "c")
+    victim.signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        results = hammer(gateway.port, 50, 20, "brk")
+        total = time.monotonic() - started
+        fails = [r for r in results if r[0] != 200]
+        slow = [r for r in results if r[2] > 0.2]
+        measured("breaker, " + paused + " stopped: 1000 increments from 50 clients answered in "
+                 "%.2f s; %d took over 0.2 s (before the breaker opened), %d 503 in "
+                 "all, codes %r"
+                 % (total, len(slow), len([r for r in results if r[0] == 503]),
+                    sorted(set(r[1] for r in fails))))
+        assert all(r[0] in (503, 504) for r in results), set(r[0] for r in results)
+        # once open, each client fails fast: a few slow answers per client at most
+        assert len(slow) <= 50 * 3, len(slow)
+        assert total < 15, total
+    finally:
+        victim.signal(signal.SIGCONT)
+    resumed = time.monotonic()
+    with Http(gateway.port) as h:
+        while True:
+            status, _, body = h.increment("brk", "c")
+            if status == 200:
+                break
+            assert time.monotonic() - resumed < 5, body
+            time.sleep(0.05)
+    measured("breaker: first 200 %.2f s after %s resumed (breaker_ms 500)"
+             % (time.monotonic() - resumed, paused))
+    assert time.monotonic() - resumed < 3
+    # nothing answered 503 was applied; 504s are indeterminate (none here, or
+    # applied once at most): the counter moved by the one 200 plus applied 504s
+    after = stack.redis.counter("brk", "c")
+    n504 = len([r for r in results if r[0] == 504])
+    assert before + 1 <= after <= before + 1 + n504, (before, after, n504)
