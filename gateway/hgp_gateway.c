@@ -81,6 +81,9 @@
 //  ms without a request before a loop gives free memory back
 #define S_QUIET_MS      1000
 
+//  Counters a loop remembers for stale reads before it starts again
+#define S_STALE_KEYS    65536
+
 //  ms a stopping loop waits for calls in flight before it answers them 503
 #define S_DRAIN_MS      2000
 
@@ -102,6 +105,7 @@ struct _s_call_t {
     json_t *errors;
     bool admitted;                  /* counted in in_flight                 */
     hgp_breaker_t *breaker;         /* to report the answer to, if any      */
+    int retry_after;                /* s, for Retry-After on an error; 0: none */
     char limits [160];              /* RateLimit-* headers for the answer   */
     s_call_t *next;                 /* free list                            */
 };
@@ -118,6 +122,7 @@ struct _s_loop_t {
     hgp_mux_t *mux;
     s_call_t *free;                 /* calls to reuse                       */
     hgp_breaker_t breakers [HGP_ROUTE_COUNT];   /* one per route            */
+    zhashx_t *stale;                /* "resource type" -> last value seen   */
     uint64_t id_prefix;             /* request ids: random, per loop        */
     uint64_t id_counter;            /* ... counting from a random start     */
     uint64_t requests;              /* heads seen, for the memory trim      */
@@ -145,6 +150,8 @@ struct _hgp_gateway_t {
     uint32_t health_timeout;        /* bus deadline of a health check, ms   */
     int breaker_failures;           /* outages in a row that open a breaker */
     int breaker_ms;                 /* ... for this long                    */
+    bool stale_reads;               /* serve recent values in an outage     */
+    int64_t stale_max_age;          /* ... at most this old, ms             */
     int max_in_flight;              /* bus calls at once; past it: 503 busy */
     atomic_int connections;         /* open connections, all loops          */
     atomic_llong body_bytes;        /* request bodies being read, bytes     */
@@ -187,6 +194,7 @@ s_call_take (s_loop_t *loop, hgp_http_req_t *http)
     call->step = 0;
     call->admitted = false;
     call->breaker = NULL;
+    call->retry_after = 0;
     call->limits [0] = 0;
     call->next = NULL;
     hgp_request_init (&call->req);
@@ -251,7 +259,12 @@ s_send_error (s_call_t *call, const hgp_error_t *error,
     int status = error->status;
     if (status < 400 || status > 599)
         status = HGP_STATUS_INTERNAL;
-    //  busy (ours or the broker's): say when to come back
+    //  busy (ours or the broker's), an open breaker: say when to come back
+    char retry [48];
+    if (call->retry_after > 0 && !extra) {
+        snprintf (retry, sizeof retry, "Retry-After: %d\r\n", call->retry_after);
+        extra = retry;
+    }
     if (status == HGP_STATUS_UNAVAILABLE && streq (error->code, "busy")
     &&  !extra)
         extra = "Retry-After: " S_RETRY_AFTER "\r\n";
@@ -352,11 +365,12 @@ s_bus_call (s_call_t *call, uint32_t timeout_ms, hgp_mux_done_fn *done)
         hgp_error_t error;
         int retry_ms = 0;
         if (!hgp_breaker_allow (breaker, zclock_mono (), &error, &retry_ms)) {
-            s_release (call);
-            char extra [48];
-            snprintf (extra, sizeof extra, "Retry-After: %d\r\n",
-                      (retry_ms + 999) / 1000);
-            s_send_error (call, &error, NULL, extra);
+            //  answered as the bus would have: the route's callback decides
+            //  (a read may be served stale)
+            hgp_reply_clear (&call->rep);
+            call->rep.error = error;
+            call->retry_after = (retry_ms + 999) / 1000;
+            done (call);
             return;
         }
         call->breaker = breaker;
@@ -378,11 +392,75 @@ s_admission_full (hgp_gateway_t *self)
  *  Endpoints
  */
 
+//  Stale reads: the last value each loop saw of a counter (from a read or
+//  an increment's answer), served when a read cannot be answered fresh
+//  because of an outage, if it is at most gateway/stale_max_age old.
+//  Bounded: the table starts empty again at S_STALE_KEYS counters.
+
+typedef struct {
+    int64_t value;
+    int64_t as_of_ms;               /* wall clock, when it was the value    */
+} s_stale_t;
+
+static void
+s_stale_key (const hgp_key_t *key, char *out, size_t size)
+{
+    snprintf (out, size, "%s %s", key->resource_id, key->counter_type);
+}
+
+static void
+s_stale_note (s_call_t *call)
+{
+    s_loop_t *loop = call->loop;
+    if (!loop->stale)
+        return;
+    char key [2 * HGP_ID_MAX + 2];
+    s_stale_key (&call->req.key, key, sizeof key);
+    s_stale_t *entry = (s_stale_t *) zhashx_lookup (loop->stale, key);
+    if (!entry) {
+        if (zhashx_size (loop->stale) >= S_STALE_KEYS)
+            zhashx_purge (loop->stale);
+        entry = (s_stale_t *) zmalloc (sizeof (s_stale_t));
+        zhashx_insert (loop->stale, key, entry);
+    }
+    entry->value = call->rep.value;
+    entry->as_of_ms = zclock_time ();
+}
+
+//  A read that failed for an outage: the last value, if recent; true
+//  when answered
+static bool
+s_stale_answer (s_call_t *call)
+{
+    s_loop_t *loop = call->loop;
+    if (!loop->stale || call->req.op != HGP_OP_GET
+    ||  !hgp_breaker_is_outage (&call->rep.error))
+        return false;
+    char key [2 * HGP_ID_MAX + 2];
+    s_stale_key (&call->req.key, key, sizeof key);
+    s_stale_t *entry = (s_stale_t *) zhashx_lookup (loop->stale, key);
+    if (!entry || zclock_time () - entry->as_of_ms > loop->gateway->stale_max_age)
+        return false;
+    json_t *json = json_pack ("{s:s, s:s, s:I, s:b, s:I}",
+        "resource_id", call->req.key.resource_id,
+        "counter_type", call->req.key.counter_type,
+        "value", (json_int_t) entry->value, "stale", 1,
+        "as_of_ms", (json_int_t) entry->as_of_ms);
+    char *text = json ? json_dumps (json, JSON_COMPACT) : NULL;
+    json_decref (json);
+    s_send_json (call, HGP_STATUS_OK, text, NULL);
+    return true;
+}
+
 static void
 s_value_done (void *arg)
 {
     s_call_t *call = (s_call_t *) arg;
     s_release (call);
+    if (call->rep.error.status == HGP_STATUS_OK)
+        s_stale_note (call);
+    if (call->rep.error.status != HGP_STATUS_OK && s_stale_answer (call))
+        return;
     if (call->rep.error.status != HGP_STATUS_OK)
         s_send_error (call, &call->rep.error,
                       call->req.op == HGP_OP_INCR ? call->req.id : NULL, NULL);
@@ -1048,6 +1126,11 @@ s_loop_run (void *args)
     for (int r = 0; r < HGP_ROUTE_COUNT; r++)
         hgp_breaker_init (&loop->breakers [r], self->breaker_failures,
                           self->breaker_ms, loop->id_counter + (uint64_t) r);
+    if (self->stale_reads) {
+        loop->stale = zhashx_new ();
+        assert (loop->stale);
+        zhashx_set_destructor (loop->stale, (zhashx_destructor_fn *) zstr_free);
+    }
     loop->failed = !s_loop_setup (loop);
     sem_post (&loop->ready);
     if (!loop->failed)
@@ -1063,6 +1146,7 @@ s_loop_run (void *args)
         s_loop_drain (loop);
     hgp_mux_destroy (&loop->mux);
     hgp_http_destroy (&loop->http);
+    zhashx_destroy (&loop->stale);
     while (loop->free) {
         s_call_t *call = loop->free;
         loop->free = call->next;
@@ -1228,6 +1312,9 @@ hgp_gateway_new (hgp_config_t *config)
         config, "gateway/breaker_failures", 5, 0, 1000000);
     self->breaker_ms = (int) hgp_config_int (
         config, "gateway/breaker_ms", 1000, 10, 600000);
+    self->stale_reads = hgp_config_int (config, "gateway/stale_reads", 1, 0, 1) == 1;
+    self->stale_max_age = hgp_config_int (
+        config, "gateway/stale_max_age", 60000, 1, 86400000);
     self->http.header_timeout = (int) hgp_config_int (
         config, "gateway/header_timeout", 3000, 100, 3600000);
     self->http.body_timeout = (int) hgp_config_int (

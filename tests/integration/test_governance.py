@@ -199,3 +199,37 @@ def test_with_a_dependency_paused_the_breaker_fails_fast_and_closes_on_resume(
     after = stack.redis.counter("brk", "c")
     n504 = len([r for r in results if r[0] == 504])
     assert before + 1 <= after <= before + 1 + n504, (before, after, n504)
+
+
+def test_with_redis_stopped_a_recent_read_is_served_stale_and_increments_fail(make_gateway):
+    stack, gateway = make_gateway()
+    with Http(gateway.port) as h:
+        for _ in range(3):
+            assert h.increment("st", "c")[0] == 200
+        status, _, body = h.get("st", "c")
+        assert status == 200 and body["value"] == 3 and "stale" not in body, body
+        read_at = time.time() * 1000
+        stack.redis.proc.signal(signal.SIGSTOP)
+        try:
+            status, _, body = h.get("st", "c")
+            assert status == 200 and body["stale"] is True and body["value"] == 3, body
+            assert read_at - 1000 <= body["as_of_ms"] <= read_at + 1000, body
+            status, _, body = h.get("never_read", "c")
+            assert status in (503, 504) and "error" in body, body
+            status, _, body = h.increment("st", "c")    # never degraded
+            assert status in (503, 504) and "error" in body, body
+        finally:
+            stack.redis.proc.signal(signal.SIGCONT)
+
+
+def test_stale_reads_off_is_an_honest_error(make_gateway):
+    stack, gateway = make_gateway(env={"HGP_GATEWAY_STALE_READS": "0"})
+    with Http(gateway.port) as h:
+        assert h.increment("st0", "c")[0] == 200
+        assert h.get("st0", "c")[0] == 200
+        stack.redis.proc.signal(signal.SIGSTOP)
+        try:
+            status, _, body = h.get("st0", "c")
+            assert status in (503, 504) and "error" in body, body
+        finally:
+            stack.redis.proc.signal(signal.SIGCONT)
