@@ -33,7 +33,8 @@ LIB_A   := $(OUT)/libhgp.a
 BROKER_SRC  := bus/hgp_broker.c bus/hgp_broker_main.c
 KEYS_SRC    := bus/hgp_keys_main.c
 COUNTER_SRC := actors/counter/hgp_counter.c actors/counter/hgp_counter_main.c
-CLI_SRC     := cli/hgp_cli.c
+CLI_SRC     := cli/hgp_cli.c cli/hgp_cli_counter.c cli/hgp_cli_broker.c \
+               cli/hgp_cli_json.c cli/hgp_bench.c cli/hgp_replay.c
 MOCK_SRC    := kafka/hgp_kafka_mock.c
 ANALYTICS_SRC := actors/analytics/hgp_analytics.c actors/analytics/hgp_analytics_main.c
 GATEWAY_SRC := gateway/hgp_gateway.c gateway/hgp_http.c gateway/hgp_http_parser.c gateway/hgp_json.c gateway/hgp_metrics.c gateway/hgp_gateway_main.c
@@ -75,9 +76,10 @@ $(BIN)/hgp-counter: $(COUNTER_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL)
 
+#   bin/hgp writes its --json output with jansson, like the gateway
 $(BIN)/hgp: $(CLI_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -lm
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -ljansson -lm
 
 $(BIN)/hgp-analytics: $(ANALYTICS_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
 	@mkdir -p $(dir $@)
