@@ -113,6 +113,12 @@ $(BIN)/tests/test_fuzz_json: $(OUT)/obj/tests/fuzz/fuzz_json.o $(OUT)/obj/gatewa
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -ljansson
 
+#   test_cli_json: bin/hgp's JSON output helpers
+$(OUT)/obj/tests/unit/test_cli_json.o: INC += -Icli
+$(BIN)/tests/test_cli_json: $(OUT)/obj/tests/unit/test_cli_json.o $(OUT)/obj/cli/hgp_cli_json.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -ljansson -lcmocka -lm
+
 #   test_fuzz_http and test_http_parser: the gateway's HTTP parser
 UNIT_BINS += $(BIN)/tests/test_fuzz_http
 $(OUT)/obj/tests/unit/test_http_parser.o $(OUT)/obj/tests/fuzz/fuzz_http.o: INC += -Igateway
