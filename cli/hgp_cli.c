@@ -35,8 +35,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
-#include <time.h>
-#include <unistd.h>
 
 #define DEFAULT_ENDPOINT "tcp://127.0.0.1:5555"
 
