@@ -33,7 +33,8 @@ LIB_A   := $(OUT)/libhgp.a
 BROKER_SRC  := bus/hgp_broker.c bus/hgp_broker_main.c
 KEYS_SRC    := bus/hgp_keys_main.c
 COUNTER_SRC := actors/counter/hgp_counter.c actors/counter/hgp_counter_main.c
-CLI_SRC     := cli/hgp_cli.c
+CLI_SRC     := cli/hgp_cli.c cli/hgp_cli_counter.c cli/hgp_cli_broker.c \
+               cli/hgp_cli_json.c cli/hgp_bench.c cli/hgp_replay.c
 MOCK_SRC    := kafka/hgp_kafka_mock.c
 ANALYTICS_SRC := actors/analytics/hgp_analytics.c actors/analytics/hgp_analytics_main.c
 GATEWAY_SRC := gateway/hgp_gateway.c gateway/hgp_http.c gateway/hgp_http_parser.c gateway/hgp_apikeys.c gateway/hgp_ratelimit.c gateway/hgp_breaker.c gateway/hgp_json.c gateway/hgp_metrics.c gateway/hgp_gateway_main.c
@@ -92,9 +93,10 @@ $(BIN)/hgp-counter: $(COUNTER_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL)
 
+#   bin/hgp writes its --json output with jansson, like the gateway
 $(BIN)/hgp: $(CLI_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -lm
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -ljansson -lm
 
 $(BIN)/hgp-analytics: $(ANALYTICS_SRC:%.c=$(OUT)/obj/%.o) $(LIB_A)
 	@mkdir -p $(dir $@)
@@ -127,6 +129,12 @@ $(BIN)/tests/test_json: $(OUT)/obj/tests/unit/test_json.o $(OUT)/obj/gateway/hgp
 $(BIN)/tests/test_fuzz_json: $(OUT)/obj/tests/fuzz/fuzz_json.o $(OUT)/obj/gateway/hgp_json.o $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -ljansson -lm
+
+#   test_cli_json: bin/hgp's JSON output helpers
+$(OUT)/obj/tests/unit/test_cli_json.o: INC += -Icli
+$(BIN)/tests/test_cli_json: $(OUT)/obj/tests/unit/test_cli_json.o $(OUT)/obj/cli/hgp_cli_json.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -ljansson -lcmocka -lm
 
 #   test_fuzz_http and test_http_parser: the gateway's HTTP parser
 UNIT_BINS += $(BIN)/tests/test_fuzz_http
