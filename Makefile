@@ -30,7 +30,7 @@ LIB_SRC := schemas/hgp_codec.c lib/hgp_config.c lib/hgp_process.c lib/hgp_keyspa
 LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/obj/%.o)
 LIB_A   := $(OUT)/libhgp.a
 
-BROKER_SRC  := bus/hgp_broker.c bus/hgp_broker_main.c
+BROKER_SRC  := bus/hgp_entries.c bus/hgp_actors.c bus/hgp_broker.c bus/hgp_broker_main.c
 KEYS_SRC    := bus/hgp_keys_main.c
 COUNTER_SRC := actors/counter/hgp_counter.c actors/counter/hgp_counter_main.c
 CLI_SRC     := cli/hgp_cli.c
