@@ -99,6 +99,13 @@ $(BIN)/tests/%: $(OUT)/obj/tests/unit/%.o $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -lcmocka
 
+#   test_broker_*: the broker's classes (entry pool, actor table, loop)
+BUS_OBJ := $(patsubst %.c,$(OUT)/obj/%.o,bus/hgp_entries.c bus/hgp_actors.c bus/hgp_broker.c)
+$(OUT)/obj/tests/unit/test_broker_%.o: INC += -Ibus
+$(BIN)/tests/test_broker_%: $(OUT)/obj/tests/unit/test_broker_%.o $(BUS_OBJ) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -lcmocka
+
 #   test_json also needs the gateway's JSON decoder; test_fuzz_json is the
 #   gateway's fuzz harness run as a smoke test (tests/fuzz/fuzz_json.c)
 UNIT_BINS += $(BIN)/tests/test_fuzz_json
