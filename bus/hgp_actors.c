@@ -191,6 +191,31 @@ hgp_actor_destroy (hgp_actor_t **actor_p)
     *actor_p = NULL;
 }
 
+int
+hgp_actors_list (hgp_actors_t *self, int64_t now, hgp_reply_t *rep)
+{
+    size_t n = self->nlive < HGP_ACTORS_MAX ? self->nlive : HGP_ACTORS_MAX;
+    rep->actors = (hgp_actor_info_t *) calloc (n ? n : 1,
+                                               sizeof (hgp_actor_info_t));
+    if (!rep->actors)
+        return -1;
+    rep->nactors = n;
+    for (size_t i = 0; i < n; i++) {
+        hgp_actor_t *a = self->live [i];
+        hgp_actor_info_t *info = &rep->actors [i];
+        strcpy (info->service, a->service);
+        strcpy (info->actor_id, a->actor_id);
+        info->capacity = a->capacity;
+        info->inflight = a->inflight.size;
+        info->queued = a->queue.size;
+        int64_t idle = now - a->last_heard;
+        info->idle_ms = idle < 0 ? 0 : idle > UINT32_MAX ? UINT32_MAX
+                                                         : (uint32_t) idle;
+        info->served = a->served;
+    }
+    return 0;
+}
+
 hgp_actor_t *
 hgp_actors_owner (hgp_actors_t *self, const hgp_key_t *key)
 {

@@ -107,6 +107,11 @@ hgp_actor_t *hgp_actors_first_dead (hgp_actors_t *self);
 void hgp_actors_remove (hgp_actors_t *self, hgp_actor_t *actor);
 void hgp_actor_destroy (hgp_actor_t **actor_p);
 
+/*  Describe the first HGP_ACTORS_MAX actors in rep->actors (allocated,
+    non-NULL even when there are none, so the reply says "actors": []),
+    idle times as of now; -1 when memory is short */
+int hgp_actors_list (hgp_actors_t *self, int64_t now, hgp_reply_t *rep);
+
 /*  The live counter actor that owns key, or NULL */
 hgp_actor_t *hgp_actors_owner (hgp_actors_t *self, const hgp_key_t *key);
 

@@ -42,6 +42,7 @@
 #include "hgp_entries.h"
 #include "hgp_keys.h"
 #include "hgp_process.h"
+#include "hgp_router.h"
 
 #define TIMER_MS        50                  /* deadline + liveness checks   */
 #define BATCH_CLIENTS   256                 /* client messages per poll     */
@@ -49,7 +50,6 @@
                                                we sent bounds them, and an
                                                unread heartbeat must not look
                                                like silence                 */
-#define PARTS_MAX       6                   /* frames we look at            */
 #define SLICE_MS        10                  /* most ms of client messages in
                                                a row: a flood of costly
                                                requests must not keep us
@@ -63,7 +63,6 @@
 #define CLIENT_RCVHWM   256
 #define ACTOR_SNDHWM    100000
 #define ACTOR_RCVHWM    100000
-#define FRAME_MAX       (4 * HGP_BODY_MAX)  /* bigger frames drop the peer  */
 #define LINGER_MS       500                 /* flush final answers on exit  */
 
 typedef struct {
@@ -84,12 +83,8 @@ typedef struct {
 struct _hgp_broker_t {
     hgp_keys_t *keys;           /* our keypair and bus/cluster              */
     zactor_t *zap;              /* ZAP handler: who may connect (CURVE)     */
-    zsock_t *client_sock;       /* ROUTER for clients                       */
-    zsock_t *actor_sock;        /* ROUTER for actors                        */
-    void *clients;              /* its libzmq handle                        */
-    void *actors;               /* its libzmq handle                        */
-    char *client_endpoint;      /* as bound                                 */
-    char *actor_endpoint;       /* as bound                                 */
+    hgp_router_t *clients;      /* ROUTER for clients (HGPC01)              */
+    hgp_router_t *actors;       /* ROUTER for actors (HGPA01)               */
     char broker_id [33];        /* random per start: beacon id and the
                                    client ROUTER's routing id              */
     uint32_t queue_limit;       /* most waiting per actor                   */
@@ -106,47 +101,34 @@ struct _hgp_broker_t {
     int64_t next_heartbeat;     /* next HEARTBEAT to actors                 */
     bool terminated;            /* $TERM seen                               */
 
-    zmq_msg_t part [PARTS_MAX]; /* frames of the message being handled     */
-    zmq_msg_t extra;            /* sink for frames beyond PARTS_MAX         */
     hgp_request_t req;          /* decoded client request                   */
     hgp_request_t scratch;      /* decoded body when re-routing an incr     */
     hgp_buf_t buf;              /* encoded answers, reused                  */
     s_stats_t stats;            /* for the summary line                     */
 };
 
-static const uint8_t s_cmd_request [1] = { HGP_CMD_REQUEST };
-static const uint8_t s_cmd_requests [1] = { HGP_CMD_REQUESTS };
-static const uint8_t s_cmd_heartbeat [1] = { HGP_CMD_HEARTBEAT };
-static const uint8_t s_cmd_disconnect [1] = { HGP_CMD_DISCONNECT };
 
 /*  --------------------------------------------------------------------
  *  Sending to clients. A client that is gone or not reading loses its
  *  answer (counted): that is all a ROUTER can do.
  */
 
-static void
-s_client_send_head (hgp_broker_t *self, const uint8_t *ident, size_t size,
-                    bool *ok)
+//  Start an answer: -1 if the client cannot take it
+static int
+s_client_head (hgp_broker_t *self, const uint8_t *ident, size_t size)
 {
-    *ok = zmq_send (self->clients, ident, size,
-                    ZMQ_SNDMORE | ZMQ_DONTWAIT) != -1;
-    if (*ok) {
-        zmq_send (self->clients, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        zmq_send (self->clients, HGP_PROTO_CLIENT, 6,
-                  ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    }
-    else
+    int rc = hgp_router_client_head (self->clients, ident, size);
+    if (rc)
         self->stats.undeliverable++;
+    return rc;
 }
 
 static void
 s_client_send (hgp_broker_t *self, const uint8_t *ident, size_t size,
                const uint8_t *body, size_t body_size)
 {
-    bool ok;
-    s_client_send_head (self, ident, size, &ok);
-    if (ok)
-        zmq_send (self->clients, body, body_size, ZMQ_DONTWAIT);
+    if (s_client_head (self, ident, size) == 0)
+        hgp_router_send_last (self->clients, body, body_size);
 }
 
 //  Answer an error to a client: id is a C string ("" when unknown)
@@ -182,48 +164,12 @@ s_entry_error (hgp_broker_t *self, hgp_entry_t *e, uint16_t status,
  *  not reading at all: EAGAIN) means the actor is dead.
  */
 
-//  A command to an actor, with one further frame of size bytes when data
-//  is not NULL; -1 if the actor cannot be reached
-static int
-s_actor_send (hgp_broker_t *self, const uint8_t *identity, size_t size,
-              const uint8_t *cmd, const void *data, size_t data_size)
-{
-    if (zmq_send (self->actors, identity, size,
-                  ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
-        return -1;
-    zmq_send (self->actors, HGP_PROTO_ACTOR, 6, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send (self->actors, cmd, 1, data ? ZMQ_SNDMORE | ZMQ_DONTWAIT
-                                         : ZMQ_DONTWAIT);
-    if (data)
-        zmq_send (self->actors, data, data_size, ZMQ_DONTWAIT);
-    return 0;
-}
-
 //  A command with no further frames; -1 if the actor cannot be reached
 static int
 s_actor_command (hgp_broker_t *self, const uint8_t *identity, size_t size,
-                 const uint8_t *cmd)
+                 uint8_t cmd)
 {
-    return s_actor_send (self, identity, size, cmd, NULL, 0);
-}
-
-//  Our monotonic clock, ms, as 8 bytes big-endian
-static void
-s_put_clock (uint8_t *out, int64_t now)
-{
-    for (int i = 0; i < 8; i++)
-        out [i] = (uint8_t) ((uint64_t) now >> (56 - 8 * i));
-}
-
-//  HEARTBEAT to an actor, with our clock (PROTOCOL.md 5.3); -1 if it
-//  cannot be reached
-static int
-s_actor_heartbeat (hgp_broker_t *self, hgp_actor_t *actor)
-{
-    uint8_t clock [8];
-    s_put_clock (clock, self->now);
-    return s_actor_send (self, actor->identity, actor->identity_size,
-                         s_cmd_heartbeat, clock, sizeof clock);
+    return hgp_router_actor_send (self->actors, identity, size, cmd, NULL, 0);
 }
 
 //  Send the REQUESTS an actor has collected, as one message; -1 (the
@@ -234,8 +180,9 @@ s_actor_flush (hgp_broker_t *self, hgp_actor_t *actor)
 {
     if (actor->out.size == 0)
         return 0;
-    int rc = s_actor_send (self, actor->identity, actor->identity_size,
-                           s_cmd_requests, actor->out.data, actor->out.size);
+    int rc = hgp_router_actor_send (self->actors, actor->identity,
+                                    actor->identity_size, HGP_CMD_REQUESTS,
+                                    actor->out.data, actor->out.size);
     actor->out.size = 0;
     return rc;
 }
@@ -259,8 +206,7 @@ s_dispatch (hgp_broker_t *self, hgp_actor_t *actor, hgp_entry_t *e)
 {
     uint64_t token = hgp_entries_mint (self->entries, e);
     uint8_t tok [8];
-    for (int i = 0; i < 8; i++)
-        tok [i] = (uint8_t) (token >> (56 - 8 * i));
+    hgp_router_put_token (tok, token);
     //  The budget, and our clock when we sent it (PROTOCOL.md 5.1), so an
     //  actor can tell how long the request waited in its socket. In a
     //  batch the clock is the dispatch's, a little before the send: the
@@ -273,20 +219,12 @@ s_dispatch (hgp_broker_t *self, hgp_actor_t *actor, hgp_entry_t *e)
         if (actor->out.size >= BATCH_BYTES && s_actor_flush (self, actor))
             return -1;
     }
-    else {
-        if (zmq_send (self->actors, actor->identity, actor->identity_size,
-                      ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
-            return -1;
-        //  The rest of a message cannot fail once its first frame went in
-        uint8_t bud [12] = { (uint8_t) (budget >> 24), (uint8_t) (budget >> 16),
-                             (uint8_t) (budget >> 8), (uint8_t) budget };
-        s_put_clock (bud + 4, self->now);
-        zmq_send (self->actors, HGP_PROTO_ACTOR, 6, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        zmq_send (self->actors, s_cmd_request, 1, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        zmq_send (self->actors, tok, 8, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        zmq_send (self->actors, bud, sizeof bud, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        zmq_send (self->actors, hgp_entry_body (e), e->body_size, ZMQ_DONTWAIT);
-    }
+    else
+    if (hgp_router_actor_request (self->actors, actor->identity,
+                                  actor->identity_size, token, budget,
+                                  self->now, hgp_entry_body (e),
+                                  e->body_size))
+        return -1;
     hgp_entries_move (self->entries, e, HGP_ENTRY_INFLIGHT);
     hgp_entry_list_push (&actor->inflight, e);
     return 0;
@@ -439,7 +377,7 @@ s_actor_refuse (hgp_broker_t *self, const uint8_t *identity,
 {
     zsys_warning ("READY refused: %s (key %s)", *why_p, *key ? key : "none");
     zstr_free (why_p);
-    s_actor_command (self, identity, identity_size, s_cmd_disconnect);
+    s_actor_command (self, identity, identity_size, HGP_CMD_DISCONNECT);
 }
 
 static void
@@ -458,7 +396,7 @@ s_actor_ready (hgp_broker_t *self, hgp_actor_t *actor, const uint8_t *identity,
         goto reject;
     //  Who the ZAP handler said this connection is (its public key)
     char key [HGP_KEY_TXT + 1];
-    hgp_keys_user_id (&self->part [1], key, sizeof key);
+    hgp_keys_user_id (hgp_router_part (self->actors, 1), key, sizeof key);
     char *why = hgp_actors_check (self->table, actor, &ready, key,
                                   hgp_keys_cluster (self->keys));
     if (why) {
@@ -504,7 +442,7 @@ reject:
     if (actor)
         hgp_actors_kill (self->table, actor, "sent a bad READY");
     else
-        s_actor_command (self, identity, identity_size, s_cmd_disconnect);
+        s_actor_command (self, identity, identity_size, HGP_CMD_DISCONNECT);
 }
 
 //  A REPLY (its body a whole frame, msg, or in a REPLIES frame, data):
@@ -513,10 +451,7 @@ static void
 s_actor_reply (hgp_broker_t *self, hgp_actor_t *actor, const uint8_t *t,
                zmq_msg_t *msg, const uint8_t *data, size_t size)
 {
-    uint64_t token = 0;
-    for (int i = 0; i < 8; i++)
-        token = (token << 8) | t [i];
-    hgp_entry_t *e = hgp_entries_lookup (self->entries, token);
+    hgp_entry_t *e = hgp_entries_lookup (self->entries, hgp_router_token (t));
     if (!e || e->list != &actor->inflight) {
         self->stats.late++;         //  after a re-dispatch, or bogus
         return;
@@ -526,13 +461,11 @@ s_actor_reply (hgp_broker_t *self, hgp_actor_t *actor, const uint8_t *t,
     if (e->state == HGP_ENTRY_ORPHAN)
         self->stats.late++;         //  its client had a 504 already
     else {
-        bool ok;
-        s_client_send_head (self, e->data, e->ident_size, &ok);
-        if (ok) {
+        if (s_client_head (self, e->data, e->ident_size) == 0) {
             if (msg)
-                zmq_msg_send (msg, self->clients, ZMQ_DONTWAIT);
+                hgp_router_send_msg (self->clients, msg);
             else
-                zmq_send (self->clients, data, size, ZMQ_DONTWAIT);
+                hgp_router_send_last (self->clients, data, size);
             self->stats.replies++;
         }
     }
@@ -569,24 +502,22 @@ s_actor_replies (hgp_broker_t *self, hgp_actor_t *actor, zmq_msg_t *frame)
 static void
 s_actor_message (hgp_broker_t *self, int nparts)
 {
-    zmq_msg_t *part = self->part;
+    zmq_msg_t *part = hgp_router_part (self->actors, 0);
     const uint8_t *identity = (const uint8_t *) zmq_msg_data (&part [0]);
     size_t identity_size = zmq_msg_size (&part [0]);
     hgp_actor_t *actor = hgp_actors_lookup (self->table, identity, identity_size);
     if (actor)
         actor->last_heard = self->now;     //  any message is a sign of life
 
-    if (nparts < 3 || zmq_msg_size (&part [1]) != 6
-    ||  memcmp (zmq_msg_data (&part [1]), HGP_PROTO_ACTOR, 6) != 0
-    ||  zmq_msg_size (&part [2]) != 1) {
+    int cmd = hgp_router_actor_command (self->actors, nparts);
+    if (cmd == -1) {
         if (actor)
             s_actor_protocol_error (self, actor, "a message without HGPA01");
         else
             s_actor_command (self, identity, identity_size,
-                             s_cmd_disconnect);
+                             HGP_CMD_DISCONNECT);
         return;
     }
-    uint8_t cmd = *(uint8_t *) zmq_msg_data (&part [2]);
     if (cmd == HGP_CMD_READY) {
         s_actor_ready (self, actor, identity, identity_size, &part [3],
                        nparts);
@@ -597,7 +528,7 @@ s_actor_message (hgp_broker_t *self, int nparts)
         //  Never answer a DISCONNECT, or two confused peers ping-pong.
         if (cmd != HGP_CMD_DISCONNECT)
             s_actor_command (self, identity, identity_size,
-                             s_cmd_disconnect);
+                             HGP_CMD_DISCONNECT);
         return;
     }
     switch (cmd) {
@@ -637,30 +568,11 @@ s_client_actors (hgp_broker_t *self, const uint8_t *ident, size_t size,
     hgp_reply_t rep;
     hgp_reply_init (&rep);
     strcpy (rep.id, id);
-    size_t nlive = hgp_actors_size (self->table);
-    size_t n = nlive < HGP_ACTORS_MAX ? nlive : HGP_ACTORS_MAX;
-    //  Non-NULL even when empty, so the reply carries "actors": []
-    rep.actors = (hgp_actor_info_t *) calloc (n ? n : 1,
-                                              sizeof (hgp_actor_info_t));
-    if (!rep.actors) {
+    if (hgp_actors_list (self->table, self->now, &rep)) {
         hgp_error_t err;
         hgp_error_set (&err, HGP_STATUS_INTERNAL, "internal", "out of memory");
         s_client_error (self, ident, size, id, &err);
         return;
-    }
-    rep.nactors = n;
-    for (size_t i = 0; i < n; i++) {
-        hgp_actor_t *a = hgp_actors_at (self->table, i);
-        hgp_actor_info_t *info = &rep.actors [i];
-        strcpy (info->service, a->service);
-        strcpy (info->actor_id, a->actor_id);
-        info->capacity = a->capacity;
-        info->inflight = a->inflight.size;
-        info->queued = a->queue.size;
-        int64_t idle = self->now - a->last_heard;
-        info->idle_ms = idle < 0 ? 0 : idle > UINT32_MAX ? UINT32_MAX
-                                                         : (uint32_t) idle;
-        info->served = a->served;
     }
     self->buf.size = 0;
     hgp_reply_encode (&rep, &self->buf);
@@ -671,15 +583,13 @@ s_client_actors (hgp_broker_t *self, const uint8_t *ident, size_t size,
 static void
 s_client_message (hgp_broker_t *self, int nparts)
 {
-    zmq_msg_t *part = self->part;
+    zmq_msg_t *part = hgp_router_part (self->clients, 0);
     const uint8_t *ident = (const uint8_t *) zmq_msg_data (&part [0]);
     size_t ident_size = zmq_msg_size (&part [0]);
     hgp_error_t err;
     self->stats.requests++;
 
-    if (nparts != 4 || zmq_msg_size (&part [1]) != 0
-    ||  zmq_msg_size (&part [2]) != 6
-    ||  memcmp (zmq_msg_data (&part [2]), HGP_PROTO_CLIENT, 6) != 0) {
+    if (!hgp_router_is_client_request (self->clients, nparts)) {
         hgp_error_set (&err, HGP_STATUS_BAD_REQUEST, "malformed",
                        "want frames [empty][HGPC01][body]");
         self->stats.invalid++;
@@ -790,11 +700,12 @@ s_timers (hgp_broker_t *self)
         if (self->now - a->last_heard > self->expiry) {
             //  It may only be stalled: tell it to start over
             s_actor_command (self, a->identity, a->identity_size,
-                             s_cmd_disconnect);
+                             HGP_CMD_DISCONNECT);
             hgp_actors_kill (self->table, a, "silent too long");
         }
         else
-        if (beat && s_actor_heartbeat (self, a))
+        if (beat && hgp_router_actor_heartbeat (self->actors, a->identity,
+                                                a->identity_size, self->now))
             hgp_actors_kill (self->table, a, "unreachable");
     }
     s_reap (self);
@@ -809,22 +720,6 @@ s_timers (hgp_broker_t *self)
  *  Event loop
  */
 
-//  Receive one whole message from socket without waiting: its first
-//  PARTS_MAX frames in self->part. Returns the number of frames, or 0.
-static int
-s_recv (hgp_broker_t *self, void *socket)
-{
-    int n = 0;
-    while (true) {
-        zmq_msg_t *msg = n < PARTS_MAX ? &self->part [n] : &self->extra;
-        if (zmq_msg_recv (msg, socket, ZMQ_DONTWAIT) == -1)
-            return n;           //  EAGAIN on the first frame, or ETERM
-        n++;
-        if (!zmq_msg_more (msg))
-            return n;
-    }
-}
-
 static void
 s_pipe_command (hgp_broker_t *self, zsock_t *pipe)
 {
@@ -838,7 +733,8 @@ s_pipe_command (hgp_broker_t *self, zsock_t *pipe)
         zstr_send (pipe, "OK");
     else
     if (streq (command, "ENDPOINTS"))
-        zstr_sendx (pipe, self->client_endpoint, self->actor_endpoint, NULL);
+        zstr_sendx (pipe, hgp_router_endpoint (self->clients),
+                    hgp_router_endpoint (self->actors), NULL);
     else
     if (streq (command, "ID"))
         zstr_send (pipe, self->broker_id);
@@ -860,7 +756,7 @@ s_shutdown (hgp_broker_t *self)
     for (size_t i = 0; i < hgp_actors_size (self->table); i++) {
         hgp_actor_t *a = hgp_actors_at (self->table, i);
         s_actor_command (self, a->identity, a->identity_size,
-                         s_cmd_disconnect);
+                         HGP_CMD_DISCONNECT);
         hgp_entry_t *e;
         while ((e = hgp_entry_list_pop (&a->inflight))) {
             if (e->state == HGP_ENTRY_INFLIGHT)
@@ -899,8 +795,8 @@ s_shutdown (hgp_broker_t *self)
                (unsigned long long) s->joins,
                (unsigned long long) s->leaves);
     //  Give the answers above a moment to leave when the sockets close
-    zsock_set_linger (self->client_sock, LINGER_MS);
-    zsock_set_linger (self->actor_sock, LINGER_MS);
+    hgp_router_set_linger (self->clients, LINGER_MS);
+    hgp_router_set_linger (self->actors, LINGER_MS);
 }
 
 int
@@ -910,8 +806,8 @@ hgp_broker_run (hgp_broker_t *self, zsock_t *pipe)
     assert (pipe);
     zmq_pollitem_t items [] = {
         { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 },
-        { self->actors, 0, ZMQ_POLLIN, 0 },
-        { self->clients, 0, ZMQ_POLLIN, 0 }
+        { hgp_router_handle (self->actors), 0, ZMQ_POLLIN, 0 },
+        { hgp_router_handle (self->clients), 0, ZMQ_POLLIN, 0 }
     };
     int rc = 0;
     self->terminated = false;
@@ -933,7 +829,7 @@ hgp_broker_run (hgp_broker_t *self, zsock_t *pipe)
         if (items [1].revents & ZMQ_POLLIN) {
             int n;
             for (int i = 0; i < BATCH_ACTORS
-                         && (n = s_recv (self, self->actors)); i++) {
+                         && (n = hgp_router_recv (self->actors)); i++) {
                 self->now = zclock_mono ();
                 s_actor_message (self, n);
                 if (hgp_actors_dead (self->table))
@@ -944,7 +840,7 @@ hgp_broker_run (hgp_broker_t *self, zsock_t *pipe)
             int n;
             int64_t until = self->now + SLICE_MS;
             for (int i = 0; i < BATCH_CLIENTS && self->now < until
-                         && (n = s_recv (self, self->clients)); i++) {
+                         && (n = hgp_router_recv (self->clients)); i++) {
                 self->now = zclock_mono ();
                 s_client_message (self, n);
                 if (hgp_actors_dead (self->table))
@@ -969,39 +865,6 @@ hgp_broker_run (hgp_broker_t *self, zsock_t *pipe)
 /*  --------------------------------------------------------------------
  *  Construction
  */
-
-static zsock_t *
-s_bind (hgp_keys_t *keys, const char *domain, const char *endpoint,
-        const char *setting, int sndhwm, int rcvhwm, const char *routing_id,
-        char **bound, char **error_p)
-{
-    zsock_t *sock = zsock_new (ZMQ_ROUTER);
-    if (!sock) {
-        *error_p = zsys_sprintf ("cannot create a socket: %s",
-                                 zmq_strerror (errno));
-        return NULL;
-    }
-    //  What a ROUTER client sees as our routing id (PROTOCOL.md 9.3):
-    //  the broker id of our beacon, so it can address us by it
-    if (routing_id)
-        zsock_set_identity (sock, routing_id);
-    zsock_set_router_mandatory (sock, 1);
-    zsock_set_router_handover (sock, 1);
-    zsock_set_sndhwm (sock, sndhwm);
-    zsock_set_rcvhwm (sock, rcvhwm);
-    zsock_set_maxmsgsize (sock, FRAME_MAX);
-    hgp_keys_server_apply (keys, sock, domain);
-    if (zsock_bind (sock, "%s", endpoint) == -1) {
-        *error_p = zsys_sprintf ("cannot bind %s '%s': %s", setting, endpoint,
-                                 zmq_strerror (errno));
-        zsock_destroy (&sock);
-        return NULL;
-    }
-    *bound = zsock_last_endpoint (sock);
-    if (!*bound)
-        *bound = strdup (endpoint);
-    return sock;
-}
 
 hgp_broker_t *
 hgp_broker_new (hgp_config_t *config, char **error_p)
@@ -1040,9 +903,6 @@ hgp_broker_new (hgp_config_t *config, char **error_p)
     self->actor_bytes = (size_t) actor_bytes;
     self->interval = interval;
     self->expiry = interval * liveness;
-    for (int i = 0; i < PARTS_MAX; i++)
-        zmq_msg_init (&self->part [i]);
-    zmq_msg_init (&self->extra);
     hgp_request_init (&self->req);
     hgp_request_init (&self->scratch);
     self->now = zclock_mono ();
@@ -1058,25 +918,22 @@ hgp_broker_new (hgp_config_t *config, char **error_p)
         self->zap = zactor_new (hgp_keys_zap_actor, keys);
         assert (self->zap);
     }
-    self->client_sock = s_bind (keys, HGP_ZAP_CLIENTS, client_endpoint,
-                                "broker/client_endpoint", CLIENT_SNDHWM,
-                                CLIENT_RCVHWM, self->broker_id,
-                                &self->client_endpoint, &error);
-    if (self->client_sock)
-        self->actor_sock = s_bind (keys, HGP_ZAP_ACTORS, actor_endpoint,
-                                   "broker/actor_endpoint", ACTOR_SNDHWM,
-                                   ACTOR_RCVHWM, NULL, &self->actor_endpoint,
-                                   &error);
-    if (!self->actor_sock) {
+    self->clients = hgp_router_new (keys, HGP_ZAP_CLIENTS, client_endpoint,
+                                    "broker/client_endpoint", CLIENT_SNDHWM,
+                                    CLIENT_RCVHWM, self->broker_id, &error);
+    if (self->clients)
+        self->actors = hgp_router_new (keys, HGP_ZAP_ACTORS, actor_endpoint,
+                                       "broker/actor_endpoint", ACTOR_SNDHWM,
+                                       ACTOR_RCVHWM, NULL, &error);
+    if (!self->actors) {
         hgp_broker_destroy (&self);
         goto fail;
     }
-    self->clients = zsock_resolve (self->client_sock);
-    self->actors = zsock_resolve (self->actor_sock);
     zsys_info ("hgp-broker: %s: clients at %s, actors at %s "
                "(queue limit %u per actor, %zu bytes in flight per actor, "
                "%zu bytes in all, heartbeat %lld ms x %lld)", self->broker_id,
-               self->client_endpoint, self->actor_endpoint, self->queue_limit,
+               hgp_router_endpoint (self->clients),
+               hgp_router_endpoint (self->actors), self->queue_limit,
                self->actor_bytes, self->queue_bytes, (long long) interval,
                (long long) liveness);
     hgp_keys_log (keys, "hgp-broker");
@@ -1099,18 +956,13 @@ hgp_broker_destroy (hgp_broker_t **self_p)
         return;
     hgp_actors_destroy (&self->table);
     hgp_entries_destroy (&self->entries);
-    for (int i = 0; i < PARTS_MAX; i++)
-        zmq_msg_close (&self->part [i]);
-    zmq_msg_close (&self->extra);
     hgp_request_clear (&self->req);
     hgp_request_clear (&self->scratch);
     hgp_buf_clear (&self->buf);
-    zsock_destroy (&self->client_sock);
-    zsock_destroy (&self->actor_sock);
+    hgp_router_destroy (&self->clients);
+    hgp_router_destroy (&self->actors);
     zactor_destroy (&self->zap);
     hgp_keys_destroy (&self->keys);
-    zstr_free (&self->client_endpoint);
-    zstr_free (&self->actor_endpoint);
     free (self);
     *self_p = NULL;
 }
