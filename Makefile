@@ -30,7 +30,8 @@ LIB_SRC := schemas/hgp_codec.c lib/hgp_config.c lib/hgp_process.c lib/hgp_keyspa
 LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/obj/%.o)
 LIB_A   := $(OUT)/libhgp.a
 
-BROKER_SRC  := bus/hgp_broker.c bus/hgp_broker_main.c
+BROKER_SRC  := bus/hgp_entries.c bus/hgp_actors.c bus/hgp_router.c bus/hgp_broker.c \
+               bus/hgp_broker_main.c
 KEYS_SRC    := bus/hgp_keys_main.c
 COUNTER_SRC := actors/counter/hgp_counter.c actors/counter/hgp_counter_main.c
 CLI_SRC     := cli/hgp_cli.c cli/hgp_cli_counter.c cli/hgp_cli_broker.c \
@@ -115,6 +116,14 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BIN)/tests/%)
 
 $(BIN)/tests/%: $(OUT)/obj/tests/unit/%.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -lcmocka
+
+#   test_broker_*: the broker's classes (entry pool, actor table, loop)
+BUS_OBJ := $(patsubst %.c,$(OUT)/obj/%.o,bus/hgp_entries.c bus/hgp_actors.c bus/hgp_router.c \
+           bus/hgp_broker.c)
+$(OUT)/obj/tests/unit/test_broker_%.o: INC += -Ibus
+$(BIN)/tests/test_broker_%: $(OUT)/obj/tests/unit/test_broker_%.o $(BUS_OBJ) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -lcmocka
 

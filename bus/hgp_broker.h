@@ -76,8 +76,4 @@ int hgp_broker_run (hgp_broker_t *self, zsock_t *pipe);
     handshake (so the caller may destroy it once zactor_new returned) */
 void hgp_broker_actor (zsock_t *pipe, void *args);
 
-/*  Self test on loopback with ephemeral ports; sets HGP_BROKER_* and
-    HGP_HEARTBEAT_* in the environment. Asserts on failure. */
-void hgp_broker_test (bool verbose);
-
 #endif

@@ -115,7 +115,6 @@ s_usage (FILE *out)
         "\n"
         "  -c, --config FILE  ZPL config file (default: $HGP_CONFIG, else\n"
         "                     configs/hgp.cfg if present, else built-in defaults)\n"
-        "  --selftest         run the broker's self test on loopback and exit\n"
         "  -h, --help         show this help\n"
         "\n"
         "Every setting can be overridden by the environment, HGP_<SECTION>_<KEY>:\n"
@@ -132,7 +131,6 @@ s_usage (FILE *out)
 int
 main (int argc, char *argv [])
 {
-    bool selftest = false;
     for (int i = 1; i < argc; i++) {
         if (streq (argv [i], "-h") || streq (argv [i], "--help")) {
             s_usage (stdout);
@@ -147,9 +145,6 @@ main (int argc, char *argv [])
                 return 1;
             }
         }
-        else
-        if (streq (argv [i], "--selftest"))
-            selftest = true;
         else {
             fprintf (stderr, "hgp-broker: unknown argument '%s'\n", argv [i]);
             s_usage (stderr);
@@ -157,10 +152,6 @@ main (int argc, char *argv [])
         }
     }
     hgp_process_init ("hgp-broker");
-    if (selftest) {
-        hgp_broker_test (true);
-        return 0;
-    }
     hgp_config_t *config = hgp_config_load (hgp_process_config_arg (argc, argv));
     if (!config)
         return 1;               //  hgp_config_load said why
