@@ -62,8 +62,11 @@ hgp_breaker_allow (hgp_breaker_t *self, int64_t now_ms, hgp_error_t *error,
     int left = self->state == HGP_BREAKER_OPEN
              ? (int) (self->open_until - now_ms) : self->open_ms / 4;
     *retry_ms = left > 0 ? left : 1;
+    //  a 503's code says what is down; after 504s (outcome unknown) the
+    //  refusal itself is definite, so it is plain "unavailable"
+    bool definite = self->last.status == HGP_STATUS_UNAVAILABLE && self->last.code [0];
     hgp_error_set (error, HGP_STATUS_UNAVAILABLE,
-                   self->last.code [0] ? self->last.code : "unavailable",
+                   definite ? self->last.code : "unavailable",
                    "%.200s (the gateway stopped sending for %d ms after %d "
                    "such answers in a row; nothing was sent)",
                    self->last.message, self->open_ms, self->threshold);

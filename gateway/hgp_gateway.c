@@ -388,6 +388,22 @@ s_admission_full (hgp_gateway_t *self)
 }
 
 
+//  A request decoded (rc 0, else err says why): admit it and send it, with
+//  done to answer it
+static void
+s_send_decoded (s_call_t *call, int rc, const hgp_error_t *err,
+                hgp_mux_done_fn *done)
+{
+    if (rc)
+        s_send_error (call, err, NULL, NULL);
+    else
+    if (!s_admit (call))
+        s_busy (call);
+    else
+        s_bus_call (call, call->loop->gateway->timeout, done);
+}
+
+
 /*  --------------------------------------------------------------------
  *  Endpoints
  */
@@ -477,17 +493,9 @@ static void
 s_increment (s_call_t *call, const char *body, size_t size)
 {
     hgp_error_t err;
-    if (hgp_json_decode_increment (body, size,
-            hgp_http_req_header (call->http, "Idempotency-Key"), &call->req,
-            &err)) {
-        s_send_error (call, &err, NULL, NULL);
-        return;
-    }
-    if (!s_admit (call)) {
-        s_busy (call);
-        return;
-    }
-    s_bus_call (call, call->loop->gateway->timeout, s_value_done);
+    int rc = hgp_json_decode_increment (body, size,
+        hgp_http_req_header (call->http, "Idempotency-Key"), &call->req, &err);
+    s_send_decoded (call, rc, &err, s_value_done);
 }
 
 static void
@@ -517,63 +525,60 @@ s_get (s_call_t *call, const char *resource, size_t resource_len,
     s_bus_call (call, call->loop->gateway->timeout, s_value_done);
 }
 
+//  The answer of a call whose success is one JSON text made by encode
 static void
-s_batch_done (void *arg)
+s_answer (s_call_t *call, char *(*encode) (s_call_t *call))
 {
-    s_call_t *call = (s_call_t *) arg;
     s_release (call);
     if (call->rep.error.status != HGP_STATUS_OK)
         s_send_error (call, &call->rep.error, NULL, NULL);
     else
-        s_send_json (call, HGP_STATUS_OK,
-                     hgp_json_encode_values (&call->req, &call->rep), NULL);
+        s_send_json (call, HGP_STATUS_OK, encode (call), NULL);
+}
+
+static char *
+s_encode_values (s_call_t *call)
+{
+    return hgp_json_encode_values (&call->req, &call->rep);
+}
+
+static void
+s_batch_done (void *arg)
+{
+    s_answer ((s_call_t *) arg, s_encode_values);
 }
 
 static void
 s_batch (s_call_t *call, const char *body, size_t size)
 {
     hgp_error_t err;
-    if (hgp_json_decode_batch (body, size, &call->req, &err)) {
-        s_send_error (call, &err, NULL, NULL);
-        return;
-    }
-    if (!s_admit (call)) {
-        s_busy (call);
-        return;
-    }
-    s_bus_call (call, call->loop->gateway->timeout, s_batch_done);
+    int rc = hgp_json_decode_batch (body, size, &call->req, &err);
+    s_send_decoded (call, rc, &err, s_batch_done);
 }
 
 //  Analytics reads: top and stats go to an analytics actor (503 no_actor
 //  when none is up, like any service without actors). The query string is
 //  decoded by hgp_json like a body would be.
 
+static char *
+s_encode_ranking (s_call_t *call)
+{
+    return hgp_json_encode_ranking (call->req.window, &call->rep);
+}
+
 static void
 s_rank_done (void *arg)
 {
-    s_call_t *call = (s_call_t *) arg;
-    s_release (call);
-    if (call->rep.error.status != HGP_STATUS_OK)
-        s_send_error (call, &call->rep.error, NULL, NULL);
-    else
-        s_send_json (call, HGP_STATUS_OK,
-            hgp_json_encode_ranking (call->req.window, &call->rep), NULL);
+    s_answer ((s_call_t *) arg, s_encode_ranking);
 }
 
 static void
 s_rank (s_call_t *call, const char *counter_type)
 {
     hgp_error_t err;
-    if (hgp_json_decode_rank (counter_type, hgp_http_req_query (call->http),
-                              &call->req, &err)) {
-        s_send_error (call, &err, NULL, NULL);
-        return;
-    }
-    if (!s_admit (call)) {
-        s_busy (call);
-        return;
-    }
-    s_bus_call (call, call->loop->gateway->timeout, s_rank_done);
+    int rc = hgp_json_decode_rank (counter_type, hgp_http_req_query (call->http),
+                                   &call->req, &err);
+    s_send_decoded (call, rc, &err, s_rank_done);
 }
 
 static void
@@ -598,17 +603,10 @@ s_stats (s_call_t *call, const char *resource, size_t resource_len,
          const char *type, size_t type_len)
 {
     hgp_error_t err;
-    if (hgp_json_decode_stats (resource, resource_len, type, type_len,
-                               hgp_http_req_query (call->http), &call->req,
-                               &call->window, &err)) {
-        s_send_error (call, &err, NULL, NULL);
-        return;
-    }
-    if (!s_admit (call)) {
-        s_busy (call);
-        return;
-    }
-    s_bus_call (call, call->loop->gateway->timeout, s_stats_done);
+    int rc = hgp_json_decode_stats (resource, resource_len, type, type_len,
+                                    hgp_http_req_query (call->http), &call->req,
+                                    &call->window, &err);
+    s_send_decoded (call, rc, &err, s_stats_done);
 }
 
 //  Health: each check really goes through the bus, one after the other.
