@@ -82,10 +82,13 @@ hgp_breaker_report (hgp_breaker_t *self, const hgp_error_t *answer,
     if (!hgp_breaker_is_outage (answer)) {
         self->state = HGP_BREAKER_CLOSED;
         self->failures = 0;
+        self->last_success = now_ms;
         return;
     }
     self->failures++;
+    bool quiet = !self->last_success || now_ms - self->last_success >= self->open_ms;
     if (self->state == HGP_BREAKER_HALF_OPEN
-    ||  (self->state == HGP_BREAKER_CLOSED && self->failures >= self->threshold))
+    ||  (self->state == HGP_BREAKER_CLOSED && self->failures >= self->threshold
+    &&   quiet))
         s_open (self, answer, now_ms);
 }

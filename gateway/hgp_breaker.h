@@ -4,9 +4,12 @@
  *  waits for the actor's own timeout (about a second) or the deadline
  *  before it fails, and every client keeps paying that. A breaker counts a
  *  route's consecutive outage answers (503 unavailable, no_actor or
- *  log_unavailable; 504 timeout; not busy, which is load): at gateway/breaker_failures in a
- *  row it opens for gateway/breaker_ms, jittered by up to a quarter either
- *  way so many gateways do not probe in step. While open, the route's
+ *  log_unavailable; 504 timeout; not busy, which is load): at
+ *  gateway/breaker_failures in a row, with no success for breaker_ms, it
+ *  opens for breaker_ms, jittered by up to a quarter either way so many
+ *  gateways do not probe in step. ("No success" keeps a failover blip
+ *  closed: an actor killed under load times out the few requests it held
+ *  while the others keep succeeding.) While open, the route's
  *  requests are answered at once with the last outage's code, nothing is
  *  sent (so nothing is applied) and Retry-After says when to come back.
  *  Then one request goes through as a probe (half-open): an answer that is
@@ -34,6 +37,7 @@ typedef struct {
     int threshold;                  /* ... that open it; 0: never           */
     int open_ms;                    /* how long it stays open (± 25 %)      */
     int64_t open_until;             /* ms, monotonic                        */
+    int64_t last_success;           /* ms, monotonic; 0: none yet           */
     uint64_t jitter;                /* random state for the jitter          */
     hgp_error_t last;               /* the outage that opened it            */
     uint64_t opened;                /* times it opened, for metrics         */
