@@ -37,29 +37,35 @@ def connect(port, timeout=10.0):
     return s
 
 
+def read_n(sock, n):
+    """n responses off sock, which may come in one read (pipelining):
+    read_response would drop what follows its own body"""
+    data, out = b"", []
+    while len(out) < n:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return out + [None] * (n - len(out))
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip()
+                   for k, _, v in (l.partition(":") for l in lines[1:])}
+        length = int(headers.get("content-length", "0"))
+        while len(rest) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        out.append((int(lines[0].split()[1]), headers, rest[:length]))
+        data = rest[length:]
+    return out
+
+
 def read_response(sock):
     """One response off sock: (status, headers with lower-case names, body
     bytes), or None if the peer closed before a status line."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return None
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0"))
-    while len(rest) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        rest += chunk
-    return status, headers, rest[:length]
+    return read_n(sock, 1)[0]
 
 
 def closed_by_peer(sock, timeout=5.0):
@@ -504,31 +510,6 @@ def test_bodies_being_read_are_bounded_by_bytes_and_busy_beyond(make_gateway):
 
 # ---------------------------------------------------------------------------
 # 5. The HTTP front's own rules (gateway/hgp_http.c)
-
-
-def read_n(sock, n):
-    """n responses off sock, which may come in one read (pipelining):
-    read_response would drop what follows its own body"""
-    data, out = b"", []
-    while len(out) < n:
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return out + [None] * (n - len(out))
-            data += chunk
-        head, _, rest = data.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        headers = {k.strip().lower(): v.strip()
-                   for k, _, v in (l.partition(":") for l in lines[1:])}
-        length = int(headers.get("content-length", "0"))
-        while len(rest) < length:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            rest += chunk
-        out.append((int(lines[0].split()[1]), headers, rest[:length]))
-        data = rest[length:]
-    return out
 
 
 def test_pipelined_requests_are_answered_in_order_and_each_applied_once(make_gateway):
