@@ -112,7 +112,6 @@ struct _s_call_t {
 
 struct _s_loop_t {
     hgp_gateway_t *gateway;
-    int index;
     pthread_t thread;
     bool started;                   /* the thread was created               */
     bool failed;                    /* it could not set up                  */
@@ -1155,10 +1154,9 @@ s_loop_run (void *args)
 }
 
 static bool
-s_loop_start (hgp_gateway_t *self, s_loop_t *loop, int index)
+s_loop_start (hgp_gateway_t *self, s_loop_t *loop)
 {
     loop->gateway = self;
-    loop->index = index;
     loop->wake = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
     sem_init (&loop->ready, 0, 0);
     if (loop->wake < 0)
@@ -1376,7 +1374,7 @@ hgp_gateway_new (hgp_config_t *config)
     self->loops = (s_loop_t *) zmalloc (self->nloops * sizeof (s_loop_t));
     assert (self->loops);
     for (int i = 0; i < self->nloops; i++)
-        if (!s_loop_start (self, &self->loops [i], i)) {
+        if (!s_loop_start (self, &self->loops [i])) {
             hgp_gateway_destroy (&self);
             return NULL;
         }

@@ -10,6 +10,7 @@
 #include <czmq.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 #define S_PROBE     8
 
@@ -36,6 +37,7 @@ struct _hgp_ratelimit_t {
     size_t nslots;
     s_bucket_t *keys;
     size_t nkeys;
+    atomic_bool active;             /* some bucket has a rate: set with them */
 };
 
 static void
@@ -118,6 +120,7 @@ hgp_ratelimit_new (hgp_config_t *config)
         self->slots = (s_slot_t *) calloc (self->nslots, sizeof (s_slot_t));
         assert (self->slots);
     }
+    atomic_store (&self->active, rate > 0 || self->ip_rate > 0);
     return self;
 }
 
@@ -137,12 +140,7 @@ hgp_ratelimit_destroy (hgp_ratelimit_t **self_p)
 bool
 hgp_ratelimit_active (hgp_ratelimit_t *self)
 {
-    if (self->global.rate > 0 || self->ip_rate > 0 || self->key_rate > 0)
-        return true;
-    for (size_t i = 0; i < self->nkeys; i++)
-        if (self->keys [i].rate > 0)
-            return true;
-    return false;
+    return atomic_load (&self->active);
 }
 
 void
@@ -151,15 +149,18 @@ hgp_ratelimit_set_keys (hgp_ratelimit_t *self, size_t count,
 {
     s_bucket_t *keys = count ? (s_bucket_t *) calloc (count, sizeof (s_bucket_t))
                              : NULL;
+    bool keyed = false;
     for (size_t i = 0; i < count; i++) {
         bool own = rates [i] >= 0;
         s_bucket_init (&keys [i], own ? rates [i] : self->key_rate,
                        own ? bursts [i] : self->key_burst);
+        keyed |= keys [i].rate > 0;
     }
     pthread_mutex_lock (&self->lock);
     free (self->keys);
     self->keys = keys;
     self->nkeys = count;
+    atomic_store (&self->active, self->global.rate > 0 || self->ip_rate > 0 || keyed);
     pthread_mutex_unlock (&self->lock);
 }
 

@@ -139,24 +139,11 @@ s_run_input (void *arg)
     return NULL;
 }
 
-static void
-s_on_small_stack (void *(*fn) (void *), void *arg)
-{
-    pthread_attr_t attr;
-    pthread_t thread;
-    if (pthread_attr_init (&attr)
-    ||  pthread_attr_setstacksize (&attr, HGP_JSON_STACK)
-    ||  pthread_create (&thread, &attr, fn, arg))
-        abort ();
-    pthread_attr_destroy (&attr);
-    pthread_join (thread, NULL);
-}
-
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
     s_input_t input = { data, size };
-    s_on_small_stack (s_run_input, &input);
+    fuzz_on_stack (HGP_JSON_STACK, s_run_input, &input);
     return 0;
 }
 
@@ -207,12 +194,8 @@ s_smoke (void *arg)
             if (fuzz_mutate_step (work, &size, WORK_MAX, at, kind, &state))
                 continue;
             const char *token = s_tokens [fuzz_rand (&state) % TOKENS];
-            size_t n = token [0] ? strlen (token) : 1;
-            if (size + n < WORK_MAX) {
-                memmove (work + at + n, work + at, size - at);
-                memcpy (work + at, token, n);
-                size += n;
-            }
+            fuzz_splice (work, &size, WORK_MAX, at, token,
+                         token [0] ? strlen (token) : 1);    //  "\0": one NUL
         }
         s_check_all (work, size);
     }
@@ -229,7 +212,7 @@ main (int argc, char *argv [])
         argc > 1 ? atol (argv [1]) : 100000,
         argc > 2 ? strtoull (argv [2], NULL, 10) : 42
     };
-    s_on_small_stack (s_smoke, &smoke);
+    fuzz_on_stack (HGP_JSON_STACK, s_smoke, &smoke);
     printf ("test_fuzz_http: %ld mutated heads and chunked bodies parsed on a "
             "%d-byte stack, whole and split alike, no crash, no leak\n",
             smoke.iterations, HGP_JSON_STACK);

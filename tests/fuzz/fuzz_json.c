@@ -117,21 +117,6 @@ s_decode_all (const uint8_t *data, size_t size)
         s_check_refusal (&req, &err);
 }
 
-//  Run fn (arg) on a thread with a worker's stack, and wait for it
-
-static void
-s_on_worker_stack (void *(*fn) (void *), void *arg)
-{
-    pthread_attr_t attr;
-    pthread_t thread;
-    if (pthread_attr_init (&attr)
-    ||  pthread_attr_setstacksize (&attr, HGP_JSON_STACK)
-    ||  pthread_create (&thread, &attr, fn, arg))
-        abort ();
-    pthread_attr_destroy (&attr);
-    pthread_join (thread, NULL);
-}
-
 typedef struct {
     const uint8_t *data;            /* the input                            */
     size_t size;                    /* its bytes                            */
@@ -149,7 +134,7 @@ int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
     s_input_t input = { data, size };
-    s_on_worker_stack (s_decode_input, &input);
+    fuzz_on_stack (HGP_JSON_STACK, s_decode_input, &input);
     return 0;
 }
 
@@ -257,12 +242,7 @@ s_smoke (void *arg)
             switch (kind) {
                 case 4: {                                           /* token */
                     const char *token = s_tokens [fuzz_rand (&state) % TOKENS];
-                    size_t n = strlen (token);
-                    if (size + n < WORK_MAX) {
-                        memmove (work + at + n, work + at, size - at);
-                        memcpy (work + at, token, n);
-                        size += n;
-                    }
+                    fuzz_splice (work, &size, WORK_MAX, at, token, strlen (token));
                     break;
                 }
             }
@@ -283,7 +263,7 @@ main (int argc, char *argv [])
         argc > 1 ? atol (argv [1]) : 100000,
         argc > 2 ? strtoull (argv [2], NULL, 10) : 42
     };
-    s_on_worker_stack (s_smoke, &smoke);
+    fuzz_on_stack (HGP_JSON_STACK, s_smoke, &smoke);
     printf ("test_fuzz_json: %ld mutated JSON bodies and 12 nested 31 to "
             "20000 levels decoded on a %d-byte stack, no crash, no leak\n",
             smoke.iterations, HGP_JSON_STACK);

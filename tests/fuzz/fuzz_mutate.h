@@ -8,8 +8,10 @@
 #ifndef FUZZ_MUTATE_H_INCLUDED
 #define FUZZ_MUTATE_H_INCLUDED
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /*  splitmix64 */
@@ -41,6 +43,33 @@ fuzz_mutate_step (uint8_t *work, size_t *size, size_t max, size_t at,
             return true;
     }
     return false;
+}
+
+/*  Insert token (n bytes) at `at` if it fits in max */
+static inline void
+fuzz_splice (uint8_t *work, size_t *size, size_t max, size_t at,
+             const char *token, size_t n)
+{
+    if (*size + n < max) {
+        memmove (work + at + n, work + at, *size - at);
+        memcpy (work + at, token, n);
+        *size += n;
+    }
+}
+
+/*  Run fn (arg) on a thread with a stack of stack bytes, and wait for it:
+    a decoder that recurses too deep crashes here, not only in production */
+static inline void
+fuzz_on_stack (size_t stack, void *(*fn) (void *), void *arg)
+{
+    pthread_attr_t attr;
+    pthread_t thread;
+    if (pthread_attr_init (&attr)
+    ||  pthread_attr_setstacksize (&attr, stack)
+    ||  pthread_create (&thread, &attr, fn, arg))
+        abort ();
+    pthread_attr_destroy (&attr);
+    pthread_join (thread, NULL);
 }
 
 #endif

@@ -634,28 +634,19 @@ def test_gateway_with_the_default_config_uses_static_endpoints(stack, logdir):
         assert gw.stop() == 0, gw.output()
 
 
-RUN = os.path.join(ROOT, "scripts", "run.sh")
+from test_run import Run  # noqa: E402
+
 REL_BIN = os.environ.get("HGP_REL_BIN", os.path.join(ROOT, "bin"))
 
 
-class RunInNetns:
+class RunInNetns(Run):
     """scripts/run.sh (make run) inside namespace side, its output in a log"""
 
     def __init__(self, net, side, logdir, env):
-        self.log_path = os.path.join(logdir, "run.log")
-        self.log = open(self.log_path, "wb")
-        full = {k: v for k, v in os.environ.items()
-                if not k.startswith("HGP_") or k in ("HGP_BIN", "HGP_REL_BIN")}
-        full.update(env)
-        self.p = subprocess.Popen(net.argv(side, ["bash", RUN]), env=full, cwd=ROOT,
-                                  stdout=self.log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
-
-    def output(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
+        super().__init__(logdir, "run", env, wrap=lambda argv: net.argv(side, argv))
 
     def wait_for(self, pattern, timeout=60, poll=0.05):
+        """The first match of the regex pattern in the output"""
         deadline = time.time() + timeout
         while time.time() < deadline:
             m = re.search(pattern, self.output())
@@ -665,17 +656,6 @@ class RunInNetns:
                 break
             time.sleep(poll)
         raise AssertionError("run.sh never printed %r:\n%s" % (pattern, self.output()[-6000:]))
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.p.pid, signal.SIGKILL)
-                self.p.wait()
-        self.log.close()
-        return self.p.returncode
 
 
 def test_make_run_with_an_interface_is_healthy_and_scales_by_beacons(netns, logdir, measured):

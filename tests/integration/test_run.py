@@ -18,7 +18,10 @@ RUN = os.path.join(ROOT, "scripts", "run.sh")
 
 
 class Run:
-    def __init__(self, logdir, name, env):
+    """scripts/run.sh with env (and only the HGP_ settings given), its
+    output in a log; wrap(argv) may run it elsewhere (a network namespace)"""
+
+    def __init__(self, logdir, name, env, wrap=None):
         self.log_path = os.path.join(logdir, name + ".log")
         self.log = open(self.log_path, "wb")
         full = dict(os.environ)
@@ -26,7 +29,8 @@ class Run:
             if k.startswith("HGP_") and k not in ("HGP_BIN", "HGP_REL_BIN"):
                 del full[k]
         full.update(env)
-        self.p = subprocess.Popen(["bash", RUN], env=full, cwd=ROOT,
+        argv = ["bash", RUN]
+        self.p = subprocess.Popen(wrap(argv) if wrap else argv, env=full, cwd=ROOT,
                                   stdout=self.log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
 
