@@ -123,10 +123,16 @@ s_client_head (hgp_broker_t *self, const uint8_t *ident, size_t size)
     return rc;
 }
 
+//  An answer: now, or with the client's others when its request came in
+//  a batch (they all go at the end of this turn of the loop)
 static void
 s_client_send (hgp_broker_t *self, const uint8_t *ident, size_t size,
-               const uint8_t *body, size_t body_size)
+               bool batched, const uint8_t *body, size_t body_size)
 {
+    if (batched)
+        self->stats.undeliverable += hgp_router_client_batch (
+            self->clients, ident, size, body, body_size);
+    else
     if (s_client_head (self, ident, size) == 0)
         hgp_router_send_last (self->clients, body, body_size);
 }
@@ -134,11 +140,11 @@ s_client_send (hgp_broker_t *self, const uint8_t *ident, size_t size,
 //  Answer an error to a client: id is a C string ("" when unknown)
 static void
 s_client_error (hgp_broker_t *self, const uint8_t *ident, size_t size,
-                const char *id, const hgp_error_t *err)
+                bool batched, const char *id, const hgp_error_t *err)
 {
     self->buf.size = 0;
     hgp_reply_encode_error (id, err, &self->buf);
-    s_client_send (self, ident, size, self->buf.data, self->buf.size);
+    s_client_send (self, ident, size, batched, self->buf.data, self->buf.size);
 }
 
 //  Answer an entry's client with an error; the entry stays as it is
@@ -155,7 +161,7 @@ s_entry_error (hgp_broker_t *self, hgp_entry_t *e, uint16_t status,
     else
     if (streq (code, "no_actor"))
         self->stats.no_actor++;
-    s_client_error (self, e->data, e->ident_size, id, &err);
+    s_client_error (self, e->data, e->ident_size, e->batched, id, &err);
 }
 
 
@@ -460,14 +466,23 @@ s_actor_reply (hgp_broker_t *self, hgp_actor_t *actor, const uint8_t *t,
     actor->served++;
     if (e->state == HGP_ENTRY_ORPHAN)
         self->stats.late++;         //  its client had a 504 already
-    else {
-        if (s_client_head (self, e->data, e->ident_size) == 0) {
-            if (msg)
-                hgp_router_send_msg (self->clients, msg);
-            else
-                hgp_router_send_last (self->clients, data, size);
-            self->stats.replies++;
-        }
+    else
+    if (e->batched) {
+        if (msg)
+            s_client_send (self, e->data, e->ident_size, true,
+                           (const uint8_t *) zmq_msg_data (msg),
+                           zmq_msg_size (msg));
+        else
+            s_client_send (self, e->data, e->ident_size, true, data, size);
+        self->stats.replies++;
+    }
+    else
+    if (s_client_head (self, e->data, e->ident_size) == 0) {
+        if (msg)
+            hgp_router_send_msg (self->clients, msg);
+        else
+            hgp_router_send_last (self->clients, data, size);
+        self->stats.replies++;
     }
     hgp_entries_move (self->entries, e, HGP_ENTRY_FREE);
     s_actor_pump (self, actor);
@@ -563,7 +578,7 @@ s_actor_message (hgp_broker_t *self, int nparts)
 
 static void
 s_client_actors (hgp_broker_t *self, const uint8_t *ident, size_t size,
-                 const char *id)
+                 bool batched, const char *id)
 {
     hgp_reply_t rep;
     hgp_reply_init (&rep);
@@ -571,51 +586,40 @@ s_client_actors (hgp_broker_t *self, const uint8_t *ident, size_t size,
     if (hgp_actors_list (self->table, self->now, &rep)) {
         hgp_error_t err;
         hgp_error_set (&err, HGP_STATUS_INTERNAL, "internal", "out of memory");
-        s_client_error (self, ident, size, id, &err);
+        s_client_error (self, ident, size, batched, id, &err);
         return;
     }
     self->buf.size = 0;
     hgp_reply_encode (&rep, &self->buf);
-    s_client_send (self, ident, size, self->buf.data, self->buf.size);
+    s_client_send (self, ident, size, batched, self->buf.data, self->buf.size);
     hgp_reply_clear (&rep);
 }
 
+//  One request body, alone in its message or one of a batch's
 static void
-s_client_message (hgp_broker_t *self, int nparts)
+s_client_request (hgp_broker_t *self, const uint8_t *ident, size_t ident_size,
+                  const uint8_t *body, size_t body_size, bool batched)
 {
-    zmq_msg_t *part = hgp_router_part (self->clients, 0);
-    const uint8_t *ident = (const uint8_t *) zmq_msg_data (&part [0]);
-    size_t ident_size = zmq_msg_size (&part [0]);
     hgp_error_t err;
     self->stats.requests++;
-
-    if (!hgp_router_is_client_request (self->clients, nparts)) {
-        hgp_error_set (&err, HGP_STATUS_BAD_REQUEST, "malformed",
-                       "want frames [empty][HGPC01][body]");
-        self->stats.invalid++;
-        s_client_error (self, ident, ident_size, "", &err);
-        return;
-    }
-    const uint8_t *body = (const uint8_t *) zmq_msg_data (&part [3]);
-    size_t body_size = zmq_msg_size (&part [3]);
     hgp_request_t *req = &self->req;
     if (hgp_request_decode (req, body, body_size, &err)) {
         self->stats.invalid++;
-        s_client_error (self, ident, ident_size, req->id, &err);
+        s_client_error (self, ident, ident_size, batched, req->id, &err);
         hgp_request_clear (req);
         return;
     }
     if (req->op == HGP_OP_PING || req->op == HGP_OP_ACTORS) {
         self->stats.local++;
         if (req->op == HGP_OP_ACTORS)
-            s_client_actors (self, ident, ident_size, req->id);
+            s_client_actors (self, ident, ident_size, batched, req->id);
         else {
             hgp_reply_t rep;
             hgp_reply_init (&rep);
             strcpy (rep.id, req->id);
             self->buf.size = 0;
             hgp_reply_encode (&rep, &self->buf);
-            s_client_send (self, ident, ident_size,
+            s_client_send (self, ident, ident_size, batched,
                            self->buf.data, self->buf.size);
         }
         hgp_request_clear (req);
@@ -650,7 +654,7 @@ s_client_message (hgp_broker_t *self, int nparts)
     else
     if (!(e = hgp_entries_take (self->entries, ident, ident_size, req->id,
                                 body, body_size, req->op,
-                                self->now + req->timeout_ms))) {
+                                self->now + req->timeout_ms, batched))) {
         self->stats.busy++;
         hgp_error_set (&err, HGP_STATUS_UNAVAILABLE, "busy",
                        "the broker holds %zu requests, its limit; back off",
@@ -659,8 +663,66 @@ s_client_message (hgp_broker_t *self, int nparts)
     if (e)
         s_assign (self, actor, e);
     else
-        s_client_error (self, ident, ident_size, req->id, &err);
+        s_client_error (self, ident, ident_size, batched, req->id, &err);
     hgp_request_clear (req);
+}
+
+//  A client message: one request body, or an array of them (a batch,
+//  PROTOCOL.md 4.1), each handled as if it had come alone
+static void
+s_client_message (hgp_broker_t *self, int nparts)
+{
+    zmq_msg_t *part = hgp_router_part (self->clients, 0);
+    const uint8_t *ident = (const uint8_t *) zmq_msg_data (&part [0]);
+    size_t ident_size = zmq_msg_size (&part [0]);
+    hgp_error_t err;
+    if (!hgp_router_is_client_request (self->clients, nparts)) {
+        hgp_error_set (&err, HGP_STATUS_BAD_REQUEST, "malformed",
+                       "want frames [empty][HGPC01][body]");
+        self->stats.requests++;
+        self->stats.invalid++;
+        s_client_error (self, ident, ident_size, false, "", &err);
+        return;
+    }
+    const uint8_t *body = (const uint8_t *) zmq_msg_data (&part [3]);
+    size_t body_size = zmq_msg_size (&part [3]);
+    size_t at;
+    int count = hgp_array_open (body, body_size, &at);
+    if (count < 0) {
+        s_client_request (self, ident, ident_size, body, body_size, false);
+        return;
+    }
+    if (count == 0 || count > HGP_ARRAY_MAX) {
+        hgp_error_set (&err, HGP_STATUS_BAD_REQUEST, "malformed",
+                       "a batch holds 1 to %d requests, not %d",
+                       HGP_ARRAY_MAX, count);
+        self->stats.requests++;
+        self->stats.invalid++;
+        s_client_error (self, ident, ident_size, true, "", &err);
+        return;
+    }
+    for (int i = 0; i < count; i++) {
+        const uint8_t *elem;
+        size_t elem_size;
+        if (hgp_array_next (body, body_size, &at, &elem, &elem_size)) {
+            hgp_error_set (&err, HGP_STATUS_BAD_REQUEST, "malformed",
+                           "batch element %d of %d is not a whole msgpack "
+                           "value; it and the %d after it were not read",
+                           i + 1, count, count - i - 1);
+            self->stats.requests++;
+            self->stats.invalid++;
+            s_client_error (self, ident, ident_size, true, "", &err);
+            return;
+        }
+        s_client_request (self, ident, ident_size, elem, elem_size, true);
+    }
+    if (at != body_size) {
+        hgp_error_set (&err, HGP_STATUS_BAD_REQUEST, "malformed",
+                       "%zu bytes after the batch's %d requests (they were "
+                       "handled)", body_size - at, count);
+        self->stats.invalid++;
+        s_client_error (self, ident, ident_size, true, "", &err);
+    }
 }
 
 
@@ -776,6 +838,7 @@ s_shutdown (hgp_broker_t *self)
             hgp_entries_move (self->entries, e, HGP_ENTRY_FREE);
         }
     }
+    self->stats.undeliverable += hgp_router_client_flush (self->clients);
     const s_stats_t *s = &self->stats;
     zsys_info ("hgp-broker: stopped; %llu requests: %llu replies forwarded, "
                "%llu answered locally, %llu invalid, %llu busy, "
@@ -856,6 +919,7 @@ hgp_broker_run (hgp_broker_t *self, zsock_t *pipe)
             s_reap (self);
             s_flush (self);
         }
+        self->stats.undeliverable += hgp_router_client_flush (self->clients);
     }
     s_shutdown (self);
     return rc;

@@ -310,7 +310,7 @@ s_reserve (hgp_entry_t *e, size_t need)
 hgp_entry_t *
 hgp_entries_take (hgp_entries_t *self, const uint8_t *ident, size_t ident_size,
                   const char *id, const uint8_t *body, size_t body_size,
-                  int op, int64_t deadline)
+                  int op, int64_t deadline, bool batched)
 {
     assert (self);
     assert (ident_size <= UINT8_MAX);
@@ -339,6 +339,7 @@ hgp_entries_take (hgp_entries_t *self, const uint8_t *ident, size_t ident_size,
     e->list = NULL;
     e->prev = e->next = NULL;
     e->dispatched = false;
+    e->batched = batched;
     hgp_entries_move (self, e, HGP_ENTRY_LOOSE);
     s_wheel_add (self, e);
     return e;

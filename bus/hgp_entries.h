@@ -68,6 +68,7 @@ struct _hgp_entry_t {
     uint8_t state;              /* hgp_entry_state_t                        */
     bool in_wheel;              /* linked in a wheel bucket                 */
     bool dispatched;            /* was ever sent: losing it now is a 504    */
+    bool batched;               /* came in a client batch: answer in one    */
 };
 
 /*  An intrusive FIFO of entries (an actor's queue or in-flight list) */
@@ -126,11 +127,12 @@ void hgp_entries_destroy (hgp_entries_t **self_p);
 /*  Take a free entry for a request (FREE -> LOOSE): copies the client
     routing id (at most 255 bytes), the request id (at most HGP_ID_MAX) and
     the body, and puts the deadline in the wheel. NULL when the pool holds
-    2^24 entries or memory is short. */
+    2^24 entries or memory is short. batched: the request came in a client
+    batch (PROTOCOL.md 4.1), so its answer goes back in one. */
 hgp_entry_t *hgp_entries_take (hgp_entries_t *self, const uint8_t *ident,
                                size_t ident_size, const char *id,
                                const uint8_t *body, size_t body_size,
-                               int op, int64_t deadline);
+                               int op, int64_t deadline, bool batched);
 
 /*  The one place an entry changes state; asserts the move is allowed and
     does what the new state implies: LOOSE forgets the token, INFLIGHT

@@ -9,6 +9,17 @@
 
 #define FRAME_MAX   (4 * HGP_BODY_MAX)      /* bigger frames drop the peer  */
 #define MORE        (ZMQ_SNDMORE | ZMQ_DONTWAIT)
+#define BATCHES     32                      /* clients with answers waiting */
+#define BATCH_BYTES (256 * 1024)            /* send a client's batch past it */
+
+/*  One client's answers waiting to go as one array */
+typedef struct {
+    uint8_t ident [255];        /* the client's routing id                  */
+    uint8_t ident_size;
+    uint32_t count;             /* reply bodies in buf                      */
+    size_t start;               /* where buf's array header is              */
+    hgp_buf_t buf;              /* the array: header, then the bodies       */
+} s_batch_t;
 
 struct _hgp_router_t {
     zsock_t *sock;              /* the ROUTER                               */
@@ -16,6 +27,9 @@ struct _hgp_router_t {
     char *endpoint;             /* as bound                                 */
     zmq_msg_t part [HGP_ROUTER_PARTS];  /* frames of the message received  */
     zmq_msg_t extra;            /* sink for frames beyond them              */
+    s_batch_t batch [BATCHES];  /* client answers waiting, [0, nbatches)    */
+    size_t nbatches;
+    size_t last;                /* the batch used last (answers cluster)    */
 };
 
 static const uint8_t s_empty [1] = { 0 };
@@ -71,6 +85,8 @@ hgp_router_destroy (hgp_router_t **self_p)
     for (int i = 0; i < HGP_ROUTER_PARTS; i++)
         zmq_msg_close (&self->part [i]);
     zmq_msg_close (&self->extra);
+    for (size_t i = 0; i < BATCHES; i++)
+        hgp_buf_clear (&self->batch [i].buf);
     zsock_destroy (&self->sock);
     zstr_free (&self->endpoint);
     free (self);
@@ -184,6 +200,92 @@ hgp_router_client_send (hgp_router_t *self, const uint8_t *ident, size_t size,
         return -1;
     hgp_router_send_last (self, body, body_size);
     return 0;
+}
+
+//  Send one client's batch; the number of answers lost
+static size_t
+s_batch_send (hgp_router_t *self, s_batch_t *batch)
+{
+    size_t lost = 0;
+    hgp_buf_t *buf = &batch->buf;
+    if (batch->count == 1)
+        lost = hgp_router_client_send (self, batch->ident, batch->ident_size,
+                                       buf->data + batch->start
+                                       + HGP_ARRAY_HEAD,
+                                       buf->size - batch->start
+                                       - HGP_ARRAY_HEAD) ? 1 : 0;
+    else
+    if (batch->count > 1) {
+        hgp_array_finish (buf, batch->start, batch->count);
+        lost = hgp_router_client_send (self, batch->ident, batch->ident_size,
+                                       buf->data + batch->start,
+                                       buf->size - batch->start)
+             ? batch->count : 0;
+    }
+    batch->count = 0;
+    buf->size = 0;
+    if (buf->alloc > BATCH_BYTES * 2)
+        hgp_buf_clear (buf);            //  a rare big one: let it go
+    return lost;
+}
+
+size_t
+hgp_router_client_flush (hgp_router_t *self)
+{
+    size_t lost = 0;
+    for (size_t i = 0; i < self->nbatches; i++)
+        lost += s_batch_send (self, &self->batch [i]);
+    self->nbatches = 0;
+    self->last = 0;
+    return lost;
+}
+
+static s_batch_t *
+s_batch_find (hgp_router_t *self, const uint8_t *ident, size_t size)
+{
+    if (self->last < self->nbatches) {
+        s_batch_t *batch = &self->batch [self->last];
+        if (batch->ident_size == size && memcmp (batch->ident, ident, size) == 0)
+            return batch;
+    }
+    for (size_t i = 0; i < self->nbatches; i++) {
+        s_batch_t *batch = &self->batch [i];
+        if (batch->ident_size == size && memcmp (batch->ident, ident, size) == 0) {
+            self->last = i;
+            return batch;
+        }
+    }
+    return NULL;
+}
+
+size_t
+hgp_router_client_batch (hgp_router_t *self, const uint8_t *ident,
+                         size_t size, const void *body, size_t body_size)
+{
+    assert (size <= sizeof self->batch [0].ident);
+    size_t lost = 0;
+    s_batch_t *batch = s_batch_find (self, ident, size);
+    if (!batch) {
+        if (self->nbatches == BATCHES)
+            lost += hgp_router_client_flush (self);
+        self->last = self->nbatches++;
+        batch = &self->batch [self->last];
+        memcpy (batch->ident, ident, size);
+        batch->ident_size = (uint8_t) size;
+        batch->count = 0;
+        batch->buf.size = 0;
+    }
+    if (batch->count == 0 && hgp_array_start (&batch->buf, &batch->start))
+        return lost + 1;                //  out of memory: lost
+    if (hgp_buf_append (&batch->buf, body, body_size)) {
+        if (batch->count == 0)
+            batch->buf.size = batch->start;     //  no header without a body
+        return lost + 1;
+    }
+    batch->count++;
+    if (batch->count == HGP_ARRAY_MAX || batch->buf.size >= BATCH_BYTES)
+        lost += s_batch_send (self, batch);
+    return lost;
 }
 
 //  [identity][HGPA01][cmd], more to follow when more

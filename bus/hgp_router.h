@@ -81,6 +81,18 @@ int hgp_router_client_send (hgp_router_t *self, const uint8_t *ident,
                             size_t size, const uint8_t *body,
                             size_t body_size);
 
+/*  Client batches (PROTOCOL.md 4.1). The answer to a request that came in
+    a client's array waits here, with that client's others, until
+    hgp_router_client_flush sends each client's answers as one message:
+    [ident][empty][HGPC01][array of reply bodies], or the body alone when
+    there is one. Both return how many answers could not be delivered
+    (their client gone or not reading; a batch is sent early when it is
+    full, or when too many clients have one waiting). */
+size_t hgp_router_client_batch (hgp_router_t *self, const uint8_t *ident,
+                                size_t size, const void *body,
+                                size_t body_size);
+size_t hgp_router_client_flush (hgp_router_t *self);
+
 /*  [identity][HGPA01][cmd], and [data] when data is not NULL; -1 if the
     actor cannot be reached */
 int hgp_router_actor_send (hgp_router_t *self, const uint8_t *identity,

@@ -278,6 +278,32 @@ s_expire (hgp_bench_t *self, int64_t now, int64_t patience_us)
         }
 }
 
+//  Fill the free slots, in one message to the broker (a batch, PROTOCOL.md
+//  4.1). When the batch cannot go, none of it went: its slots are free
+//  again and sending stops, as when one request cannot go.
+static void
+s_refill (hgp_bench_t *self, hgp_request_t *req, uint64_t requests)
+{
+    if (!self->sending || !self->nfree || self->sent >= requests)
+        return;
+    bool batch = hgp_client_batch_begin (self->client) == 0;
+    uint32_t nfree = self->nfree;
+    uint64_t sent = self->sent;
+    while (self->sending && self->nfree && self->sent < requests)
+        if (s_send (self, req))
+            self->sending = false;
+    if (batch && hgp_client_batch_end (self->client)) {
+        for (uint32_t i = self->nfree; i < nfree; i++)
+            self->slots [self->free_slots [i]].sent_us = 0;
+        self->nfree = nfree;
+        self->sent = sent;
+        self->sending = false;
+        hgp_error_set (&self->send_error.error, HGP_STATUS_TIMEOUT, "timeout",
+                       "cannot send to the broker at %s within %u ms",
+                       hgp_client_endpoint (self->client), req->timeout_ms);
+    }
+}
+
 //  Keep the window full until every request is sent and answered or
 //  given up on, sending stopped, or SIGINT
 static void
@@ -305,11 +331,16 @@ s_load (hgp_bench_t *self, hgp_reply_t *rep)
        || (self->sending && self->sent < requests)) {
         if (zsys_interrupted)
             break;
-        while (self->sending && self->nfree && self->sent < requests)
-            if (s_send (self, &req))
-                self->sending = false;
+        s_refill (self, &req, requests);
+        //  Every reply waiting, then refill: the slots they free go in
+        //  one batch
         int got = hgp_client_recv (self->client, rep, 10);
         int64_t now = zclock_usecs ();
+        for (uint32_t n = 0; got == 0 && n < window; n++) {
+            s_on_reply (self, rep, now);
+            got = hgp_client_recv (self->client, rep, 0);
+            now = zclock_usecs ();
+        }
         if (got == 0)
             s_on_reply (self, rep, now);
         if (now >= next_expire) {

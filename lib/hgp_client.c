@@ -85,6 +85,12 @@ struct _hgp_client_t {
     hgp_buf_t buf;              /* encode buffer, reused for every request  */
     int sndtimeo;               /* ZMQ_SNDTIMEO currently set on dealer     */
     int send_wait;              /* most ms a send waits; -1: its timeout    */
+    bool batching;              /* between batch_begin and batch_end        */
+    uint32_t batched;           /* requests encoded into buf since begin    */
+    size_t batch_start;         /* buf's array header                       */
+    zmq_msg_t replies;          /* a reply batch being read                 */
+    size_t replies_at;          /* where its next reply starts              */
+    int replies_left;           /* replies in it not read yet               */
     //  With discovery only
     zactor_t *discovery;        /* our own discovery actor, or NULL         */
     zsock_t *events;            /* discovery events: that actor's pipe, or
@@ -116,6 +122,7 @@ hgp_client_new (const char *endpoint, hgp_keys_t *keys)
     assert (self);
     self->keys = keys;
     self->send_wait = -1;
+    zmq_msg_init (&self->replies);
     self->dealer = zsock_new (ZMQ_DEALER);
     assert (self->dealer);
     self->handle = zsock_resolve (self->dealer);
@@ -163,6 +170,7 @@ s_router_new (const char *where, hgp_keys_t *keys)
     assert (self);
     self->keys = keys;
     self->send_wait = -1;
+    zmq_msg_init (&self->replies);
     self->dealer = zsock_new (ZMQ_ROUTER);
     assert (self->dealer);
     self->handle = zsock_resolve (self->dealer);
@@ -290,6 +298,7 @@ hgp_client_destroy (hgp_client_t **self_p)
         zhashx_destroy (&self->pending);
         hgp_request_clear (&self->scratch);
         hgp_buf_clear (&self->buf);
+        zmq_msg_close (&self->replies);
         hgp_keys_destroy (&self->own_keys);
         free (self->endpoint);
         free (self);
@@ -646,6 +655,20 @@ s_discovery_send (hgp_client_t *self, const hgp_request_t *req,
  *  Sending and receiving
  */
 
+//  [empty][HGPC01][body] on the DEALER. Only the first frame can block or
+//  fail; once it is accepted libzmq takes the rest, all or nothing.
+static int
+s_send_body (hgp_client_t *self, const uint8_t *body, size_t size)
+{
+    if (zmq_send (self->handle, "", 0, ZMQ_SNDMORE) == -1)
+        return -1;
+    if (zmq_send (self->handle, HGP_PROTO_CLIENT, strlen (HGP_PROTO_CLIENT),
+                  ZMQ_SNDMORE) == -1
+    ||  zmq_send (self->handle, body, size, 0) == -1)
+        return -1;
+    return 0;
+}
+
 int
 hgp_client_send (hgp_client_t *self, const hgp_request_t *req)
 {
@@ -653,8 +676,10 @@ hgp_client_send (hgp_client_t *self, const hgp_request_t *req)
     assert (req);
     if (self->events)
         return s_discovery_send (self, req, NULL);
-    self->buf.size = 0;
+    size_t before = self->batching ? self->buf.size : 0;
+    self->buf.size = before;
     if (hgp_request_encode (req, &self->buf)) {
+        self->buf.size = before;
         errno = EINVAL;
         return -1;
     }
@@ -665,15 +690,46 @@ hgp_client_send (hgp_client_t *self, const hgp_request_t *req)
         zsock_set_sndtimeo (self->dealer, timeout);
         self->sndtimeo = timeout;
     }
-    //  Only the first frame can block or fail; once it is accepted libzmq
-    //  takes the rest of the message, all or nothing
-    if (zmq_send (self->handle, "", 0, ZMQ_SNDMORE) == -1)
+    if (self->batching) {
+        self->batched++;
+        return 0;
+    }
+    return s_send_body (self, self->buf.data, self->buf.size);
+}
+
+int
+hgp_client_batch_begin (hgp_client_t *self)
+{
+    assert (self);
+    assert (!self->batching);
+    if (self->events) {
+        errno = ENOTSUP;
         return -1;
-    if (zmq_send (self->handle, HGP_PROTO_CLIENT, strlen (HGP_PROTO_CLIENT),
-                  ZMQ_SNDMORE) == -1
-    ||  zmq_send (self->handle, self->buf.data, self->buf.size, 0) == -1)
+    }
+    self->buf.size = 0;
+    if (hgp_array_start (&self->buf, &self->batch_start)) {
+        errno = ENOMEM;
         return -1;
+    }
+    self->batching = true;
+    self->batched = 0;
     return 0;
+}
+
+int
+hgp_client_batch_end (hgp_client_t *self)
+{
+    assert (self);
+    assert (self->batching);
+    self->batching = false;
+    if (self->batched == 0)
+        return 0;
+    //  One request goes as itself: a batch of one would only cost bytes
+    if (self->batched == 1)
+        return s_send_body (self, self->buf.data + HGP_ARRAY_HEAD,
+                            self->buf.size - HGP_ARRAY_HEAD);
+    hgp_array_finish (&self->buf, self->batch_start, self->batched);
+    return s_send_body (self, self->buf.data, self->buf.size);
 }
 
 //  Receive one whole message, keeping its first `keep` (at most 4) frames
@@ -706,14 +762,20 @@ s_recv_frames (hgp_client_t *self, zmq_msg_t *frames, int keep, int flags)
 }
 
 //  Decode [empty][HGPC01][body] into rep; anything else becomes a 500
+static bool
+s_envelope_ok (zmq_msg_t *frames, int count)
+{
+    return count == 3
+        && zmq_msg_size (&frames [0]) == 0
+        && zmq_msg_size (&frames [1]) == strlen (HGP_PROTO_CLIENT)
+        && memcmp (zmq_msg_data (&frames [1]), HGP_PROTO_CLIENT,
+                   strlen (HGP_PROTO_CLIENT)) == 0;
+}
+
 static void
 s_reply_decode (zmq_msg_t *frames, int count, hgp_reply_t *rep)
 {
-    if (count == 3
-    &&  zmq_msg_size (&frames [0]) == 0
-    &&  zmq_msg_size (&frames [1]) == strlen (HGP_PROTO_CLIENT)
-    &&  memcmp (zmq_msg_data (&frames [1]), HGP_PROTO_CLIENT,
-                strlen (HGP_PROTO_CLIENT)) == 0) {
+    if (s_envelope_ok (frames, count)) {
         hgp_error_t err;
         if (hgp_reply_decode (rep, (const uint8_t *) zmq_msg_data (&frames [2]),
                               zmq_msg_size (&frames [2]), &err))
@@ -813,6 +875,37 @@ s_discovery_recv (hgp_client_t *self, hgp_reply_t *rep, int timeout_ms)
     }
 }
 
+//  The next reply of the batch being read into rep; a batch that breaks
+//  off gives one 500 and ends
+static void
+s_replies_next (hgp_client_t *self, hgp_reply_t *rep)
+{
+    const uint8_t *data = (const uint8_t *) zmq_msg_data (&self->replies);
+    size_t size = zmq_msg_size (&self->replies);
+    const uint8_t *elem;
+    size_t elem_size;
+    hgp_error_t err;
+    if (hgp_array_next (data, size, &self->replies_at, &elem, &elem_size)) {
+        hgp_error_set (&rep->error, HGP_STATUS_INTERNAL, "internal",
+                       "a reply batch from the broker breaks off with %d "
+                       "replies unread; the outcome of those requests is "
+                       "unknown", self->replies_left);
+        self->replies_left = 0;
+    }
+    else {
+        self->replies_left--;
+        if (hgp_reply_decode (rep, elem, elem_size, &err))
+            hgp_error_set (&rep->error, HGP_STATUS_INTERNAL, "internal",
+                           "undecodable reply in a batch from the broker "
+                           "(%s: %s); the request's outcome is unknown",
+                           err.code, err.message);
+    }
+    if (self->replies_left == 0) {
+        zmq_msg_close (&self->replies);
+        zmq_msg_init (&self->replies);
+    }
+}
+
 int
 hgp_client_recv (hgp_client_t *self, hgp_reply_t *rep, int timeout_ms)
 {
@@ -821,6 +914,10 @@ hgp_client_recv (hgp_client_t *self, hgp_reply_t *rep, int timeout_ms)
     hgp_reply_clear (rep);
     if (self->events)
         return s_discovery_recv (self, rep, timeout_ms);
+    if (self->replies_left > 0) {
+        s_replies_next (self, rep);
+        return 0;
+    }
 
     zmq_msg_t frames [3];
     //  Fast path: under load a reply is usually waiting already
@@ -839,7 +936,20 @@ hgp_client_recv (hgp_client_t *self, hgp_reply_t *rep, int timeout_ms)
             return -1;
     }
     int kept = count < 3 ? count : 3;
-    s_reply_decode (frames, count, rep);
+    size_t at;
+    int batch = count == 3
+        ? hgp_array_open ((const uint8_t *) zmq_msg_data (&frames [2]),
+                          zmq_msg_size (&frames [2]), &at)
+        : -1;
+    if (batch > 0 && s_envelope_ok (frames, count)) {
+        //  Replies to a batch we sent: keep the frame, read one by one
+        zmq_msg_move (&self->replies, &frames [2]);
+        self->replies_at = at;
+        self->replies_left = batch;
+        s_replies_next (self, rep);
+    }
+    else
+        s_reply_decode (frames, count, rep);
     for (int i = 0; i < kept; i++)
         zmq_msg_close (&frames [i]);
     return 0;

@@ -123,6 +123,16 @@ uint64_t hgp_client_resent (hgp_client_t *self);
     not sent (errno from libzmq, EAGAIN when the broker is unreachable). */
 int hgp_client_send (hgp_client_t *self, const hgp_request_t *req);
 
+/*  Batches (PROTOCOL.md 4.1): between batch_begin and batch_end every
+    hgp_client_send only encodes its request (-1 EINVAL as before, else 0),
+    and batch_end sends them all as one message: one CURVE box and one
+    wake-up for the lot. batch_end returns 0 when they went, or -1 (errno
+    as for hgp_client_send) when none of them did. batch_begin is -1
+    (ENOTSUP) for a discovery client, which sends one by one. Replies come
+    one by one from hgp_client_recv as always. */
+int hgp_client_batch_begin (hgp_client_t *self);
+int hgp_client_batch_end (hgp_client_t *self);
+
 /*  Receive the next reply, whatever its id, waiting at most timeout_ms
     (0: do not wait, -1: forever). 0 and a filled rep, or -1 on timeout or
     interrupt (rep cleared). A reply that cannot be decoded is still

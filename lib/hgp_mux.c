@@ -13,6 +13,7 @@
 #define S_EXPIRE_MS     10          /* between looks for expired calls     */
 #define S_RETRY_MS      5           /* between tries of unsent requests    */
 #define S_EVENTS_MS     100         /* a discovery client wants a recv     */
+#define S_BATCH_MAX     256         /* requests in one message to the broker */
 
 typedef struct _s_call_t s_call_t;
 struct _s_call_t {
@@ -37,6 +38,9 @@ struct _hgp_mux_t {
     hgp_reply_t scratch;            /* replies land here, then move         */
     int64_t expire_at;              /* next look for expired calls          */
     size_t open;                    /* calls not answered yet               */
+    bool batch_ok;                  /* the client sends batches             */
+    bool batch_open;                /* requests wait for s_flush            */
+    uint32_t batch_n;               /* how many: the newest in flight       */
 };
 
 
@@ -107,12 +111,27 @@ s_inflight_remove (hgp_mux_t *self, s_call_t *call)
  *  Sending
  */
 
-//  Try to send a call's request now: true when it went (or was answered)
+static void s_flush (hgp_mux_t *self);
+
+//  Try to send a call's request now: true when it went (or was answered).
+//  Requests go in batches (PROTOCOL.md 4.1): one message to the broker
+//  for all that are sent in one turn of the owner's loop, when hgp_mux_run
+//  flushes them. Until then they count as in flight.
 static bool
 s_send (hgp_mux_t *self, s_call_t *call)
 {
+    if (self->batch_ok && !self->batch_open) {
+        if (hgp_client_batch_begin (self->client) == 0) {
+            self->batch_open = true;
+            self->batch_n = 0;
+        }
+        else
+            self->batch_ok = false;     //  a discovery client: one by one
+    }
     if (hgp_client_send (self->client, call->req) == 0) {
         s_inflight_add (self, call);
+        if (self->batch_open && ++self->batch_n == S_BATCH_MAX)
+            s_flush (self);
         return true;
     }
     int error = errno;
@@ -130,6 +149,44 @@ s_send (hgp_mux_t *self, s_call_t *call)
         return true;
     }
     return false;
+}
+
+//  Send the open batch. When it cannot go, none of it went: its calls (the
+//  newest in flight) go back to wait, or fail as s_send would fail them.
+static void
+s_flush (hgp_mux_t *self)
+{
+    if (!self->batch_open)
+        return;
+    self->batch_open = false;
+    uint32_t n = self->batch_n;
+    self->batch_n = 0;
+    if (hgp_client_batch_end (self->client) == 0)
+        return;
+    int error = errno;
+    s_call_t *list = NULL;
+    for (uint32_t i = 0; i < n; i++) {
+        s_call_t *call = self->last;
+        assert (call);
+        s_inflight_remove (self, call);
+        call->next = list;
+        list = call;
+    }
+    while (list) {
+        s_call_t *call = list;
+        list = call->next;
+        if (error == EAGAIN || error == EHOSTUNREACH) {
+            call->next = self->unsent;
+            self->unsent = call;
+        }
+        else {
+            char message [HGP_MESSAGE_MAX + 1];
+            snprintf (message, sizeof message, "cannot send to the broker at "
+                      "%.160s (%s); request not sent",
+                      hgp_client_endpoint (self->client), zmq_strerror (error));
+            s_finish_error (self, call, HGP_STATUS_TIMEOUT, "timeout", message);
+        }
+    }
 }
 
 //  A new call: wait behind a call with the same id, or go now, or later
@@ -248,6 +305,7 @@ hgp_mux_new (hgp_client_t *client)
     hgp_mux_t *self = (hgp_mux_t *) zmalloc (sizeof (hgp_mux_t));
     assert (self);
     self->client = client;
+    self->batch_ok = true;
     //  Never block the loop on one request: unsent ones wait in a list
     hgp_client_set_send_wait (client, 0);
     self->calls = zhashx_new ();
@@ -264,6 +322,8 @@ hgp_mux_destroy (hgp_mux_t **self_p)
     hgp_mux_t *self = *self_p;
     if (!self)
         return;
+    s_flush (self);
+    self->batch_ok = false;             //  what is answered below goes alone
     //  Answering a call can submit its twins: loop until none is left
     while (self->first || self->unsent) {
         while (self->first) {
@@ -333,7 +393,9 @@ int
 hgp_mux_run (hgp_mux_t *self)
 {
     assert (self);
-    //  Replies first: they free room at the broker for new requests
+    //  What the owner sent since the last run, then replies: they free
+    //  room at the broker for new requests
+    s_flush (self);
     s_recv_replies (self);
     int64_t now = zclock_mono ();
     if (self->unsent)
@@ -341,8 +403,13 @@ hgp_mux_run (hgp_mux_t *self)
     if (now >= self->expire_at)
         s_expire (self, now);
     //  Last, whatever was sent above: the owner waits on the socket's
-    //  ZMQ_FD, which only signals again once a receive found nothing
+    //  ZMQ_FD, which only signals again once a receive found nothing.
+    //  Callbacks may have sent more: nothing waits past this run.
     s_recv_replies (self);
+    while (self->batch_open) {
+        s_flush (self);
+        s_recv_replies (self);
+    }
     int64_t wait = MIN (self->expire_at - now, S_EVENTS_MS);
     if (!self->first && !self->unsent)
         wait = S_EVENTS_MS;

@@ -12,6 +12,7 @@
 #include "hgp_codec.h"
 #include <msgpack.h>
 #include <assert.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,12 @@ s_buf_write (void *data, const char *bytes, size_t len)
     memcpy (buf->data + buf->size, bytes, len);
     buf->size += len;
     return 0;
+}
+
+int
+hgp_buf_append (hgp_buf_t *self, const void *data, size_t size)
+{
+    return s_buf_write (self, (const char *) data, size);
 }
 
 int
@@ -1538,6 +1545,63 @@ hgp_batch_next (hgp_batch_cur_t *cur, hgp_batch_entry_t *entry)
     cur->at += head + entry->size;
     return 1;
 }
+
+/*  --------------------------------------------------------------------
+ *  Client batches: msgpack arrays of bodies (PROTOCOL.md 4.1)
+ */
+
+int
+hgp_array_open (const uint8_t *data, size_t size, size_t *at)
+{
+    if (size == 0)
+        return -1;
+    uint8_t b = data [0];
+    if (b >= 0x90 && b <= 0x9f) {
+        *at = 1;
+        return b & 0x0f;
+    }
+    size_t width = b == 0xdc ? 2 : b == 0xdd ? 4 : 0;
+    if (width == 0 || size < 1 + width)
+        return -1;
+    uint64_t n = s_get_be (data + 1, (int) width);
+    if (n > INT_MAX)
+        return -1;
+    *at = 1 + width;
+    return (int) n;
+}
+
+int
+hgp_array_next (const uint8_t *data, size_t size, size_t *at,
+                const uint8_t **elem, size_t *elem_size)
+{
+    if (*at >= size)
+        return -1;
+    hgp_error_t ignored;
+    s_cur_t cur = { data + *at, data + size, &ignored };
+    if (s_skip (&cur, 0))
+        return -1;
+    *elem = data + *at;
+    *elem_size = (size_t) (cur.p - *elem);
+    *at += *elem_size;
+    return 0;
+}
+
+int
+hgp_array_start (hgp_buf_t *buf, size_t *start)
+{
+    static const char head [HGP_ARRAY_HEAD] = { (char) 0xdd, 0, 0, 0, 0 };
+    *start = buf->size;
+    return s_buf_write (buf, head, sizeof head);
+}
+
+void
+hgp_array_finish (hgp_buf_t *buf, size_t start, uint32_t count)
+{
+    assert (start + HGP_ARRAY_HEAD <= buf->size);
+    buf->data [start] = 0xdd;
+    s_put_be (buf->data + start + 1, count, 4);
+}
+
 
 /*  --------------------------------------------------------------------
  *  Beacons: a fixed binary layout, not msgpack, because zbeacon filters

@@ -214,6 +214,15 @@ typedef struct {
     bool replies;                       /* reply entries, else requests     */
 } hgp_batch_cur_t;
 
+/*  Client batches (PROTOCOL.md 4.1): a client frame 2 that is a msgpack
+    array of request bodies instead of one body; the broker answers its
+    requests in frames that are arrays of reply bodies. One frame costs the
+    link one message (one CURVE box per frame, one wake-up) however many
+    bodies it holds. Arrays are written with an array 32 header (5 bytes)
+    reserved first and filled in once the count is known. */
+#define HGP_ARRAY_HEAD      5           /* bytes of an array 32 header      */
+#define HGP_ARRAY_MAX       1024        /* bodies in one client batch       */
+
 /*  A broker beacon. The id is kept as 32 lowercase hex digits, as logged,
     shown by `hgp actors` and used as the broker's client ROUTER routing id */
 typedef enum {
@@ -239,6 +248,8 @@ typedef struct {
 } hgp_buf_t;
 
 void hgp_buf_clear (hgp_buf_t *self);
+/*  Append size bytes: 0, or -1 when out of memory */
+int hgp_buf_append (hgp_buf_t *self, const void *data, size_t size);
 
 /*  Names */
 const char *hgp_op_name (hgp_op_t op);
@@ -294,6 +305,19 @@ int  hgp_batch_put_request (hgp_buf_t *buf, const uint8_t *token,
                             const void *body, uint32_t size);
 int  hgp_batch_put_reply (hgp_buf_t *buf, const uint8_t *token,
                           const void *body, uint32_t size);
+/*  Client batches. hgp_array_open: the element count when data starts
+    with a msgpack array header (*at is then just past it), else -1 (a map,
+    or anything else). hgp_array_next: the whole value at *at, to depth 8:
+    its bytes are *elem, *elem_size of them, and *at moves past it; -1 when
+    what is left does not hold one. hgp_array_start appends a header to
+    buf, to be filled in by hgp_array_finish with the count (0 or -1 when
+    out of memory). */
+int  hgp_array_open (const uint8_t *data, size_t size, size_t *at);
+int  hgp_array_next (const uint8_t *data, size_t size, size_t *at,
+                     const uint8_t **elem, size_t *elem_size);
+int  hgp_array_start (hgp_buf_t *buf, size_t *start);
+void hgp_array_finish (hgp_buf_t *buf, size_t start, uint32_t count);
+
 /*  Read entries off a frame: begin, then next until it returns 0 (no more
     entries) or -1 (the rest of the frame is not an entry: stop, the
     entries before it were good) */

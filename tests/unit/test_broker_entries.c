@@ -23,7 +23,7 @@ s_take (hgp_entries_t *pool, const char *id, int64_t deadline)
     const uint8_t ident [5] = { 0, 1, 2, 3, 4 };
     const uint8_t body [3] = { 0x81, 0xa1, 0x78 };
     return hgp_entries_take (pool, ident, sizeof ident, id, body, sizeof body,
-                             HGP_OP_INCR, deadline);
+                             HGP_OP_INCR, deadline, false);
 }
 
 static void
@@ -272,7 +272,7 @@ test_the_pool_grows_past_a_chunk_and_keeps_pointers (void **state)
     static uint8_t big [HGP_BODY_MAX];
     hgp_entry_t *large = hgp_entries_take (pool, (const uint8_t *) "x", 1,
                                            "big", big, sizeof big,
-                                           HGP_OP_MGET, T0 + 1000);
+                                           HGP_OP_MGET, T0 + 1000, false);
     assert_non_null (large);
     assert_true (hgp_entries_held (pool) > sizeof big);
     hgp_entries_move (pool, large, HGP_ENTRY_FREE);
