@@ -363,6 +363,16 @@ test_value_replies_carry_replayed_and_request_id_only_for_increments (void **sta
     assert_string_equal (json_string_value (json_object_get (json, "request_id")),
                          "r1");
     json_decref (json);
+    //  The bytes, as README shows them (written without jansson)
+    char *text = hgp_json_encode_value (&key, -42, false, "r-1");
+    assert_string_equal (text, "{\"resource_id\":\"post_1\",\"counter_type\":"
+                         "\"like\",\"value\":-42,\"replayed\":false,"
+                         "\"request_id\":\"r-1\"}");
+    free (text);
+    text = hgp_json_encode_value (&key, INT64_MAX, true, NULL);
+    assert_string_equal (text, "{\"resource_id\":\"post_1\",\"counter_type\":"
+                         "\"like\",\"value\":9223372036854775807}");
+    free (text);
 }
 
 static void
