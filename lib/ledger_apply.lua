@@ -111,8 +111,10 @@ local function s_group (ck, e1, e2)
     local a = a0 + 4 * (e - 1)
     if sums[e] then
       local value = string.format('%d', base + sums[e])
+      -- our pending record is there (checked above) with its TTL from
+      -- prepare: KEEPTTL spares an expiry update per event
       redis.call('SET', KEYS[k0 + e], ARGV[a + 2] .. value .. ARGV[a + 3],
-                 'EX', ttl)
+                 'KEEPTTL')
       out[e] = {0, value}
     else
       out[e] = s_one (ck, e)
