@@ -62,6 +62,8 @@ struct _hgp_ledger_t {
     size_t *group_size;         /* events per group                        */
     size_t *group_first;        /* a group's first item                    */
     size_t *group_fill;         /* grouping: items placed per group        */
+    size_t *group_at;           /* where a group starts in order           */
+    bool *group_fast;           /* own: all the group's items are fast     */
     int64_t *marks;             /* per partition: highest offset to apply  */
     int32_t *marked;            /* partitions in marks, in order found     */
     zhashx_t *groups;           /* own: counter key -> group index + 1     */
@@ -122,10 +124,10 @@ hgp_ledger_new (hgp_redis_t *redis, const char *who, int64_t dedup_ttl,
     //  items (3 + 2 keys + a key per group and per item + 4 + a size per
     //  group + 4 per item + 2 per partition: 9 + 10n at most), or
     //  register over as many partitions (3 + 6 + 2 per partition)
-    self->argv_max = 16 + 10 * (size_t) HGP_LEDGER_BATCH_MAX;
+    self->argv_max = 16 + 11 * (size_t) HGP_LEDGER_BATCH_MAX;
     self->argv = (const char **) calloc (self->argv_max, sizeof (char *));
     self->argvlen = (size_t *) calloc (self->argv_max, sizeof (size_t));
-    self->numbers = calloc (1 + 3 * (size_t) HGP_LEDGER_BATCH_MAX, 24);
+    self->numbers = calloc (8 + 5 * (size_t) HGP_LEDGER_BATCH_MAX, 24);
     size_t n = HGP_LEDGER_BATCH_MAX;
     self->heads = calloc (n, S_HEAD_MAX);
     self->tails = calloc (n, 32);
@@ -134,11 +136,14 @@ hgp_ledger_new (hgp_redis_t *redis, const char *who, int64_t dedup_ttl,
     self->group_size = (size_t *) calloc (n, sizeof (size_t));
     self->group_first = (size_t *) calloc (n, sizeof (size_t));
     self->group_fill = (size_t *) calloc (n, sizeof (size_t));
+    self->group_at = (size_t *) calloc (n, sizeof (size_t));
+    self->group_fast = (bool *) calloc (n, sizeof (bool));
     self->marks = (int64_t *) calloc (n, sizeof (int64_t));
     self->marked = (int32_t *) calloc (n, sizeof (int32_t));
     self->groups = zhashx_new ();
     assert (self->heads && self->tails && self->order && self->group_of
             && self->group_size && self->group_first && self->group_fill
+            && self->group_at && self->group_fast
             && self->marks && self->marked && self->groups);
     self->identities = zhashx_new ();
     self->horizon = (int64_t *) calloc (HGP_LEDGER_BATCH_MAX, sizeof (int64_t));
@@ -168,6 +173,8 @@ hgp_ledger_destroy (hgp_ledger_t **self_p)
         free (self->group_size);
         free (self->group_first);
         free (self->group_fill);
+        free (self->group_at);
+        free (self->group_fast);
         free (self->marks);
         free (self->marked);
         zhashx_destroy (&self->groups);
@@ -297,56 +304,117 @@ s_mark (hgp_ledger_t *self, size_t nmarks, int32_t partition, int64_t offset)
     return nmarks + 1;
 }
 
-int
-hgp_ledger_apply (hgp_ledger_t *self, const char *actor, bool own,
-                  hgp_ledger_item_t *items, size_t count,
-                  char *reason, size_t size)
+#define S_MOVED     3           /* s_apply_once: a fast key moved           */
+
+//  One EVALSHA of the apply script (see hgp_ledger_apply)
+static int
+s_apply_once (hgp_ledger_t *self, const char *actor, uint64_t batch,
+              hgp_ledger_item_t *items, size_t count,
+              const char *const *held, size_t nheld, char *reason,
+              size_t size)
 {
-    assert (count <= HGP_LEDGER_BATCH_MAX);
-    if (count == 0)
-        return 0;
-    own = own && actor;
+    bool own = batch != 0;
     size_t ngroups = s_group (self, own, items, count);
+    //  A group is fast when all its items are (own only); where each
+    //  group starts in order []
+    size_t nfast = 0, nslow = 0, slow_items = 0, at = 0;
+    for (size_t g = 0; g < ngroups; g++) {
+        bool fast = own;
+        for (size_t k = 0; k < self->group_size [g]; k++) {
+            hgp_ledger_item_t *item = &items [self->order [at + k]];
+            fast = fast && item->fast && !item->release;
+        }
+        self->group_at [g] = at;
+        self->group_fast [g] = fast;
+        if (fast)
+            nfast++;
+        else {
+            nslow++;
+            slow_items += self->group_size [g];
+        }
+        at += self->group_size [g];
+    }
+    char (*next) [24] = self->numbers;
     char wm [HGP_ID_MAX + 16];
     snprintf (wm, sizeof wm, "hgp:wm:%s", actor ? actor : "");
     int argc = 3;
     s_arg (self, &argc, S_REGISTRY);
     s_arg (self, &argc, wm);
+    for (int fast = 1; fast >= 0; fast--)
+        for (size_t g = 0; g < ngroups; g++)
+            if (self->group_fast [g] == fast)
+                s_arg (self, &argc, items [self->group_first [g]].counter_key);
     for (size_t g = 0; g < ngroups; g++)
-        s_arg (self, &argc, items [self->group_first [g]].counter_key);
-    for (size_t k = 0; k < count; k++)
-        s_arg (self, &argc, items [self->order [k]].record_key);
+        for (size_t k = 0; !self->group_fast [g] && k < self->group_size [g]; k++)
+            s_arg (self, &argc, items [self->order [self->group_at [g] + k]]
+                                .record_key);
     int numkeys = argc - 3;
     s_arg (self, &argc, self->ttl);
     s_arg (self, &argc, actor ? actor : "");
     s_arg (self, &argc, own ? "1" : "0");
-    snprintf (self->numbers [0], 24, "%zu", ngroups);
-    s_arg (self, &argc, self->numbers [0]);
+    snprintf (*next, 24, "%zu", nslow);
+    s_arg (self, &argc, *next++);
+    if (own)
+        snprintf (*next, 24, "%" PRIu64, batch);
+    else
+        **next = 0;
+    s_arg (self, &argc, *next++);
+    snprintf (*next, 24, "%zu", nfast);
+    s_arg (self, &argc, *next++);
+    //  Keys whose promises of this batch the mark does not keep: the
+    //  ordinary groups' (their records are written final or released
+    //  here) and the held ones
+    size_t nx = own ? nslow + nheld : 0;
+    snprintf (*next, 24, "%zu", nx);
+    s_arg (self, &argc, *next++);
+    for (size_t g = 0; g < ngroups; g++) {
+        if (!self->group_fast [g])
+            continue;
+        int64_t sum = 0;
+        for (size_t k = 0; k < self->group_size [g]; k++)
+            sum += strtoll (items [self->order [self->group_at [g] + k]].delta,
+                            NULL, 10);
+        snprintf (*next, 24, "%" PRId64, sum);
+        s_arg (self, &argc, *next++);
+        snprintf (*next, 24, "%" PRId64, items [self->group_first [g]].base);
+        s_arg (self, &argc, *next++);
+    }
+    for (size_t g = 0; own && g < ngroups; g++)
+        if (!self->group_fast [g])
+            s_arg (self, &argc, items [self->group_first [g]].counter_key);
+    for (size_t h = 0; own && h < nheld; h++)
+        s_arg (self, &argc, held [h]);
     for (size_t g = 0; own && g < ngroups; g++) {
-        snprintf (self->numbers [1 + g], 24, "%zu", self->group_size [g]);
-        s_arg (self, &argc, self->numbers [1 + g]);
+        if (self->group_fast [g])
+            continue;
+        snprintf (*next, 24, "%zu", self->group_size [g]);
+        s_arg (self, &argc, *next++);
     }
     size_t nmarks = 0;
     for (size_t k = 0; k < count; k++) {
-        size_t i = self->order [k];
-        hgp_ledger_item_t *item = &items [i];
-        snprintf (self->heads [k], S_HEAD_MAX, "%s %s ", item->counter_key,
-                  item->delta);
-        snprintf (self->tails [k], 32, " %" PRId32 ":%" PRId64,
-                  item->partition, item->offset);
-        s_arg (self, &argc, item->release ? "r" : "a");
-        s_arg (self, &argc, item->delta);
-        s_arg (self, &argc, self->heads [k]);
-        s_arg (self, &argc, self->tails [k]);
+        hgp_ledger_item_t *item = &items [self->order [k]];
         if (!item->release)
             nmarks = s_mark (self, nmarks, item->partition, item->offset);
     }
-    char (*texts) [24] = self->numbers + 1 + count;
+    size_t slot = 0;
+    for (size_t g = 0; g < ngroups; g++)
+        for (size_t k = 0; !self->group_fast [g] && k < self->group_size [g];
+             k++, slot++) {
+            hgp_ledger_item_t *item = &items [self->order [self->group_at [g] + k]];
+            snprintf (self->heads [slot], S_HEAD_MAX, "%s %s ",
+                      item->counter_key, item->delta);
+            snprintf (self->tails [slot], 32, " %" PRId32 ":%" PRId64,
+                      item->partition, item->offset);
+            s_arg (self, &argc, item->release ? "r" : "a");
+            s_arg (self, &argc, item->delta);
+            s_arg (self, &argc, self->heads [slot]);
+            s_arg (self, &argc, self->tails [slot]);
+        }
     for (size_t m = 0; m < nmarks; m++) {
-        snprintf (texts [2 * m], 24, "%" PRId32, self->marked [m]);
-        snprintf (texts [2 * m + 1], 24, "%" PRId64, self->marks [m]);
-        s_arg (self, &argc, texts [2 * m]);
-        s_arg (self, &argc, texts [2 * m + 1]);
+        snprintf (*next, 24, "%" PRId32, self->marked [m]);
+        s_arg (self, &argc, *next++);
+        snprintf (*next, 24, "%" PRId64, self->marks [m]);
+        s_arg (self, &argc, *next++);
     }
     bool definite;
     redisReply *reply = s_evalsha (self, self->apply, argc, numkeys,
@@ -359,39 +427,126 @@ hgp_ledger_apply (hgp_ledger_t *self, const char *actor, bool own,
                 " already, so it applies nothing more", actor);
         return 2;
     }
+    //  Own: {events, fast groups}, or {-8, moved fast groups}
+    redisReply *events = reply, *fast = NULL;
+    if (own && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+    &&  reply->element [0]->type == REDIS_REPLY_INTEGER
+    &&  reply->element [0]->integer == -8
+    &&  reply->element [1]->type == REDIS_REPLY_ARRAY) {
+        redisReply *moved = reply->element [1];
+        for (size_t j = 0; j < moved->elements; j++) {
+            long long f = moved->element [j]->integer;
+            //  The f-th fast group (1-based) is applied like the others
+            for (size_t g = 0, seen = 0; g < ngroups; g++)
+                if (self->group_fast [g] && (long long) ++seen == f)
+                    for (size_t k = 0; k < self->group_size [g]; k++)
+                        items [self->order [self->group_at [g] + k]].fast = false;
+        }
+        freeReplyObject (reply);
+        return S_MOVED;
+    }
+    if (own) {
+        events = NULL;
+        if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+        &&  reply->element [0]->type == REDIS_REPLY_ARRAY
+        &&  reply->element [1]->type == REDIS_REPLY_ARRAY
+        &&  reply->element [1]->elements == nfast) {
+            events = reply->element [0];
+            fast = reply->element [1];
+        }
+    }
     int rc = 0;
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != count) {
+    if (!events || events->type != REDIS_REPLY_ARRAY
+    ||  events->elements != slow_items) {
         rc = s_fail (reason, size, "redis: the apply script gave a reply of"
                      " type %d", reply->type);
         zsys_error ("%s: %s", self->who, reason);
     }
-    for (size_t k = 0; rc == 0 && k < count; k++) {
-        redisReply *r = reply->element [k];
-        hgp_ledger_item_t *item = &items [self->order [k]];
-        if (r->type != REDIS_REPLY_ARRAY || r->elements < 1
-        ||  r->element [0]->type != REDIS_REPLY_INTEGER) {
-            rc = s_fail (reason, size, "redis: malformed apply result");
-            break;
+    slot = 0;
+    size_t f = 0;
+    for (size_t g = 0; rc == 0 && g < ngroups; g++) {
+        if (self->group_fast [g]) {
+            redisReply *r = fast->element [f++];
+            int code = r->type == REDIS_REPLY_ARRAY && r->elements >= 1
+                    && r->element [0]->type == REDIS_REPLY_INTEGER
+                     ? (int) r->element [0]->integer : -99;
+            int64_t value = items [self->group_first [g]].base;
+            for (size_t k = 0; k < self->group_size [g]; k++) {
+                hgp_ledger_item_t *item = &items [self->order [self->group_at [g] + k]];
+                item->text [0] = 0;
+                if (code == 0) {
+                    value += strtoll (item->delta, NULL, 10);
+                    item->code = HGP_LEDGER_APPLIED;
+                    item->value = value;
+                }
+                else {
+                    item->code = HGP_LEDGER_REFUSED;
+                    if (r->type == REDIS_REPLY_ARRAY && r->elements > 1
+                    &&  r->element [1]->type == REDIS_REPLY_STRING)
+                        snprintf (item->text, sizeof item->text, "%.*s",
+                                  (int) r->element [1]->len,
+                                  r->element [1]->str);
+                }
+            }
+            continue;
         }
-        item->code = (int) r->element [0]->integer;
-        item->text [0] = 0;
-        const char *text = r->elements > 1
-                        && r->element [1]->type == REDIS_REPLY_STRING
-                         ? r->element [1]->str : NULL;
-        size_t len = text ? r->element [1]->len : 0;
-        if (item->code == HGP_LEDGER_APPLIED || item->code == HGP_LEDGER_ALREADY) {
-            if (!text || hgp_redis_int64 (text, len, &item->value)) {
-                rc = s_fail (reason, size, "redis: the counter %s does not"
-                             " hold an integer", item->counter_key);
+        for (size_t k = 0; rc == 0 && k < self->group_size [g]; k++) {
+            redisReply *r = events->element [slot++];
+            hgp_ledger_item_t *item = &items [self->order [self->group_at [g] + k]];
+            if (r->type != REDIS_REPLY_ARRAY || r->elements < 1
+            ||  r->element [0]->type != REDIS_REPLY_INTEGER) {
+                rc = s_fail (reason, size, "redis: malformed apply result");
                 break;
             }
+            item->code = (int) r->element [0]->integer;
+            item->text [0] = 0;
+            const char *text = r->elements > 1
+                            && r->element [1]->type == REDIS_REPLY_STRING
+                             ? r->element [1]->str : NULL;
+            size_t len = text ? r->element [1]->len : 0;
+            if (item->code == HGP_LEDGER_APPLIED
+            ||  item->code == HGP_LEDGER_ALREADY) {
+                if (!text || hgp_redis_int64 (text, len, &item->value)) {
+                    rc = s_fail (reason, size, "redis: the counter %s does"
+                                 " not hold an integer", item->counter_key);
+                    break;
+                }
+            }
+            else
+            if (text)
+                snprintf (item->text, sizeof item->text, "%.*s", (int) len,
+                          text);
         }
-        else
-        if (text)
-            snprintf (item->text, sizeof item->text, "%.*s", (int) len, text);
     }
     freeReplyObject (reply);
     return rc;
+}
+
+int
+hgp_ledger_apply (hgp_ledger_t *self, const char *actor, uint64_t batch,
+                  hgp_ledger_item_t *items, size_t count,
+                  const char *const *held, size_t nheld,
+                  char *reason, size_t size)
+{
+    assert (count <= HGP_LEDGER_BATCH_MAX);
+    assert (nheld <= HGP_LEDGER_BATCH_MAX);
+    if (count == 0)
+        return 0;
+    if (!actor)
+        batch = 0;
+    //  A fast key that moved is sent again as an ordinary one: the
+    //  script wrote nothing then. Twice at most; then none is fast.
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (attempt == 2)
+            for (size_t i = 0; i < count; i++)
+                items [i].fast = false;
+        int rc = s_apply_once (self, actor, batch, items, count, held, nheld,
+                               reason, size);
+        if (rc != S_MOVED)
+            return rc;
+    }
+    return s_fail (reason, size, "redis: the apply script kept answering"
+                   " that counters moved");
 }
 
 int
@@ -626,7 +781,8 @@ s_flush (s_reading_t *r)
 {
     if (r->count == 0)
         return 0;
-    int rc = hgp_ledger_apply (r->self, r->wm_actor, false, r->items, r->count,
+    int rc = hgp_ledger_apply (r->self, r->wm_actor, 0, r->items, r->count,
+                               NULL, 0,
                                r->reason, sizeof r->reason);
     if (rc)
         return -1;

@@ -73,6 +73,10 @@ typedef struct {
     int32_t partition;          /* where the event is in the log           */
     int64_t offset;             /* ... -1 when it is not (release)         */
     bool release;               /* drop my pending record, apply nothing   */
+    bool fast;                  /* own batch: its record is a promise of
+                                   this batch predicted from base (see
+                                   hgp_ledger_apply)                       */
+    int64_t base;               /* fast: the counter as the prepare read it */
     int code;                   /* result, HGP_LEDGER_*                    */
     int64_t value;              /* APPLIED, ALREADY: the counter's value   */
     char text [128];            /* REFUSED, OVERFLOW: Redis's words        */
@@ -110,14 +114,24 @@ const char *hgp_ledger_ttl (hgp_ledger_t *self);
 /*  Run the apply script over items, in order, in one round trip; actor
     is whose watermarks advance with the applied events (NULL: none; the
     actor must be registered for them to move) and whose pending records
-    a release may drop. own: actor applies its own batch; then nothing is
-    applied once its lease is gone (see recovery below). Returns 0 with
+    a release may drop. batch: not 0 when actor applies its own batch of
+    that number (its prepare's promises name it); then nothing is applied
+    once its lease is gone (see recovery below), and a counter key whose
+    items are all fast costs one INCRBY and no record write: the batch's
+    mark keeps their promises (ledger_apply.lua). Fast items of one key
+    must follow the order their values were predicted in, from base. When
+    a fast key's counter no longer holds base (a second writer), its items
+    are applied like the others, in a second round trip. held: the counter
+    keys (nheld of them) of increments the batch promised and neither
+    applies nor releases (their outcome is unsettled): the mark must not
+    keep their promises. Returns 0 with
     every item's code set; 1 when the script surely did not run (no
     connection, refused); 2 (own only) when the lease was gone and nothing
     was applied; -1 when it may have run and we did not see the answer.
     reason says why on 1, 2 and -1. */
-int hgp_ledger_apply (hgp_ledger_t *self, const char *actor, bool own,
+int hgp_ledger_apply (hgp_ledger_t *self, const char *actor, uint64_t batch,
                       hgp_ledger_item_t *items, size_t count,
+                      const char *const *held, size_t nheld,
                       char *reason, size_t size);
 
 /*  Register actor: its lease, its entry in hgp:actors, and its

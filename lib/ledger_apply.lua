@@ -1,54 +1,121 @@
 -- ledger_apply.lua - apply events, release pending records (hgp_ledger).
 -- See hgp_ledger.h for the codes.
 --
--- KEYS: 1 registry, 2 ARGV[2]'s watermarks, then one counter key per
--- group (2 + g), then one record key per event (2 + ng + e). ARGV: 1 ttl,
--- 2 actor, 3 '1' when the actor applies its own events, 4 ng, then (own
--- only) the number of events of each group, then 4 per event: op ('a'
--- apply, 'r' release), delta, head ("<ck> <delta> ", the records'
+-- KEYS: 1 registry, 2 ARGV[2]'s watermarks, then the counter key of each
+-- fast group (2 + f), then the counter key of each other group (2 + nf +
+-- g), then one record key per event of those groups. ARGV: 1 ttl, 2
+-- actor, 3 '1' when the actor applies its own batch, 4 ng (other
+-- groups), 5 the batch number (own) or '', 6 nf (fast groups, own only),
+-- 7 nx, then per fast group its sum and the counter's value at prepare,
+-- then nx counter keys whose promises of this batch are not kept (own:
+-- the other groups', and those of increments promised but neither
+-- applied nor released here), then (own only) the number of events of
+-- each other group, then 4 per event:
+-- op ('a' apply, 'r' release), delta, head ("<ck> <delta> ", the records'
 -- common start) and tail (" <partition>:<offset>"); then partition,
 -- offset pairs: the highest offset of the events to apply per partition,
 -- where ARGV[2]'s watermark moves when nothing was refused (a refused
 -- event stays above it and is found again by recovery).
 --
+-- Records (counter_prepare.lua, PROTOCOL.md section 7): after the head,
+-- "<value>[ <p>:<o>]" is applied; "<value>?<log id> <batch>" is a promise,
+-- applied with that value once hgp:b:<log id>:<batch> exists and does not
+-- list the counter key; "?<log id>[ <batch>]" is pending.
+--
 -- Not own (recovery, replay): every event is its own group, in log order,
--- through s_one: the record decides (applied: skip; another increment:
--- conflict; absent or pending: INCRBY, GET, write the final record).
+-- through s_one: the record decides (applied or a kept promise: skip;
+-- another increment: conflict; else: INCRBY, GET, write the final
+-- record).
 --
 -- Own (ARGV[3] '1'): nothing is done (-9) once the actor's lease is gone,
 -- because whoever recovers it fences it in the log from then on
--- (hgp_ledger.h). The events of one counter key form a group, in batch
--- order; a group whose records are all the actor's own pending ones (or
--- gone) costs one INCRBY by the sum of its deltas, and each event's value
--- is the running sum from the value before. Lua numbers are doubles, so
--- that arithmetic is used only while every delta, partial sum and value
--- is below 2^53 in magnitude, where doubles are exact; otherwise (and
--- when INCRBY refuses, e.g. past int64) the INCRBY is undone if it was
--- done and the group goes through s_one like recovery, so its results
--- (overflow per event included) are today's.
--- Why the own path still reads the records (one MGET for the batch):
--- while our lease lives (it did at prepare and does now, and a lease
--- never comes back) nobody took our pending records over, and they were
--- written or refreshed at prepare with dedup_ttl, so normally each one
--- is ours. It is not when it expired or was deleted meanwhile (dedup_ttl
--- below the lease, an operator) and another actor recorded that id
--- since: a group with any record that is not exactly our pending one
--- (absent included: MGET cannot tell a record of another type) goes
--- through s_one, which applies nothing twice, as before. One MGET keeps
--- that without any assumption on the settings.
+-- (hgp_ledger.h). A fast group is a counter key whose events of this
+-- batch all hold promises of this batch, predicted from the value the
+-- prepare read (the C side checked the predictions are its own): if every
+-- fast group's counter still holds that value, each costs one INCRBY by
+-- its sum and no record write at all, and the batch's mark, written last,
+-- keeps their promises: the mark lists the counter keys whose promises of
+-- the batch it does not keep (the nx keys, and a fast group whose INCRBY
+-- was refused). If one moved (a second writer
+-- while brokers disagree, a recovery), nothing is written and {-8, {f,
+-- ...}} names those groups, for the caller to send again as other
+-- groups. Other groups are coalesced when every record is the actor's
+-- own pending one: one INCRBY by the sum of its deltas, each event's
+-- value the running sum from the value before, and each record written
+-- final (KEEPTTL). Lua numbers are doubles, so that arithmetic is used
+-- only while every delta, partial sum and value is below 2^53 in
+-- magnitude; otherwise (and when INCRBY refuses, e.g. past int64) the
+-- INCRBY is undone if it was done and the group goes through s_one like
+-- recovery. Why Redis has all of a batch or nothing: a script's effects
+-- reach the AOF and replicas as one transaction, and after a script's
+-- first write Redis refuses none of its later writes for memory.
+-- Returns {results of the other groups' events, results of the fast
+-- groups ({0} or {-3, err})} when own, else the events' results.
 
 local ttl, actor, own = ARGV[1], ARGV[2], ARGV[3] == '1'
 if own and
    redis.call('EXISTS', 'hgp:lease:' .. actor) == 0 then return -9 end
 local track = actor ~= '' and redis.call('HEXISTS', KEYS[1], actor) == 1
-local ng = tonumber(ARGV[4])
-local a0 = own and 5 + ng or 5
-local k0 = 2 + ng
+local ng, batch = tonumber(ARGV[4]), ARGV[5]
+local nf = own and tonumber(ARGV[6]) or 0
+local nx = own and tonumber(ARGV[7]) or 0
+local f0 = 8                                -- first fast group's sum
+local x0 = f0 + 2 * nf                      -- first key not kept
+local g0 = x0 + nx                          -- own: first group count
+local a0 = own and g0 + ng or g0            -- first event's op
+local k0 = 2 + nf + ng                      -- before the first record key
 local ne = #KEYS - k0
 local mine = '?' .. actor
 local LIM = 9007199254740992
-local clean, out = true, {}
-local recs = own and redis.call('MGET', unpack(KEYS, k0 + 1))
+local clean, out, fast = true, {}, {}
+
+-- A record after its head: kind ('f' final, 'p' promise or pending),
+-- value ('' for pending), owner, batch
+local function s_parse (rec, hl)
+  local v, o, b = string.match(rec, '^(%-?%d*)%?(%S+) ?(%d*)$', hl + 1)
+  if o then return 'p', v, o, b end
+  return 'f', string.match(rec, '^%-?%d+', hl + 1)
+end
+
+-- Was the promise kept: its batch's mark exists and does not list ck
+local function s_kept (value, owner, b, ck)
+  if value == '' or b == '' then return false end
+  if own and owner == actor and b == batch then return false end
+  local mark = redis.call('GET', 'hgp:b:' .. owner .. ':' .. b)
+  return mark and not string.find(mark, ' ' .. ck .. ' ', 1, true)
+end
+
+-- Is rec (head hl bytes) our pending record of this batch?
+local function s_mine (rec, head)
+  if not rec or string.sub(rec, 1, #head) ~= head then return false end
+  if rec == head .. mine then return true end
+  local kind, _, owner, b = s_parse (rec, #head)
+  return own and kind == 'p' and owner == actor and b == batch
+end
+
+-- The fast groups: all still at their prepare value, or nothing at all
+if nf > 0 then
+  local now = redis.call('MGET', unpack(KEYS, 3, 2 + nf))
+  local moved = {}
+  for f = 1, nf do
+    if (now[f] or '0') ~= ARGV[f0 + 2 * f - 1] then moved[#moved + 1] = f end
+  end
+  if #moved > 0 then return {-8, moved} end
+end
+local failed = ' '
+for x = x0, x0 + nx - 1 do failed = failed .. ARGV[x] .. ' ' end
+for f = 1, nf do
+  local r = redis.pcall('INCRBY', KEYS[2 + f], ARGV[f0 + 2 * f - 2])
+  if type(r) == 'table' then
+    fast[f] = {-3, r.err or 'refused'}
+    failed = failed .. KEYS[2 + f] .. ' '
+    clean = false
+  else
+    fast[f] = {0}
+  end
+end
+
+local recs = own and ne > 0 and redis.call('MGET', unpack(KEYS, k0 + 1))
 local function s_one (ck, e)
   local rk, a = KEYS[k0 + e], a0 + 4 * (e - 1)
   local head = ARGV[a + 2]
@@ -58,15 +125,17 @@ local function s_one (ck, e)
     return {-3, rec.err}
   end
   if ARGV[a] == 'r' then
-    if rec == head .. mine then
+    if s_mine (rec, head) then
       redis.call('DEL', rk)
       return {4, ''}
     end
     return {5, ''}
   end
   if rec and string.sub(rec, 1, #head) ~= head then return {-1, ''} end
-  if rec and string.byte(rec, #head + 1) ~= 63 then
-    return {1, string.match(rec, '^%-?%d+', #head + 1)}
+  if rec then
+    local kind, value, owner, b = s_parse (rec, #head)
+    if kind == 'f' then return {1, value} end
+    if s_kept (value, owner, b, ck) then return {1, value} end
   end
   local r = redis.pcall('INCRBY', ck, ARGV[a + 1])
   if type(r) == 'table' and r.err then
@@ -83,7 +152,7 @@ local function s_group (ck, e1, e2)
   for e = e1, e2 do
     local a = a0 + 4 * (e - 1)
     if ARGV[a] == 'a' then
-      if recs[e] ~= ARGV[a + 2] .. mine then return false end
+      if not s_mine (recs[e], ARGV[a + 2]) then return false end
       local d = tonumber(ARGV[a + 1])
       sum = sum + d
       if d >= LIM or d <= -LIM or sum >= LIM or sum <= -LIM then
@@ -124,11 +193,15 @@ local function s_group (ck, e1, e2)
 end
 local e = 1
 for g = 1, ng do
-  local ck, n = KEYS[2 + g], own and tonumber(ARGV[4 + g]) or 1
+  local ck, n = KEYS[2 + nf + g], own and tonumber(ARGV[g0 + g - 1]) or 1
   if not (own and s_group (ck, e, e + n - 1)) then
     for i = e, e + n - 1 do out[i] = s_one (ck, i) end
   end
   e = e + n
+end
+if nf > 0 then
+  -- after the first write: Redis refuses no more writes for memory
+  redis.call('SET', 'hgp:b:' .. actor .. ':' .. batch, failed, 'EX', ttl)
 end
 local m0 = a0 + 4 * ne
 if track and clean and m0 < #ARGV then
@@ -144,4 +217,5 @@ if track and clean and m0 < #ARGV then
   end
   if #moved > 0 then redis.call('HSET', KEYS[2], unpack(moved)) end
 end
+if own then return {out, fast} end
 return out

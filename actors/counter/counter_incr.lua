@@ -11,6 +11,16 @@
 -- does not abort the script. Values beyond 2^53 are read back with GET:
 -- Lua numbers are doubles, counters are int64.
 
+-- A sync actor's records (counter_prepare.lua): after the head
+-- "<v>?<log id> <batch>" is a promise, applied with value v once
+-- hgp:b:<log id>:<batch> exists and does not list the counter key;
+-- "?<log id>[ <batch>]" is pending; "<v>[ <p>:<o>]" is applied.
+local function s_parse (rec, hl)
+  local v, o, b = string.match(rec, '^(%-?%d*)%?(%S+) ?(%d*)$', hl + 1)
+  if o then return 'p', v, o, b end
+  return 'f', string.match(rec, '^%-?%d+', hl + 1)
+end
+
 local out = {}
 for i = 1, #KEYS / 2 do
   local ck, rk, delta = KEYS[2 * i - 1], KEYS[2 * i], ARGV[i + 1]
@@ -19,13 +29,19 @@ for i = 1, #KEYS / 2 do
   if type(rec) == 'table' and rec.err then
     out[i] = {-3, rec.err}
   elseif rec then
-    local rest = string.sub(rec, #head + 1)
     if string.sub(rec, 1, #head) ~= head then
       out[i] = {-1, ''}
-    elseif string.sub(rest, 1, 1) == '?' then
-      out[i] = {2, string.sub(rest, 2)}
     else
-      out[i] = {1, string.match(rest, '^%-?%d+')}
+      local kind, v, owner, b = s_parse (rec, #head)
+      local mark = kind == 'p' and v ~= '' and b ~= ''
+                   and redis.call('GET', 'hgp:b:' .. owner .. ':' .. b)
+      if kind == 'f' then
+        out[i] = {1, v}
+      elseif mark and not string.find(mark, ' ' .. ck .. ' ', 1, true) then
+        out[i] = {1, v}
+      else
+        out[i] = {2, owner}
+      end
     end
   else
     local r = redis.pcall('INCRBY', ck, delta)

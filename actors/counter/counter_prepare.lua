@@ -1,64 +1,127 @@
--- counter_prepare.lua - step 1 of the counter's logged path: write the
--- pending records before the events go to the log.
+-- counter_prepare.lua - step 1 of the counter's logged path: write each
+-- new increment's request record, a *promise*, before the events go to
+-- the log.
 --
 -- KEYS: registry, our lease, the n record keys, then each counter key of
--- the batch's increments once. ARGV: our log id, the lease (ms), the
--- record TTL, then the n pending records "<ck> <delta> ?<log id>".
--- Returns -9 when our lease is gone (nothing written), else {results,
--- values}: values holds each counter key's value, results per increment:
--- {0, ""} new, pending record written; {1, value} applied already;
--- {-1, ""} id used for another increment; {2, owner} pending at a live
--- actor; {5, owner} pending at a dead actor not recovered yet; {3, ""}
--- pending by us (earlier in this batch, or an attempt we never logged: its
--- TTL is renewed, so every record we apply was written or refreshed here);
--- {-3, err} Redis refused. A pending record of an actor that is neither
--- alive nor registered any more was recovered (its event, if any, would
--- have been applied), so we take it over. One SET NX GET per increment
--- writes a new record and reads an old one at once (Redis 7.0); only an
--- old one costs string work. The counters are read with one MGET; one it
--- finds absent is read again with GET, which fails the script, as it
--- always did, when the key holds something else than a string.
+-- the batch once (its slot). ARGV: our log id, the lease (ms), the record
+-- TTL, this batch's number (per log id), then per increment its slot and
+-- its delta. Returns -9 when our lease is gone (nothing written), else
+-- {results, values}: values holds each slot's counter as read first,
+-- results per increment:
+--   {0, v} new: a promise written, v the value it predicts ("" when it
+--          cannot: past 2^53, where Lua's doubles are not exact)
+--   {6, v} our own promise of an earlier batch that was never applied
+--          (an attempt we never logged): promised again in this batch
+--   {3, ""} ours, earlier in this batch (the same id twice)
+--   {1, value} applied already; {-1, ""} id used for another increment
+--   {2, owner} pending at a live actor; {5, owner} pending at a dead
+--          actor not recovered yet; {-3, err} Redis refused.
+--
+-- A promise is "<ck> <delta> <v>?<log id> <batch>" (or "<ck> <delta>
+-- ?<log id> <batch>" without a prediction): the increment is applied,
+-- with value v, once the batch's mark hgp:b:<log id>:<batch> exists and
+-- does not list its counter key (ledger_apply.lua writes the mark in the
+-- script that applies the batch). So applying a whole batch costs one
+-- INCRBY per counter key and one mark, instead of a record per request.
+-- v is predicted from the counter as read here plus the deltas before it
+-- in this batch that this script promised (codes 0 and 6, in order); the
+-- apply checks the counter still holds what was read here before it
+-- relies on that. A pending record of an actor that is neither alive nor
+-- registered any more was recovered (its event, if any, would have been
+-- applied), so we take it over. One SET NX GET per increment writes a new
+-- promise and reads an old record at once; only an old one costs string
+-- work.
 
 if redis.call('PEXPIRE', KEYS[2], ARGV[2]) == 0 then return -9 end
-local ttl, n, out, new = ARGV[3], #ARGV - 3, {}, {0, ''}
-local tail = #ARGV[1] + 1
-for i = 1, n do
-  local rk, p = KEYS[i + 2], ARGV[i + 3]
-  local rec = redis.pcall('SET', rk, p, 'NX', 'GET', 'EX', ttl)
-  if not rec then
-    out[i] = new
-  elseif type(rec) == 'table' then
-    out[i] = {-3, rec.err}
-  elseif rec == p then
-    redis.call('EXPIRE', rk, ttl)
-    out[i] = {3, ''}
-  else
-    local hl = #p - tail
-    if string.sub(rec, 1, hl) ~= string.sub(p, 1, hl) then
-      out[i] = {-1, ''}
-    elseif string.byte(rec, hl + 1) ~= 63 then
-      out[i] = {1, string.match(rec, '^%-?%d+', hl + 1)}
-    else
-      local owner = string.sub(rec, hl + 2)
-      if redis.call('EXISTS', 'hgp:lease:' .. owner) == 1 then
-        out[i] = {2, owner}
-      elseif redis.call('HEXISTS', KEYS[1], owner) == 1 then
-        out[i] = {5, owner}
-      else
-        local r = redis.pcall('SET', rk, p, 'EX', ttl)
-        if type(r) == 'table' and r.err then
-          out[i] = {-3, r.err}
-        else
-          out[i] = new
-        end
-      end
-    end
+local me, ttl, batch = ARGV[1], ARGV[3], ARGV[4]
+local n = (#ARGV - 4) / 2
+local LIM = 9007199254740992
+local values = redis.call('MGET', unpack(KEYS, n + 3))
+local cur = {}
+for s = 1, #values do
+  if not values[s] then
+    -- absent, or not a string: GET fails the script for the latter
+    values[s] = redis.call('GET', KEYS[n + 2 + s]) or '0'
+  end
+  local c = tonumber(values[s])
+  if c and c < LIM and c > -LIM and string.format('%d', c) == values[s] then
+    cur[s] = c
   end
 end
-local values = redis.call('MGET', unpack(KEYS, n + 3))
-for k = 1, #values do
-  if not values[k] then
-    values[k] = redis.call('GET', KEYS[n + 2 + k]) or '0'
+local suffix = '?' .. me .. ' ' .. batch
+local out, early = {}, {3, ''}
+
+-- The promise for increment i (its head "<ck> <delta> "), and the
+-- counter's value after it when predictable (nil otherwise)
+local function s_promise (s, head, delta)
+  local c = cur[s]
+  local d = tonumber(delta)
+  if c and d and d < LIM and d > -LIM then
+    local v = c + d
+    if v < LIM and v > -LIM then
+      local text = string.format('%d', v)
+      return head .. text .. suffix, v, text
+    end
+  end
+  return head .. suffix, nil, ''
+end
+
+-- A record after its head: kind ('f' final, 'p' promise or pending),
+-- value, owner, batch
+local function s_parse (rec, hl)
+  local v, o, b = string.match(rec, '^(%-?%d*)%?(%S+) ?(%d*)$', hl + 1)
+  if o then return 'p', v, o, b end
+  return 'f', string.match(rec, '^%-?%d+', hl + 1)
+end
+
+-- Was the promise (value, owner, batch) on ck kept: its batch's mark
+-- exists and does not list ck
+local function s_kept (value, owner, b, ck)
+  if value == '' or b == '' then return false end
+  local mark = redis.call('GET', 'hgp:b:' .. owner .. ':' .. b)
+  return mark and not string.find(mark, ' ' .. ck .. ' ', 1, true)
+end
+
+for i = 1, n do
+  local rk, s, delta = KEYS[i + 2], tonumber(ARGV[3 + 2 * i]), ARGV[4 + 2 * i]
+  local ck = KEYS[n + 2 + s]
+  local head = ck .. ' ' .. delta .. ' '
+  local p, v, text = s_promise (s, head, delta)
+  local rec = redis.pcall('SET', rk, p, 'NX', 'GET', 'EX', ttl)
+  local take = false
+  if not rec then
+    out[i] = {0, text}
+    if v then cur[s] = v else cur[s] = nil end
+  elseif type(rec) == 'table' then
+    out[i] = {-3, rec.err}
+  elseif string.sub(rec, 1, #head) ~= head then
+    out[i] = {-1, ''}
+  else
+    local kind, value, owner, b = s_parse (rec, #head)
+    if kind == 'f' then
+      out[i] = {1, value}
+    elseif s_kept (value, owner, b, ck) then
+      out[i] = {1, value}              -- a promise its batch kept
+    elseif owner == me and b == batch then
+      out[i] = early
+    elseif owner == me then
+      take = 6                          -- ours, never applied
+    elseif redis.call('EXISTS', 'hgp:lease:' .. owner) == 1 then
+      out[i] = {2, owner}
+    elseif redis.call('HEXISTS', KEYS[1], owner) == 1 then
+      out[i] = {5, owner}
+    else
+      take = 0                          -- recovered: take it over
+    end
+  end
+  if take then
+    local r = redis.pcall('SET', rk, p, 'EX', ttl)
+    if type(r) == 'table' and r.err then
+      out[i] = {-3, r.err}
+    else
+      out[i] = {take, text}
+      if v then cur[s] = v else cur[s] = nil end
+    end
   end
 end
 return {out, values}

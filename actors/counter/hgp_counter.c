@@ -11,18 +11,24 @@
  *
  *  The write path, with counter/event_log = sync (the default), per batch:
  *
- *    1. prepare (counter_prepare.lua, pipelined with the batch's reads): for
- *       each increment one SET NX GET writes a *pending* record "<ck>
- *       <delta> ?<log id>" or returns the one there (an "applied" one
- *       answers it: replayed); one MGET reads the batch's counters, so the
- *       events can carry the resulting values. The script also renews
- *       this actor's lease.
+ *    1. prepare (counter_prepare.lua, pipelined with the batch's reads):
+ *       one MGET reads the batch's counters, then for each increment one
+ *       SET NX GET writes a *promise* "<ck> <delta> <value>?<log id>
+ *       <batch>" (the value predicted from the counter read and the
+ *       earlier increments of the batch on that key) or returns the
+ *       record there (an applied one, or a promise its batch kept,
+ *       answers it: replayed). The script also renews this actor's lease.
  *    2. log: produce one event per new increment (idempotent producer,
- *       acks=all), wait for every delivery report.
- *    3. apply (hgp_ledger's script): per counter key one INCRBY by the sum
- *       of its events, a final record per event, and this actor's
- *       watermark per partition, atomically.
- *    4. reply, with the value Redis returned.
+ *       acks=all), carrying the predicted value; wait for every delivery
+ *       report.
+ *    3. apply (hgp_ledger's script): a counter key whose promises all
+ *       hold (every one logged, predicted as we predicted) costs one
+ *       INCRBY by the sum of its events, checked against the value the
+ *       prepare read, and no record write: the batch's mark keeps those
+ *       promises. Any other key: one INCRBY by the sum and a final record
+ *       per event. And this actor's watermark per partition; all of it
+ *       atomically.
+ *    4. reply, with the value Redis returned (or the promise it kept).
  *
  *  Invariants, and why they hold:
  *
@@ -99,8 +105,6 @@
 #define S_LOG_PAUSE_MS      1000        /* after Kafka failed a whole batch  */
 #define S_STALL_MS          500         /* a Kafka wait this much past its
                                            time: we were not running        */
-/*  A pending record: "<counter key> <delta> ?<log id>" */
-#define S_PENDING_MAX       (HGP_KEYSPACE_COUNTER_MAX + 24 + 3 + HGP_ID_MAX)
 
 typedef enum { S_LOG_OFF, S_LOG_ASYNC, S_LOG_SYNC } s_log_mode_t;
 
@@ -126,8 +130,12 @@ typedef struct {
     char counter_key [HGP_KEYSPACE_COUNTER_MAX];   /* incr, get           */
     char record_key [HGP_KEYSPACE_RECORD_MAX];     /* incr                */
     char delta [24];            /* incr: delta in decimal, as recorded     */
-    char pending [S_PENDING_MAX];   /* sync incr: its pending record       */
     size_t slot;                /* sync incr: its counter key in prepare   */
+    char slot_text [24];        /* ... 1-based, in decimal                 */
+    bool promised;              /* prepare wrote its promise (codes 0, 6)  */
+    bool predicted;             /* ... with a value, promise               */
+    int64_t promise;            /* the value the promise predicts          */
+    int64_t base;               /* its counter as the prepare read it      */
     //  The logged path
     int link;                   /* earlier item with the same id, or -1    */
     bool logging;               /* prepared: its event is to be produced   */
@@ -159,6 +167,8 @@ struct _hgp_counter_t {
     //  Our identity in the log (sync mode)
     char log_id [HGP_ID_MAX + 1];  /* actor field of our events, lease id  */
     uint32_t generation;        /* log identities we had so far            */
+    uint64_t batch;             /* batches prepared: the promises' number  */
+    char batch_text [24];       /* ... of the current one, in decimal      */
     bool registered;            /* log_id holds a lease: we may produce    */
     bool identified;            /* async: actor_id is in hgp:ids           */
     bool retire;                /* give log_id up before the next batch    */
@@ -181,6 +191,7 @@ struct _hgp_counter_t {
     size_t argv_max;            /* entries in argv and argvlen             */
     char *keybuf;               /* counter keys of one mget                */
     hgp_ledger_item_t *applies; /* step 3 of the logged path               */
+    const char **held;          /* ... keys of promises it leaves unsettled */
     zhashx_t *latest;           /* counter key -> last item on it, a batch */
     zhashx_t *slots;            /* prepare: counter key -> its slot + 1    */
     char lease_ms [24];         /* settings.lease in decimal               */
@@ -639,17 +650,29 @@ s_prepare_result (hgp_counter_t *self, size_t j, redisReply *result,
     switch (code) {
         case 3:
             item->link = s_earlier (self, j);
-            if (item->link >= 0)
-                break;              //  answered with the earlier one
+            if (item->link < 0) {
+                zsys_error ("redis: prepare script says %s came earlier in"
+                            " the batch, and it did not", req->id);
+                s_item_fail (item, HGP_STATUS_INTERNAL, "internal",
+                             "redis gave an unexpected answer; nothing was"
+                             " applied");
+            }
+            break;                  //  answered with the earlier one
+        case 6:
+            //  Our promise of an earlier batch, promised again: never
+            //  applied, unless its attempt was logged and is unsettled
+            item->promised = true;
             if (zhashx_lookup (self->limbo, req->id)) {
                 s_item_fail (item, HGP_STATUS_TIMEOUT, "timeout",
                              "an earlier attempt of %s was logged and is not"
                              " settled yet; retry with the same id", req->id);
                 break;
             }
-            //  Our pending record of an attempt we never logged: go on
             //  fall through
         case 0: {
+            item->promised = true;
+            item->predicted = len > 0
+                           && hgp_redis_int64 (text, len, &item->promise) == 0;
             redisReply *counter = values->element [item->slot];
             if (counter->type != REDIS_REPLY_STRING) {
                 zsys_error ("redis: prepare script read no counter for %s",
@@ -661,6 +684,7 @@ s_prepare_result (hgp_counter_t *self, size_t j, redisReply *result,
             }
             if (s_result_value (item, counter->str, counter->len, &value)) {
                 item->value = value;
+                item->base = value;
                 item->logging = true;
             }
             break;
@@ -837,12 +861,13 @@ s_append (hgp_counter_t *self, int argc)
 
 /*  Arguments of the biggest command a batch of n requests sends: the
     prepare EVALSHA (EVALSHA, sha, numkeys, 2 registry/lease keys, 2n
-    counter and record keys, log id, lease, ttl, n deltas: 8 + 3n; the
-    plain script needs 4 + 3n), or one MGET of a full mget */
+    counter and record keys, log id, lease, ttl, batch, n slots and n
+    deltas: 9 + 4n; the plain script needs 4 + 3n), or one MGET of a full
+    mget */
 static size_t
 s_argv_max (size_t n)
 {
-    return MAX (8 + 3 * n, 1 + HGP_MGET_MAX);
+    return MAX (9 + 4 * n, 1 + HGP_MGET_MAX);
 }
 
 static void
@@ -902,15 +927,18 @@ s_round_trip (hgp_counter_t *self, size_t count, bool with_reads,
         snprintf (numkeys, sizeof numkeys, "%zu", 2 + nincrs + nslots);
         self->argvlen [2] = strlen (numkeys);
         const char *ttl = hgp_ledger_ttl (self->ledger);
+        snprintf (self->batch_text, sizeof self->batch_text, "%" PRIu64,
+                  ++self->batch);
         s_arg (self, &argc, self->log_id, strlen (self->log_id));
         s_arg (self, &argc, self->lease_ms, strlen (self->lease_ms));
         s_arg (self, &argc, ttl, strlen (ttl));
+        s_arg (self, &argc, self->batch_text, strlen (self->batch_text));
         for (size_t j = 0; j < nincrs; j++) {
             s_item_t *item = &self->items [self->incrs [j]];
-            int len = snprintf (item->pending, sizeof item->pending, "%s %s ?%s",
-                                item->counter_key, item->delta, self->log_id);
-            assert (len > 0 && (size_t) len < sizeof item->pending);
-            s_arg (self, &argc, item->pending, (size_t) len);
+            snprintf (item->slot_text, sizeof item->slot_text, "%zu",
+                      item->slot + 1);
+            s_arg (self, &argc, item->slot_text, strlen (item->slot_text));
+            s_arg (self, &argc, item->delta, strlen (item->delta));
         }
         if (!s_append (self, argc))
             return false;               //  nothing sent: caller answers 503
@@ -1067,6 +1095,34 @@ s_expire_prepared (hgp_counter_t *self, size_t count, int64_t now)
     }
 }
 
+/*  Which counter keys of the batch can be applied fast (one INCRBY, no
+    record writes: hgp_ledger_apply): those where every increment the
+    prepare promised is logged and was promised the value we predicted,
+    so the promises are right once the sum is added to what the prepare
+    read. Called once the log has answered; self->latest then holds the
+    keys that cannot (a released increment, one the log did not confirm,
+    a promise without a value, or one that differs from ours). */
+static void
+s_fast_keys (hgp_counter_t *self, size_t count)
+{
+    zhashx_purge (self->latest);
+    for (size_t i = 0; i < count; i++) {
+        s_item_t *item = &self->items [i];
+        if (!item->promised)
+            continue;
+        bool right = item->logging && item->predicted
+                  && item->promise == item->value;
+        if (!right)
+            zhashx_update (self->latest, item->counter_key, item);
+    }
+}
+
+static bool
+s_fast_key (hgp_counter_t *self, s_item_t *item)
+{
+    return item->promised && !zhashx_lookup (self->latest, item->counter_key);
+}
+
 static void
 s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
 {
@@ -1138,6 +1194,7 @@ s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
         stalled = 0;
 
     //  Step 3: apply what is in the log, release what surely is not
+    s_fast_keys (self, count);
     size_t napplies = 0;
     size_t unsent = 0, sent = 0;
     for (size_t i = 0; i < count; i++) {
@@ -1180,6 +1237,8 @@ s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
             a->partition = item->logging ? item->delivery.partition : -1;
             a->offset = item->logging ? item->delivery.offset : -1;
             a->release = item->release;
+            a->fast = item->logging && s_fast_key (self, item);
+            a->base = item->base;
         }
     }
     //  Kafka took none of them: do not make the next batches wait for it
@@ -1194,9 +1253,19 @@ s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
     }
     if (napplies == 0)
         return;
+    //  Promised, and neither applied nor released now (the log did not
+    //  confirm it, or an earlier attempt is unsettled): the batch's mark
+    //  must not keep its promise
+    size_t nheld = 0;
+    for (size_t i = 0; i < count; i++) {
+        s_item_t *item = &self->items [i];
+        if (item->promised && !item->logging && !item->release)
+            self->held [nheld++] = item->counter_key;
+    }
     char reason [256];
-    int rc = hgp_ledger_apply (self->ledger, self->log_id, true, self->applies,
-                               napplies, reason, sizeof reason);
+    int rc = hgp_ledger_apply (self->ledger, self->log_id, self->batch,
+                               self->applies, napplies, self->held, nheld,
+                               reason, sizeof reason);
     size_t a = 0;
     for (size_t i = 0; i < count; i++) {
         s_item_t *item = &self->items [i];
@@ -1336,6 +1405,8 @@ s_batch_apply (hgp_counter_t *self, size_t count)
         item->link = -1;
         item->logging = false;
         item->release = false;
+        item->promised = false;
+        item->predicted = false;
         if (item->done)
             continue;
         hgp_request_t *req = &item->request;
@@ -1550,8 +1621,9 @@ s_counter_new (zsock_t *pipe, hgp_config_t *config)
     self->keybuf = (char *) malloc (HGP_MGET_MAX * HGP_KEYSPACE_COUNTER_MAX);
     self->applies = (hgp_ledger_item_t *) calloc (batch,
                                                   sizeof (hgp_ledger_item_t));
+    self->held = (const char **) calloc (batch, sizeof (char *));
     assert (self->items && self->incrs && self->commands && self->argv
-            && self->argvlen && self->keybuf && self->applies);
+            && self->argvlen && self->keybuf && self->applies && self->held);
     return self;
 }
 
@@ -1575,6 +1647,7 @@ s_counter_destroy (hgp_counter_t **self_p)
         free (self->argvlen);
         free (self->keybuf);
         free (self->applies);
+        free (self->held);
         hgp_buf_clear (&self->buf);
         free (self);
         *self_p = NULL;

@@ -4,10 +4,12 @@
  *  compile: Redis compiles a script at SCRIPT LOAD, so a syntax error in
  *  any .lua fails here, without the pytest stack. Then the request record
  *  as the three scripts that read it see it: counter_incr applies and
- *  replays, counter_prepare writes a pending record only under a live
- *  lease, ledger_apply turns that pending record into an applied one that
- *  counter_incr replays instead of applying twice; and analytics_state
- *  keeps or restarts its epoch.
+ *  replays, counter_prepare writes a promise only under a live lease,
+ *  ledger_apply keeps a batch of promises with one INCRBY and a mark (or
+ *  writes nothing when the counter moved, or settles an ordinary group
+ *  with final records), and every reader takes a kept promise as applied
+ *  and one the mark does not keep as pending; and analytics_state keeps
+ *  or restarts its epoch.
  *
  *  The redis-server is our own, on a Unix socket in a fresh directory (no
  *  TCP port to choose), with persistence off; it is stopped with SIGTERM
@@ -234,76 +236,160 @@ test_counter_incr_applies_once_then_replays (void **state)
     s_assert_get (S_CK, "5");
 }
 
-//  counter_prepare for one increment of 5 on S_CK by S_ACTOR
+//  counter_prepare for one increment of 5 on S_CK by S_ACTOR in batch
 static redisReply *
-s_prepare (void)
+s_prepare (const char *batch)
 {
     return s_eval (hgp_lua_counter_prepare, 4, "hgp:actors", S_LEASE,
-                   S_RK, S_CK, S_ACTOR, "10000", "60",
-                   S_HEAD "?" S_ACTOR, NULL);
+                   S_RK, S_CK, S_ACTOR, "10000", "60", batch, "1", "5", NULL);
 }
 
 //  reply is {{{code, text}}, {value}}
 static void
-s_assert_prepared (redisReply *reply, long long code, const char *value)
+s_assert_prepared (redisReply *reply, long long code, const char *text,
+                   const char *value)
 {
     assert_int_equal (reply->type, REDIS_REPLY_ARRAY);
     assert_int_equal (reply->elements, 2);
     assert_int_equal (reply->element [0]->elements, 1);
-    s_assert_result (reply->element [0]->element [0], code, "");
+    s_assert_result (reply->element [0]->element [0], code, text);
     assert_int_equal (reply->element [1]->elements, 1);
     assert_string_equal (reply->element [1]->element [0]->str, value);
 }
 
 static void
-test_counter_prepare_writes_a_pending_record_only_under_a_lease (void **state)
+test_counter_prepare_writes_a_promise_only_under_a_lease (void **state)
 {
-    redisReply *reply = s_prepare ();
+    redisReply *reply = s_prepare ("1");
     assert_int_equal (reply->type, REDIS_REPLY_INTEGER);
     assert_int_equal (reply->integer, -9);
     s_assert_get (S_RK, "");
 
     s_keep (redisCommand (s_redis.c, "SET %s 1 PX 10000", S_LEASE));
-    reply = s_prepare ();
-    s_assert_prepared (reply, 0, "0");
-    s_assert_get (S_RK, S_HEAD "?" S_ACTOR);
+    reply = s_prepare ("1");
+    s_assert_prepared (reply, 0, "5", "0");
+    s_assert_get (S_RK, S_HEAD "5?" S_ACTOR " 1");
 
-    //  Our own pending record again: renewed, still pending
-    reply = s_prepare ();
-    s_assert_prepared (reply, 3, "0");
+    //  The same id again in the same batch: earlier in this batch
+    reply = s_prepare ("1");
+    s_assert_prepared (reply, 3, "", "0");
+    //  ... in a later batch, the first never applied: promised again
+    reply = s_prepare ("2");
+    s_assert_prepared (reply, 6, "5", "0");
+    s_assert_get (S_RK, S_HEAD "5?" S_ACTOR " 2");
     s_assert_get (S_CK, "");
+
+    //  Another live actor's promise is pending there: not ours to take
+    s_keep (redisCommand (s_redis.c, "SET hgp:lease:other 1 PX 10000"));
+    s_keep (redisCommand (s_redis.c, "SET %s %s", S_RK, S_HEAD "5?other 9"));
+    reply = s_prepare ("3");
+    s_assert_prepared (reply, 2, "other", "0");
+}
+
+//  Own apply of batch 2: S_CK one fast group, its sum 5 from base
+static redisReply *
+s_apply_fast (const char *base, const char *held)
+{
+    if (held)
+        return s_eval (hgp_lua_ledger_apply, 3, "hgp:actors",
+                       "hgp:wm:" S_ACTOR, S_CK,
+                       "60", S_ACTOR, "1", "0", "2", "1", "1", "5", base,
+                       held, "0", "7", NULL);
+    return s_eval (hgp_lua_ledger_apply, 3, "hgp:actors", "hgp:wm:" S_ACTOR,
+                   S_CK, "60", S_ACTOR, "1", "0", "2", "1", "0", "5", base,
+                   "0", "7", NULL);
+}
+
+//  Recovery (not own) applying the event at 0:7 again
+static redisReply *
+s_apply_again (void)
+{
+    return s_eval (hgp_lua_ledger_apply, 4, "hgp:actors", "hgp:wm:" S_ACTOR,
+                   S_CK, S_RK, "60", S_ACTOR, "", "1", "", "0", "0",
+                   "a", "5", S_HEAD, " 0:7", NULL);
 }
 
 static void
-test_ledger_apply_settles_the_pending_record_once (void **state)
+test_ledger_apply_keeps_a_batch_of_promises_with_one_incrby (void **state)
 {
     s_keep (redisCommand (s_redis.c, "SET %s 1 PX 10000", S_LEASE));
     s_keep (redisCommand (s_redis.c, "HSET hgp:actors %s x", S_ACTOR));
-    redisReply *reply = s_prepare ();
-    s_assert_prepared (reply, 0, "0");
+    s_prepare ("2");
 
-    //  Own apply, one group of one event at partition 0, offset 7
-    reply = s_eval (hgp_lua_ledger_apply, 4, "hgp:actors", "hgp:wm:" S_ACTOR,
-                    S_CK, S_RK,
-                    "60", S_ACTOR, "1", "1", "1",
-                    "a", "5", S_HEAD, " 0:7",
-                    "0", "7", NULL);
+    //  The counter moved since the prepare read 0: nothing written
+    s_keep (redisCommand (s_redis.c, "SET %s 3", S_CK));
+    redisReply *reply = s_apply_fast ("0", NULL);
     assert_int_equal (reply->type, REDIS_REPLY_ARRAY);
-    assert_int_equal (reply->elements, 1);
-    s_assert_result (reply->element [0], 0, "5");
+    assert_int_equal (reply->element [0]->integer, -8);
+    assert_int_equal (reply->element [1]->elements, 1);
+    assert_int_equal (reply->element [1]->element [0]->integer, 1);
+    s_assert_get (S_CK, "3");
+    s_assert_get ("hgp:b:" S_ACTOR ":2", "");
+    s_keep (redisCommand (s_redis.c, "DEL %s", S_CK));
+
+    //  Still at 0: one INCRBY, the record untouched, the batch's mark
+    reply = s_apply_fast ("0", NULL);
+    assert_int_equal (reply->elements, 2);
+    assert_int_equal (reply->element [0]->elements, 0);
+    assert_int_equal (reply->element [1]->elements, 1);
+    assert_int_equal (reply->element [1]->element [0]->element [0]->integer, 0);
     s_assert_get (S_CK, "5");
-    s_assert_get (S_RK, S_HEAD "5 0:7");
+    s_assert_get (S_RK, S_HEAD "5?" S_ACTOR " 2");
+    s_assert_get ("hgp:b:" S_ACTOR ":2", " ");
     reply = s_keep (redisCommand (s_redis.c, "HGET hgp:wm:%s 0", S_ACTOR));
     assert_string_equal (reply->str, "7");
 
-    //  The plain script reads the applied record the same way: replayed
+    //  Every reader takes the kept promise as applied, with its value
     reply = s_eval (hgp_lua_counter_incr, 2, S_CK, S_RK, "60", "5", NULL);
     s_assert_result (reply->element [0], 1, "5");
+    s_assert_prepared (s_prepare ("3"), 1, "5", "5");
+    reply = s_apply_again ();
+    s_assert_result (reply->element [0], 1, "5");
+    s_assert_get (S_CK, "5");
+}
 
-    //  Recovery applying the same event again adds nothing
-    reply = s_eval (hgp_lua_ledger_apply, 4, "hgp:actors", "hgp:wm:" S_ACTOR,
-                    S_CK, S_RK, "60", S_ACTOR, "", "1",
-                    "a", "5", S_HEAD, " 0:7", NULL);
+static void
+test_a_promise_the_mark_does_not_keep_is_pending (void **state)
+{
+    s_keep (redisCommand (s_redis.c, "SET %s 1 PX 10000", S_LEASE));
+    s_keep (redisCommand (s_redis.c, "HSET hgp:actors %s x", S_ACTOR));
+    s_prepare ("2");
+    //  The batch applies another key fast and holds S_CK (the log did not
+    //  confirm its event): S_CK's promise is not kept
+    redisReply *reply = s_apply_fast ("0", S_CK);
+    assert_int_equal (reply->elements, 2);
+    s_assert_get ("hgp:b:" S_ACTOR ":2", " " S_CK " ");
+    reply = s_eval (hgp_lua_counter_incr, 2, S_CK, S_RK, "60", "5", NULL);
+    s_assert_result (reply->element [0], 2, S_ACTOR);
+    //  Recovery applies it from the log: once, with a final record
+    s_keep (redisCommand (s_redis.c, "DEL %s", S_CK));
+    reply = s_apply_again ();
+    s_assert_result (reply->element [0], 0, "5");
+    s_assert_get (S_RK, S_HEAD "5 0:7");
+    reply = s_apply_again ();
+    s_assert_result (reply->element [0], 1, "5");
+}
+
+static void
+test_ledger_apply_settles_an_ordinary_group_once (void **state)
+{
+    s_keep (redisCommand (s_redis.c, "SET %s 1 PX 10000", S_LEASE));
+    s_keep (redisCommand (s_redis.c, "HSET hgp:actors %s x", S_ACTOR));
+    s_prepare ("2");
+    //  Own apply of batch 2 with S_CK as an ordinary group of one event
+    redisReply *reply = s_eval (hgp_lua_ledger_apply, 4, "hgp:actors",
+                                "hgp:wm:" S_ACTOR, S_CK, S_RK,
+                                "60", S_ACTOR, "1", "1", "2", "0", "1",
+                                S_CK, "1", "a", "5", S_HEAD, " 0:7",
+                                "0", "7", NULL);
+    assert_int_equal (reply->type, REDIS_REPLY_ARRAY);
+    assert_int_equal (reply->elements, 2);
+    s_assert_result (reply->element [0]->element [0], 0, "5");
+    s_assert_get (S_CK, "5");
+    s_assert_get (S_RK, S_HEAD "5 0:7");
+    reply = s_eval (hgp_lua_counter_incr, 2, S_CK, S_RK, "60", "5", NULL);
+    s_assert_result (reply->element [0], 1, "5");
+    reply = s_apply_again ();
     s_assert_result (reply->element [0], 1, "5");
     s_assert_get (S_CK, "5");
 }
@@ -334,10 +420,16 @@ main (void)
             test_counter_incr_applies_once_then_replays, s_flush,
             s_free_replies),
         cmocka_unit_test_setup_teardown (
-            test_counter_prepare_writes_a_pending_record_only_under_a_lease,
+            test_counter_prepare_writes_a_promise_only_under_a_lease,
             s_flush, s_free_replies),
         cmocka_unit_test_setup_teardown (
-            test_ledger_apply_settles_the_pending_record_once, s_flush,
+            test_ledger_apply_keeps_a_batch_of_promises_with_one_incrby,
+            s_flush, s_free_replies),
+        cmocka_unit_test_setup_teardown (
+            test_a_promise_the_mark_does_not_keep_is_pending, s_flush,
+            s_free_replies),
+        cmocka_unit_test_setup_teardown (
+            test_ledger_apply_settles_an_ordinary_group_once, s_flush,
             s_free_replies),
         cmocka_unit_test_setup_teardown (
             test_analytics_state_keeps_its_epoch_for_the_same_log, s_flush,
