@@ -21,7 +21,8 @@
  *    themselves when it dies or stalls.
  *
  *  The scripts (ledger_*.lua, each with its contract) build no keys they
- *  were not given except the leases and watermark keys of other actors,
+ *  were not given except the leases and watermark keys of other actors
+ *  and the keys of the batches whose promises they read (hgp:b:<batch>),
  *  which is fine for one Redis server (not a cluster: there it would need
  *  hash tags).
  */

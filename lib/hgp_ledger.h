@@ -6,10 +6,12 @@
  *  recovery of actors that died) and `hgp replay` (all of the log):
  *
  *  - the apply script: per event, skip it if its request record says it
- *    was applied, else INCRBY and write the record, atomically; and
- *    advance the producing actor's watermark, in the same script. An
- *    actor's own batch is coalesced: one INCRBY per counter key by the sum
- *    of its events, each event's value the running sum (hgp_ledger.c);
+ *    was applied (or is a promise its batch kept), else INCRBY and write
+ *    the record, atomically; and advance the producing actor's watermark,
+ *    in the same script. An actor's own batch is coalesced: one INCRBY per
+ *    counter key by the sum of its events, each event's value the running
+ *    sum; and where the prepare's promises of a key all hold, that INCRBY
+ *    is all, the batch's key keeping them (ledger_apply.lua);
  *  - the registry of counter actors that produce events: a lease each
  *    (hgp:lease:<actor>, expiring unless renewed), the list of registered
  *    actors (hgp:actors) and a watermark per actor and partition

@@ -5,7 +5,8 @@
 -- fast group (2 + f), then the counter key of each other group (2 + nf +
 -- g), then one record key per event of those groups. ARGV: 1 ttl, 2
 -- actor, 3 '1' when the actor applies its own batch, 4 ng (other
--- groups), 5 the batch number (own) or '', 6 nf (fast groups, own only),
+-- groups), 5 the batch (own: the number its prepare gave it) or '', 6 nf
+-- (fast groups, own only),
 -- 7 nx, then per fast group its sum and the counter's value at prepare,
 -- then nx counter keys whose promises of this batch are not kept (own:
 -- the other groups', and those of increments promised but neither
@@ -18,9 +19,10 @@
 -- event stays above it and is found again by recovery).
 --
 -- Records (counter_prepare.lua, PROTOCOL.md section 7): after the head,
--- "<value>[ <p>:<o>]" is applied; "<value>?<log id> <batch>" is a promise,
--- applied with that value once hgp:b:<log id>:<batch> exists and does not
--- list the counter key; "?<log id>[ <batch>]" is pending.
+-- "<value>[ <p>:<o>]" is applied; "<value>?<batch>" is a promise, applied
+-- with that value once hgp:b:<batch> says "k <log id> ..." and does not
+-- list the counter key ("?<batch>" has no value: pending until settled);
+-- "?<log id>" is pending.
 --
 -- Not own (recovery, replay): every event is its own group, in log order,
 -- through s_one: the record decides (applied or a kept promise: skip;
@@ -33,10 +35,9 @@
 -- batch all hold promises of this batch, predicted from the value the
 -- prepare read (the C side checked the predictions are its own): if every
 -- fast group's counter still holds that value, each costs one INCRBY by
--- its sum and no record write at all, and the batch's mark, written last,
--- keeps their promises: the mark lists the counter keys whose promises of
--- the batch it does not keep (the nx keys, and a fast group whose INCRBY
--- was refused). If one moved (a second writer
+-- its sum and no record write at all, and the batch's key, written last
+-- ("k <actor> <counter keys>"), keeps their promises but for the counter
+-- keys it lists (the nx keys, and a fast group whose INCRBY was refused). If one moved (a second writer
 -- while brokers disagree, a recovery), nothing is written and {-8, {f,
 -- ...}} names those groups, for the caller to send again as other
 -- groups. Other groups are coalesced when every record is the actor's
@@ -70,27 +71,26 @@ local LIM = 9007199254740992
 local clean, out, fast = true, {}, {}
 
 -- A record after its head: kind ('f' final, 'p' promise or pending),
--- value ('' for pending), owner, batch
-local function s_parse (rec, hl)
-  local v, o, b = string.match(rec, '^(%-?%d*)%?(%S+) ?(%d*)$', hl + 1)
-  if o then return 'p', v, o, b end
-  return 'f', string.match(rec, '^%-?%d+', hl + 1)
+-- value ('' when none), the promise's batch, and whether that batch kept
+-- the promise on ck (never ours of this batch: not settled yet)
+local function s_parse (rec, hl, ck)
+  local v, q = string.match(rec, '^(%-?%d*)%?(%S+)$', hl + 1)
+  if not q then return 'f', string.match(rec, '^%-?%d+', hl + 1) end
+  if not string.find(q, '^%d+$') or (own and q == batch) then
+    return 'p', v, q
+  end
+  local b = redis.call('GET', 'hgp:b:' .. q)
+  local kept = b and v ~= '' and string.sub(b, 1, 2) == 'k '
+               and not string.find(b .. ' ', ' ' .. ck .. ' ', 1, true)
+  return 'p', v, q, kept
 end
 
--- Was the promise kept: its batch's mark exists and does not list ck
-local function s_kept (value, owner, b, ck)
-  if value == '' or b == '' then return false end
-  if own and owner == actor and b == batch then return false end
-  local mark = redis.call('GET', 'hgp:b:' .. owner .. ':' .. b)
-  return mark and not string.find(mark, ' ' .. ck .. ' ', 1, true)
-end
-
--- Is rec (head hl bytes) our pending record of this batch?
+-- Is rec (after head) our pending record: of this batch, or the old form?
 local function s_mine (rec, head)
   if not rec or string.sub(rec, 1, #head) ~= head then return false end
   if rec == head .. mine then return true end
-  local kind, _, owner, b = s_parse (rec, #head)
-  return own and kind == 'p' and owner == actor and b == batch
+  local v, q = string.match(rec, '^(%-?%d*)%?(%S+)$', #head + 1)
+  return own and q == batch
 end
 
 -- The fast groups: all still at their prepare value, or nothing at all
@@ -102,13 +102,13 @@ if nf > 0 then
   end
   if #moved > 0 then return {-8, moved} end
 end
-local failed = ' '
-for x = x0, x0 + nx - 1 do failed = failed .. ARGV[x] .. ' ' end
+local failed = 'k ' .. actor
+for x = x0, x0 + nx - 1 do failed = failed .. ' ' .. ARGV[x] end
 for f = 1, nf do
   local r = redis.pcall('INCRBY', KEYS[2 + f], ARGV[f0 + 2 * f - 2])
   if type(r) == 'table' then
     fast[f] = {-3, r.err or 'refused'}
-    failed = failed .. KEYS[2 + f] .. ' '
+    failed = failed .. ' ' .. KEYS[2 + f]
     clean = false
   else
     fast[f] = {0}
@@ -133,9 +133,8 @@ local function s_one (ck, e)
   end
   if rec and string.sub(rec, 1, #head) ~= head then return {-1, ''} end
   if rec then
-    local kind, value, owner, b = s_parse (rec, #head)
-    if kind == 'f' then return {1, value} end
-    if s_kept (value, owner, b, ck) then return {1, value} end
+    local kind, value, _, kept = s_parse (rec, #head, ck)
+    if kind == 'f' or kept then return {1, value} end
   end
   local r = redis.pcall('INCRBY', ck, ARGV[a + 1])
   if type(r) == 'table' and r.err then
@@ -201,7 +200,7 @@ for g = 1, ng do
 end
 if nf > 0 then
   -- after the first write: Redis refuses no more writes for memory
-  redis.call('SET', 'hgp:b:' .. actor .. ':' .. batch, failed, 'EX', ttl)
+  redis.call('SET', 'hgp:b:' .. batch, failed, 'EX', tonumber(ttl) + 60)
 end
 local m0 = a0 + 4 * ne
 if track and clean and m0 < #ARGV then

@@ -11,14 +11,22 @@
 -- does not abort the script. Values beyond 2^53 are read back with GET:
 -- Lua numbers are doubles, counters are int64.
 
--- A sync actor's records (counter_prepare.lua): after the head
--- "<v>?<log id> <batch>" is a promise, applied with value v once
--- hgp:b:<log id>:<batch> exists and does not list the counter key;
--- "?<log id>[ <batch>]" is pending; "<v>[ <p>:<o>]" is applied.
-local function s_parse (rec, hl)
-  local v, o, b = string.match(rec, '^(%-?%d*)%?(%S+) ?(%d*)$', hl + 1)
-  if o then return 'p', v, o, b end
-  return 'f', string.match(rec, '^%-?%d+', hl + 1)
+-- A sync actor's records (counter_prepare.lua): after the head,
+-- "<v>?<batch>" is a promise, applied with value v once hgp:b:<batch>
+-- says "k <log id> ..." and does not list the counter key; "?<log id>" is
+-- pending; "<v>[ <p>:<o>]" is applied. Returns kind, value, owner.
+local function s_parse (rec, hl, ck)
+  local v, q = string.match(rec, '^(%-?%d*)%?(%S+)$', hl + 1)
+  if not q then return 'f', string.match(rec, '^%-?%d+', hl + 1) end
+  if not string.find(q, '^%d+$') then return 'p', v, q end
+  local b = redis.call('GET', 'hgp:b:' .. q)
+  if not b then return 'p', v, 'batch ' .. q end
+  local kind, owner, rest = string.match(b, '^(%a) (%S+)(.*)$')
+  if kind == 'k' and v ~= ''
+     and not string.find(rest .. ' ', ' ' .. ck .. ' ', 1, true) then
+    return 'f', v
+  end
+  return 'p', v, owner
 end
 
 local out = {}
@@ -32,12 +40,8 @@ for i = 1, #KEYS / 2 do
     if string.sub(rec, 1, #head) ~= head then
       out[i] = {-1, ''}
     else
-      local kind, v, owner, b = s_parse (rec, #head)
-      local mark = kind == 'p' and v ~= '' and b ~= ''
-                   and redis.call('GET', 'hgp:b:' .. owner .. ':' .. b)
+      local kind, v, owner = s_parse (rec, #head, ck)
       if kind == 'f' then
-        out[i] = {1, v}
-      elseif mark and not string.find(mark, ' ' .. ck .. ' ', 1, true) then
         out[i] = {1, v}
       else
         out[i] = {2, owner}

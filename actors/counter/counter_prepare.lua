@@ -4,10 +4,10 @@
 --
 -- KEYS: registry, our lease, the n record keys, then each counter key of
 -- the batch once (its slot). ARGV: our log id, the lease (ms), the record
--- TTL, this batch's number (per log id), then per increment its slot and
--- its delta. Returns -9 when our lease is gone (nothing written), else
--- {results, values}: values holds each slot's counter as read first,
--- results per increment:
+-- TTL, then per increment its slot and its delta. Returns -9 when our
+-- lease is gone (nothing written), else {results, values, batch}: values
+-- holds each slot's counter as read first, batch the number this script
+-- gave the batch, results per increment:
 --   {0, v} new: a promise written, v the value it predicts ("" when it
 --          cannot: past 2^53, where Lua's doubles are not exact)
 --   {6, v} our own promise of an earlier batch that was never applied
@@ -17,12 +17,14 @@
 --   {2, owner} pending at a live actor; {5, owner} pending at a dead
 --          actor not recovered yet; {-3, err} Redis refused.
 --
--- A promise is "<ck> <delta> <v>?<log id> <batch>" (or "<ck> <delta>
--- ?<log id> <batch>" without a prediction): the increment is applied,
--- with value v, once the batch's mark hgp:b:<log id>:<batch> exists and
--- does not list its counter key (ledger_apply.lua writes the mark in the
--- script that applies the batch). So applying a whole batch costs one
--- INCRBY per counter key and one mark, instead of a record per request.
+-- A promise is "<ck> <delta> <v>?<batch>" (or "<ck> <delta> ?<batch>"
+-- without a prediction), the batch a number from hgp:batches. The batch's
+-- own key hgp:b:<batch> says whose it is, "p <log id>" (pending), until
+-- the script that applies the batch (ledger_apply.lua) makes it "k <log
+-- id> <counter keys>" (kept): the increment is then applied with value v,
+-- unless its counter key is listed. So applying a whole batch costs one
+-- INCRBY per counter key and one write of its key, instead of a record per
+-- request, and a record names its writer in a few digits.
 -- v is predicted from the counter as read here plus the deltas before it
 -- in this batch that this script promised (codes 0 and 6, in order); the
 -- apply checks the counter still holds what was read here before it
@@ -33,8 +35,8 @@
 -- work.
 
 if redis.call('PEXPIRE', KEYS[2], ARGV[2]) == 0 then return -9 end
-local me, ttl, batch = ARGV[1], ARGV[3], ARGV[4]
-local n = (#ARGV - 4) / 2
+local me, ttl = ARGV[1], ARGV[3]
+local n = (#ARGV - 3) / 2
 local LIM = 9007199254740992
 local values = redis.call('MGET', unpack(KEYS, n + 3))
 local cur = {}
@@ -48,7 +50,10 @@ for s = 1, #values do
     cur[s] = c
   end
 end
-local suffix = '?' .. me .. ' ' .. batch
+-- The batch's key outlives its records (written after it, same TTL)
+local batch = tostring(redis.call('INCR', 'hgp:batches'))
+redis.call('SET', 'hgp:b:' .. batch, 'p ' .. me, 'EX', tonumber(ttl) + 60)
+local suffix = '?' .. batch
 local out, early = {}, {3, ''}
 
 -- The promise for increment i (its head "<ck> <delta> "), and the
@@ -67,23 +72,22 @@ local function s_promise (s, head, delta)
 end
 
 -- A record after its head: kind ('f' final, 'p' promise or pending),
--- value, owner, batch
-local function s_parse (rec, hl)
-  local v, o, b = string.match(rec, '^(%-?%d*)%?(%S+) ?(%d*)$', hl + 1)
-  if o then return 'p', v, o, b end
-  return 'f', string.match(rec, '^%-?%d+', hl + 1)
-end
-
--- Was the promise (value, owner, batch) on ck kept: its batch's mark
--- exists and does not list ck
-local function s_kept (value, owner, b, ck)
-  if value == '' or b == '' then return false end
-  local mark = redis.call('GET', 'hgp:b:' .. owner .. ':' .. b)
-  return mark and not string.find(mark, ' ' .. ck .. ' ', 1, true)
+-- value ('' when none), owner (nil: its batch's key is gone), batch, and
+-- whether its batch kept the promise on ck
+local function s_parse (rec, hl, ck)
+  local v, q = string.match(rec, '^(%-?%d*)%?(%S+)$', hl + 1)
+  if not q then return 'f', string.match(rec, '^%-?%d+', hl + 1) end
+  if not string.find(q, '^%d+$') then return 'p', v, q end  -- "?<log id>"
+  local b = redis.call('GET', 'hgp:b:' .. q)
+  if not b then return 'p', v, nil, q end
+  local kind, owner, rest = string.match(b, '^(%a) (%S+)(.*)$')
+  local kept = kind == 'k' and v ~= ''
+               and not string.find(rest .. ' ', ' ' .. ck .. ' ', 1, true)
+  return 'p', v, owner, q, kept
 end
 
 for i = 1, n do
-  local rk, s, delta = KEYS[i + 2], tonumber(ARGV[3 + 2 * i]), ARGV[4 + 2 * i]
+  local rk, s, delta = KEYS[i + 2], tonumber(ARGV[2 + 2 * i]), ARGV[3 + 2 * i]
   local ck = KEYS[n + 2 + s]
   local head = ck .. ' ' .. delta .. ' '
   local p, v, text = s_promise (s, head, delta)
@@ -97,13 +101,13 @@ for i = 1, n do
   elseif string.sub(rec, 1, #head) ~= head then
     out[i] = {-1, ''}
   else
-    local kind, value, owner, b = s_parse (rec, #head)
-    if kind == 'f' then
-      out[i] = {1, value}
-    elseif s_kept (value, owner, b, ck) then
-      out[i] = {1, value}              -- a promise its batch kept
-    elseif owner == me and b == batch then
+    local kind, value, owner, b, kept = s_parse (rec, #head, ck)
+    if kind == 'f' or kept then
+      out[i] = {1, value}              -- applied, or a promise kept
+    elseif b == batch then
       out[i] = early
+    elseif not owner then
+      take = 0                          -- its batch is forgotten: expired
     elseif owner == me then
       take = 6                          -- ours, never applied
     elseif redis.call('EXISTS', 'hgp:lease:' .. owner) == 1 then
@@ -124,4 +128,4 @@ for i = 1, n do
     end
   end
 end
-return {out, values}
+return {out, values, batch}

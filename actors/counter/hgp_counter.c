@@ -13,19 +13,20 @@
  *
  *    1. prepare (counter_prepare.lua, pipelined with the batch's reads):
  *       one MGET reads the batch's counters, then for each increment one
- *       SET NX GET writes a *promise* "<ck> <delta> <value>?<log id>
- *       <batch>" (the value predicted from the counter read and the
- *       earlier increments of the batch on that key) or returns the
- *       record there (an applied one, or a promise its batch kept,
- *       answers it: replayed). The script also renews this actor's lease.
+ *       SET NX GET writes a *promise* "<ck> <delta> <value>?<batch>" (the
+ *       value predicted from the counter read and the earlier increments
+ *       of the batch on that key; the batch numbered by the script, its
+ *       key hgp:b:<batch> naming us) or returns the record there (an
+ *       applied one, or a promise its batch kept, answers it: replayed).
+ *       The script also renews this actor's lease.
  *    2. log: produce one event per new increment (idempotent producer,
  *       acks=all), carrying the predicted value; wait for every delivery
  *       report.
  *    3. apply (hgp_ledger's script): a counter key whose promises all
  *       hold (every one logged, predicted as we predicted) costs one
  *       INCRBY by the sum of its events, checked against the value the
- *       prepare read, and no record write: the batch's mark keeps those
- *       promises. Any other key: one INCRBY by the sum and a final record
+ *       prepare read, and no record write: the batch's key, made "kept"
+ *       in the same script, keeps those promises. Any other key: one INCRBY by the sum and a final record
  *       per event. And this actor's watermark per partition; all of it
  *       atomically.
  *    4. reply, with the value Redis returned (or the promise it kept).
@@ -167,8 +168,7 @@ struct _hgp_counter_t {
     //  Our identity in the log (sync mode)
     char log_id [HGP_ID_MAX + 1];  /* actor field of our events, lease id  */
     uint32_t generation;        /* log identities we had so far            */
-    uint64_t batch;             /* batches prepared: the promises' number  */
-    char batch_text [24];       /* ... of the current one, in decimal      */
+    uint64_t batch;             /* the batch's number, from its prepare    */
     bool registered;            /* log_id holds a lease: we may produce    */
     bool identified;            /* async: actor_id is in hgp:ids           */
     bool retire;                /* give log_id up before the next batch    */
@@ -753,11 +753,14 @@ s_incrs_result (hgp_counter_t *self, size_t count, size_t nincrs,
                          " nothing was applied");
         return false;
     }
-    //  The prepare script answers {results, values}, the plain one results
+    //  The prepare script answers {results, values, batch}, the plain one
+    //  results
     redisReply *results = reply, *values = NULL;
-    if (prepare && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
+    if (prepare && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3
+    &&  reply->element [2]->type == REDIS_REPLY_STRING) {
         results = reply->element [0];
         values = reply->element [1];
+        self->batch = strtoull (reply->element [2]->str, NULL, 10);
     }
     size_t nslots = 0;
     for (size_t j = 0; prepare && j < nincrs; j++)
@@ -927,12 +930,10 @@ s_round_trip (hgp_counter_t *self, size_t count, bool with_reads,
         snprintf (numkeys, sizeof numkeys, "%zu", 2 + nincrs + nslots);
         self->argvlen [2] = strlen (numkeys);
         const char *ttl = hgp_ledger_ttl (self->ledger);
-        snprintf (self->batch_text, sizeof self->batch_text, "%" PRIu64,
-                  ++self->batch);
+        self->batch = 0;                //  the prepare numbers it
         s_arg (self, &argc, self->log_id, strlen (self->log_id));
         s_arg (self, &argc, self->lease_ms, strlen (self->lease_ms));
         s_arg (self, &argc, ttl, strlen (ttl));
-        s_arg (self, &argc, self->batch_text, strlen (self->batch_text));
         for (size_t j = 0; j < nincrs; j++) {
             s_item_t *item = &self->items [self->incrs [j]];
             snprintf (item->slot_text, sizeof item->slot_text, "%zu",
@@ -1253,6 +1254,16 @@ s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
     }
     if (napplies == 0)
         return;
+    if (self->batch == 0) {
+        //  Cannot be: a prepare that numbered nothing logged nothing. Never
+        //  apply as someone else's recovery would (no lease check)
+        zsys_error ("counter: a logged batch has no number; not applying it");
+        for (size_t i = 0; i < count; i++)
+            if (self->items [i].logging)
+                s_limbo (self, &self->items [i], "the event is logged and"
+                         " this actor lost track of its batch");
+        return;
+    }
     //  Promised, and neither applied nor released now (the log did not
     //  confirm it, or an earlier attempt is unsettled): the batch's mark
     //  must not keep its promise

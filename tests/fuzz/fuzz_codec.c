@@ -138,6 +138,48 @@ s_batch (const uint8_t *data, size_t size, bool replies)
     hgp_buf_clear (&buf);
 }
 
+/*  A client batch (an array of bodies, PROTOCOL.md 4.1), read as the
+    broker reads one: every element lies inside the frame, after the one
+    before it, and decodes (or not) as a request on its own; rebuilt with
+    hgp_array_start/finish, the elements read give the same bytes after
+    the header */
+static void
+s_client_batch (const uint8_t *data, size_t size)
+{
+    size_t at;
+    int count = hgp_array_open (data, size, &at);
+    if (count < 0)
+        return;
+    hgp_buf_t buf = { 0 };
+    size_t start;
+    if (hgp_array_start (&buf, &start))
+        abort ();
+    size_t first = at;
+    int i;
+    for (i = 0; i < count && i <= HGP_ARRAY_MAX; i++) {
+        const uint8_t *elem;
+        size_t elem_size;
+        size_t before = at;
+        if (hgp_array_next (data, size, &at, &elem, &elem_size))
+            break;
+        if (elem != data + before || elem_size == 0 || at > size
+        ||  at != before + elem_size)
+            abort ();
+        s_request (elem, elem_size);
+        if (hgp_buf_append (&buf, elem, elem_size))
+            abort ();
+    }
+    hgp_array_finish (&buf, start, (uint32_t) i);
+    if (buf.size - HGP_ARRAY_HEAD != at - first
+    ||  memcmp (buf.data + HGP_ARRAY_HEAD, data + first, at - first))
+        abort ();
+    size_t again;
+    if (hgp_array_open (buf.data, buf.size, &again) != i
+    ||  again != HGP_ARRAY_HEAD)
+        abort ();
+    hgp_buf_clear (&buf);
+}
+
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 
 int
@@ -150,5 +192,6 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     s_beacon (data, size);
     s_batch (data, size, false);
     s_batch (data, size, true);
+    s_client_batch (data, size);
     return 0;
 }

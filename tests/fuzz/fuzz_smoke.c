@@ -14,7 +14,7 @@
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 
-#define SEEDS 10
+#define SEEDS 11
 
 static void
 s_seeds (hgp_buf_t *bufs)
@@ -87,6 +87,12 @@ s_seeds (hgp_buf_t *bufs)
     bufs [8].data = malloc ((size_t) size);
     memcpy (bufs [8].data, wire, (size_t) size);
     bufs [8].size = bufs [8].alloc = (size_t) size;
+    /*  A client batch: an array of the first two requests */
+    size_t start;
+    hgp_array_start (&bufs [10], &start);
+    hgp_buf_append (&bufs [10], bufs [0].data, bufs [0].size);
+    hgp_buf_append (&bufs [10], bufs [1].data, bufs [1].size);
+    hgp_array_finish (&bufs [10], start, 2);
 }
 
 int

@@ -8,6 +8,7 @@ running value, the log each event once with that value, and Redis the sum.
 Redis's INFO commandstats shows that the coalesced path ran (fewer INCRBY
 than increments) and, near 2^53, that it fell back to one INCRBY per event."""
 import collections
+import time
 
 from hgp_harness import counter_key, new_id
 from test_eventlog import log_by_id
@@ -160,3 +161,59 @@ def test_values_near_2_53_and_int64_max_stay_exact(make_stack):
     # Past 2^53 the coalesced INCRBY is undone and each event applied alone
     after = command_calls(stack)
     assert after.get("decrby", 0) - before.get("decrby", 0) >= 1, after
+
+
+def test_a_batch_whose_promises_hold_costs_one_record_write_per_increment(
+        make_stack):
+    stack = make_stack(actors=1)
+    keys = [("pr_%d" % i, "like") for i in range(3)]
+    requests = [keys[i % 3] + (1 + i % 4, new_id()) for i in range(300)]
+    before = command_calls(stack)
+    answered = burst(stack, requests)
+    assert [rep["status"] for _, rep in answered] == [200] * 300, answered
+    check_chain(stack, answered, {k: 0 for k in keys})
+    after = command_calls(stack)
+    # One SET per increment (its promise), and two per batch for the
+    # batch's key (pending, then kept): no second write per increment
+    sets = after.get("set", 0) - before.get("set", 0)
+    batches = int(stack.redis.command("GET", "hgp:batches").split(b"\r\n")[1])
+    assert sets <= 300 + 2 * batches, (sets, batches)
+    assert batches < 300, batches
+    # The records are promises, kept: every retry replays its own value
+    rid = requests[7][3]
+    record = stack.redis.command("GET", "hgp:r:" + rid).decode()
+    assert "?" in record and record.split("?")[1].split("\r\n")[0].isdigit(), record
+    with stack.client() as c:
+        for (r, t, delta, rid), rep in answered[::25]:
+            again = c.incr(r, t, delta, rid=rid)
+            assert again["status"] == 200 and again["replayed"] is True, again
+            assert again["value"] == rep["value"], (rep, again)
+    for k in keys:
+        assert stack.redis.counter(*k) == sum(
+            d for r, t, d, _ in requests if (r, t) == k)
+
+
+def test_a_second_writer_between_prepare_and_apply_gets_no_wrong_value(
+        make_stack):
+    # The counter pauses once, after its prepare read the counter (0) and
+    # wrote the promise (5), before logging; meanwhile another writer adds
+    # 1000. The apply sees the counter moved and settles the increment
+    # with a final record of its true value instead of keeping the promise.
+    stack = make_stack(actors=1, env={"HGP_COUNTER_STALL_BEFORE_LOG": "600"})
+    rid = new_id()
+    with stack.client() as c:
+        c.send({"op": "incr", "resource_id": "moved", "counter_type": "hit",
+                "delta": 5, "id": rid})
+        time.sleep(0.3)
+        stack.redis.command("INCRBY", counter_key("moved", "hit"), "1000")
+        rep = c.recv(timeout=10)
+        assert rep["id"] == rid and rep["status"] == 200, rep
+        assert rep["value"] == 1005, rep
+        assert stack.redis.counter("moved", "hit") == 1005
+        record = stack.redis.command("GET", "hgp:r:" + rid).decode()
+        assert " 5 1005 " in record, record
+        again = c.incr("moved", "hit", 5, rid=rid)
+        assert again["replayed"] is True and again["value"] == 1005, again
+    assert "stall_before_log is set" in stack.counters[0].output()
+    assert len(log_by_id(stack.kafka.read())[rid]) == 1
+    assert stack.redis.counter("moved", "hit") == 1005

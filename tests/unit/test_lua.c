@@ -5,10 +5,10 @@
  *  any .lua fails here, without the pytest stack. Then the request record
  *  as the three scripts that read it see it: counter_incr applies and
  *  replays, counter_prepare writes a promise only under a live lease,
- *  ledger_apply keeps a batch of promises with one INCRBY and a mark (or
+ *  ledger_apply keeps a batch of promises with one INCRBY and its batch key (or
  *  writes nothing when the counter moved, or settles an ordinary group
  *  with final records), and every reader takes a kept promise as applied
- *  and one the mark does not keep as pending; and analytics_state keeps
+ *  and one its batch does not keep as pending; and analytics_state keeps
  *  or restarts its epoch.
  *
  *  The redis-server is our own, on a Unix socket in a fresh directory (no
@@ -236,22 +236,23 @@ test_counter_incr_applies_once_then_replays (void **state)
     s_assert_get (S_CK, "5");
 }
 
-//  counter_prepare for one increment of 5 on S_CK by S_ACTOR in batch
+//  counter_prepare for one increment of 5 on S_CK by S_ACTOR (the n-th
+//  prepare is batch n)
 static redisReply *
-s_prepare (const char *batch)
+s_prepare (void)
 {
     return s_eval (hgp_lua_counter_prepare, 4, "hgp:actors", S_LEASE,
-                   S_RK, S_CK, S_ACTOR, "10000", "60", batch, "1", "5", NULL);
+                   S_RK, S_CK, S_ACTOR, "10000", "60", "1", "5", NULL);
 }
 
-//  reply is {{{code, text}}, {value}}
+//  reply is {{{code, text}...}, {value}, batch}
 static void
 s_assert_prepared (redisReply *reply, long long code, const char *text,
                    const char *value)
 {
     assert_int_equal (reply->type, REDIS_REPLY_ARRAY);
-    assert_int_equal (reply->elements, 2);
-    assert_int_equal (reply->element [0]->elements, 1);
+    assert_int_equal (reply->elements, 3);
+    assert_true (reply->element [0]->elements >= 1);
     s_assert_result (reply->element [0]->element [0], code, text);
     assert_int_equal (reply->element [1]->elements, 1);
     assert_string_equal (reply->element [1]->element [0]->str, value);
@@ -260,43 +261,52 @@ s_assert_prepared (redisReply *reply, long long code, const char *text,
 static void
 test_counter_prepare_writes_a_promise_only_under_a_lease (void **state)
 {
-    redisReply *reply = s_prepare ("1");
+    redisReply *reply = s_prepare ();
     assert_int_equal (reply->type, REDIS_REPLY_INTEGER);
     assert_int_equal (reply->integer, -9);
     s_assert_get (S_RK, "");
 
     s_keep (redisCommand (s_redis.c, "SET %s 1 PX 10000", S_LEASE));
-    reply = s_prepare ("1");
+    reply = s_prepare ();
     s_assert_prepared (reply, 0, "5", "0");
-    s_assert_get (S_RK, S_HEAD "5?" S_ACTOR " 1");
+    assert_string_equal (reply->element [2]->str, "1");
+    s_assert_get (S_RK, S_HEAD "5?1");
+    s_assert_get ("hgp:b:1", "p " S_ACTOR);
 
-    //  The same id again in the same batch: earlier in this batch
-    reply = s_prepare ("1");
-    s_assert_prepared (reply, 3, "", "0");
-    //  ... in a later batch, the first never applied: promised again
-    reply = s_prepare ("2");
+    //  Again in a later batch, the first never applied: promised again
+    reply = s_prepare ();
     s_assert_prepared (reply, 6, "5", "0");
-    s_assert_get (S_RK, S_HEAD "5?" S_ACTOR " 2");
+    s_assert_get (S_RK, S_HEAD "5?2");
     s_assert_get (S_CK, "");
+
+    //  The same id twice in one batch: the second is the first's
+    s_keep (redisCommand (s_redis.c, "DEL %s", S_RK));
+    reply = s_eval (hgp_lua_counter_prepare, 5, "hgp:actors", S_LEASE,
+                    S_RK, S_RK, S_CK, S_ACTOR, "10000", "60", "1", "5",
+                    "1", "5", NULL);
+    assert_int_equal (reply->element [0]->elements, 2);
+    s_assert_result (reply->element [0]->element [0], 0, "5");
+    s_assert_result (reply->element [0]->element [1], 3, "");
 
     //  Another live actor's promise is pending there: not ours to take
     s_keep (redisCommand (s_redis.c, "SET hgp:lease:other 1 PX 10000"));
-    s_keep (redisCommand (s_redis.c, "SET %s %s", S_RK, S_HEAD "5?other 9"));
-    reply = s_prepare ("3");
+    s_keep (redisCommand (s_redis.c, "SET hgp:b:90 %s", "p other"));
+    s_keep (redisCommand (s_redis.c, "SET %s %s", S_RK, S_HEAD "5?90"));
+    reply = s_prepare ();
     s_assert_prepared (reply, 2, "other", "0");
 }
 
-//  Own apply of batch 2: S_CK one fast group, its sum 5 from base
+//  Own apply of batch 1: S_CK one fast group, its sum 5 from base
 static redisReply *
 s_apply_fast (const char *base, const char *held)
 {
     if (held)
         return s_eval (hgp_lua_ledger_apply, 3, "hgp:actors",
                        "hgp:wm:" S_ACTOR, S_CK,
-                       "60", S_ACTOR, "1", "0", "2", "1", "1", "5", base,
+                       "60", S_ACTOR, "1", "0", "1", "1", "1", "5", base,
                        held, "0", "7", NULL);
     return s_eval (hgp_lua_ledger_apply, 3, "hgp:actors", "hgp:wm:" S_ACTOR,
-                   S_CK, "60", S_ACTOR, "1", "0", "2", "1", "0", "5", base,
+                   S_CK, "60", S_ACTOR, "1", "0", "1", "1", "0", "5", base,
                    "0", "7", NULL);
 }
 
@@ -314,7 +324,7 @@ test_ledger_apply_keeps_a_batch_of_promises_with_one_incrby (void **state)
 {
     s_keep (redisCommand (s_redis.c, "SET %s 1 PX 10000", S_LEASE));
     s_keep (redisCommand (s_redis.c, "HSET hgp:actors %s x", S_ACTOR));
-    s_prepare ("2");
+    s_prepare ();
 
     //  The counter moved since the prepare read 0: nothing written
     s_keep (redisCommand (s_redis.c, "SET %s 3", S_CK));
@@ -324,41 +334,41 @@ test_ledger_apply_keeps_a_batch_of_promises_with_one_incrby (void **state)
     assert_int_equal (reply->element [1]->elements, 1);
     assert_int_equal (reply->element [1]->element [0]->integer, 1);
     s_assert_get (S_CK, "3");
-    s_assert_get ("hgp:b:" S_ACTOR ":2", "");
+    s_assert_get ("hgp:b:1", "p " S_ACTOR);
     s_keep (redisCommand (s_redis.c, "DEL %s", S_CK));
 
-    //  Still at 0: one INCRBY, the record untouched, the batch's mark
+    //  Still at 0: one INCRBY, the record untouched, the batch kept
     reply = s_apply_fast ("0", NULL);
     assert_int_equal (reply->elements, 2);
     assert_int_equal (reply->element [0]->elements, 0);
     assert_int_equal (reply->element [1]->elements, 1);
     assert_int_equal (reply->element [1]->element [0]->element [0]->integer, 0);
     s_assert_get (S_CK, "5");
-    s_assert_get (S_RK, S_HEAD "5?" S_ACTOR " 2");
-    s_assert_get ("hgp:b:" S_ACTOR ":2", " ");
+    s_assert_get (S_RK, S_HEAD "5?1");
+    s_assert_get ("hgp:b:1", "k " S_ACTOR);
     reply = s_keep (redisCommand (s_redis.c, "HGET hgp:wm:%s 0", S_ACTOR));
     assert_string_equal (reply->str, "7");
 
     //  Every reader takes the kept promise as applied, with its value
     reply = s_eval (hgp_lua_counter_incr, 2, S_CK, S_RK, "60", "5", NULL);
     s_assert_result (reply->element [0], 1, "5");
-    s_assert_prepared (s_prepare ("3"), 1, "5", "5");
+    s_assert_prepared (s_prepare (), 1, "5", "5");
     reply = s_apply_again ();
     s_assert_result (reply->element [0], 1, "5");
     s_assert_get (S_CK, "5");
 }
 
 static void
-test_a_promise_the_mark_does_not_keep_is_pending (void **state)
+test_a_promise_its_batch_does_not_keep_is_pending (void **state)
 {
     s_keep (redisCommand (s_redis.c, "SET %s 1 PX 10000", S_LEASE));
     s_keep (redisCommand (s_redis.c, "HSET hgp:actors %s x", S_ACTOR));
-    s_prepare ("2");
+    s_prepare ();
     //  The batch applies another key fast and holds S_CK (the log did not
     //  confirm its event): S_CK's promise is not kept
     redisReply *reply = s_apply_fast ("0", S_CK);
     assert_int_equal (reply->elements, 2);
-    s_assert_get ("hgp:b:" S_ACTOR ":2", " " S_CK " ");
+    s_assert_get ("hgp:b:1", "k " S_ACTOR " " S_CK);
     reply = s_eval (hgp_lua_counter_incr, 2, S_CK, S_RK, "60", "5", NULL);
     s_assert_result (reply->element [0], 2, S_ACTOR);
     //  Recovery applies it from the log: once, with a final record
@@ -375,11 +385,11 @@ test_ledger_apply_settles_an_ordinary_group_once (void **state)
 {
     s_keep (redisCommand (s_redis.c, "SET %s 1 PX 10000", S_LEASE));
     s_keep (redisCommand (s_redis.c, "HSET hgp:actors %s x", S_ACTOR));
-    s_prepare ("2");
-    //  Own apply of batch 2 with S_CK as an ordinary group of one event
+    s_prepare ();
+    //  Own apply of batch 1 with S_CK as an ordinary group of one event
     redisReply *reply = s_eval (hgp_lua_ledger_apply, 4, "hgp:actors",
                                 "hgp:wm:" S_ACTOR, S_CK, S_RK,
-                                "60", S_ACTOR, "1", "1", "2", "0", "1",
+                                "60", S_ACTOR, "1", "1", "1", "0", "1",
                                 S_CK, "1", "a", "5", S_HEAD, " 0:7",
                                 "0", "7", NULL);
     assert_int_equal (reply->type, REDIS_REPLY_ARRAY);
@@ -426,7 +436,7 @@ main (void)
             test_ledger_apply_keeps_a_batch_of_promises_with_one_incrby,
             s_flush, s_free_replies),
         cmocka_unit_test_setup_teardown (
-            test_a_promise_the_mark_does_not_keep_is_pending, s_flush,
+            test_a_promise_its_batch_does_not_keep_is_pending, s_flush,
             s_free_replies),
         cmocka_unit_test_setup_teardown (
             test_ledger_apply_settles_an_ordinary_group_once, s_flush,
