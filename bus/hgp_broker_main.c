@@ -131,6 +131,8 @@ s_usage (FILE *out)
 int
 main (int argc, char *argv [])
 {
+    if (hgp_process_version ("hgp-broker", argc, argv))
+        return 0;
     for (int i = 1; i < argc; i++) {
         if (streq (argv [i], "-h") || streq (argv [i], "--help")) {
             s_usage (stdout);

@@ -129,6 +129,8 @@ int
 main (int argc, char *argv [])
 {
     const char *dir = NULL, *command = NULL, *name = NULL;
+    if (hgp_process_version ("hgp-keys", argc, argv))
+        return 0;
     for (int i = 1; i < argc; i++) {
         if (streq (argv [i], "-h") || streq (argv [i], "--help")) {
             s_usage (stdout);

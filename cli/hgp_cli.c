@@ -33,14 +33,19 @@
 #include "hgp_replay.h"
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <inttypes.h>
 #include <stdarg.h>
 
 #define DEFAULT_ENDPOINT "tcp://127.0.0.1:5555"
 
 static const char *s_global_help =
-"Global options (before COMMAND):\n"
-"  --broker ENDPOINT  talk to this one broker (default: the brokers whose\n"
+"Global options (before or after COMMAND, not after --):\n"
+"  --broker ENDPOINT  talk to this one broker, tcp://HOST:PORT or HOST:PORT\n"
+"                     (default: the brokers whose\n"
 "                     beacons are heard on discovery/interface, env\n"
 "                     HGP_DISCOVERY_INTERFACE; without one, config\n"
 "                     broker/client_endpoint, env HGP_BROKER_CLIENT_ENDPOINT)\n"
@@ -48,6 +53,7 @@ static const char *s_global_help =
 "  --timeout MS       deadline of each request, 1..60000 (default: config\n"
 "                     client/timeout, env HGP_CLIENT_TIMEOUT)\n"
 "  --json             print one JSON object per command on stdout\n"
+"  --version          print the version and exit\n"
 "  -h, --help         this help; `hgp COMMAND --help` for one command\n";
 
 static const char *s_exit_help =
@@ -234,6 +240,62 @@ s_config_problem (hgp_cli_t *app, char *problem)
 
 //  Load the config and connect, once. Returns 0 or an exit code.
 
+//  Can a TCP connection to endpoint (tcp://HOST:PORT) be opened? 0 yes,
+//  or not TCP, or no answer within wait_ms (ZeroMQ keeps trying); -1 and
+//  why when the host refuses it or cannot be reached: a broker that is
+//  not there is said at once, as redis-cli and kcat say it, instead of
+//  after the request's whole deadline
+static int
+s_tcp_probe (const char *endpoint, int wait_ms, char *why, size_t size)
+{
+    if (strncmp (endpoint, "tcp://", 6) != 0)
+        return 0;
+    char host [256];
+    snprintf (host, sizeof host, "%s", endpoint + 6);
+    char *colon = strrchr (host, ':');
+    if (!colon)
+        return 0;
+    *colon = 0;
+    const char *port = colon + 1;
+    char *name = host;
+    if (*name == '[' && name [strlen (name) - 1] == ']') {
+        name [strlen (name) - 1] = 0;
+        name++;
+    }
+    if (streq (name, "*"))
+        return 0;
+    struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *addrs = NULL;
+    int gai = getaddrinfo (name, port, &hints, &addrs);
+    if (gai) {
+        snprintf (why, size, "%s", gai_strerror (gai));
+        return -1;
+    }
+    int rc = 0;
+    int fd = socket (addrs->ai_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (fd >= 0) {
+        int error = 0;
+        if (connect (fd, addrs->ai_addr, addrs->ai_addrlen) < 0) {
+            error = errno;
+            if (error == EINPROGRESS) {
+                struct pollfd item = { fd, POLLOUT, 0 };
+                error = 0;
+                if (poll (&item, 1, wait_ms) == 1) {
+                    socklen_t len = sizeof error;
+                    getsockopt (fd, SOL_SOCKET, SO_ERROR, &error, &len);
+                }
+            }
+        }
+        if (error == ECONNREFUSED || error == EHOSTUNREACH
+        ||  error == ENETUNREACH || error == EADDRNOTAVAIL) {
+            snprintf (why, size, "%s", strerror (error));
+            rc = -1;
+        }
+        close (fd);
+    }
+    freeaddrinfo (addrs);
+    return rc;
+}
+
 int
 hgp_cli_connect (hgp_cli_t *app)
 {
@@ -269,6 +331,20 @@ hgp_cli_connect (hgp_cli_t *app)
         app->keys = hgp_keys_new (app->config, HGP_KEYS_CLIENT, &problem);
         if (problem)
             return s_config_problem (app, problem);
+    }
+    //  One static broker: say at once when nothing listens there
+    const char *iface = hgp_config_str (app->config, "discovery/interface", "");
+    char why [128];
+    if ((app->broker || !*iface)
+    &&  s_tcp_probe (endpoint, 1000, why, sizeof why)) {
+        char message [400];
+        snprintf (message, sizeof message, "cannot connect to the broker at"
+                  " %s: %s; nothing was sent (is hgp-broker running there?"
+                  " `make run` starts one)", endpoint, why);
+        fprintf (stderr, "hgp: unavailable: %s\n", message);
+        if (app->json)
+            s_json_error ("unavailable", message, HGP_STATUS_UNAVAILABLE, NULL);
+        return HGP_CLI_EXIT_UNKNOWN;
     }
     app->client = app->broker ? hgp_client_new (endpoint, app->keys)
                               : hgp_client_new_config (app->config);
@@ -645,6 +721,52 @@ s_command_usage (const hgp_cli_command_t *command)
             command->help);
 }
 
+//  A global option at argv [*i] (stepping past its value): 1 taken, 0
+//  not a global option, or minus an exit code (a bad value, reported)
+static int
+s_global_option (hgp_cli_t *app, int argc, char *argv [], int *i)
+{
+    const char *value;
+    int64_t n;
+    if (streq (argv [*i], "--json"))
+        app->json = true;
+    else
+    if (hgp_cli_option (argc, argv, i, "--broker", &value)) {
+        if (!value || !*value)
+            return -hgp_cli_usage_error (app, "--broker needs an ENDPOINT");
+        app->broker = value;
+        //  HOST:PORT is TCP; anything else must name its transport
+        if (!strstr (value, "://")) {
+            const char *colon = strrchr (value, ':');
+            if (!colon || colon == value || !colon [1]
+            ||  strspn (colon + 1, "0123456789") != strlen (colon + 1))
+                return -hgp_cli_usage_error (app, "--broker wants an "
+                    "endpoint like tcp://HOST:PORT (or HOST:PORT), not '%s'",
+                    value);
+            snprintf (app->broker_tcp, sizeof app->broker_tcp, "tcp://%s",
+                      value);
+            app->broker = app->broker_tcp;
+        }
+    }
+    else
+    if (hgp_cli_option (argc, argv, i, "-c", &value)
+    ||  hgp_cli_option (argc, argv, i, "--config", &value)) {
+        if (!value || !*value)
+            return -hgp_cli_usage_error (app, "-c needs a CONFIG file");
+        app->config_path = value;
+    }
+    else
+    if (hgp_cli_option (argc, argv, i, "--timeout", &value)) {
+        if (!hgp_cli_parse_range (value, 1, HGP_TIMEOUT_MAX, &n))
+            return -hgp_cli_usage_error (app, "--timeout wants 1..%d ms",
+                                         HGP_TIMEOUT_MAX);
+        app->timeout_ms = (uint32_t) n;
+    }
+    else
+        return 0;
+    return 1;
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -657,38 +779,17 @@ main (int argc, char *argv [])
 
     hgp_cli_t app_struct, *app = &app_struct;
     memset (app, 0, sizeof *app);
-    int i;
+    if (hgp_process_version ("hgp", argc, argv))
+        return HGP_CLI_EXIT_OK;
+    int i, rc;
     for (i = 1; i < argc && hgp_cli_is_option (argv [i]); i++) {
-        const char *value;
-        int64_t n;
         if (s_is_help (argv [i])) {
             s_usage (stdout);
             return HGP_CLI_EXIT_OK;
         }
-        else
-        if (streq (argv [i], "--json"))
-            app->json = true;
-        else
-        if (hgp_cli_option (argc, argv, &i, "--broker", &value)) {
-            if (!value || !*value)
-                return hgp_cli_usage_error (app, "--broker needs an ENDPOINT");
-            app->broker = value;
-        }
-        else
-        if (hgp_cli_option (argc, argv, &i, "-c", &value)
-        ||  hgp_cli_option (argc, argv, &i, "--config", &value)) {
-            if (!value || !*value)
-                return hgp_cli_usage_error (app, "-c needs a CONFIG file");
-            app->config_path = value;
-        }
-        else
-        if (hgp_cli_option (argc, argv, &i, "--timeout", &value)) {
-            if (!hgp_cli_parse_range (value, 1, HGP_TIMEOUT_MAX, &n))
-                return hgp_cli_usage_error (app, "--timeout wants 1..%d ms",
-                                            HGP_TIMEOUT_MAX);
-            app->timeout_ms = (uint32_t) n;
-        }
-        else
+        if ((rc = s_global_option (app, argc, argv, &i)) < 0)
+            return -rc;
+        if (rc == 0)
             return hgp_cli_usage_error (app, "unknown option '%s'", argv [i]);
     }
     if (i == argc) {
@@ -719,7 +820,23 @@ main (int argc, char *argv [])
             s_command_usage (app->command);
             return HGP_CLI_EXIT_OK;
         }
-    int rc = app->command->handler (app, argc - i, argv + i);
+    //  Global options after the command: taken out of its arguments
+    char **args = (char **) calloc ((size_t) argc + 1, sizeof (char *));
+    assert (args);
+    int nargs = 0;
+    bool rest = false;
+    for (int j = i; j < argc; j++) {
+        rest = rest || streq (argv [j], "--");
+        rc = rest ? 0 : s_global_option (app, argc, argv, &j);
+        if (rc < 0) {
+            free (args);
+            return -rc;
+        }
+        if (rc == 0)
+            args [nargs++] = argv [j];
+    }
+    rc = app->command->handler (app, nargs, args);
+    free (args);
     hgp_client_destroy (&app->client);
     hgp_keys_destroy (&app->keys);
     hgp_config_destroy (&app->config);

@@ -35,6 +35,7 @@ typedef struct {
     bool json;                  /* --json: one JSON object per command      */
     const char *config_path;    /* -c FILE, or NULL for the default search  */
     const char *broker;         /* --broker, or NULL: from the config       */
+    char broker_tcp [300];      /* --broker HOST:PORT as tcp://HOST:PORT    */
     uint32_t timeout_ms;        /* --timeout, or 0: from the config         */
     hgp_config_t *config;       /* loaded on first need                     */
     hgp_client_t *client;       /* connected on first need                  */

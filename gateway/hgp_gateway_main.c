@@ -25,6 +25,8 @@ s_on_hup (int signum)
 int
 main (int argc, char *argv [])
 {
+    if (hgp_process_version ("hgp-gateway", argc, argv))
+        return 0;
     for (int i = 1; i < argc; i++)
         if (streq (argv [i], "-h") || streq (argv [i], "--help")) {
             printf ("usage: hgp-gateway [-c CONFIG]\n"

@@ -48,6 +48,8 @@ main (int argc, char *argv [])
 {
     const char *address_file = NULL;
     int brokers = 1;
+    if (hgp_process_version ("hgp-kafka-mock", argc, argv))
+        return 0;
     for (int i = 1; i < argc; i++) {
         if (streq (argv [i], "-h") || streq (argv [i], "--help")) {
             s_usage (stdout);

@@ -4,6 +4,24 @@
 #include <czmq.h>
 #include <signal.h>
 
+bool
+hgp_process_version (const char *name, int argc, char *argv [])
+{
+    for (int i = 1; i < argc; i++) {
+        if (streq (argv [i], "--"))
+            break;
+        if (streq (argv [i], "--version")) {
+            int major, minor, patch;
+            zmq_version (&major, &minor, &patch);
+            printf ("%s %s (protocol HGP/1; libzmq %d.%d.%d, CZMQ %d.%d.%d)\n",
+                    name, HGP_VERSION, major, minor, patch, CZMQ_VERSION_MAJOR,
+                    CZMQ_VERSION_MINOR, CZMQ_VERSION_PATCH);
+            return true;
+        }
+    }
+    return false;
+}
+
 void
 hgp_process_init (const char *name)
 {
@@ -35,6 +53,8 @@ hgp_process_run_actor (const char *name, int argc, char *argv [],
                        char *(*check) (hgp_config_t *config),
                        zactor_fn *actor)
 {
+    if (hgp_process_version (name, argc, argv))
+        return 0;
     for (int i = 1; i < argc; i++) {
         if (streq (argv [i], "-h") || streq (argv [i], "--help")) {
             usage (stdout);

@@ -12,6 +12,14 @@
 #include <czmq.h>
 #include "hgp_config.h"
 
+/*  The release every binary reports (--version) and exports in logs */
+#define HGP_VERSION     "0.10.0"
+
+/*  When argv holds --version: print "<name> <version> (...)" on stdout
+    (the protocol and the library versions it runs with) and return true:
+    main then exits 0. Every hgp binary takes it. */
+bool hgp_process_version (const char *name, int argc, char *argv []);
+
 /*  Set up logging and signals for the process called name */
 void hgp_process_init (const char *name);
 

@@ -193,7 +193,11 @@ done
 echo "run: healthy: gateway on http://$gateway_bind:$gateway_port, redis at $HGP_REDIS_URL"
 echo "run: try  curl -X POST -d '{\"resource_id\":\"post_1\",\"counter_type\":\"like\"}' http://127.0.0.1:$gateway_port/api/v1/counter/increment"
 echo "run: or   bin/hgp incr post_1 like; bin/hgp top like"
-echo "run: for hgp replay in another shell: export HGP_KAFKA_BROKERS=$HGP_KAFKA_BROKERS"
+#   What another shell needs to reach this stack (ports may be overridden)
+exports="HGP_BROKER_CLIENT_ENDPOINT=$client_endpoint HGP_KAFKA_BROKERS=$HGP_KAFKA_BROKERS"
+[ -n "${HGP_BUS_KEYS:-}" ] && exports="$exports HGP_BUS_KEYS=$HGP_BUS_KEYS"
+[ -n "${HGP_CONFIG:-}" ] && exports="$exports HGP_CONFIG=$HGP_CONFIG"
+echo "run: in another shell first: export $exports"
 wait -n -p gone "${pids[@]}"
 code=$?
 echo "run: ${names[$gone]:-a process} exited (exit $code); stopping the rest" >&2

@@ -228,6 +228,27 @@ def test_cli_incr_get_and_json(stack):
     assert r.returncode == 0 and "4" in r.stdout, r
     r = run("--broker", "tcp://127.0.0.1:1", "--timeout", "300", "get", "x", "y")
     assert r.returncode == 3, r
+    # Global options after the command too; HOST:PORT means TCP
+    r = run("get", "cli_post", "like", "--json")
+    assert r.returncode == 0 and '"value":4' in r.stdout.replace(" ", ""), r
+    hostport = stack.client_endpoint[len("tcp://"):]
+    r = run("get", "cli_post", "like", "--broker", hostport)
+    assert r.returncode == 0 and r.stdout.strip() == "4", r
+    r = run("--broker", "localhost", "get", "x", "y")
+    assert r.returncode == 2 and "tcp://HOST:PORT" in r.stderr, r
+    # Nothing listening: said at once, not after the deadline
+    started = time.time()
+    r = run("--broker", "127.0.0.1:1", "get", "x", "y")
+    assert r.returncode == 3 and "Connection refused" in r.stderr, r
+    assert "nothing was sent" in r.stderr, r
+    assert time.time() - started < 2.0
+    # Every binary says its version
+    for name in ("hgp", "hgp-broker", "hgp-gateway", "hgp-counter",
+                 "hgp-analytics", "hgp-kafka-mock", "hgp-keys"):
+        r = subprocess.run([os.path.join(BIN, name), "--version"],
+                           capture_output=True, text=True, timeout=10)
+        assert r.returncode == 0 and r.stdout.startswith(name + " "), (name, r)
+        assert "HGP/1" in r.stdout, r
 
 
 def test_values_past_2_to_the_53_stay_exact(stack):

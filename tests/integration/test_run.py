@@ -93,6 +93,10 @@ def test_second_stack_on_the_same_ports_refuses_to_start(logdir):
     first = Run(logdir, "first", env)
     try:
         first.wait_for("run: healthy")
+        # the hints name this stack's overridden endpoint, for other shells
+        first.wait_for("export HGP_BROKER_CLIENT_ENDPOINT=%s "
+                       % env["HGP_BROKER_CLIENT_ENDPOINT"])
+        assert "HGP_BUS_KEYS=%s" % env["HGP_BUS_KEYS"] in first.output()
         before = actors(env)
         second = Run(logdir, "second", dict(env, HGP_RUN_DIR=os.path.join(logdir, "b")))
         code = second.wait(30)
