@@ -38,7 +38,7 @@ CLI_SRC     := cli/hgp_cli.c cli/hgp_cli_counter.c cli/hgp_cli_broker.c \
                cli/hgp_cli_json.c cli/hgp_bench.c cli/hgp_replay.c
 MOCK_SRC    := kafka/hgp_kafka_mock.c
 ANALYTICS_SRC := actors/analytics/hgp_analytics.c actors/analytics/hgp_analytics_main.c
-GATEWAY_SRC := gateway/hgp_gateway.c gateway/hgp_http.c gateway/hgp_http_parser.c gateway/hgp_apikeys.c gateway/hgp_ratelimit.c gateway/hgp_breaker.c gateway/hgp_json.c gateway/hgp_metrics.c gateway/hgp_gateway_main.c
+GATEWAY_SRC := gateway/hgp_gateway.c gateway/hgp_http.c gateway/hgp_http_parser.c gateway/hgp_apikeys.c gateway/hgp_ratelimit.c gateway/hgp_breaker.c gateway/hgp_callstats.c gateway/hgp_json.c gateway/hgp_metrics.c gateway/hgp_gateway_main.c
 
 BINS := $(BIN)/hgp-broker $(BIN)/hgp-counter $(BIN)/hgp-analytics $(BIN)/hgp \
         $(BIN)/hgp-kafka-mock $(BIN)/hgp-gateway $(BIN)/hgp-keys

@@ -31,6 +31,7 @@
 #include "hgp_discovery.h"
 #include "hgp_apikeys.h"
 #include "hgp_breaker.h"
+#include "hgp_callstats.h"
 #include "hgp_http.h"
 #include "hgp_json.h"
 #include "hgp_ratelimit.h"
@@ -107,6 +108,7 @@ struct _s_call_t {
     hgp_breaker_t *breaker;         /* to report the answer to, if any      */
     int retry_after;                /* s, for Retry-After on an error; 0: none */
     char limits [160];              /* RateLimit-* headers for the answer   */
+    char key_name [HGP_APIKEY_NAME_MAX + 1];    /* the API key's, or ""     */
     s_call_t *next;                 /* free list                            */
 };
 
@@ -119,6 +121,7 @@ struct _s_loop_t {
     int wake;                       /* eventfd: stop                        */
     hgp_http_t *http;
     hgp_mux_t *mux;
+    hgp_callstats_t *callstats;     /* our calls as counters; NULL: off     */
     s_call_t *free;                 /* calls to reuse                       */
     hgp_breaker_t breakers [HGP_ROUTE_COUNT];   /* one per route            */
     zhashx_t *stale;                /* "resource type" -> last value seen   */
@@ -150,6 +153,7 @@ struct _hgp_gateway_t {
     int breaker_failures;           /* outages in a row that open a breaker */
     int breaker_ms;                 /* ... for this long                    */
     bool stale_reads;               /* serve recent values in an outage     */
+    bool call_stats;                /* count our calls as hgp counters      */
     int64_t stale_max_age;          /* ... at most this old, ms             */
     int max_in_flight;              /* bus calls at once; past it: 503 busy */
     atomic_int connections;         /* open connections, all loops          */
@@ -195,6 +199,7 @@ s_call_take (s_loop_t *loop, hgp_http_req_t *http)
     call->breaker = NULL;
     call->retry_after = 0;
     call->limits [0] = 0;
+    call->key_name [0] = 0;
     call->next = NULL;
     hgp_request_init (&call->req);
     hgp_http_req_set_user (http, call);
@@ -216,6 +221,16 @@ s_call_give (s_call_t *call)
     loop->free = call;
 }
 
+//  The routes whose calls are counted as api.<route> (the API's own, not
+//  health, metrics or what matched no route)
+static bool
+s_counted_route (hgp_route_t route)
+{
+    return route == HGP_ROUTE_INCREMENT || route == HGP_ROUTE_GET
+        || route == HGP_ROUTE_BATCH || route == HGP_ROUTE_RANK
+        || route == HGP_ROUTE_STATS;
+}
+
 //  Write the answer, count it, and give the call back
 static void
 s_send (s_call_t *call, int status, const char *type, const char *body,
@@ -224,6 +239,10 @@ s_send (s_call_t *call, int status, const char *type, const char *body,
     hgp_gateway_t *self = call->loop->gateway;
     hgp_metrics_end (self->metrics, call->route, status,
                      s_usecs () - call->started);
+    if (call->loop->callstats && s_counted_route (call->route))
+        hgp_callstats_count (call->loop->callstats,
+                             hgp_metrics_route_name (call->route),
+                             call->key_name, status);
     char headers [512];
     if (call->limits [0]) {
         snprintf (headers, sizeof headers, "%s%s", call->limits,
@@ -896,6 +915,9 @@ s_guard (s_call_t *call)
         const hgp_apikey_t *found = key && self->api_keys
             ? hgp_apikeys_find (self->api_keys, key, &index) : NULL;
         pthread_mutex_unlock (&self->keys_lock);
+        if (found)
+            snprintf (call->key_name, sizeof call->key_name, "%s",
+                      found->name);
         if (!found) {
             s_fail (call, 401, "unauthorized", key
                 ? "unknown API key"
@@ -1060,6 +1082,11 @@ s_loop_setup (s_loop_t *loop)
         return false;
     }
     loop->mux = hgp_mux_new (client);
+    if (self->call_stats) {
+        char prefix [48];
+        snprintf (prefix, sizeof prefix, "calls-%016" PRIx64, loop->id_prefix);
+        loop->callstats = hgp_callstats_new (loop->mux, prefix);
+    }
     static const hgp_http_handler_t handler = {
         .head = s_on_head, .body = s_on_body, .edge = s_on_edge };
     loop->http = hgp_http_new (self->listener, &self->http, &handler, loop);
@@ -1087,6 +1114,8 @@ s_loop_drain (s_loop_t *loop)
 {
     hgp_http_stop_accepting (loop->http);
     int64_t until = zclock_mono () + S_DRAIN_MS;
+    if (loop->callstats)
+        hgp_callstats_tick (loop->callstats, INT64_MAX);    //  the last ones
     while (hgp_mux_open (loop->mux) && zclock_mono () < until) {
         int wait = hgp_mux_run (loop->mux);
         hgp_http_run (loop->http, MIN (wait, 10));
@@ -1132,6 +1161,8 @@ s_loop_run (void *args)
     sem_post (&loop->ready);
     if (!loop->failed)
         while (!atomic_load (&self->stopping)) {
+            if (loop->callstats)
+                hgp_callstats_tick (loop->callstats, zclock_mono ());
             int wait = hgp_mux_run (loop->mux);
             if (hgp_http_run (loop->http, wait)) {
                 zsys_error ("gateway: epoll failed: %s", strerror (errno));
@@ -1142,6 +1173,8 @@ s_loop_run (void *args)
     if (loop->mux && loop->http)
         s_loop_drain (loop);
     hgp_mux_destroy (&loop->mux);
+    //  After the mux: destroying it answers the flushes still out
+    hgp_callstats_destroy (&loop->callstats);
     hgp_http_destroy (&loop->http);
     zhashx_destroy (&loop->stale);
     while (loop->free) {
@@ -1309,6 +1342,7 @@ hgp_gateway_new (hgp_config_t *config)
     self->breaker_ms = (int) hgp_config_int (
         config, "gateway/breaker_ms", 1000, 10, 600000);
     self->stale_reads = hgp_config_int (config, "gateway/stale_reads", 1, 0, 1) == 1;
+    self->call_stats = hgp_config_int (config, "gateway/call_stats", 1, 0, 1) == 1;
     self->stale_max_age = hgp_config_int (
         config, "gateway/stale_max_age", 60000, 1, 86400000);
     self->http.header_timeout = (int) hgp_config_int (

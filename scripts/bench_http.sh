@@ -12,6 +12,8 @@
 #          counters are restarted in each mode, all else stays up
 #     GET  /api/v1/counter/{r}/{t}
 #     GET  / on hello-world
+#   then the gateway with and without API keys, rate limits and call
+#   statistics at the top level (their cost),
 #   then an open-loop load at half the top increment rate (latency at a
 #   steady load, gateway/bench/http_load.c), and prints requests/s, p99 and increments/hello at each level,
 #   and the CPU cost per request of every process in each run. Then it
@@ -62,8 +64,9 @@ start_counters () {
 }
 start_counters "${MODES%% *}"
 bin/hgp-gateway > "$tmp/gateway.log" 2>&1 &
-pids+=($!)
-cost_name $! hgp-gateway
+gw_pid=$!
+pids+=($gw_pid)
+cost_name $gw_pid hgp-gateway
 build/bench/hello "$hport" > "$tmp/hello.log" 2>&1 &
 pids+=($!)
 cost_name $! hello-world
@@ -99,15 +102,18 @@ if [ $ready -ne 1 ]; then
     exit 1
 fi
 
-#   POST increments, round-robin over $KEYS keys named <prefix>_<n>
+#   POST increments, round-robin over $KEYS keys named <prefix>_<n>; with
+#   $2, each carries the API key $2
 post_script () {
+    local key_header=""
+    [ -n "${2:-}" ] && key_header=", [\"X-API-Key\"] = \"$2\""
     cat > "$tmp/incr.lua" <<EOF
 local bodies = {}
 local next_body = 1
 function init (args)
     for i = 1, $KEYS do
         bodies[i] = wrk.format ("POST", "/api/v1/counter/increment",
-            { ["Content-Type"] = "application/json" },
+            { ["Content-Type"] = "application/json"$key_header },
             '{"resource_id":"$1_' .. i .. '","counter_type":"hit","delta":1}')
     end
 end
@@ -170,7 +176,8 @@ acked () {
 counter_sum () {
     local body
     body=$(/usr/bin/python3 -c 'import json,sys; print(json.dumps({"queries": [{"resource_id": "%s_%d" % (sys.argv[1], i), "counter_type": "hit"} for i in range(1, int(sys.argv[2]) + 1)]}))' "$1" "$KEYS")
-    curl -sf -X POST -H 'Content-Type: application/json' -d "$body" "$base/api/v1/counter/batch" \
+    curl -sf -X POST -H 'Content-Type: application/json' ${BENCH_KEY:+-H "X-API-Key: $BENCH_KEY"} \
+        -d "$body" "$base/api/v1/counter/batch" \
         | /usr/bin/python3 -c 'import json,sys; print(sum(r["value"] for r in json.load(sys.stdin)["results"]))'
 }
 
@@ -274,6 +281,55 @@ if [ "$paced_rc" -ne 0 ] || [ "$paced_other" -ne 0 ] || [ "$paced_sum" -ne "$pac
     cat "$tmp/load.out"
 fi
 
+#   Governance on and off, same run, at the top level, event log as the
+#   last mode: the gateway restarted without API keys, rate limits and
+#   call statistics, then with all three (a key on every request, limits
+#   far above the load so nothing is refused: what they cost, not what
+#   they refuse)
+restart_gateway () {
+    kill -TERM "$gw_pid" 2>/dev/null || true
+    wait "$gw_pid" 2>/dev/null || true
+    unset "cost_names[$gw_pid]"
+    env "$@" bin/hgp-gateway >> "$tmp/gateway.log" 2>&1 &
+    gw_pid=$!
+    pids+=($gw_pid)
+    cost_name $gw_pid hgp-gateway
+    for _ in $(seq 100); do curl -sf "$base/readyz" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    echo "bench_http: the gateway did not come back" >&2; exit 1
+}
+gov_key=bench-key-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+echo "bench $gov_key" > "$tmp/api_keys"
+gov_c=${LEVELS##* }
+for gov in off on; do
+    if [ $gov = off ]; then
+        restart_gateway HGP_GATEWAY_CALL_STATS=0
+        BENCH_KEY=""
+    else
+        restart_gateway HGP_GATEWAY_CALL_STATS=1 HGP_GATEWAY_API_KEYS="$tmp/api_keys" \
+            HGP_RATELIMIT_RATE=100000000 HGP_RATELIMIT_BURST=100000000 \
+            HGP_RATELIMIT_PER_IP_RATE=100000000 HGP_RATELIMIT_PER_IP_BURST=100000000 \
+            HGP_RATELIMIT_PER_KEY_RATE=100000000 HGP_RATELIMIT_PER_KEY_BURST=100000000
+        BENCH_KEY=$gov_key
+    fi
+    prefix="bench_gov${gov}_$$"
+    post_script "$prefix" "$BENCH_KEY"
+    run_wrk "$gov_c" -s "$tmp/incr.lua" "$base/api/v1/counter/increment"
+    R[gov_rps_$gov]=$rps; R[gov_p99_$gov]=$p99; R[gov_cost_$gov]=$cost
+    drain
+    sum=$(BENCH_KEY=$BENCH_KEY counter_sum "$prefix")
+    status=ok
+    if [ "$non2xx" -ne 0 ] || [ "$sockerr" -ne 0 ]; then status="FAIL: $non2xx non-2xx, $sockerr socket errors"; fi
+    if [ "$sum" -lt "$completed" ] || [ "$sum" -gt $((completed + gov_c)) ]; then
+        status="FAIL: counters sum $sum outside [$completed, $((completed + gov_c))]"
+    fi
+    [ "$status" = ok ] || { failed=1; cat "$tmp/last-wrk.txt"; }
+    R[gov_check_$gov]="wrk completed $completed, counters sum $sum, non-2xx $non2xx: $status"
+done
+sleep 1.5                           # the last call statistics flush
+calls=$(curl -sf -H "X-API-Key: $gov_key" "$base/api/v1/counter/key.bench/calls" \
+        | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["value"])')
+BENCH_KEY=""
+
 header=$(printf "%-6s |" conns)
 for mode in $MODES; do header+=$(printf " %17s %9s |" "incr/$mode req/s" p99); done
 header+=$(printf " %10s %9s | %11s %9s | %12s %9s |" "get req/s" p99 "hello req/s" p99 "webdis req/s" p99)
@@ -302,6 +358,11 @@ echo
 echo "paced (incr/$paced_mode, one key, open loop over $paced_conns connections at $paced_target/s, half of c=${LEVELS##* }): $paced_rps req/s, p50 ${paced_p50} ms, p99 ${paced_p99} ms, p99.9 ${paced_p999} ms (from the scheduled send); check: $paced_status"
 echo "paced cost: $paced_cost"
 echo
+echo "governance at c=$gov_c (incr/${MODES##* }): off (no keys, no limits, no call statistics) ${R[gov_rps_off]} req/s, p99 ${R[gov_p99_off]}; on (API key on every request, global + per-IP + per-key buckets, call statistics) ${R[gov_rps_on]} req/s, p99 ${R[gov_p99_on]}; the key's calls counter reads $calls"
+echo "governance checks: off ${R[gov_check_off]}; on ${R[gov_check_on]}"
+echo "governance cost off: ${R[gov_cost_off]}"
+echo "governance cost on: ${R[gov_cost_on]}"
+echo
 echo "cost: CPU us per request of each process over each run (/proc/PID/stat, 10 ms ticks; processes idle in a run show ~0)"
 for c in $LEVELS; do
     for mode in $MODES; do echo "incr/$mode c=$c: ${R[incr_cost_${mode}_$c]}"; done
@@ -323,6 +384,8 @@ gw_cost=$(cost_of "${R[incr_cost_${paced_mode}_$last]}" hgp-gateway)
 hello_cost=$(cost_of "${R[hello_cost_$last]}" hello-world)
 ratio=$(awk -v a="$gw_cost" -v b="$hello_cost" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
 echo "target: gateway CPU per increment ($paced_mode) at $last connections <= 2 x hello-world's: $gw_cost / $hello_cost us = $ratio, $(awk -v r="$ratio" 'BEGIN {print (r > 0 && r <= 2) ? "met" : "NOT met"}')"
+ratio=$(awk -v a="${R[gov_rps_on]}" -v b="${R[gov_rps_off]}" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}')
+echo "target: governance on costs <= 5 % of the rate at $gov_c connections: on/off = $ratio, $(awk -v r="$ratio" 'BEGIN {print (r >= 0.95) ? "met" : "NOT met"}')"
 echo "target: paced p99 <= 5 ms at half the top rate: ${paced_p99} ms, $(awk -v p="$paced_p99" 'BEGIN {print (p != "" && p <= 5) ? "met" : "NOT met"}')"
 if [ $failed -ne 0 ]; then
     echo "bench_http: FAILED (counts not exact, see above)"
