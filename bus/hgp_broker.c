@@ -667,6 +667,25 @@ s_client_request (hgp_broker_t *self, const uint8_t *ident, size_t ident_size,
     hgp_request_clear (req);
 }
 
+//  A batch that is not one (PROTOCOL.md 4.1): answered with id "" in a
+//  batch. counted: it is a request of its own in the stats.
+static void
+s_batch_malformed (hgp_broker_t *self, const uint8_t *ident, size_t size,
+                   bool counted, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    char message [HGP_MESSAGE_MAX + 1];
+    vsnprintf (message, sizeof message, format, args);
+    va_end (args);
+    hgp_error_t err;
+    hgp_error_set (&err, HGP_STATUS_BAD_REQUEST, "malformed", "%s", message);
+    if (counted)
+        self->stats.requests++;
+    self->stats.invalid++;
+    s_client_error (self, ident, size, true, "", &err);
+}
+
 //  A client message: one request body, or an array of them (a batch,
 //  PROTOCOL.md 4.1), each handled as if it had come alone
 static void
@@ -693,36 +712,26 @@ s_client_message (hgp_broker_t *self, int nparts)
         return;
     }
     if (count == 0 || count > HGP_ARRAY_MAX) {
-        hgp_error_set (&err, HGP_STATUS_BAD_REQUEST, "malformed",
-                       "a batch holds 1 to %d requests, not %d",
-                       HGP_ARRAY_MAX, count);
-        self->stats.requests++;
-        self->stats.invalid++;
-        s_client_error (self, ident, ident_size, true, "", &err);
+        s_batch_malformed (self, ident, ident_size, true, "a batch holds 1 to"
+                           " %d requests, not %d", HGP_ARRAY_MAX, count);
         return;
     }
     for (int i = 0; i < count; i++) {
         const uint8_t *elem;
         size_t elem_size;
         if (hgp_array_next (body, body_size, &at, &elem, &elem_size)) {
-            hgp_error_set (&err, HGP_STATUS_BAD_REQUEST, "malformed",
-                           "batch element %d of %d is not a whole msgpack "
-                           "value; it and the %d after it were not read",
-                           i + 1, count, count - i - 1);
-            self->stats.requests++;
-            self->stats.invalid++;
-            s_client_error (self, ident, ident_size, true, "", &err);
+            s_batch_malformed (self, ident, ident_size, true, "batch element"
+                               " %d of %d is not a whole msgpack value; it and"
+                               " the %d after it were not read", i + 1, count,
+                               count - i - 1);
             return;
         }
         s_client_request (self, ident, ident_size, elem, elem_size, true);
     }
-    if (at != body_size) {
-        hgp_error_set (&err, HGP_STATUS_BAD_REQUEST, "malformed",
-                       "%zu bytes after the batch's %d requests (they were "
-                       "handled)", body_size - at, count);
-        self->stats.invalid++;
-        s_client_error (self, ident, ident_size, true, "", &err);
-    }
+    if (at != body_size)
+        s_batch_malformed (self, ident, ident_size, false, "%zu bytes after"
+                           " the batch's %d requests (they were handled)",
+                           body_size - at, count);
 }
 
 

@@ -180,14 +180,3 @@ hgp_callstats_tick (hgp_callstats_t *self, int64_t now)
          stat = (s_stat_t *) zhashx_next (self->stats))
         s_flush (self, stat);
 }
-
-int64_t
-hgp_callstats_pending (hgp_callstats_t *self)
-{
-    assert (self);
-    int64_t pending = 0;
-    for (s_stat_t *stat = (s_stat_t *) zhashx_first (self->stats); stat;
-         stat = (s_stat_t *) zhashx_next (self->stats))
-        pending += stat->waiting + stat->sending;
-    return pending;
-}

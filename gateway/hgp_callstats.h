@@ -38,7 +38,4 @@ void hgp_callstats_count (hgp_callstats_t *self, const char *route,
 /*  Flush when a second has passed since the last one (now: zclock_mono) */
 void hgp_callstats_tick (hgp_callstats_t *self, int64_t now);
 
-/*  Counts not yet acknowledged by the bus, for tests and logs */
-int64_t hgp_callstats_pending (hgp_callstats_t *self);
-
 #endif

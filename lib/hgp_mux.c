@@ -113,6 +113,22 @@ s_inflight_remove (hgp_mux_t *self, s_call_t *call)
 
 static void s_flush (hgp_mux_t *self);
 
+//  A send the client refused with error: true when that answered the call
+//  (a broker that cannot take it now, EAGAIN or EHOSTUNREACH, is no
+//  answer: the call waits to be sent again)
+static bool
+s_send_failed (hgp_mux_t *self, s_call_t *call, int error)
+{
+    if (error == EAGAIN || error == EHOSTUNREACH)
+        return false;
+    char message [HGP_MESSAGE_MAX + 1];
+    snprintf (message, sizeof message, "cannot send to the broker at "
+              "%.160s (%s); request not sent",
+              hgp_client_endpoint (self->client), zmq_strerror (error));
+    s_finish_error (self, call, HGP_STATUS_TIMEOUT, "timeout", message);
+    return true;
+}
+
 //  Try to send a call's request now: true when it went (or was answered).
 //  Requests go in batches (PROTOCOL.md 4.1): one message to the broker
 //  for all that are sent in one turn of the owner's loop, when hgp_mux_run
@@ -140,15 +156,7 @@ s_send (hgp_mux_t *self, s_call_t *call)
                         "request cannot be encoded (bad id or fields)");
         return true;
     }
-    if (error != EAGAIN && error != EHOSTUNREACH) {
-        char message [HGP_MESSAGE_MAX + 1];
-        snprintf (message, sizeof message, "cannot send to the broker at "
-                  "%.160s (%s); request not sent",
-                  hgp_client_endpoint (self->client), zmq_strerror (error));
-        s_finish_error (self, call, HGP_STATUS_TIMEOUT, "timeout", message);
-        return true;
-    }
-    return false;
+    return s_send_failed (self, call, error);
 }
 
 //  Send the open batch. When it cannot go, none of it went: its calls (the
@@ -175,16 +183,9 @@ s_flush (hgp_mux_t *self)
     while (list) {
         s_call_t *call = list;
         list = call->next;
-        if (error == EAGAIN || error == EHOSTUNREACH) {
+        if (!s_send_failed (self, call, error)) {
             call->next = self->unsent;
             self->unsent = call;
-        }
-        else {
-            char message [HGP_MESSAGE_MAX + 1];
-            snprintf (message, sizeof message, "cannot send to the broker at "
-                      "%.160s (%s); request not sent",
-                      hgp_client_endpoint (self->client), zmq_strerror (error));
-            s_finish_error (self, call, HGP_STATUS_TIMEOUT, "timeout", message);
         }
     }
 }

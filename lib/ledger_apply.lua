@@ -102,13 +102,13 @@ if nf > 0 then
   end
   if #moved > 0 then return {-8, moved} end
 end
-local failed = 'k ' .. actor
-for x = x0, x0 + nx - 1 do failed = failed .. ' ' .. ARGV[x] end
+local mark = 'k ' .. actor   -- the batch's key: kept, but on the keys listed
+for x = x0, x0 + nx - 1 do mark = mark .. ' ' .. ARGV[x] end
 for f = 1, nf do
   local r = redis.pcall('INCRBY', KEYS[2 + f], ARGV[f0 + 2 * f - 2])
   if type(r) == 'table' then
     fast[f] = {-3, r.err or 'refused'}
-    failed = failed .. ' ' .. KEYS[2 + f]
+    mark = mark .. ' ' .. KEYS[2 + f]
     clean = false
   else
     fast[f] = {0}
@@ -200,7 +200,7 @@ for g = 1, ng do
 end
 if nf > 0 then
   -- after the first write: Redis refuses no more writes for memory
-  redis.call('SET', 'hgp:b:' .. batch, failed, 'EX', tonumber(ttl) + 60)
+  redis.call('SET', 'hgp:b:' .. batch, mark, 'EX', tonumber(ttl) + 60)
 end
 local m0 = a0 + 4 * ne
 if track and clean and m0 < #ARGV then
