@@ -37,7 +37,8 @@ COUNTER_SRC := actors/counter/hgp_counter.c actors/counter/hgp_counter_main.c
 CLI_SRC     := cli/hgp_cli.c cli/hgp_cli_counter.c cli/hgp_cli_broker.c \
                cli/hgp_cli_json.c cli/hgp_bench.c cli/hgp_replay.c
 MOCK_SRC    := kafka/hgp_kafka_mock.c
-ANALYTICS_SRC := actors/analytics/hgp_analytics.c actors/analytics/hgp_analytics_main.c
+ANALYTICS_SRC := actors/analytics/hgp_sums.c actors/analytics/hgp_analytics.c \
+                 actors/analytics/hgp_analytics_main.c
 GATEWAY_SRC := gateway/hgp_gateway.c gateway/hgp_http.c gateway/hgp_http_parser.c gateway/hgp_apikeys.c gateway/hgp_ratelimit.c gateway/hgp_breaker.c gateway/hgp_callstats.c gateway/hgp_json.c gateway/hgp_metrics.c gateway/hgp_gateway_main.c
 
 BINS := $(BIN)/hgp-broker $(BIN)/hgp-counter $(BIN)/hgp-analytics $(BIN)/hgp \
@@ -126,6 +127,12 @@ $(OUT)/obj/tests/unit/test_broker_%.o: INC += -Ibus
 $(BIN)/tests/test_broker_%: $(OUT)/obj/tests/unit/test_broker_%.o $(BUS_OBJ) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -lcmocka
+
+#   test_lua also runs the analytics actor's sums (hgp_sums) against the scripts
+$(OUT)/obj/tests/unit/test_lua.o: INC += -Iactors/analytics
+$(BIN)/tests/test_lua: $(OUT)/obj/tests/unit/test_lua.o $(OUT)/obj/actors/analytics/hgp_sums.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -lcmocka -lm
 
 #   test_json also needs the gateway's JSON decoder; test_fuzz_json is the
 #   gateway's fuzz harness run as a smoke test (tests/fuzz/fuzz_json.c)

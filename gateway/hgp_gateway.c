@@ -814,6 +814,14 @@ s_route_batch (s_call_t *call, const s_args_t *args)
 static void
 s_route_get (s_call_t *call, const s_args_t *args)
 {
+    //  Like rank and stats, which take only the parameters they know: a
+    //  parameter here would be silently ignored
+    if (hgp_http_req_query (call->http)) {
+        s_fail (call, HGP_STATUS_BAD_REQUEST, "invalid",
+                "GET /api/v1/counter/{resource_id}/{counter_type} takes no"
+                " query parameters", NULL);
+        return;
+    }
     s_get (call, args->at [0], args->len [0], args->at [1]);
 }
 

@@ -27,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define S_MIN(a, b) ((a) < (b) ? (a) : (b))
+
 #define BAD(err, ...) \
     hgp_error_set ((err), HGP_STATUS_BAD_REQUEST, "invalid", __VA_ARGS__)
 
@@ -157,6 +159,53 @@ s_key (json_t *obj, hgp_key_t *key, size_t index, hgp_error_t *err)
     return 0;
 }
 
+/*  The fields of an increment, for "did you mean" */
+static const char *const s_increment_fields [] = {
+    "resource_id", "counter_type", "delta", "user_id", "request_id", NULL
+};
+
+/*  Edit distance of a and b (insertions, deletions, substitutions, and
+    swaps of two neighbours), at most 3: names longer than 32 are far */
+static int
+s_distance (const char *a, const char *b)
+{
+    size_t m = strlen (a), n = strlen (b);
+    if (m > 32 || n > 32)
+        return 3;
+    int d [33][33];
+    for (size_t i = 0; i <= m; i++)
+        d [i][0] = (int) i;
+    for (size_t j = 0; j <= n; j++)
+        d [0][j] = (int) j;
+    for (size_t i = 1; i <= m; i++)
+        for (size_t j = 1; j <= n; j++) {
+            int cost = a [i - 1] == b [j - 1] ? 0 : 1;
+            int best = S_MIN (d [i - 1][j] + 1, d [i][j - 1] + 1);
+            best = S_MIN (best, d [i - 1][j - 1] + cost);
+            if (i > 1 && j > 1 && a [i - 1] == b [j - 2]
+            &&  a [i - 2] == b [j - 1])
+                best = S_MIN (best, d [i - 2][j - 2] + 1);
+            d [i][j] = best;
+        }
+    return S_MIN (d [m][n], 3);
+}
+
+/*  The allowed name within two edits of name (the nearest), else NULL */
+static const char *
+s_near (const char *name, const char *const *allowed)
+{
+    const char *near = NULL;
+    int best = 3;
+    for (const char *const *a = allowed; *a; a++) {
+        int d = s_distance (name, *a);
+        if (d < best) {
+            best = d;
+            near = *a;
+        }
+    }
+    return near;
+}
+
 int
 hgp_json_decode_increment (const char *body, size_t size,
                            const char *idempotency_key,
@@ -169,7 +218,7 @@ hgp_json_decode_increment (const char *body, size_t size,
     if (!root)
         goto failed;
 
-    bool have_resource = false, have_type = false;
+    bool have_resource = false, have_type = false, have_delta = false;
     const char *name;
     json_t *value;
     json_object_foreach (root, name, value) {
@@ -190,19 +239,33 @@ hgp_json_decode_increment (const char *body, size_t size,
         if (s_eq (name, "request_id"))
             rc = s_id (value, req->id, "request_id", err);
         else
-        if (s_eq (name, "delta")) {
+        if (s_eq (name, "delta") || s_eq (name, "increment")) {
+            //  "increment" is the older API's name of the same field
+            if (have_delta)
+                rc = BAD (err, "delta and increment are the same field;"
+                          " send one");
+            else
             if (!json_is_integer (value))
-                rc = BAD (err, "delta must be a JSON integer (no fraction or "
-                          "exponent), non-zero, in the signed 64-bit range");
+                rc = BAD (err, "%s must be a JSON integer (no fraction or "
+                          "exponent), non-zero, in the signed 64-bit range",
+                          name);
             else {
                 req->delta = (int64_t) json_integer_value (value);
                 if (req->delta == 0)
-                    rc = BAD (err, "delta must not be 0");
+                    rc = BAD (err, "%s must not be 0", name);
             }
+            have_delta = true;
         }
-        else
-            rc = BAD (err, "unknown field \"%.64s\" (allowed: resource_id, "
-                      "counter_type, delta, user_id, request_id)", name);
+        else {
+            const char *near = s_near (name, s_increment_fields);
+            if (near)
+                rc = BAD (err, "unknown field \"%.64s\" (did you mean"
+                          " \"%s\"?)", name, near);
+            else
+                rc = BAD (err, "unknown field \"%.64s\" (allowed:"
+                          " resource_id, counter_type, delta, user_id,"
+                          " request_id)", name);
+        }
         if (rc)
             goto failed;
     }
@@ -460,6 +523,13 @@ s_param_next (const char **query, char *name, char *value, hgp_error_t *err)
         p++;                            //  past '=', '&' or the NUL
         if (part == 1 && !p [-1])
             p--;
+        else
+        if (part == 1 && !*p) {
+            //  "limit=1&": a pair promised and not there
+            BAD (err, "query must be name=value pairs joined by '&', of"
+                 " A-Z a-z 0-9 _ (it ends in '&')");
+            return -1;
+        }
     }
     *query = p;
     return 1;

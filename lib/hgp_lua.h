@@ -31,6 +31,7 @@ extern const char hgp_lua_ledger_fence [];
 
 //  actors/analytics: folding events into rankings, and the state's epoch
 extern const char hgp_lua_analytics_fold [];
+extern const char hgp_lua_analytics_merge [];
 extern const char hgp_lua_analytics_state [];
 
 //  Every embedded script, for tests: ends with a NULL name

@@ -20,7 +20,7 @@
 
 typedef struct _hgp_redis_t hgp_redis_t;
 
-#define HGP_REDIS_SCRIPTS_MAX 8     /* Lua scripts one connection loads */
+#define HGP_REDIS_SCRIPTS_MAX 12    /* Lua scripts one connection loads */
 
 /*  Read redis/url and redis/timeout. NULL when they are bad; then
     *error_p (if not NULL) gets a message for the operator, which never

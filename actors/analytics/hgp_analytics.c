@@ -69,6 +69,7 @@
 #include "hgp_lua.h"
 #include "hgp_process.h"
 #include "hgp_redis.h"
+#include "hgp_sums.h"
 #include "hgp_worker.h"
 #include <inttypes.h>
 #include <math.h>
@@ -90,6 +91,7 @@ typedef struct {
     int64_t liveness;           /* heartbeat/liveness                      */
     int64_t capacity;           /* analytics/capacity, told in READY       */
     int64_t batch_max;          /* analytics/batch_max, events per fold    */
+    int64_t fold_ms;            /* analytics/fold_ms, most a fold waits    */
     const char *group;          /* analytics/group, the consumer group     */
     int64_t session_timeout;    /* analytics/session_timeout, ms           */
     int64_t window [2];         /* analytics/window_1h, window_24h, ms     */
@@ -115,6 +117,7 @@ typedef struct {
     hgp_worker_t *worker;       /* to the brokers                          */
     hgp_redis_t *redis;         /* the store                               */
     int fold_script;            /* script handles on redis: analytics_fold */
+    int merge_script;           /* ... analytics_merge (the common case)   */
     int state_script;           /* ... and analytics_state.lua (KEYS/ARGV) */
     char state [400];           /* what hgp:a:log said we build on, or ""  */
     int64_t check_at;           /* next look at hgp:a:log while idle       */
@@ -126,6 +129,8 @@ typedef struct {
     int64_t retry_at;           /* when to look at Redis again             */
     s_record_t *records;        /* the pending batch                       */
     size_t nrecords;            /* records in it                           */
+    int64_t fold_at;            /* when it is folded at the latest         */
+    hgp_sums_t *sums;           /* its contributions, per target           */
     const char **argv;          /* one EVALSHA's arguments                 */
     size_t *argvlen;            /* ... and their lengths                   */
     size_t argv_max;            /* entries in argv and argvlen             */
@@ -136,6 +141,7 @@ typedef struct {
     int64_t commit_at;          /* when the next commit may go             */
     uint64_t folded;            /* events applied, for the log             */
     uint64_t folds;             /* fold script calls that applied          */
+    uint64_t judged;            /* batches the merge sent event by event   */
     uint64_t skipped;           /* redelivered events skipped              */
     uint64_t forged;            /* records of identities that never
                                    registered, not counted                 */
@@ -155,8 +161,9 @@ s_settings_load (hgp_config_t *config, s_settings_t *s)
     s->heartbeat = hgp_config_int (config, "heartbeat/interval", 500, 10, 60000);
     s->liveness = hgp_config_int (config, "heartbeat/liveness", 4, 1, 100);
     s->capacity = hgp_config_int (config, "analytics/capacity", 256, 1, 65535);
-    s->batch_max = hgp_config_int (config, "analytics/batch_max", 1000, 1,
+    s->batch_max = hgp_config_int (config, "analytics/batch_max", 4000, 1,
                                    10000);
+    s->fold_ms = hgp_config_int (config, "analytics/fold_ms", 200, 0, 10000);
     s->group = hgp_config_str (config, "analytics/group", "hgp-analytics");
     s->session_timeout = hgp_config_int (config, "analytics/session_timeout",
                                          6000, 1000, 300000);
@@ -463,6 +470,8 @@ s_consumer_new (s_analytics_t *self)
 static void
 s_take (s_analytics_t *self, rd_kafka_message_t *m)
 {
+    if (self->nrecords == 0)
+        self->fold_at = zclock_mono () + self->settings.fold_ms;
     s_record_t *rec = &self->records [self->nrecords++];
     rec->partition = m->partition;
     rec->offset = m->offset;
@@ -510,15 +519,28 @@ s_vouch (s_analytics_t *self)
     return 0;
 }
 
-/*  Fold the pending batch into Redis and commit its offsets. 0 when it is
-    done (or empty), -1 when it must be tried again. */
-static int
-s_fold (s_analytics_t *self)
+/*  One fold EVALSHA of script (loaded again after a NOSCRIPT). NULL, with
+    reason, when Redis did not answer. */
+static redisReply *
+s_eval (s_analytics_t *self, int argc, const char **argv,
+        const size_t *argvlen, char *reason, size_t size)
 {
-    if (self->nrecords == 0)
-        return 0;
-    if (!hgp_redis_ready (self->redis, true) || s_vouch (self))
-        return -1;
+    redisReply *reply = NULL;
+    for (int attempt = 0; attempt < 2 && !reply; attempt++) {
+        reply = hgp_redis_command (self->redis, argc, argv, argvlen, reason,
+                                   size);
+        if (!reply && strstr (reason, "NOSCRIPT")
+        &&  hgp_redis_reload (self->redis) == 0)
+            continue;
+        break;
+    }
+    return reply;
+}
+
+/*  The batch event by event, judged in Redis (analytics_fold.lua) */
+static redisReply *
+s_fold_events (s_analytics_t *self, char *reason, size_t size)
+{
     s_settings_t *s = &self->settings;
     size_t used = 0;
     int argc = 0;
@@ -548,16 +570,141 @@ s_fold (s_analytics_t *self)
         s_arg (self, &argc, !rec->event ? ""
                           : rec->ev.fence [0] ? rec->ev.fence : rec->ev.actor);
     }
+    return s_eval (self, argc, self->argv, self->argvlen, reason, size);
+}
+
+/*  Where a batch lies in one partition */
+typedef struct {
+    int32_t partition;
+    int64_t first, last;
+} s_span_t;
+
+#define S_MERGE_SPANS   64      /* most partitions in a merged batch       */
+
+/*  Sum the batch in hgp_sums: false when it is not for analytics_merge.lua
+    (a fence in it, a delta too big to sum, offsets not rising in a
+    partition, too many partitions). spans and pairs get where it lies and
+    who produced its events. */
+static bool
+s_sum_batch (s_analytics_t *self, int64_t now, s_span_t *spans,
+             size_t *nspans, zhashx_t *pairs, size_t *events)
+{
+    hgp_sums_reset (self->sums, now);
+    *nspans = 0;
+    *events = 0;
+    for (size_t i = 0; i < self->nrecords; i++) {
+        s_record_t *rec = &self->records [i];
+        size_t k = 0;
+        while (k < *nspans && spans [k].partition != rec->partition)
+            k++;
+        if (k == *nspans) {
+            if (k == S_MERGE_SPANS)
+                return false;
+            spans [k].partition = rec->partition;
+            spans [k].first = rec->offset;
+            (*nspans)++;
+        }
+        else
+        if (rec->offset <= spans [k].last)
+            return false;
+        spans [k].last = rec->offset;
+        if (!rec->event)
+            continue;               //  only moves the offset
+        if (rec->ev.fence [0]
+        ||  hgp_sums_add (self->sums, rec->ev.key.counter_type,
+                          rec->ev.key.resource_id, rec->ev.delta,
+                          (int64_t) rec->ev.ts))
+            return false;
+        char pair [HGP_ID_MAX + 16];
+        snprintf (pair, sizeof pair, "%d %s", rec->partition, rec->ev.actor);
+        zhashx_insert (pairs, pair, (void *) 1);
+        (*events)++;
+    }
+    return true;
+}
+
+/*  The batch summed here, written in one command per target
+    (analytics_merge.lua). false when the batch is not for it; else the
+    reply (NULL, with reason, when Redis did not answer). */
+static bool
+s_fold_merged (s_analytics_t *self, redisReply **reply, char *reason,
+               size_t size)
+{
+    int64_t now = zclock_time ();
+    s_span_t spans [S_MERGE_SPANS];
+    size_t nspans, events;
+    zhashx_t *pairs = zhashx_new ();
+    assert (pairs);
+    if (!s_sum_batch (self, now, spans, &nspans, pairs, &events)) {
+        zhashx_destroy (&pairs);
+        return false;
+    }
+    size_t *targetlen;
+    size_t ntargets;
+    const char **targets = hgp_sums_args (self->sums, &targetlen, &ntargets);
+    size_t max = 13 + 3 * nspans + zhashx_size (pairs) + ntargets;
+    const char **argv = (const char **) malloc (max * sizeof (char *));
+    size_t *argvlen = (size_t *) malloc (max * sizeof (size_t));
+    char (*numbers) [24] = malloc ((6 + 3 * nspans) * 24);
+    assert (argv && argvlen && numbers);
+    size_t argc = 0, used = 0;
+#define S_ARG(text) (argv [argc] = (text), argvlen [argc] = strlen (argv [argc]), argc++)
+#define S_NUMBER(n) (snprintf (numbers [used], 24, "%" PRId64, (int64_t) (n)), S_ARG (numbers [used++]))
+    S_ARG ("EVALSHA");
+    S_ARG (hgp_redis_sha (self->redis, self->merge_script));
+    S_ARG ("3");
+    S_ARG (S_OFFSETS);
+    S_ARG ("hgp:a:log");
+    S_ARG (S_FENCES);
+    S_ARG (self->state);
+    S_NUMBER (now);
+    S_NUMBER (self->settings.bucket);
+    S_NUMBER (self->settings.span);
+    S_NUMBER (events);
+    S_NUMBER (nspans);
+    for (size_t k = 0; k < nspans; k++) {
+        S_NUMBER (spans [k].partition);
+        S_NUMBER (spans [k].first);
+        S_NUMBER (spans [k].last);
+    }
+    S_NUMBER (zhashx_size (pairs));
+    for (void *one = zhashx_first (pairs); one; one = zhashx_next (pairs))
+        S_ARG ((const char *) zhashx_cursor (pairs));
+#undef S_NUMBER
+#undef S_ARG
+    memcpy (argv + argc, targets, ntargets * sizeof (char *));
+    memcpy (argvlen + argc, targetlen, ntargets * sizeof (size_t));
+    argc += ntargets;
+    *reply = s_eval (self, (int) argc, argv, argvlen, reason, size);
+    free (argv);
+    free (argvlen);
+    free (numbers);
+    zhashx_destroy (&pairs);
+    return true;
+}
+
+/*  Fold the pending batch into Redis and commit its offsets. 0 when it is
+    done (or empty), -1 when it must be tried again. A batch that needs no
+    judging (the usual) is summed here and merged; one that does (after a
+    redelivery, with fences) goes event by event. */
+static int
+s_fold (s_analytics_t *self)
+{
+    if (self->nrecords == 0)
+        return 0;
+    if (!hgp_redis_ready (self->redis, true) || s_vouch (self))
+        return -1;
     char reason [256];
     redisReply *reply = NULL;
-    for (int attempt = 0; attempt < 2 && !reply; attempt++) {
-        reply = hgp_redis_command (self->redis, argc, self->argv,
-                                   self->argvlen, reason, sizeof reason);
-        if (!reply && strstr (reason, "NOSCRIPT")
-        &&  hgp_redis_reload (self->redis) == 0)
-            continue;
-        break;
+    bool merged = s_fold_merged (self, &reply, reason, sizeof reason);
+    if (merged && reply && reply->type == REDIS_REPLY_ARRAY
+    &&  reply->elements == 3 && reply->element [0]->integer == -9) {
+        freeReplyObject (reply);
+        merged = false;
+        self->judged++;
     }
+    if (!merged)
+        reply = s_fold_events (self, reason, sizeof reason);
     if (!reply) {
         //  Applied or not, the offsets in Redis say which: trying again
         //  is safe
@@ -698,7 +845,9 @@ s_consume (s_analytics_t *self)
         if (self->paused)
             return;                 //  a rebalance happened in the poll
     }
-    if (s_fold (self))
+    //  The queue is empty: fold once the batch's first record waited
+    //  analytics/fold_ms, so that folds are big enough to sum well
+    if (self->nrecords > 0 && zclock_mono () >= self->fold_at && s_fold (self))
         s_back_off (self);
 }
 
@@ -981,6 +1130,14 @@ s_analytics_new (zsock_t *actor_pipe, hgp_config_t *config)
     hgp_process_random_id (self->actor_id, sizeof self->actor_id);
     self->fold_script = hgp_redis_script (self->redis,
                                           hgp_lua_analytics_fold);
+    self->merge_script = hgp_redis_script (self->redis,
+                                           hgp_lua_analytics_merge);
+    hgp_sums_settings_t sums = {
+        { self->settings.window [0], self->settings.window [1] },
+        self->settings.half_life, self->settings.half_life * S_EPOCH,
+        self->settings.bucket, self->settings.span
+    };
+    self->sums = hgp_sums_new (&sums);
     self->state_script = hgp_redis_script (self->redis,
                                            hgp_lua_analytics_state);
     self->ledger = hgp_ledger_new (self->redis, "analytics", 1, 1000);
@@ -1018,6 +1175,7 @@ s_analytics_destroy (s_analytics_t **self_p)
     hgp_eventlog_destroy (&self->log);
     hgp_ledger_destroy (&self->ledger);
     hgp_redis_destroy (&self->redis);
+    hgp_sums_destroy (&self->sums);
     close (self->wakeup [0]);
     close (self->wakeup [1]);
     free (self->records);
@@ -1058,6 +1216,8 @@ hgp_analytics_actor (zsock_t *pipe, void *args)
             wake = MIN (wake, self->retry_at);
         if (self->commit)
             wake = MIN (wake, self->commit_at);
+        if (self->nrecords > 0)
+            wake = MIN (wake, self->fold_at);
         zmq_pollitem_t items [2 + HGP_WORKER_POLL_MAX] = {
             { zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0 },
             { NULL, self->wakeup [0], ZMQ_POLLIN, 0 }
@@ -1088,7 +1248,8 @@ hgp_analytics_actor (zsock_t *pipe, void *args)
         }
         if (self->consumer
         &&  ((items [1].revents & ZMQ_POLLIN) || self->more
-             || (self->paused && zclock_mono () >= self->retry_at)))
+             || (self->paused && zclock_mono () >= self->retry_at)
+             || (self->nrecords > 0 && zclock_mono () >= self->fold_at)))
             s_consume (self);
         hgp_worker_tick (self->worker);
         s_commit (self, false);
@@ -1109,9 +1270,16 @@ hgp_analytics_actor (zsock_t *pipe, void *args)
             reported = self->folded;
         }
     }
+    //  What waits for its fold goes in now (else the next owner of the
+    //  partitions reads it again: nothing lost either way)
+    if (self->consumer && !self->paused && s_fold (self))
+        zsys_warning ("analytics: the last %zu events were not folded in;"
+                      " whoever reads the partitions next will",
+                      self->nrecords);
     zsys_info ("analytics: actor %s stopped after %" PRIu64 " events in %"
-               PRIu64 " folds (%" PRIu64 " records of unregistered identities"
-               " ignored)", self->actor_id, self->folded, self->folds,
+               PRIu64 " folds (%" PRIu64 " judged event by event, %" PRIu64
+               " records of unregistered identities ignored)",
+               self->actor_id, self->folded, self->folds, self->judged,
                self->forged);
     s_analytics_destroy (&self);
 }

@@ -75,7 +75,16 @@ def test_increment_and_get_return_the_value_and_a_new_counter_is_zero(gw):
         status, _, body = h.increment("post_1", "like", delta=-5, user_id="u_7")
         assert status == 200 and body["value"] == -4, body
         assert h.value("post_1", "like") == -4
-    assert stack.redis.counter("post_1", "like") == -4
+
+        # issue 15: the older API's name of delta, and a hint on a near miss
+        status, _, body = h.request("POST", "/api/v1/counter/increment", json.dumps(
+            {"resource_id": "post_1", "counter_type": "like", "increment": 2}).encode())
+        assert status == 200 and body["value"] == -2, body
+        status, _, body = h.request("POST", "/api/v1/counter/increment", json.dumps(
+            {"resource_id": "post_1", "counter_type": "like", "detla": 2}).encode())
+        assert_error(status, body, 400, "invalid")
+        assert 'did you mean "delta"' in body["error"]["message"], body
+    assert stack.redis.counter("post_1", "like") == -2
 
 
 def test_batch_returns_values_in_request_order_with_items_alias(gw):
@@ -723,7 +732,9 @@ def test_rank_and_stats_bad_window_limit_or_id_are_400(gw):
            "/api/v1/counter/a/b/stats?window=all",
            "/api/v1/counter/a/b/stats?window=trending",
            "/api/v1/counter/a/b/stats?window=7d", "/api/v1/counter/a/b/stats?limit=3",
-           "/api/v1/counter/a%2Fb/b/stats"]
+           "/api/v1/counter/a%2Fb/b/stats",
+           # issue 15: a trailing separator, and a parameter on a plain get
+           RANK + "like?limit=1&", "/api/v1/counter/x/like?x=1"]
     with gateway.http() as h:
         for path in bad:
             status, _, body = h.request("GET", path)

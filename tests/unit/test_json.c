@@ -549,12 +549,44 @@ test_ranking_is_an_ordered_array_with_value_or_score (void **state)
     hgp_reply_clear (&rep);
 }
 
+//  Issue 15: the older API of this kind of service spelled the delta
+//  "increment"; near misses of a field name say what was meant
+static void
+test_increment_takes_the_older_name_and_says_what_was_meant (void **state)
+{
+    hgp_request_t req;
+    hgp_error_t err;
+    assert_int_equal (s_incr ("{\"resource_id\":\"p\",\"counter_type\":\"like\","
+                              "\"user_id\":\"u1\",\"increment\":3}", NULL,
+                              &req, &err), 0);
+    assert_true (req.delta == 3);
+    hgp_request_clear (&req);
+    s_incr_rejects ("{\"resource_id\":\"p\",\"counter_type\":\"like\","
+                    "\"delta\":1,\"increment\":1}", NULL, 400, "invalid");
+    s_incr_rejects ("{\"resource_id\":\"p\",\"counter_type\":\"like\","
+                    "\"increment\":0}", NULL, 400, "invalid");
+    assert_int_equal (s_incr ("{\"resource_id\":\"p\",\"counter_type\":\"like\","
+                              "\"detla\":2}", NULL, &req, &err), -1);
+    assert_string_equal (err.message,
+                         "unknown field \"detla\" (did you mean \"delta\"?)");
+    assert_int_equal (s_incr ("{\"resource_id\":\"p\",\"countertype\":\"like\"}",
+                              NULL, &req, &err), -1);
+    assert_string_equal (err.message, "unknown field \"countertype\" (did you"
+                         " mean \"counter_type\"?)");
+    assert_int_equal (s_incr ("{\"resource_id\":\"p\",\"counter_type\":\"like\","
+                              "\"amount\":2}", NULL, &req, &err), -1);
+    assert_string_equal (err.message, "unknown field \"amount\" (allowed:"
+                         " resource_id, counter_type, delta, user_id,"
+                         " request_id)");
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_increment_defaults_delta_to_one_and_leaves_id_to_the_caller),
         cmocka_unit_test (test_increment_takes_every_field),
+        cmocka_unit_test (test_increment_takes_the_older_name_and_says_what_was_meant),
         cmocka_unit_test (test_increment_accepts_the_whole_int64_range),
         cmocka_unit_test (test_increment_refuses_bad_deltas),
         cmocka_unit_test (test_increment_refuses_bad_ids),

@@ -8,8 +8,11 @@
  *  ledger_apply keeps a batch of promises with one INCRBY and its batch key (or
  *  writes nothing when the counter moved, or settles an ordinary group
  *  with final records), and every reader takes a kept promise as applied
- *  and one its batch does not keep as pending; and analytics_state keeps
- *  or restarts its epoch.
+ *  and one its batch does not keep as pending; analytics_state keeps or
+ *  restarts its epoch; and analytics_merge, fed what hgp_sums added up,
+ *  leaves every ranking, window, trending set and minute hash (and their
+ *  expiries) as analytics_fold leaves them judging the same events one by
+ *  one, and refuses a batch it must not merge.
  *
  *  The redis-server is our own, on a Unix socket in a fresh directory (no
  *  TCP port to choose), with persistence off; it is stopped with SIGTERM
@@ -30,6 +33,9 @@
 #include <unistd.h>
 #include <hiredis.h>
 #include "hgp_lua.h"
+#include "hgp_sums.h"
+#include <inttypes.h>
+#include <math.h>
 
 #define S_CK    "hgp:c:3:res:hits"      /* a counter key                   */
 #define S_RK    "hgp:r:req-1"           /* its request record              */
@@ -212,9 +218,9 @@ test_every_embedded_script_loads_into_a_plain_redis (void **state)
     }
     printf ("    %d scripts, %d failed to load\n", count, failed);
     assert_int_equal (failed, 0);
-    //  The ten of hgp_lua.h: a .lua file gone from the tree fails here (a
-    //  file without a declaration fails the build)
-    assert_int_equal (count, 10);
+    //  The eleven of hgp_lua.h: a .lua file gone from the tree fails here
+    //  (a file without a declaration fails the build)
+    assert_int_equal (count, 11);
 }
 
 static void
@@ -419,6 +425,285 @@ test_analytics_state_keeps_its_epoch_for_the_same_log (void **state)
     s_assert_result (reply, 1, "other/topic 3");
 }
 
+/*  --------------------------------------------------------------------------
+    analytics_merge against analytics_fold
+*/
+
+#define S_EVENTS    400
+#define S_NOW       ((int64_t) 1800000000000)
+static const hgp_sums_settings_t s_sums_settings = {
+    { 60000, 600000 }, 10000, 160000, 1000, 60000
+};
+
+typedef struct {
+    int32_t partition;
+    int64_t offset;
+    char type [8], resource [16];
+    int64_t delta, ts;
+} s_event_t;
+
+//  Deterministic events: two types, 12 resources, deltas of both signs,
+//  times over the last 400 s (so across windows, epochs and buckets, some
+//  out of every window), on two partitions
+static void
+s_events (s_event_t *events, int count)
+{
+    uint32_t x = 12345;
+    int64_t offsets [2] = { 10, 20 };
+    for (int i = 0; i < count; i++) {
+        x = x * 1103515245 + 12345;
+        s_event_t *e = &events [i];
+        e->partition = (int32_t) ((x >> 8) % 2);
+        e->offset = offsets [e->partition]++;
+        snprintf (e->type, sizeof e->type, "%s", (x >> 12) % 3 ? "likes" : "views");
+        snprintf (e->resource, sizeof e->resource, "r:%u", (x >> 16) % 12);
+        int64_t delta = (int64_t) ((x >> 20) % 15) - 5;
+        e->delta = delta ? delta : 7;
+        e->ts = S_NOW - (int64_t) ((x >> 4) % 400000);
+    }
+}
+
+//  Run an EVAL of source with argv [3..] given; argv [0..2] are filled in
+static redisReply *
+s_eval_argv (const char *source, const char **argv, size_t *argvlen,
+             size_t argc)
+{
+    argv [0] = "EVAL";
+    argv [1] = source;
+    argv [2] = "3";
+    argvlen [0] = 4;
+    argvlen [1] = strlen (source);
+    argvlen [2] = 1;
+    redisReply *reply = s_keep (redisCommandArgv (s_redis.c, (int) argc,
+                                                  argv, argvlen));
+    if (reply->type == REDIS_REPLY_ERROR)
+        fprintf (stderr, "test_lua: EVAL: %s\n", reply->str);
+    return reply;
+}
+
+static void
+s_push (const char **argv, size_t *argvlen, size_t *argc, const char *arg)
+{
+    argv [*argc] = arg;
+    argvlen [*argc] = strlen (arg);
+    (*argc)++;
+}
+
+static int
+s_text_compare (const void *a, const void *b)
+{
+    return strcmp (*(char *const *) a, *(char *const *) b);
+}
+
+//  Everything the analytics keys hold, as one text: keys sorted, set
+//  scores to 12 significant digits (trending sums are doubles summed in
+//  another order), hash fields sorted, every expiry
+static char *
+s_snapshot (void)
+{
+    redisReply *keys = redisCommand (s_redis.c, "KEYS hgp:a:*");
+    assert_non_null (keys);
+    size_t n = keys->elements;
+    char **names = calloc (n + 1, sizeof (char *));
+    for (size_t i = 0; i < n; i++)
+        names [i] = strdup (keys->element [i]->str);
+    freeReplyObject (keys);
+    qsort (names, n, sizeof (char *), s_text_compare);
+    size_t size = 1 << 20, used = 0;
+    char *text = calloc (1, size);
+    for (size_t i = 0; i < n; i++) {
+        redisReply *type = redisCommand (s_redis.c, "TYPE %s", names [i]);
+        redisReply *pexp = redisCommand (s_redis.c, "PEXPIRETIME %s", names [i]);
+        used += (size_t) snprintf (text + used, size - used, "%s %s %lld:",
+                                   names [i], type->str, pexp->integer);
+        bool zset = strcmp (type->str, "zset") == 0;
+        redisReply *all = zset
+            ? redisCommand (s_redis.c, "ZRANGE %s 0 -1 WITHSCORES", names [i])
+            : redisCommand (s_redis.c, "HGETALL %s", names [i]);
+        //  members or fields sorted: a hash's order is not its content
+        size_t m = all->elements / 2;
+        char **pairs = calloc (m + 1, sizeof (char *));
+        for (size_t j = 0; j < m; j++) {
+            char pair [128];
+            snprintf (pair, sizeof pair, "%s=%.12g", all->element [2 * j]->str,
+                      strtod (all->element [2 * j + 1]->str, NULL));
+            pairs [j] = strdup (pair);
+        }
+        qsort (pairs, m, sizeof (char *), s_text_compare);
+        for (size_t j = 0; j < m; j++) {
+            used += (size_t) snprintf (text + used, size - used, " %s", pairs [j]);
+            free (pairs [j]);
+        }
+        used += (size_t) snprintf (text + used, size - used, "\n");
+        free (pairs);
+        freeReplyObject (all);
+        freeReplyObject (type);
+        freeReplyObject (pexp);
+        free (names [i]);
+        assert_true (used < size - 256);
+    }
+    free (names);
+    return text;
+}
+
+//  The events folded event by event (analytics_fold.lua)
+static void
+s_fold_events (const s_event_t *events, int count)
+{
+    size_t max = 20 + 7 * (size_t) count, argc = 3;
+    const char **argv = calloc (max, sizeof (char *));
+    size_t *argvlen = calloc (max, sizeof (size_t));
+    char (*numbers) [24] = calloc (20 + 4 * (size_t) count, 24);
+    size_t used = 0;
+#define S_NUM(n) (snprintf (numbers [used], 24, "%" PRId64, (int64_t) (n)), \
+                  s_push (argv, argvlen, &argc, numbers [used++]))
+    const hgp_sums_settings_t *s = &s_sums_settings;
+    s_push (argv, argvlen, &argc, "hgp:a:off");
+    s_push (argv, argvlen, &argc, "hgp:a:log");
+    s_push (argv, argvlen, &argc, "hgp:a:fences");
+    S_NUM (S_NOW);
+    S_NUM (s->window [0]);
+    S_NUM (s->window [1]);
+    S_NUM (s->half_life);
+    S_NUM (s->epoch);
+    S_NUM (s->bucket);
+    S_NUM (s->span);
+    s_push (argv, argvlen, &argc, "state-1");
+    for (int i = 0; i < count; i++) {
+        S_NUM (events [i].partition);
+        S_NUM (events [i].offset);
+        s_push (argv, argvlen, &argc, events [i].type);
+        s_push (argv, argvlen, &argc, events [i].resource);
+        S_NUM (events [i].delta);
+        S_NUM (events [i].ts);
+        s_push (argv, argvlen, &argc, "actor-a");
+    }
+#undef S_NUM
+    redisReply *reply = s_eval_argv (hgp_lua_analytics_fold, argv, argvlen, argc);
+    assert_int_equal (reply->type, REDIS_REPLY_ARRAY);
+    assert_int_equal (reply->element [0]->integer, count);
+    free (argv);
+    free (argvlen);
+    free (numbers);
+}
+
+//  The events summed by hgp_sums and merged (analytics_merge.lua); the
+//  reply's first element
+static long long
+s_merge_events (const s_event_t *events, int count)
+{
+    hgp_sums_t *sums = hgp_sums_new (&s_sums_settings);
+    hgp_sums_reset (sums, S_NOW);
+    int64_t first [2] = { -1, -1 }, last [2] = { -1, -1 };
+    for (int i = 0; i < count; i++) {
+        assert_int_equal (hgp_sums_add (sums, events [i].type,
+                                        events [i].resource, events [i].delta,
+                                        events [i].ts), 0);
+        int32_t p = events [i].partition;
+        if (first [p] < 0)
+            first [p] = events [i].offset;
+        last [p] = events [i].offset;
+    }
+    size_t *targetlen, ntargets;
+    const char **targets = hgp_sums_args (sums, &targetlen, &ntargets);
+    size_t max = 32 + ntargets, argc = 3;
+    const char **argv = calloc (max, sizeof (char *));
+    size_t *argvlen = calloc (max, sizeof (size_t));
+    char numbers [16][24];
+    size_t used = 0;
+#define S_NUM(n) (snprintf (numbers [used], 24, "%" PRId64, (int64_t) (n)), \
+                  s_push (argv, argvlen, &argc, numbers [used++]))
+    s_push (argv, argvlen, &argc, "hgp:a:off");
+    s_push (argv, argvlen, &argc, "hgp:a:log");
+    s_push (argv, argvlen, &argc, "hgp:a:fences");
+    s_push (argv, argvlen, &argc, "state-1");
+    S_NUM (S_NOW);
+    S_NUM (s_sums_settings.bucket);
+    S_NUM (s_sums_settings.span);
+    S_NUM (count);
+    S_NUM (2);
+    for (int p = 0; p < 2; p++) {
+        S_NUM (p);
+        S_NUM (first [p]);
+        S_NUM (last [p]);
+    }
+    S_NUM (2);
+    s_push (argv, argvlen, &argc, "0 actor-a");
+    s_push (argv, argvlen, &argc, "1 actor-a");
+#undef S_NUM
+    memcpy (argv + argc, targets, ntargets * sizeof (char *));
+    memcpy (argvlen + argc, targetlen, ntargets * sizeof (size_t));
+    argc += ntargets;
+    redisReply *reply = s_eval_argv (hgp_lua_analytics_merge, argv, argvlen,
+                                     argc);
+    free (argv);
+    free (argvlen);
+    hgp_sums_destroy (&sums);
+    assert_int_equal (reply->type, REDIS_REPLY_ARRAY);
+    return reply->element [0]->integer;
+}
+
+static void
+test_analytics_merge_ends_where_the_fold_ends (void **state)
+{
+    //  Three folds each way: the second finds what the first left (sums
+    //  to add to, zeros to remove), the third is the first's events again
+    //  at later offsets (every minute field there already)
+    s_event_t *events = calloc (S_EVENTS + S_EVENTS / 2, sizeof (s_event_t));
+    s_events (events, S_EVENTS);
+    for (int i = 0; i < S_EVENTS / 2; i++) {
+        events [S_EVENTS + i] = events [i];
+        events [S_EVENTS + i].offset += 1000;
+    }
+    s_keep (redisCommand (s_redis.c, "SET hgp:a:log state-1"));
+    for (int fold = 0; fold < 3; fold++)
+        s_fold_events (events + fold * S_EVENTS / 2, S_EVENTS / 2);
+    char *judged = s_snapshot ();
+    s_keep (redisCommand (s_redis.c, "FLUSHALL"));
+    s_keep (redisCommand (s_redis.c, "SET hgp:a:log state-1"));
+    for (int fold = 0; fold < 3; fold++)
+        assert_int_equal (s_merge_events (events + fold * S_EVENTS / 2,
+                                          S_EVENTS / 2), S_EVENTS / 2);
+    char *merged = s_snapshot ();
+    //  Sets of both types, windows, trending and minute hashes
+    assert_non_null (strstr (merged, "hgp:a:w:1h:likes:"));
+    assert_non_null (strstr (merged, "hgp:a:w:24h:views:"));
+    assert_non_null (strstr (merged, "hgp:a:tr:likes:"));
+    assert_non_null (strstr (merged, "hgp:a:m:3:r:1:views hash"));
+    assert_string_equal (merged, judged);
+
+    //  The same batch again: its offsets are applied, nothing changes
+    assert_int_equal (s_merge_events (events, S_EVENTS / 2), -9);
+    //  A producer fenced in a partition, offsets not yet applied: not
+    //  merged either
+    redisReply *offsets = s_keep (redisCommand (s_redis.c,
+                                                "HMGET hgp:a:off 0 1"));
+    assert_int_equal (offsets->elements, 2);
+    s_keep (redisCommand (s_redis.c, "HDEL hgp:a:off 0 1"));
+    s_keep (redisCommand (s_redis.c, "HSET hgp:a:fences %s 5", "1 actor-a"));
+    assert_int_equal (s_merge_events (events, S_EVENTS / 2), -9);
+    s_keep (redisCommand (s_redis.c, "DEL hgp:a:fences"));
+    s_keep (redisCommand (s_redis.c, "HSET hgp:a:off 0 %s 1 %s",
+                          offsets->element [0]->str,
+                          offsets->element [1]->str));
+    char *after = s_snapshot ();
+    assert_string_equal (after, merged);
+    //  A state that is not ours: nothing
+    s_keep (redisCommand (s_redis.c, "SET hgp:a:log state-2"));
+    assert_int_equal (s_merge_events (events, 1), -1);
+    //  A delta past 2^39 is not summed here
+    hgp_sums_t *sums = hgp_sums_new (&s_sums_settings);
+    hgp_sums_reset (sums, S_NOW);
+    assert_int_equal (hgp_sums_add (sums, "likes", "r", HGP_SUMS_DELTA_MAX,
+                                    S_NOW), -1);
+    assert_int_equal (hgp_sums_targets (sums), 0);
+    hgp_sums_destroy (&sums);
+    free (after);
+    free (judged);
+    free (merged);
+    free (events);
+}
+
 int
 main (void)
 {
@@ -443,6 +728,9 @@ main (void)
             s_free_replies),
         cmocka_unit_test_setup_teardown (
             test_analytics_state_keeps_its_epoch_for_the_same_log, s_flush,
+            s_free_replies),
+        cmocka_unit_test_setup_teardown (
+            test_analytics_merge_ends_where_the_fold_ends, s_flush,
             s_free_replies),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);
