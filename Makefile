@@ -141,7 +141,7 @@ $(OUT)/obj/tests/unit/test_json.o $(OUT)/obj/tests/fuzz/fuzz_json.o: INC += -Iga
 $(OUT)/obj/tests/fuzz/fuzz_json.o: CFLAGS += -DHGP_FUZZ_SMOKE_MAIN
 $(BIN)/tests/test_json: $(OUT)/obj/tests/unit/test_json.o $(OUT)/obj/gateway/hgp_json.o $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -ljansson -lcmocka
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -ljansson -lcmocka -lm
 $(BIN)/tests/test_fuzz_json: $(OUT)/obj/tests/fuzz/fuzz_json.o $(OUT)/obj/gateway/hgp_json.o $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -ljansson -lm

@@ -22,6 +22,7 @@
  */
 #include "hgp_json.h"
 #include <jansson.h>
+#include <math.h>
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -607,6 +608,26 @@ hgp_json_decode_stats (const char *resource_id, size_t resource_len,
     return rc;
 }
 
+//  A trending score as the API shows it: to 3 decimals (the decayed sums
+//  are floats; 17 digits of one say nothing a reader can use)
+static double
+s_score (double score)
+{
+    return isfinite (score) ? round (score * 1000) / 1000 : 0;
+}
+
+//  Reals written with 15 significant digits: a score rounded to 3
+//  decimals prints as such (7.999, not 7.9989999999999997)
+static char *
+s_dump_scores (json_t *json)
+{
+    if (!json)
+        return NULL;
+    char *text = json_dumps (json, JSON_COMPACT | JSON_REAL_PRECISION (15));
+    json_decref (json);
+    return text;
+}
+
 char *
 hgp_json_encode_ranking (hgp_window_t window, const hgp_reply_t *rep)
 {
@@ -616,7 +637,7 @@ hgp_json_encode_ranking (hgp_window_t window, const hgp_reply_t *rep)
         const hgp_rank_t *rank = &rep->ranking [i];
         json_t *row = trending
             ? json_pack ("{s:s, s:f}", "resource_id", rank->resource_id,
-                         "score", rank->score)
+                         "score", s_score (rank->score))
             : json_pack ("{s:s, s:I}", "resource_id", rank->resource_id,
                          "value", (json_int_t) rank->count);
         if (json_array_append_new (rows, row)) {
@@ -624,7 +645,7 @@ hgp_json_encode_ranking (hgp_window_t window, const hgp_reply_t *rep)
             return NULL;
         }
     }
-    return s_dump (rows);
+    return s_dump_scores (rows);
 }
 
 char *
@@ -662,9 +683,9 @@ hgp_json_encode_series (const hgp_key_t *key, hgp_window_t window,
     }
     if (!series)
         return NULL;
-    return s_dump (json_pack ("{s:s, s:s, s:s, s:I, s:I, s:f, s:I, s:o}",
+    return s_dump_scores (json_pack ("{s:s, s:s, s:s, s:I, s:I, s:f, s:I, s:o}",
         "resource_id", key->resource_id, "counter_type", key->counter_type,
         "window", hgp_window_name (window), "bucket_ms", (json_int_t) width,
-        "total", (json_int_t) rep->total, "trending", rep->trending,
+        "total", (json_int_t) rep->total, "trending", s_score (rep->trending),
         "sum", (json_int_t) sum, "series", series));
 }

@@ -592,6 +592,7 @@ s_sum_batch (s_analytics_t *self, int64_t now, s_span_t *spans,
     hgp_sums_reset (self->sums, now);
     *nspans = 0;
     *events = 0;
+    const s_record_t *last = NULL;      //  the last producer added to pairs
     for (size_t i = 0; i < self->nrecords; i++) {
         s_record_t *rec = &self->records [i];
         size_t k = 0;
@@ -615,9 +616,15 @@ s_sum_batch (s_analytics_t *self, int64_t now, s_span_t *spans,
                           rec->ev.key.resource_id, rec->ev.delta,
                           (int64_t) rec->ev.ts))
             return false;
-        char pair [HGP_ID_MAX + 16];
-        snprintf (pair, sizeof pair, "%d %s", rec->partition, rec->ev.actor);
-        zhashx_insert (pairs, pair, (void *) 1);
+        //  Runs of one producer in one partition are the usual
+        if (!last || last->partition != rec->partition
+        ||  !streq (last->ev.actor, rec->ev.actor)) {
+            char pair [HGP_ID_MAX + 16];
+            snprintf (pair, sizeof pair, "%d %s", rec->partition,
+                      rec->ev.actor);
+            zhashx_insert (pairs, pair, (void *) 1);
+            last = rec;
+        }
         (*events)++;
     }
     return true;

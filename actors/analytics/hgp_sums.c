@@ -13,8 +13,6 @@
 
 #define S_BUCKETS   60          /* buckets per window, as the fold script */
 
-static const char *const s_window_names [2] = { "1h", "24h" };
-
 //  One member's (or field's) sum: integers, or doubles for trending
 typedef struct {
     int64_t isum;
@@ -30,10 +28,22 @@ typedef struct {
     zhashx_t *sums;             /* member or field -> s_sum_t              */
 } s_target_t;
 
+//  The sorted sets an event adds to: all-time, the two windows' buckets,
+//  the trending epoch. Consecutive events mostly share them (one type,
+//  one bucket), so the last ones found are kept with what named them.
+#define S_SETS  4
+
+typedef struct {
+    char type [256];            /* counter type of the key                 */
+    double number;              /* its bucket or epoch (0 for all-time)    */
+    s_target_t *target;         /* NULL: not known                         */
+} s_recent_t;
+
 struct _hgp_sums_t {
     hgp_sums_settings_t settings;
     double now;                 /* the fold's time                         */
     zhashx_t *targets;          /* key -> s_target_t                       */
+    s_recent_t recent [S_SETS]; /* the sets the last event added to        */
     size_t members;             /* sums held, over all targets             */
     char *text;                 /* the arguments' text                     */
     size_t text_size, text_used;
@@ -92,6 +102,8 @@ void
 hgp_sums_reset (hgp_sums_t *self, int64_t now)
 {
     zhashx_purge (self->targets);
+    for (int i = 0; i < S_SETS; i++)
+        self->recent [i].target = NULL;
     self->members = 0;
     self->now = (double) now;
 }
@@ -126,6 +138,25 @@ s_target (hgp_sums_t *self, const char *key, bool hash, bool trending)
     return target;
 }
 
+/*  Sorted set slot of the event (counter type, bucket or epoch number),
+    named by format (with the type and the number as Lua writes it) */
+static s_target_t *
+s_set (hgp_sums_t *self, int slot, const char *type, double number,
+       const char *format, bool trending)
+{
+    s_recent_t *recent = &self->recent [slot];
+    if (recent->target && recent->number == number
+    &&  streq (recent->type, type))
+        return recent->target;
+    char key [512], text [32];
+    s_lua_number (text, sizeof text, number);
+    snprintf (key, sizeof key, format, type, text);
+    recent->target = s_target (self, key, false, trending);
+    recent->number = number;
+    snprintf (recent->type, sizeof recent->type, "%s", type);
+    return recent->target;
+}
+
 static void
 s_add (hgp_sums_t *self, s_target_t *target, const char *member,
        int64_t i, double f, double expire)
@@ -154,30 +185,27 @@ hgp_sums_add (hgp_sums_t *self, const char *type, const char *resource,
     double d = (double) delta, t = (double) ts, now = self->now;
     char key [512], number [32];
 
-    snprintf (key, sizeof key, "hgp:a:all:%s", type);
-    s_add (self, s_target (self, key, false, false), resource, -delta, 0, 0);
+    s_add (self, s_set (self, 0, type, 0, "hgp:a:all:%s", false), resource,
+           -delta, 0, 0);
 
+    static const char *const formats [2] = {
+        "hgp:a:w:1h:%s:%s", "hgp:a:w:24h:%s:%s"
+    };
     for (int w = 0; w < 2; w++) {
         double b = (double) s->window [w] / S_BUCKETS;
         double idx = floor (t / b);
         double expire = (idx + 1) * b + (double) s->window [w];
-        if (expire > now) {
-            s_lua_number (number, sizeof number, idx);
-            snprintf (key, sizeof key, "hgp:a:w:%s:%s:%s",
-                      s_window_names [w], type, number);
-            s_add (self, s_target (self, key, false, false), resource,
-                   -delta, 0, expire);
-        }
+        if (expire > now)
+            s_add (self, s_set (self, 1 + w, type, idx, formats [w], false),
+                   resource, -delta, 0, expire);
     }
 
     double epoch = (double) s->epoch;
     double e = floor (t / epoch);
     if ((e + 2) * epoch > now) {
         double f = pow (2, (t - e * epoch) / (double) s->half_life);
-        s_lua_number (number, sizeof number, e);
-        snprintf (key, sizeof key, "hgp:a:tr:%s:%s", type, number);
-        s_add (self, s_target (self, key, false, true), resource, 0, -d * f,
-               (e + 2) * epoch);
+        s_add (self, s_set (self, 3, type, e, "hgp:a:tr:%s:%s", true),
+               resource, 0, -d * f, (e + 2) * epoch);
     }
 
     double bucket = (double) s->bucket;

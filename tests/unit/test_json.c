@@ -528,7 +528,7 @@ test_series_has_one_entry_per_bucket_of_the_window_zeros_included (void **state)
 static void
 test_ranking_is_an_ordered_array_with_value_or_score (void **state)
 {
-    hgp_rank_t ranks [2] = { { "a", 5, 5.0 }, { "b", 3, 2.5 } };
+    hgp_rank_t ranks [2] = { { "a", 5, 7.9998367269969544 }, { "b", 3, 2.5 } };
     hgp_reply_t rep;
     hgp_reply_init (&rep);
     rep.ranking = ranks;
@@ -543,6 +543,9 @@ test_ranking_is_an_ordered_array_with_value_or_score (void **state)
                                                 "score")));
     assert_null (json_object_get (json_array_get (json, 1), "value"));
     json_decref (json);
+    //  Issue 15: scores to 3 decimals, printed as such
+    assert_string_equal (text, "[{\"resource_id\":\"a\",\"score\":8.0},"
+                               "{\"resource_id\":\"b\",\"score\":2.5}]");
     free (text);
     rep.ranking = NULL;
     rep.nranking = 0;
