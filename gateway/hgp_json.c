@@ -362,13 +362,19 @@ failed:
 }
 
 static char *
-s_dump (json_t *json)
+s_dump_flags (json_t *json, size_t flags)
 {
     if (!json)
         return NULL;
-    char *text = json_dumps (json, JSON_COMPACT);
+    char *text = json_dumps (json, flags);
     json_decref (json);
     return text;
+}
+
+static char *
+s_dump (json_t *json)
+{
+    return s_dump_flags (json, JSON_COMPACT);
 }
 
 //  Text that needs no JSON escaping: what hgp_id_valid admits always is
@@ -621,11 +627,7 @@ s_score (double score)
 static char *
 s_dump_scores (json_t *json)
 {
-    if (!json)
-        return NULL;
-    char *text = json_dumps (json, JSON_COMPACT | JSON_REAL_PRECISION (15));
-    json_decref (json);
-    return text;
+    return s_dump_flags (json, JSON_COMPACT | JSON_REAL_PRECISION (15));
 }
 
 char *

@@ -141,7 +141,7 @@ typedef struct {
     int64_t commit_at;          /* when the next commit may go             */
     uint64_t folded;            /* events applied, for the log             */
     uint64_t folds;             /* fold script calls that applied          */
-    uint64_t judged;            /* batches the merge sent event by event   */
+    uint64_t judged;            /* folds that went event by event          */
     uint64_t skipped;           /* redelivered events skipped              */
     uint64_t forged;            /* records of identities that never
                                    registered, not counted                 */
@@ -708,10 +708,11 @@ s_fold (s_analytics_t *self)
     &&  reply->elements == 3 && reply->element [0]->integer == -9) {
         freeReplyObject (reply);
         merged = false;
+    }
+    if (!merged) {
+        reply = s_fold_events (self, reason, sizeof reason);
         self->judged++;
     }
-    if (!merged)
-        reply = s_fold_events (self, reason, sizeof reason);
     if (!reply) {
         //  Applied or not, the offsets in Redis say which: trying again
         //  is safe

@@ -185,8 +185,9 @@ hgp_sums_add (hgp_sums_t *self, const char *type, const char *resource,
     double d = (double) delta, t = (double) ts, now = self->now;
     char key [512], number [32];
 
-    s_add (self, s_set (self, 0, type, 0, "hgp:a:all:%s", false), resource,
-           -delta, 0, 0);
+    //  (the all-time set has no number: "%.0s" prints none)
+    s_add (self, s_set (self, 0, type, 0, "hgp:a:all:%s%.0s", false),
+           resource, -delta, 0, 0);
 
     static const char *const formats [2] = {
         "hgp:a:w:1h:%s:%s", "hgp:a:w:24h:%s:%s"
