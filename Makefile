@@ -26,11 +26,11 @@ LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread $(LDLIBS)
 
 LIB_SRC := schemas/hgp_codec.c lib/hgp_config.c lib/hgp_process.c lib/hgp_keyspace.c lib/hgp_client.c \
            lib/hgp_discovery.c lib/hgp_redis.c lib/hgp_eventlog.c lib/hgp_ledger.c lib/hgp_worker.c \
-           lib/hgp_keys.c lib/hgp_mux.c
+           lib/hgp_keys.c lib/hgp_mux.c lib/hgp_prom.c lib/hgp_exporter.c
 LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/obj/%.o)
 LIB_A   := $(OUT)/libhgp.a
 
-BROKER_SRC  := bus/hgp_entries.c bus/hgp_actors.c bus/hgp_router.c bus/hgp_broker.c \
+BROKER_SRC  := bus/hgp_entries.c bus/hgp_actors.c bus/hgp_announced.c bus/hgp_router.c bus/hgp_broker.c \
                bus/hgp_broker_main.c
 KEYS_SRC    := bus/hgp_keys_main.c
 COUNTER_SRC := actors/counter/hgp_counter.c actors/counter/hgp_counter_main.c
@@ -121,7 +121,7 @@ $(BIN)/tests/%: $(OUT)/obj/tests/unit/%.o $(LIB_A)
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -lcmocka
 
 #   test_broker_*: the broker's classes (entry pool, actor table, loop)
-BUS_OBJ := $(patsubst %.c,$(OUT)/obj/%.o,bus/hgp_entries.c bus/hgp_actors.c bus/hgp_router.c \
+BUS_OBJ := $(patsubst %.c,$(OUT)/obj/%.o,bus/hgp_entries.c bus/hgp_actors.c bus/hgp_announced.c bus/hgp_router.c \
            bus/hgp_broker.c)
 $(OUT)/obj/tests/unit/test_broker_%.o: INC += -Ibus
 $(BIN)/tests/test_broker_%: $(OUT)/obj/tests/unit/test_broker_%.o $(BUS_OBJ) $(LIB_A)

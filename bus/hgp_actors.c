@@ -136,6 +136,7 @@ hgp_actors_add (hgp_actors_t *self, const uint8_t *identity,
     actor->kind = hgp_actors_kind_of_service (ready->service);
     actor->capacity = ready->capacity;
     actor->batch = ready->batch;
+    strcpy (actor->metrics, ready->metrics);
     actor->last_heard = now;
     self->live [self->nlive++] = actor;
     return actor;
@@ -212,6 +213,7 @@ hgp_actors_list (hgp_actors_t *self, int64_t now, hgp_reply_t *rep)
         info->idle_ms = idle < 0 ? 0 : idle > UINT32_MAX ? UINT32_MAX
                                                          : (uint32_t) idle;
         info->served = a->served;
+        strcpy (info->metrics, a->metrics);
     }
     return 0;
 }

@@ -52,6 +52,7 @@ struct _hgp_actor_t {
     hgp_buf_t out;              /* REQUESTS entries not yet sent             */
     const char *dead;           /* why it is to be removed; NULL if alive   */
     bool warned;                /* logged one protocol error already        */
+    char metrics [HGP_URL_MAX + 1]; /* its metrics URL from READY, or ""    */
 };
 
 /*  HGP_KIND_* of a service name, and of an op (which service serves it) */

@@ -38,8 +38,10 @@
  */
 #include "hgp_broker.h"
 #include "hgp_actors.h"
+#include "hgp_announced.h"
 #include "hgp_codec.h"
 #include "hgp_entries.h"
+#include "hgp_exporter.h"
 #include "hgp_keys.h"
 #include "hgp_process.h"
 #include "hgp_router.h"
@@ -80,6 +82,15 @@ typedef struct {
     uint64_t leaves;            /* actors removed                           */
 } s_stats_t;
 
+/*  The stats as Prometheus series (handles into prom), published once a
+    heartbeat interval: the loop's counters stay plain integers */
+typedef struct {
+    int requests, replies, rerouted, late, undeliverable, joins, leaves;
+    int local, invalid, busy, no_actor, timeouts;
+    int counters, analytics;    /* live actors of each service              */
+    int queued, inflight, held, bytes, announced;
+} s_series_t;
+
 struct _hgp_broker_t {
     hgp_keys_t *keys;           /* our keypair and bus/cluster              */
     zactor_t *zap;              /* ZAP handler: who may connect (CURVE)     */
@@ -105,6 +116,10 @@ struct _hgp_broker_t {
     hgp_request_t scratch;      /* decoded body when re-routing an incr     */
     hgp_buf_t buf;              /* encoded answers, reused                  */
     s_stats_t stats;            /* for the summary line                     */
+    hgp_announced_t *announced; /* processes that said where metrics are    */
+    hgp_prom_t *prom;           /* our series, served by exporter           */
+    hgp_exporter_t *exporter;   /* GET /metrics (broker/metrics); or NULL   */
+    s_series_t series;          /* handles of the series in prom            */
 };
 
 
@@ -419,6 +434,7 @@ s_actor_ready (hgp_broker_t *self, hgp_actor_t *actor, const uint8_t *identity,
             }
             actor->capacity = ready.capacity;
             actor->batch = ready.batch;
+            strcpy (actor->metrics, ready.metrics);
             s_actor_pump (self, actor);
             return;
         }
@@ -583,7 +599,12 @@ s_client_actors (hgp_broker_t *self, const uint8_t *ident, size_t size,
     hgp_reply_t rep;
     hgp_reply_init (&rep);
     strcpy (rep.id, id);
-    if (hgp_actors_list (self->table, self->now, &rep)) {
+    if (self->exporter)
+        snprintf (rep.metrics, sizeof rep.metrics, "%s",
+                  hgp_exporter_url (self->exporter));
+    if (hgp_actors_list (self->table, self->now, &rep)
+    ||  hgp_announced_list (self->announced, self->now, &rep)) {
+        hgp_reply_clear (&rep);
         hgp_error_t err;
         hgp_error_set (&err, HGP_STATUS_INTERNAL, "internal", "out of memory");
         s_client_error (self, ident, size, batched, id, &err);
@@ -609,10 +630,20 @@ s_client_request (hgp_broker_t *self, const uint8_t *ident, size_t ident_size,
         hgp_request_clear (req);
         return;
     }
-    if (req->op == HGP_OP_PING || req->op == HGP_OP_ACTORS) {
+    if (req->op == HGP_OP_PING || req->op == HGP_OP_ACTORS
+    ||  req->op == HGP_OP_ANNOUNCE) {
         self->stats.local++;
         if (req->op == HGP_OP_ACTORS)
             s_client_actors (self, ident, ident_size, batched, req->id);
+        else
+        if (req->op == HGP_OP_ANNOUNCE
+        &&  hgp_announced_heard (self->announced, req->role, req->metrics,
+                                 self->now)) {
+            self->stats.busy++;
+            hgp_error_set (&err, HGP_STATUS_UNAVAILABLE, "busy",
+                           "%d processes announced already", HGP_PROCESSES_MAX);
+            s_client_error (self, ident, ident_size, batched, req->id, &err);
+        }
         else {
             hgp_reply_t rep;
             hgp_reply_init (&rep);
@@ -759,13 +790,106 @@ s_entry_expire (hgp_entry_t *e, void *arg)
         hgp_entries_move (self->entries, e, HGP_ENTRY_ORPHAN);
 }
 
+/*  --------------------------------------------------------------------
+ *  Metrics (broker/metrics): what the summary line says, as series
+ */
+
+static void
+s_metrics_declare (hgp_broker_t *self)
+{
+    hgp_prom_t *p = self->prom;
+    s_series_t *m = &self->series;
+    const hgp_prom_type_t C = HGP_PROM_COUNTER, G = HGP_PROM_GAUGE;
+    m->requests = hgp_prom_declare (p, C, "hgp_broker_requests_total", "",
+        "Client requests received (each element of a batch counts).", 1);
+    m->replies = hgp_prom_declare (p, C, "hgp_broker_replies_total", "",
+        "Actor replies forwarded to clients.", 1);
+    const char *answers = "hgp_broker_answers_total";
+    const char *help = "Requests the broker answered itself, by code: local"
+        " (ping, actors, announce), invalid (400/404/413), busy and no_actor"
+        " (503), timeout (504).";
+    m->local = hgp_prom_declare (p, C, answers, "code=\"local\"", help, 1);
+    m->invalid = hgp_prom_declare (p, C, answers, "code=\"invalid\"", help, 1);
+    m->busy = hgp_prom_declare (p, C, answers, "code=\"busy\"", help, 1);
+    m->no_actor = hgp_prom_declare (p, C, answers, "code=\"no_actor\"", help, 1);
+    m->timeouts = hgp_prom_declare (p, C, answers, "code=\"timeout\"", help, 1);
+    m->rerouted = hgp_prom_declare (p, C, "hgp_broker_rerouted_total", "",
+        "Requests moved off a dead actor to another (re-dispatches).", 1);
+    m->late = hgp_prom_declare (p, C, "hgp_broker_late_replies_total", "",
+        "Replies for requests already answered (504) or unknown.", 1);
+    m->undeliverable = hgp_prom_declare (p, C,
+        "hgp_broker_undeliverable_total", "",
+        "Answers a client was gone for or could not take.", 1);
+    m->joins = hgp_prom_declare (p, C, "hgp_broker_actor_joins_total", "",
+        "READYs accepted.", 1);
+    m->leaves = hgp_prom_declare (p, C, "hgp_broker_actor_leaves_total", "",
+        "Actors removed (dead, silent, replaced).", 1);
+    const char *actors = "hgp_broker_actors";
+    help = "Live actors this broker routes to, by service.";
+    m->counters = hgp_prom_declare (p, G, actors, "service=\"counter\"",
+                                    help, 1);
+    m->analytics = hgp_prom_declare (p, G, actors, "service=\"analytics\"",
+                                     help, 1);
+    m->queued = hgp_prom_declare (p, G, "hgp_broker_queued_requests", "",
+        "Requests waiting in the broker for an actor's capacity.", 1);
+    m->inflight = hgp_prom_declare (p, G, "hgp_broker_inflight_requests", "",
+        "Requests sent to actors and not answered yet.", 1);
+    m->held = hgp_prom_declare (p, G, "hgp_broker_held_requests", "",
+        "Requests the broker holds in all (queued, in flight, orphaned).", 1);
+    m->bytes = hgp_prom_declare (p, G, "hgp_broker_held_bytes", "",
+        "Bytes of the requests held (broker/queue_bytes bounds it).", 1);
+    m->announced = hgp_prom_declare (p, G, "hgp_broker_announced_processes",
+        "", "Processes that announced their metrics URL (not actors).", 1);
+}
+
+static void
+s_metrics_publish (hgp_broker_t *self)
+{
+    hgp_prom_t *p = self->prom;
+    const s_series_t *m = &self->series;
+    const s_stats_t *st = &self->stats;
+    hgp_prom_set (p, m->requests, (int64_t) st->requests);
+    hgp_prom_set (p, m->replies, (int64_t) st->replies);
+    hgp_prom_set (p, m->local, (int64_t) st->local);
+    hgp_prom_set (p, m->invalid, (int64_t) st->invalid);
+    hgp_prom_set (p, m->busy, (int64_t) st->busy);
+    hgp_prom_set (p, m->no_actor, (int64_t) st->no_actor);
+    hgp_prom_set (p, m->timeouts, (int64_t) st->timeouts);
+    hgp_prom_set (p, m->rerouted, (int64_t) st->rerouted);
+    hgp_prom_set (p, m->late, (int64_t) st->late);
+    hgp_prom_set (p, m->undeliverable, (int64_t) st->undeliverable);
+    hgp_prom_set (p, m->joins, (int64_t) st->joins);
+    hgp_prom_set (p, m->leaves, (int64_t) st->leaves);
+    int64_t counters = 0, analytics = 0, queued = 0, inflight = 0;
+    for (size_t i = 0; i < hgp_actors_size (self->table); i++) {
+        hgp_actor_t *a = hgp_actors_at (self->table, i);
+        if (a->dead)
+            continue;
+        counters += streq (a->service, "counter");
+        analytics += streq (a->service, "analytics");
+        queued += a->queue.size;
+        inflight += a->inflight.size;
+    }
+    hgp_prom_set (p, m->counters, counters);
+    hgp_prom_set (p, m->analytics, analytics);
+    hgp_prom_set (p, m->queued, queued);
+    hgp_prom_set (p, m->inflight, inflight);
+    hgp_prom_set (p, m->held, (int64_t) hgp_entries_size (self->entries));
+    hgp_prom_set (p, m->bytes, (int64_t) hgp_entries_held (self->entries));
+    hgp_announced_expire (self->announced, self->now);
+    hgp_prom_set (p, m->announced,
+                  (int64_t) hgp_announced_size (self->announced));
+}
+
 static void
 s_timers (hgp_broker_t *self)
 {
     hgp_entries_expire (self->entries, self->now, s_entry_expire, self);
     bool beat = self->now >= self->next_heartbeat;
-    if (beat)
+    if (beat) {
         self->next_heartbeat = self->now + self->interval;
+        s_metrics_publish (self);
+    }
     for (size_t i = 0; i < hgp_actors_size (self->table); i++) {
         hgp_actor_t *a = hgp_actors_at (self->table, i);
         if (self->now - a->last_heard > self->expiry) {
@@ -981,7 +1105,15 @@ hgp_broker_new (hgp_config_t *config, char **error_p)
     self->now = zclock_mono ();
     self->table = hgp_actors_new ();
     self->entries = hgp_entries_new (self->now);
-    assert (self->table && self->entries);
+    self->announced = hgp_announced_new ();
+    self->prom = hgp_prom_new ("broker");
+    assert (self->table && self->entries && self->announced && self->prom);
+    s_metrics_declare (self);
+    self->exporter = hgp_exporter_new (config, "broker", self->prom, &error);
+    if (error) {
+        hgp_broker_destroy (&self);
+        goto fail;
+    }
     self->next_timer = self->now + TIMER_MS;
     self->next_heartbeat = self->now + self->interval;
 
@@ -1027,6 +1159,9 @@ hgp_broker_destroy (hgp_broker_t **self_p)
     hgp_broker_t *self = *self_p;
     if (!self)
         return;
+    hgp_exporter_destroy (&self->exporter);
+    hgp_prom_destroy (&self->prom);
+    hgp_announced_destroy (&self->announced);
     hgp_actors_destroy (&self->table);
     hgp_entries_destroy (&self->entries);
     hgp_request_clear (&self->req);

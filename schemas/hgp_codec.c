@@ -73,19 +73,19 @@ hgp_error_set (hgp_error_t *err, uint16_t status, const char *code,
 }
 
 static const char *s_op_names [] = {
-    "", "incr", "get", "mget", "ping", "actors", "top", "stats"
+    "", "incr", "get", "mget", "ping", "actors", "top", "stats", "announce"
 };
 
 const char *
 hgp_op_name (hgp_op_t op)
 {
-    return (op > HGP_OP_NONE && op <= HGP_OP_STATS) ? s_op_names [op] : "";
+    return (op > HGP_OP_NONE && op <= HGP_OP_ANNOUNCE) ? s_op_names [op] : "";
 }
 
 hgp_op_t
 hgp_op_from_name (const char *name)
 {
-    for (int op = HGP_OP_INCR; op <= HGP_OP_STATS; op++)
+    for (int op = HGP_OP_INCR; op <= HGP_OP_ANNOUNCE; op++)
         if (strcmp (name, s_op_names [op]) == 0)
             return (hgp_op_t) op;
     return HGP_OP_NONE;
@@ -123,6 +123,19 @@ hgp_id_valid (const char *s, size_t len)
         ||    c == '.' || c == ':'))
             return false;
     }
+    return true;
+}
+
+bool
+hgp_url_valid (const char *s, size_t len)
+{
+    size_t head = len >= 7 && memcmp (s, "http://", 7) == 0 ? 7
+                : len >= 8 && memcmp (s, "https://", 8) == 0 ? 8 : 0;
+    if (head == 0 || len == head || len > HGP_URL_MAX)
+        return false;
+    for (size_t i = head; i < len; i++)
+        if (s [i] <= ' ' || s [i] > '~' || s [i] == '"' || s [i] == '\\')
+            return false;
     return true;
 }
 
@@ -268,6 +281,23 @@ s_id (s_cur_t *cur, char *out, const char *what)
     if (!hgp_id_valid (s, len))
         return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "invalid",
             "%s must be 1-%d bytes of A-Z a-z 0-9 _ - . :", what, HGP_ID_MAX);
+    memcpy (out, s, len);
+    out [len] = 0;
+    return 0;
+}
+
+/*  A str that must be a metrics URL; copied, terminated, into out */
+static int
+s_url (s_cur_t *cur, char *out, const char *what)
+{
+    const char *s;
+    uint32_t len;
+    if (s_str (cur, &s, &len, what))
+        return -1;
+    if (!hgp_url_valid (s, len))
+        return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "invalid",
+            "%s must be an http:// or https:// URL of at most %d bytes",
+            what, HGP_URL_MAX);
     memcpy (out, s, len);
     out [len] = 0;
     return 0;
@@ -555,11 +585,11 @@ s_finish (s_cur_t *cur)
 
 enum {
     RQ_OP, RQ_ID, RQ_TIMEOUT, RQ_TRACE, RQ_RESOURCE, RQ_TYPE, RQ_DELTA,
-    RQ_USER, RQ_KEYS, RQ_WINDOW, RQ_LIMIT, RQ_COUNT
+    RQ_USER, RQ_KEYS, RQ_WINDOW, RQ_LIMIT, RQ_ROLE, RQ_METRICS, RQ_COUNT
 };
 static const char *const s_request_keys [RQ_COUNT] = {
     "op", "id", "timeout_ms", "trace", "resource_id", "counter_type",
-    "delta", "user_id", "keys", "window", "limit"
+    "delta", "user_id", "keys", "window", "limit", "role", "metrics"
 };
 
 /*  Which keys each op takes (bitmask over RQ_*) */
@@ -581,6 +611,8 @@ s_allowed (hgp_op_t op)
             return COMMON | BIT (RQ_TYPE) | BIT (RQ_WINDOW) | BIT (RQ_LIMIT);
         case HGP_OP_STATS:
             return COMMON | BIT (RQ_RESOURCE) | BIT (RQ_TYPE);
+        case HGP_OP_ANNOUNCE:
+            return COMMON | BIT (RQ_ROLE) | BIT (RQ_METRICS);
         default:
             return COMMON;
     }
@@ -601,6 +633,8 @@ s_required (hgp_op_t op)
             return base | BIT (RQ_TYPE);
         case HGP_OP_STATS:
             return base | BIT (RQ_RESOURCE) | BIT (RQ_TYPE);
+        case HGP_OP_ANNOUNCE:
+            return base | BIT (RQ_ROLE) | BIT (RQ_METRICS);
         default:
             return base;
     }
@@ -657,7 +691,7 @@ s_request_field (s_cur_t *cur, hgp_request_t *req, int key)
         case RQ_OP:
             if (s_str (cur, &s, &len, "op"))
                 return -1;
-            char name [12] = "";
+            char name [16] = "";
             if (len < sizeof name) {
                 memcpy (name, s, len);
                 name [len] = 0;
@@ -667,7 +701,7 @@ s_request_field (s_cur_t *cur, hgp_request_t *req, int key)
                 return hgp_error_set (cur->err, HGP_STATUS_NOT_FOUND,
                     "unknown_op",
                     "op must be one of incr, get, mget, ping, actors, top,"
-                    " stats");
+                    " stats, announce");
             return 0;
         case RQ_ID:
             return s_id (cur, req->id, "id");
@@ -700,6 +734,10 @@ s_request_field (s_cur_t *cur, hgp_request_t *req, int key)
                 return -1;
             req->limit = (uint32_t) u;
             return 0;
+        case RQ_ROLE:
+            return s_id (cur, req->role, "role");
+        case RQ_METRICS:
+            return s_url (cur, req->metrics, "metrics");
     }
     assert (false);
     return -1;
@@ -789,7 +827,11 @@ hgp_request_encode (const hgp_request_t *req, hgp_buf_t *buf)
     bool keyed = incr || req->op == HGP_OP_GET || req->op == HGP_OP_STATS;
     bool mget = req->op == HGP_OP_MGET;
     bool top = req->op == HGP_OP_TOP;
+    bool announce = req->op == HGP_OP_ANNOUNCE;
     if (mget && (req->nkeys < 1 || req->nkeys > HGP_MGET_MAX))
+        return -1;
+    if (announce && (!hgp_id_valid (req->role, strlen (req->role))
+                 ||  !hgp_url_valid (req->metrics, strlen (req->metrics))))
         return -1;
     if (incr && req->delta == 0)
         return -1;
@@ -798,7 +840,7 @@ hgp_request_encode (const hgp_request_t *req, hgp_buf_t *buf)
         return -1;
     size_t count = 3 + (req->trace [0] ? 1 : 0) + (keyed ? 2 : 0)
                  + (incr ? 1 : 0) + (incr && req->user_id [0] ? 1 : 0)
-                 + (mget ? 1 : 0) + (top ? 3 : 0);
+                 + (mget ? 1 : 0) + (top ? 3 : 0) + (announce ? 2 : 0);
     msgpack_packer pk;
     msgpack_packer_init (&pk, buf, s_buf_write);
     msgpack_pack_map (&pk, count);
@@ -840,6 +882,12 @@ hgp_request_encode (const hgp_request_t *req, hgp_buf_t *buf)
         s_pack_str (&pk, "limit");
         msgpack_pack_uint32 (&pk, req->limit);
     }
+    if (announce) {
+        s_pack_str (&pk, "role");
+        s_pack_str (&pk, req->role);
+        s_pack_str (&pk, "metrics");
+        s_pack_str (&pk, req->metrics);
+    }
     return 0;
 }
 
@@ -859,6 +907,7 @@ hgp_reply_clear (hgp_reply_t *rep)
 {
     free (rep->values);
     free (rep->actors);
+    free (rep->processes);
     free (rep->ranking);
     free (rep->buckets);
     hgp_reply_init (rep);
@@ -878,7 +927,7 @@ s_pack_error (msgpack_packer *pk, const hgp_error_t *error)
 static void
 s_pack_actor (msgpack_packer *pk, const hgp_actor_info_t *a)
 {
-    msgpack_pack_map (pk, 7);
+    msgpack_pack_map (pk, a->metrics [0] ? 8 : 7);
     s_pack_str (pk, "service");   s_pack_str (pk, a->service);
     s_pack_str (pk, "actor_id");  s_pack_str (pk, a->actor_id);
     s_pack_str (pk, "capacity");  msgpack_pack_uint32 (pk, a->capacity);
@@ -886,6 +935,19 @@ s_pack_actor (msgpack_packer *pk, const hgp_actor_info_t *a)
     s_pack_str (pk, "queued");    msgpack_pack_uint32 (pk, a->queued);
     s_pack_str (pk, "idle_ms");   msgpack_pack_uint32 (pk, a->idle_ms);
     s_pack_str (pk, "served");    msgpack_pack_uint64 (pk, a->served);
+    if (a->metrics [0]) {
+        s_pack_str (pk, "metrics");
+        s_pack_str (pk, a->metrics);
+    }
+}
+
+static void
+s_pack_process (msgpack_packer *pk, const hgp_process_info_t *p)
+{
+    msgpack_pack_map (pk, 3);
+    s_pack_str (pk, "role");      s_pack_str (pk, p->role);
+    s_pack_str (pk, "metrics");   s_pack_str (pk, p->metrics);
+    s_pack_str (pk, "idle_ms");   msgpack_pack_uint32 (pk, p->idle_ms);
 }
 
 int
@@ -894,15 +956,19 @@ hgp_reply_encode (const hgp_reply_t *rep, hgp_buf_t *buf)
     if (rep->error.status != HGP_STATUS_OK)
         return hgp_reply_encode_error (rep->id, &rep->error, buf);
     if (rep->nactors > HGP_ACTORS_MAX || rep->nvalues > HGP_MGET_MAX
+    ||  rep->nprocesses > HGP_PROCESSES_MAX
     ||  rep->nranking > HGP_LIMIT_MAX || rep->nbuckets > HGP_MINUTES_MAX)
         return -1;
     bool values = rep->values != NULL;
     bool actors = rep->actors != NULL;
+    bool processes = rep->processes != NULL;
+    bool metrics = rep->metrics [0] != 0;
     bool ranking = rep->ranking != NULL;
     if (ranking && !*hgp_window_name (rep->window))
         return -1;
     size_t count = 2 + (rep->has_value ? 1 : 0) + (rep->replayed ? 1 : 0)
                  + (values ? 1 : 0) + (actors ? 1 : 0) + (ranking ? 2 : 0)
+                 + (processes ? 1 : 0) + (metrics ? 1 : 0)
                  + (rep->has_stats ? 4 : 0);
     msgpack_packer pk;
     msgpack_packer_init (&pk, buf, s_buf_write);
@@ -930,6 +996,16 @@ hgp_reply_encode (const hgp_reply_t *rep, hgp_buf_t *buf)
         msgpack_pack_array (&pk, rep->nactors);
         for (size_t i = 0; i < rep->nactors; i++)
             s_pack_actor (&pk, &rep->actors [i]);
+    }
+    if (processes) {
+        s_pack_str (&pk, "processes");
+        msgpack_pack_array (&pk, rep->nprocesses);
+        for (size_t i = 0; i < rep->nprocesses; i++)
+            s_pack_process (&pk, &rep->processes [i]);
+    }
+    if (metrics) {
+        s_pack_str (&pk, "metrics");
+        s_pack_str (&pk, rep->metrics);
     }
     if (ranking) {
         //  Counts are exact integers; the trending score is a float
@@ -992,11 +1068,12 @@ hgp_reply_encode_error (const char *id, const hgp_error_t *error,
 enum {
     RP_ID, RP_STATUS, RP_ERROR, RP_VALUE, RP_REPLAYED, RP_VALUES, RP_ACTORS,
     RP_WINDOW, RP_RANKING, RP_TOTAL, RP_TRENDING, RP_BUCKET_MS, RP_BUCKETS,
-    RP_COUNT
+    RP_PROCESSES, RP_METRICS, RP_COUNT
 };
 static const char *const s_reply_keys [RP_COUNT] = {
     "id", "status", "error", "value", "replayed", "values", "actors",
-    "window", "ranking", "total", "trending", "bucket_ms", "buckets"
+    "window", "ranking", "total", "trending", "bucket_ms", "buckets",
+    "processes", "metrics"
 };
 
 /*  A 2-element array; -1 unless it is one */
@@ -1061,10 +1138,10 @@ s_buckets (s_cur_t *cur, hgp_reply_t *rep)
 }
 
 enum { AC_SERVICE, AC_ID, AC_CAPACITY, AC_INFLIGHT, AC_QUEUED, AC_IDLE,
-       AC_SERVED, AC_COUNT };
+       AC_SERVED, AC_METRICS, AC_COUNT };
 static const char *const s_actor_keys [AC_COUNT] = {
     "service", "actor_id", "capacity", "inflight", "queued", "idle_ms",
-    "served"
+    "served", "metrics"
 };
 
 static int
@@ -1080,6 +1157,7 @@ s_actor (s_cur_t *cur, hgp_actor_info_t *a)
         switch (key) {
             case AC_SERVICE: rc = s_id (cur, a->service, "service"); break;
             case AC_ID:      rc = s_id (cur, a->actor_id, "actor_id"); break;
+            case AC_METRICS: rc = s_url (cur, a->metrics, "metrics"); break;
             case AC_SERVED:
                 rc = s_uint (cur, INT64_MAX, &u, "served");
                 a->served = u;
@@ -1098,6 +1176,30 @@ s_actor (s_cur_t *cur, hgp_actor_info_t *a)
     if (!(seen & BIT (AC_SERVICE)) || !(seen & BIT (AC_ID)))
         return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "invalid",
                               "actors entry needs service and actor_id");
+    return 0;
+}
+
+static int
+s_process (s_cur_t *cur, hgp_process_info_t *p)
+{
+    static const char *const names [] = { "role", "metrics", "idle_ms" };
+    uint32_t n, seen = 0;
+    uint64_t u;
+    if (s_map (cur, &n, "processes entry"))
+        return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        int key = s_key (cur, names, 3, &seen);
+        if (key < 0
+        || (key == 0 && s_id (cur, p->role, "processes[].role"))
+        || (key == 1 && s_url (cur, p->metrics, "processes[].metrics"))
+        || (key == 2 && s_uint (cur, UINT32_MAX, &u, "processes[].idle_ms")))
+            return -1;
+        if (key == 2)
+            p->idle_ms = (uint32_t) u;
+    }
+    if ((seen & 3) != 3)
+        return hgp_error_set (cur->err, HGP_STATUS_BAD_REQUEST, "invalid",
+                              "processes entry needs role and metrics");
     return 0;
 }
 
@@ -1183,6 +1285,19 @@ s_reply_field (s_cur_t *cur, hgp_reply_t *rep, int key)
             return 0;
         case RP_BUCKETS:
             return s_buckets (cur, rep);
+        case RP_PROCESSES:
+            if (s_list (cur, "processes", HGP_PROCESSES_MAX,
+                        sizeof (hgp_process_info_t), (void **) &rep->processes,
+                        &n))
+                return -1;
+            for (uint32_t i = 0; i < n; i++) {
+                if (s_process (cur, &rep->processes [i]))
+                    return -1;
+                rep->nprocesses = i + 1;
+            }
+            return 0;
+        case RP_METRICS:
+            return s_url (cur, rep->metrics, "metrics");
     }
     assert (false);
     return -1;
@@ -1410,11 +1525,14 @@ hgp_ready_encode (const hgp_ready_t *ready, hgp_buf_t *buf)
     if (!hgp_id_valid (ready->service, strlen (ready->service))
     ||  !hgp_id_valid (ready->actor_id, strlen (ready->actor_id))
     ||  !s_cluster_valid (ready->cluster, strlen (ready->cluster))
-    ||  ready->capacity < 1 || ready->capacity > 65535)
+    ||  ready->capacity < 1 || ready->capacity > 65535
+    ||  (ready->metrics [0]
+         && !hgp_url_valid (ready->metrics, strlen (ready->metrics))))
         return -1;
     msgpack_packer pk;
     msgpack_packer_init (&pk, buf, s_buf_write);
-    msgpack_pack_map (&pk, ready->batch ? 5 : 4);
+    msgpack_pack_map (&pk, 4 + (ready->batch ? 1 : 0)
+                           + (ready->metrics [0] ? 1 : 0));
     s_pack_str (&pk, "service");
     s_pack_str (&pk, ready->service);
     s_pack_str (&pk, "actor_id");
@@ -1427,6 +1545,10 @@ hgp_ready_encode (const hgp_ready_t *ready, hgp_buf_t *buf)
         s_pack_str (&pk, "batch");
         msgpack_pack_true (&pk);
     }
+    if (ready->metrics [0]) {
+        s_pack_str (&pk, "metrics");
+        s_pack_str (&pk, ready->metrics);
+    }
     return 0;
 }
 
@@ -1435,7 +1557,7 @@ hgp_ready_decode (hgp_ready_t *ready, const uint8_t *data, size_t size,
                   hgp_error_t *err)
 {
     static const char *const names [] = {
-        "service", "actor_id", "capacity", "cluster", "batch" };
+        "service", "actor_id", "capacity", "cluster", "batch", "metrics" };
     memset (ready, 0, sizeof *ready);
     s_cur_t cur;
     if (s_begin (&cur, data, size, err))
@@ -1445,13 +1567,14 @@ hgp_ready_decode (hgp_ready_t *ready, const uint8_t *data, size_t size,
     if (s_map (&cur, &n, "READY body"))
         return -1;
     for (uint32_t i = 0; i < n; i++) {
-        int key = s_key (&cur, names, 5, &seen);
+        int key = s_key (&cur, names, 6, &seen);
         if (key < 0
         || (key == 0 && s_id (&cur, ready->service, "service"))
         || (key == 1 && s_id (&cur, ready->actor_id, "actor_id"))
         || (key == 2 && s_uint (&cur, 65535, &u, "capacity"))
         || (key == 3 && s_cluster (&cur, ready->cluster))
-        || (key == 4 && s_bool (&cur, &ready->batch, "batch")))
+        || (key == 4 && s_bool (&cur, &ready->batch, "batch"))
+        || (key == 5 && s_url (&cur, ready->metrics, "metrics")))
             return -1;
         if (key == 2)
             ready->capacity = (uint32_t) u;

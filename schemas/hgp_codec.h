@@ -52,6 +52,8 @@ extern "C" {
 #define HGP_LIMIT_MAX       1000        /* entries in a top ranking */
 #define HGP_LIMIT_DEFAULT   10          /* ... when limit is absent */
 #define HGP_MINUTES_MAX     1440        /* buckets in a stats reply */
+#define HGP_URL_MAX         128         /* bytes of a metrics URL */
+#define HGP_PROCESSES_MAX   256         /* announced processes per broker */
 
 /*  Actor protocol commands (second frame, one byte) */
 #define HGP_CMD_READY       0x01
@@ -80,7 +82,8 @@ typedef enum {
     HGP_OP_PING,                /* broker: liveness of the bus itself */
     HGP_OP_ACTORS,              /* broker: what the broker sees       */
     HGP_OP_TOP,                 /* analytics: a ranking of resources  */
-    HGP_OP_STATS                /* analytics: one resource over time  */
+    HGP_OP_STATS,               /* analytics: one resource over time  */
+    HGP_OP_ANNOUNCE             /* broker: a process's metrics URL    */
 } hgp_op_t;
 
 /*  Which ranking a top request asks for */
@@ -116,6 +119,8 @@ typedef struct {
     hgp_key_t *keys;                    /* mget, owned, nkeys entries       */
     hgp_window_t window;                /* top, HGP_WINDOW_ALL by default   */
     uint32_t limit;                     /* top, 1..1000, 10 by default      */
+    char role [HGP_ID_MAX + 1];         /* announce: e.g. "gateway"         */
+    char metrics [HGP_URL_MAX + 1];     /* announce: its metrics URL        */
 } hgp_request_t;
 
 /*  One row of an actors reply */
@@ -127,7 +132,15 @@ typedef struct {
     uint32_t queued;                    /* requests waiting in the broker   */
     uint32_t idle_ms;                   /* ms since the broker heard it     */
     uint64_t served;                    /* replies it has sent              */
+    char metrics [HGP_URL_MAX + 1];     /* its metrics URL, "" if none      */
 } hgp_actor_info_t;
+
+/*  One announced process of an actors reply (announce, PROTOCOL.md 4.5) */
+typedef struct {
+    char role [HGP_ID_MAX + 1];         /* e.g. "gateway", "kafka"          */
+    char metrics [HGP_URL_MAX + 1];     /* its metrics URL                  */
+    uint32_t idle_ms;                   /* ms since its last announce       */
+} hgp_process_info_t;
 
 /*  One row of a top reply. count is the score of the count windows;
     score is the trending score (and count as a double elsewhere). */
@@ -153,6 +166,9 @@ typedef struct {
     int64_t *values;                    /* mget, owned, in request order    */
     size_t nactors;                     /* actors                           */
     hgp_actor_info_t *actors;           /* actors, owned                    */
+    char metrics [HGP_URL_MAX + 1];     /* actors: the broker's own, or ""  */
+    size_t nprocesses;                  /* actors: announced processes      */
+    hgp_process_info_t *processes;      /* actors, owned                    */
     hgp_window_t window;                /* top: the ranking's window        */
     size_t nranking;                    /* top                              */
     hgp_rank_t *ranking;                /* top, owned, best first           */
@@ -187,6 +203,7 @@ typedef struct {
     uint32_t capacity;
     char cluster [HGP_CLUSTER_NAME_MAX + 1];    /* bus/cluster of the actor */
     bool batch;                         /* it takes REQUESTS (optional key) */
+    char metrics [HGP_URL_MAX + 1];     /* its metrics URL (optional key)   */
 } hgp_ready_t;
 
 /*  Batches (PROTOCOL.md 5.1): REQUESTS and REPLIES carry, in one frame,
@@ -260,6 +277,10 @@ int hgp_window_from_name (const char *name, hgp_window_t *window);
 
 /*  Is s (length len) a valid id: 1..128 bytes of [A-Za-z0-9_.:-]? */
 bool hgp_id_valid (const char *s, size_t len);
+
+/*  Is s a metrics URL: http:// or https://, then 1..HGP_URL_MAX bytes in
+    all of visible ASCII (no spaces, no quotes or backslashes)? */
+bool hgp_url_valid (const char *s, size_t len);
 
 /*  Fill an error. Returns -1 so decoders can `return hgp_error_set (...)` */
 int hgp_error_set (hgp_error_t *err, uint16_t status, const char *code,
