@@ -14,8 +14,7 @@
 
 #include "hgp_codec.h"
 
-#define HGP_ANNOUNCE_MS         2000    /* between a process's announces   */
-#define HGP_ANNOUNCE_TTL_MS     10000   /* forgotten after this silence    */
+/*  HGP_ANNOUNCE_MS and HGP_ANNOUNCE_TTL_MS are the protocol's (codec) */
 
 typedef struct _hgp_announced_t hgp_announced_t;
 

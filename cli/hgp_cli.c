@@ -635,6 +635,17 @@ static const hgp_cli_command_t s_commands [] = {
       "sent through that broker), then a line per service. Exits 3 (or 1)\n"
       "when a broker did not answer, after printing what the others said.\n",
       hgp_cli_actors },
+    { "targets", "",
+      "print a Prometheus file_sd target list of every process",
+      "Asks every known broker (as actors does) where the metrics of the\n"
+      "processes it sees are: itself, its actors (from their READY) and the\n"
+      "processes that announced themselves (gateways, hgp-kafka-mock), and\n"
+      "prints them as a Prometheus file_sd list, grouped by role (label\n"
+      "role: broker, counter, analytics, gateway, kafka; job \"hgp\"). Write\n"
+      "it where configs/prometheus.yml's file_sd_configs look, e.g.\n"
+      "  bin/hgp targets > var/targets.json\n"
+      "and run it again as processes come and go. Exits as actors does.\n",
+      hgp_cli_targets },
     { "top", "TYPE [--window all|1h|24h|trending] [--limit N]",
       "print the resources of TYPE with the biggest counts",
       "Prints \"RANK RESOURCE COUNT\" lines, best first, from the analytics\n"

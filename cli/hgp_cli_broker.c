@@ -150,6 +150,8 @@ s_json_actor (const hgp_actor_info_t *a, const char *broker_id)
                               "served", hgp_cli_json_uint (a->served));
     json_object_update (obj, rest);
     json_decref (rest);
+    if (a->metrics [0])
+        json_object_set_new (obj, "metrics", hgp_cli_json_text (a->metrics));
     return obj;
 }
 
@@ -171,6 +173,15 @@ s_json_broker (const hgp_client_broker_t *b, const hgp_reply_t *rep)
     for (size_t j = 0; j < rep->nactors; j++)
         json_array_append_new (actors, s_json_actor (&rep->actors [j], NULL));
     json_object_set_new (obj, "actors", actors);
+    if (rep->metrics [0])
+        json_object_set_new (obj, "metrics", hgp_cli_json_text (rep->metrics));
+    json_t *processes = json_array ();
+    for (size_t j = 0; j < rep->nprocesses; j++)
+        json_array_append_new (processes, json_pack ("{s:o,s:o,s:I}",
+            "role", hgp_cli_json_text (rep->processes [j].role),
+            "metrics", hgp_cli_json_text (rep->processes [j].metrics),
+            "idle_ms", (json_int_t) rep->processes [j].idle_ms));
+    json_object_set_new (obj, "processes", processes);
     return obj;
 }
 
@@ -284,18 +295,16 @@ s_actors_print_services (const s_census_t *self)
 //  What every broker sees: its own liveness (from our discovery) and its
 //  actors (from its actors listing). One listing per broker, because each
 //  broker has its own view: an actor joins each broker on its own.
-int
-hgp_cli_actors (hgp_cli_t *app, int argc, char *argv [])
+static s_census_t *
+s_census_take (hgp_cli_t *app, int *rc_p)
 {
-    int rc;
-    if ((rc = s_no_arguments (app, argc, argv)) || (rc = hgp_cli_connect (app)))
-        return rc;
+    int rc = *rc_p;
     s_census_t *census = (s_census_t *) calloc (1, sizeof (s_census_t));
     assert (census);
-    census->brokers = s_brokers (app, &census->nbrokers, &rc);
+    census->brokers = s_brokers (app, &census->nbrokers, rc_p);
     if (!census->brokers) {
         free (census);
-        return rc;
+        return NULL;
     }
     census->reps = (hgp_reply_t *) calloc (census->nbrokers,
                                            sizeof (hgp_reply_t));
@@ -316,6 +325,33 @@ hgp_cli_actors (hgp_cli_t *app, int argc, char *argv [])
         }
     }
     s_census_count (census);
+    *rc_p = rc;
+    return census;
+}
+
+static void
+s_census_destroy (s_census_t **self_p)
+{
+    s_census_t *census = *self_p;
+    if (!census)
+        return;
+    for (size_t i = 0; i < census->nbrokers; i++)
+        hgp_reply_clear (&census->reps [i]);
+    free (census->reps);
+    free (census->brokers);
+    free (census);
+    *self_p = NULL;
+}
+
+int
+hgp_cli_actors (hgp_cli_t *app, int argc, char *argv [])
+{
+    int rc;
+    if ((rc = s_no_arguments (app, argc, argv)) || (rc = hgp_cli_connect (app)))
+        return rc;
+    s_census_t *census = s_census_take (app, &rc);
+    if (!census)
+        return rc;
     if (app->json)
         s_actors_json (census);
     else {
@@ -323,10 +359,79 @@ hgp_cli_actors (hgp_cli_t *app, int argc, char *argv [])
         s_actors_print_actors (census);
         s_actors_print_services (census);
     }
-    for (size_t i = 0; i < census->nbrokers; i++)
-        hgp_reply_clear (&census->reps [i]);
-    free (census->reps);
-    free (census->brokers);
-    free (census);
+    s_census_destroy (&census);
+    return rc;
+}
+
+
+//  --------------------------------------------------------------------------
+//  targets: a Prometheus file_sd list of every process the brokers see
+
+//  Add url under role to groups (one group per role and URL scheme and
+//  path, each URL once)
+static void
+s_target_add (json_t *groups, const char *role, const char *url)
+{
+    const char *scheme = strncmp (url, "https://", 8) == 0 ? "https" : "http";
+    const char *host = url + strlen (scheme) + 3;
+    const char *slash = strchr (host, '/');
+    char hostport [HGP_URL_MAX + 1];
+    snprintf (hostport, sizeof hostport, "%.*s",
+              (int) (slash ? slash - host : (ptrdiff_t) strlen (host)), host);
+    const char *path = slash ? slash : "/metrics";
+    size_t i;
+    json_t *group;
+    json_array_foreach (groups, i, group) {
+        json_t *labels = json_object_get (group, "labels");
+        json_t *targets = json_object_get (group, "targets");
+        size_t j;
+        json_t *t;
+        json_array_foreach (targets, j, t)
+            if (streq (json_string_value (t), hostport)
+            &&  streq (json_string_value (json_object_get (labels,
+                                          "__metrics_path__")), path))
+                return;             //  heard from another broker already
+        if (streq (json_string_value (json_object_get (labels, "role")), role)
+        &&  streq (json_string_value (json_object_get (labels, "__scheme__")),
+                   scheme)
+        &&  streq (json_string_value (json_object_get (labels,
+                                      "__metrics_path__")), path)) {
+            json_array_append_new (targets, json_string (hostport));
+            return;
+        }
+    }
+    json_array_append_new (groups, json_pack ("{s:[s],s:{s:s,s:s,s:s,s:s}}",
+        "targets", hostport, "labels", "job", "hgp", "role", role,
+        "__scheme__", scheme, "__metrics_path__", path));
+}
+
+int
+hgp_cli_targets (hgp_cli_t *app, int argc, char *argv [])
+{
+    int rc;
+    if ((rc = s_no_arguments (app, argc, argv)) || (rc = hgp_cli_connect (app)))
+        return rc;
+    s_census_t *census = s_census_take (app, &rc);
+    if (!census)
+        return rc;
+    json_t *groups = json_array ();
+    for (size_t i = 0; i < census->nbrokers; i++) {
+        const hgp_reply_t *r = &census->reps [i];
+        if (r->metrics [0])
+            s_target_add (groups, "broker", r->metrics);
+        for (size_t j = 0; j < r->nactors; j++)
+            if (r->actors [j].metrics [0])
+                s_target_add (groups, r->actors [j].service,
+                              r->actors [j].metrics);
+        for (size_t j = 0; j < r->nprocesses; j++)
+            s_target_add (groups, r->processes [j].role,
+                          r->processes [j].metrics);
+    }
+    char *text = json_dumps (groups, JSON_INDENT (2) | JSON_PRESERVE_ORDER);
+    if (text)
+        printf ("%s\n", text);
+    free (text);
+    json_decref (groups);
+    s_census_destroy (&census);
     return rc;
 }

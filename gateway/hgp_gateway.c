@@ -36,6 +36,9 @@
 #include "hgp_json.h"
 #include "hgp_ratelimit.h"
 #include "hgp_metrics.h"
+#include "hgp_announcer.h"
+#include "hgp_exporter.h"
+#include "hgp_prom.h"
 #include "hgp_process.h"
 #include <jansson.h>
 #include <arpa/inet.h>
@@ -135,6 +138,8 @@ struct _s_loop_t {
 
 struct _hgp_gateway_t {
     hgp_metrics_t *metrics;         /* request counters and histograms      */
+    hgp_prom_t *prom;               /* process_* and build info for them    */
+    hgp_announcer_t *announcer;     /* tells brokers where /metrics is      */
     char *endpoint;                 /* broker client endpoint (static mode) */
     hgp_keys_t *keys;               /* client certificate, shared by loops  */
     zactor_t *discovery;            /* the one discovery actor; NULL: static */
@@ -740,7 +745,11 @@ s_health (s_call_t *call)
 static void
 s_metrics (s_call_t *call)
 {
-    char *text = hgp_metrics_render (call->loop->gateway->metrics);
+    char *ours = hgp_metrics_render (call->loop->gateway->metrics);
+    char *process = hgp_prom_render (call->loop->gateway->prom);
+    char *text = ours && process ? zsys_sprintf ("%s%s", ours, process) : NULL;
+    free (ours);
+    free (process);
     if (!text) {
         s_fail (call, HGP_STATUS_INTERNAL, "internal", "out of memory", NULL);
         return;
@@ -1240,6 +1249,24 @@ s_raise_fd_limit (int connections, int loops)
 }
 
 //  Bind and listen on bind:port (numeric address, IPv4 or IPv6)
+/*  Tell the brokers where our /metrics is (gateway/announce), so `hgp
+    targets` lists this gateway */
+static void
+s_announce (hgp_gateway_t *self, hgp_config_t *config)
+{
+    if (hgp_config_int (config, "gateway/announce", 1, 0, 1) != 1)
+        return;
+    char *name = NULL;
+    const char *host = self->bind;
+    if (streq (host, "0.0.0.0") || streq (host, "*") || streq (host, "::"))
+        host = name = zsys_hostname ();
+    char url [HGP_EXPORTER_URL_MAX];
+    if (host && hgp_exporter_format_url (host, self->port, url,
+                                         sizeof url) == 0)
+        self->announcer = hgp_announcer_new (config, "gateway", url);
+    zstr_free (&name);
+}
+
 static int
 s_listen (hgp_gateway_t *self, int backlog)
 {
@@ -1373,7 +1400,8 @@ hgp_gateway_new (hgp_config_t *config)
     self->http.body_bytes = &self->body_bytes;
     self->http.allow = "GET, HEAD, POST";
     self->metrics = hgp_metrics_new (self->nloops);
-    assert (self->metrics);
+    self->prom = hgp_prom_new ("gateway");
+    assert (self->metrics && self->prom);
     self->ratelimit = hgp_ratelimit_new (config);
     if (hgp_config_error (config)) {
         zsys_error ("%s", hgp_config_error (config));
@@ -1420,6 +1448,7 @@ hgp_gateway_new (hgp_config_t *config)
             hgp_gateway_destroy (&self);
             return NULL;
         }
+    s_announce (self, config);
     zsys_info ("gateway: listening on http://%s:%d, bus at %s; threads=%d "
                "max_in_flight=%d max_connections=%d backlog=%d "
                "keep_alive=%dms header_timeout=%dms body_timeout=%dms "
@@ -1436,6 +1465,10 @@ hgp_gateway_new (hgp_config_t *config)
 void
 hgp_gateway_destroy (hgp_gateway_t **self_p)
 {
+    if (self_p && *self_p) {
+        hgp_announcer_destroy (&(*self_p)->announcer);
+        hgp_prom_destroy (&(*self_p)->prom);
+    }
     assert (self_p);
     hgp_gateway_t *self = *self_p;
     if (!self)

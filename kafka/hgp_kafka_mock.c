@@ -18,8 +18,14 @@
  *  the address is printed on stdout as "HGP_KAFKA_BROKERS=<host:port,...>"
  *  and, with --address-file, also written (atomically) to a file that
  *  scripts and tests wait for.
+ *
+ *  Its process metrics (CPU above all: the mock's cost grows with the log)
+ *  are at kafka/metrics, announced to the brokers as role "kafka" unless
+ *  kafka/announce is 0.
  */
+#include "hgp_announcer.h"
 #include "hgp_config.h"
+#include "hgp_exporter.h"
 #include "hgp_process.h"
 #include <czmq.h>
 #include <librdkafka/rdkafka.h>
@@ -133,6 +139,22 @@ main (int argc, char *argv [])
         }
         zstr_free (&tmp);
     }
+    hgp_prom_t *prom = hgp_prom_new ("kafka-mock");
+    assert (prom);
+    int series = hgp_prom_declare (prom, HGP_PROM_GAUGE,
+        "hgp_kafka_mock_partitions", "", "Partitions of the event topic.", 1);
+    hgp_prom_set (prom, series, partitions);
+    char *error = NULL;
+    hgp_exporter_t *exporter = hgp_exporter_new (config, "kafka", prom,
+                                                 &error);
+    if (error) {
+        zsys_error ("hgp-kafka-mock: no metrics: %s", error);
+        zstr_free (&error);
+    }
+    hgp_announcer_t *announcer = NULL;
+    if (exporter && hgp_config_int (config, "kafka/announce", 1, 0, 1) == 1)
+        announcer = hgp_announcer_new (config, "kafka",
+                                       hgp_exporter_url (exporter));
     printf ("HGP_KAFKA_BROKERS=%s\n", address);
     zsys_info ("hgp-kafka-mock: %d broker(s) at %s, topic %s with %d"
                " partitions; in memory only, lost when this stops",
@@ -142,6 +164,9 @@ main (int argc, char *argv [])
         zclock_sleep (100);
 
     zsys_info ("hgp-kafka-mock: stopping; the log is gone");
+    hgp_announcer_destroy (&announcer);
+    hgp_exporter_destroy (&exporter);
+    hgp_prom_destroy (&prom);
     if (address_file)
         unlink (address_file);
     rd_kafka_mock_cluster_destroy (cluster);

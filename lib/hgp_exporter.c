@@ -270,18 +270,45 @@ s_endpoint (const char *address, char *endpoint, size_t size)
     return n > 0 && (size_t) n < size ? 0 : -1;
 }
 
+//  The setting's value, its path and its variable's name
+static const char *
+s_setting (hgp_config_t *config, const char *section, char *path,
+           size_t path_size, char *env, size_t env_size)
+{
+    snprintf (path, path_size, "%s/metrics", section);
+    hgp_config_env_name (path, env, env_size);
+    return hgp_config_str (config, path, "127.0.0.1:0");
+}
+
+static char *
+s_bad_setting (const char *path, const char *env, const char *address)
+{
+    return zsys_sprintf ("config: %s (%s) is '%s'; want HOST:PORT (port 0:"
+                         " any free one), or empty for none", path, env,
+                         address);
+}
+
+char *
+hgp_exporter_config_check (hgp_config_t *config, const char *section)
+{
+    char path [64], env [96], endpoint [HGP_EXPORTER_URL_MAX];
+    const char *address = s_setting (config, section, path, sizeof path,
+                                     env, sizeof env);
+    if (*address && s_endpoint (address, endpoint, sizeof endpoint))
+        return s_bad_setting (path, env, address);
+    return NULL;
+}
+
 hgp_exporter_t *
 hgp_exporter_new (hgp_config_t *config, const char *section,
                   hgp_prom_t *prom, char **error)
 {
     *error = NULL;
-    char path [64];
-    snprintf (path, sizeof path, "%s/metrics", section);
-    const char *address = hgp_config_str (config, path, "127.0.0.1:0");
+    char path [64], env [96];
+    const char *address = s_setting (config, section, path, sizeof path,
+                                     env, sizeof env);
     if (!*address)
         return NULL;
-    char env [96];
-    hgp_config_env_name (path, env, sizeof env);
     hgp_exporter_t *self = (hgp_exporter_t *) calloc (1, sizeof *self);
     if (!self) {
         *error = strdup ("out of memory");
@@ -290,9 +317,7 @@ hgp_exporter_new (hgp_config_t *config, const char *section,
     self->args.prom = prom;
     if (s_endpoint (address, self->args.endpoint,
                     sizeof self->args.endpoint)) {
-        *error = zsys_sprintf ("config: %s (%s) is '%s'; want HOST:PORT"
-                               " (port 0: any free one), or empty for none",
-                               path, env, address);
+        *error = s_bad_setting (path, env, address);
         free (self);
         return NULL;
     }

@@ -30,6 +30,9 @@ hgp_exporter_t *hgp_exporter_new (hgp_config_t *config, const char *section,
                                   hgp_prom_t *prom, char **error);
 void hgp_exporter_destroy (hgp_exporter_t **self_p);
 
+/*  NULL when `<section>/metrics` is well-formed, else a message to free */
+char *hgp_exporter_config_check (hgp_config_t *config, const char *section);
+
 /*  "http://127.0.0.1:PORT/metrics": where it listens */
 const char *hgp_exporter_url (hgp_exporter_t *self);
 

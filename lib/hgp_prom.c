@@ -154,6 +154,34 @@ hgp_prom_get (hgp_prom_t *self, int series)
 }
 
 
+static const int s_statuses [HGP_PROM_STATUSES - 1] = {
+    200, 400, 404, 409, 413, 500, 503, 504
+};
+
+void
+hgp_prom_declare_statuses (hgp_prom_t *self, const char *name,
+                           const char *help, int *handles)
+{
+    char labels [32];
+    for (int i = 0; i < HGP_PROM_STATUSES; i++) {
+        if (i < HGP_PROM_STATUSES - 1)
+            snprintf (labels, sizeof labels, "status=\"%d\"", s_statuses [i]);
+        else
+            snprintf (labels, sizeof labels, "status=\"other\"");
+        handles [i] = hgp_prom_declare (self, HGP_PROM_COUNTER, name, labels,
+                                        help, 1);
+    }
+}
+
+void
+hgp_prom_count_status (hgp_prom_t *self, const int *handles, int status)
+{
+    int i = 0;
+    while (i < HGP_PROM_STATUSES - 1 && s_statuses [i] != status)
+        i++;
+    hgp_prom_add (self, handles [i], 1);
+}
+
 /*  --------------------------------------------------------------------
  *  Text
  */

@@ -48,6 +48,15 @@ void hgp_prom_add (hgp_prom_t *self, int series, int64_t delta);
 void hgp_prom_set (hgp_prom_t *self, int series, int64_t value);
 int64_t hgp_prom_get (hgp_prom_t *self, int series);
 
+/*  A counter family by reply status (label status="200", ... "504", and
+    "other"): declare it into handles (HGP_PROM_STATUSES of them), then
+    count one reply of a status */
+#define HGP_PROM_STATUSES 9
+void hgp_prom_declare_statuses (hgp_prom_t *self, const char *name,
+                                const char *help, int *handles);
+void hgp_prom_count_status (hgp_prom_t *self, const int *handles,
+                            int status);
+
 /*  The whole exposition, to free; NULL when out of memory. Any thread. */
 char *hgp_prom_render (hgp_prom_t *self);
 

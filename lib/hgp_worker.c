@@ -298,6 +298,13 @@ hgp_worker_config_check (hgp_config_t *config)
     return error;
 }
 
+void
+hgp_worker_set_metrics (hgp_worker_t *self, const char *url)
+{
+    if (url && hgp_url_valid (url, strlen (url)))
+        snprintf (self->ready.metrics, sizeof self->ready.metrics, "%s", url);
+}
+
 hgp_worker_t *
 hgp_worker_new (hgp_config_t *config, const char *service,
                 const char *actor_id, uint32_t capacity, int64_t heartbeat,

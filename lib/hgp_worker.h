@@ -62,6 +62,10 @@ hgp_worker_t *hgp_worker_new (hgp_config_t *config, const char *service,
     once), wait a moment for it to leave, close */
 void hgp_worker_destroy (hgp_worker_t **self_p);
 
+/*  The actor's metrics URL, told in every READY from now on (call it
+    right after _new, before the first link, so every broker hears it) */
+void hgp_worker_set_metrics (hgp_worker_t *self, const char *url);
+
 /*  Put the sockets to poll for input into items (room for
     HGP_WORKER_POLL_MAX); returns how many. Do not read or write them:
     when any is readable, call hgp_worker_recv until it returns 0, then

@@ -54,6 +54,8 @@ extern "C" {
 #define HGP_MINUTES_MAX     1440        /* buckets in a stats reply */
 #define HGP_URL_MAX         128         /* bytes of a metrics URL */
 #define HGP_PROCESSES_MAX   256         /* announced processes per broker */
+#define HGP_ANNOUNCE_MS     2000        /* between a process's announces */
+#define HGP_ANNOUNCE_TTL_MS 10000       /* a broker forgets one this silent */
 
 /*  Actor protocol commands (second frame, one byte) */
 #define HGP_CMD_READY       0x01

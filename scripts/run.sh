@@ -146,6 +146,13 @@ if [ -n "${redis_port:-}" ]; then
         sleep 0.1
     done
 fi
+#   CURVE keys (bus/keys, var/keys by default): created on first start
+#   (before the mock: it announces its metrics to the broker as a client),
+#   never overwritten, never committed (README, Key handling)
+if ! bin/hgp-keys -c "$HGP_CONFIG" init; then
+    echo "run: cannot create the bus keys (bin/hgp-keys init)" >&2
+    stop 1
+fi
 if [ -z "${HGP_KAFKA_BROKERS:-}" ]; then
     #   The mock picks its own port and writes it here
     rm -f "$VAR/kafka.addr"
@@ -161,12 +168,6 @@ if [ -z "${HGP_KAFKA_BROKERS:-}" ]; then
     export HGP_KAFKA_BROKERS=$(cat "$VAR/kafka.addr")
     echo "run: event log in memory at $HGP_KAFKA_BROKERS (lost when this stops;"
     echo "run: set HGP_KAFKA_BROKERS to real brokers for a durable log)"
-fi
-#   CURVE keys (bus/keys, var/keys by default): created on first start,
-#   never overwritten, never committed (README, Key handling)
-if ! bin/hgp-keys -c "$HGP_CONFIG" init; then
-    echo "run: cannot create the bus keys (bin/hgp-keys init)" >&2
-    stop 1
 fi
 start broker bin/hgp-broker -c "$HGP_CONFIG"
 sleep 0.2

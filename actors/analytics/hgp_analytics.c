@@ -65,6 +65,7 @@
 #include "hgp_analytics.h"
 #include "hgp_codec.h"
 #include "hgp_eventlog.h"
+#include "hgp_exporter.h"
 #include "hgp_ledger.h"
 #include "hgp_lua.h"
 #include "hgp_process.h"
@@ -99,6 +100,15 @@ typedef struct {
     int64_t bucket;             /* analytics/bucket, ms                    */
     int64_t span;               /* analytics/span, ms                      */
 } s_settings_t;
+
+/*  Our Prometheus series (handles into prom; analytics/metrics) */
+typedef struct {
+    int folded, skipped, forged, void_events;
+    int merged, judged;         /* folds, by how they were applied         */
+    int fold_seconds;           /* time in fold calls to Redis             */
+    int lag;                    /* events in the log not folded in yet     */
+    int replies [HGP_PROM_STATUSES];
+} s_series_t;
 
 /*  One consumed record waiting to be folded in */
 typedef struct {
@@ -147,6 +157,10 @@ typedef struct {
                                    registered, not counted                 */
     hgp_ledger_t *ledger;       /* vouches for the log identities          */
     hgp_buf_t buf;              /* encoded replies                         */
+    hgp_prom_t *prom;           /* our series, served by exporter          */
+    hgp_exporter_t *exporter;   /* GET /metrics, or NULL                   */
+    s_series_t series;          /* handles into prom                       */
+    int64_t publish_at;         /* next look at the lag                    */
 } s_analytics_t;
 
 
@@ -198,6 +212,8 @@ hgp_analytics_config_check (hgp_config_t *config)
     char *error = s_settings_load (config, &s);
     if (!error)
         error = hgp_worker_config_check (config);
+    if (!error)
+        error = hgp_exporter_config_check (config, "analytics");
     if (!error) {
         hgp_redis_t *redis = hgp_redis_new (config, "analytics", &error);
         hgp_redis_destroy (&redis);
@@ -703,6 +719,7 @@ s_fold (s_analytics_t *self)
         return -1;
     char reason [256];
     redisReply *reply = NULL;
+    int64_t start = zclock_usecs ();
     bool merged = s_fold_merged (self, &reply, reason, sizeof reason);
     if (merged && reply && reply->type == REDIS_REPLY_ARRAY
     &&  reply->elements == 3 && reply->element [0]->integer == -9) {
@@ -713,6 +730,8 @@ s_fold (s_analytics_t *self)
         reply = s_fold_events (self, reason, sizeof reason);
         self->judged++;
     }
+    hgp_prom_add (self->prom, self->series.fold_seconds,
+                  zclock_usecs () - start);
     if (!reply) {
         //  Applied or not, the offsets in Redis say which: trying again
         //  is safe
@@ -737,6 +756,10 @@ s_fold (s_analytics_t *self)
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3) {
         self->folded += (uint64_t) reply->element [0]->integer;
         self->skipped += (uint64_t) reply->element [1]->integer;
+        hgp_prom_add (self->prom, self->series.void_events,
+                      reply->element [2]->integer);
+        hgp_prom_add (self->prom, merged ? self->series.merged
+                                         : self->series.judged, 1);
         if (reply->element [2]->integer > 0)
             zsys_info ("analytics: %lld void events (of fenced actors,"
                        " PROTOCOL.md 10) not counted",
@@ -1112,7 +1135,78 @@ s_serve (s_analytics_t *self, const hgp_work_t *work)
     }
     hgp_worker_reply (self->worker, work, self->buf.data,
                       self->buf.size);
+    hgp_prom_count_status (self->prom, self->series.replies,
+                           rep.error.status);
     hgp_reply_clear (&rep);
+}
+
+
+/*  --------------------------------------------------------------------------
+    Metrics (analytics/metrics)
+*/
+
+static void
+s_metrics_declare (s_analytics_t *self)
+{
+    hgp_prom_t *p = self->prom;
+    s_series_t *m = &self->series;
+    const hgp_prom_type_t C = HGP_PROM_COUNTER;
+    m->folded = hgp_prom_declare (p, C, "hgp_analytics_events_total", "",
+        "Events folded into rankings, windows and series.", 1);
+    m->skipped = hgp_prom_declare (p, C, "hgp_analytics_redelivered_total",
+        "", "Events read again and skipped (folded before).", 1);
+    m->forged = hgp_prom_declare (p, C, "hgp_analytics_forged_total", "",
+        "Records of identities that never registered, not counted.", 1);
+    m->void_events = hgp_prom_declare (p, C, "hgp_analytics_void_total", "",
+        "Events of fenced actors past their fence, not counted.", 1);
+    const char *folds = "hgp_analytics_folds_total";
+    const char *help = "Fold calls to Redis that applied, by how: merged"
+        " (sums per target) or judged (event by event).";
+    m->merged = hgp_prom_declare (p, C, folds, "how=\"merged\"", help, 1);
+    m->judged = hgp_prom_declare (p, C, folds, "how=\"judged\"", help, 1);
+    m->fold_seconds = hgp_prom_declare (p, C,
+        "hgp_analytics_fold_seconds_total", "", "Time in fold calls.",
+        1000000);
+    m->lag = hgp_prom_declare (p, HGP_PROM_GAUGE, "hgp_analytics_lag_events",
+        "", "Events of this actor's partitions not folded in yet (the log's"
+        " end as last fetched, less what was folded).", 1);
+    hgp_prom_declare_statuses (p, "hgp_analytics_replies_total",
+        "Replies sent (top, stats), by status.", m->replies);
+}
+
+//  The lag: for every partition we hold, its end as the last fetch saw
+//  it less our position, plus what waits for its fold
+static int64_t
+s_lag (s_analytics_t *self)
+{
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (!self->consumer || rd_kafka_assignment (self->consumer, &parts))
+        return 0;
+    int64_t lag = 0;
+    if (rd_kafka_position (self->consumer, parts) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        for (int i = 0; i < parts->cnt; i++) {
+            int64_t low, high;
+            rd_kafka_topic_partition_t *tp = &parts->elems [i];
+            if (tp->offset >= 0
+            &&  rd_kafka_get_watermark_offsets (self->consumer, tp->topic,
+                    tp->partition, &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR
+            &&  high > tp->offset)
+                lag += high - tp->offset;
+        }
+    rd_kafka_topic_partition_list_destroy (parts);
+    return lag + (int64_t) self->nrecords;
+}
+
+static void
+s_metrics_publish (s_analytics_t *self)
+{
+    if (zclock_mono () < self->publish_at)
+        return;
+    self->publish_at = zclock_mono () + 1000;
+    hgp_prom_set (self->prom, self->series.folded, (int64_t) self->folded);
+    hgp_prom_set (self->prom, self->series.skipped, (int64_t) self->skipped);
+    hgp_prom_set (self->prom, self->series.forged, (int64_t) self->forged);
+    hgp_prom_set (self->prom, self->series.lag, s_lag (self));
 }
 
 
@@ -1136,6 +1230,15 @@ s_analytics_new (zsock_t *actor_pipe, hgp_config_t *config)
         zsys_error ("%s", error);
     assert (!error);            //  main calls hgp_analytics_config_check
     hgp_process_random_id (self->actor_id, sizeof self->actor_id);
+    self->prom = hgp_prom_new ("analytics");
+    assert (self->prom);
+    s_metrics_declare (self);
+    self->exporter = hgp_exporter_new (config, "analytics", self->prom,
+                                       &error);
+    if (error) {
+        zsys_error ("analytics: no metrics: %s", error);
+        zstr_free (&error);
+    }
     self->fold_script = hgp_redis_script (self->redis,
                                           hgp_lua_analytics_fold);
     self->merge_script = hgp_redis_script (self->redis,
@@ -1180,6 +1283,8 @@ s_analytics_destroy (s_analytics_t **self_p)
         rd_kafka_destroy (self->consumer);
     }
     hgp_worker_destroy (&self->worker);
+    hgp_exporter_destroy (&self->exporter);
+    hgp_prom_destroy (&self->prom);
     hgp_eventlog_destroy (&self->log);
     hgp_ledger_destroy (&self->ledger);
     hgp_redis_destroy (&self->redis);
@@ -1213,6 +1318,9 @@ hgp_analytics_actor (zsock_t *pipe, void *args)
     self->worker = hgp_worker_new (self->config, S_SERVICE, self->actor_id,
                                    (uint32_t) s->capacity, s->heartbeat,
                                    s->liveness);
+    if (self->exporter)
+        hgp_worker_set_metrics (self->worker,
+                                hgp_exporter_url (self->exporter));
     uint64_t reported = 0;
     int64_t report_at = zclock_mono () + 10000;
     while (!self->terminated) {
@@ -1261,6 +1369,7 @@ hgp_analytics_actor (zsock_t *pipe, void *args)
             s_consume (self);
         hgp_worker_tick (self->worker);
         s_commit (self, false);
+        s_metrics_publish (self);
         if (self->consumer && !self->paused && zclock_mono () >= self->check_at) {
             //  While no events come, notice a flushed Redis anyway
             self->check_at = zclock_mono () + 2000;

@@ -86,10 +86,12 @@
 #include "hgp_counter.h"
 #include "hgp_codec.h"
 #include "hgp_eventlog.h"
+#include "hgp_exporter.h"
 #include "hgp_keyspace.h"
 #include "hgp_ledger.h"
 #include "hgp_lua.h"
 #include "hgp_process.h"
+#include "hgp_prom.h"
 #include "hgp_redis.h"
 #include "hgp_worker.h"
 #include <inttypes.h>
@@ -121,6 +123,20 @@ typedef struct {
     bool crash_after_log;       /* counter/crash_after_log: tests only     */
     int64_t stall_before_log;   /* counter/stall_before_log: tests only    */
 } s_settings_t;
+
+/*  Our Prometheus series (handles into prom; counter/metrics) */
+typedef struct {
+    int batches;                /* batches served                          */
+    int requests;               /* ... and the requests in them            */
+    int full;                   /* batches of batch_max requests           */
+    int redis;                  /* Redis round trips of step 1 (or plain)  */
+    int redis_seconds;          /* ... and their time                      */
+    int log_waits;              /* waits for Kafka to confirm a batch      */
+    int log_seconds;            /* ... and their time                      */
+    int recovered;              /* dead actors recovered by us             */
+    int registered;             /* 1 while we hold a log identity          */
+    int replies [HGP_PROM_STATUSES];    /* by status                      */
+} s_series_t;
 
 /*  One request of the current batch */
 typedef struct {
@@ -200,6 +216,9 @@ struct _hgp_counter_t {
     uint64_t batches;           /* batches served                          */
     uint64_t full_batches;      /* ... of them with batch_max requests     */
     size_t largest;             /* most requests in one batch              */
+    hgp_prom_t *prom;           /* our series, served by exporter          */
+    hgp_exporter_t *exporter;   /* GET /metrics, or NULL                   */
+    s_series_t series;          /* handles into prom                       */
 };
 typedef struct _hgp_counter_t hgp_counter_t;
 
@@ -250,6 +269,8 @@ hgp_counter_config_check (hgp_config_t *config)
     char *error = s_settings_load (config, &s);
     if (!error)
         error = hgp_worker_config_check (config);
+    if (!error)
+        error = hgp_exporter_config_check (config, "counter");
     if (!error) {
         hgp_redis_t *redis = hgp_redis_new (config, "counter", &error);
         hgp_redis_destroy (&redis);
@@ -451,6 +472,7 @@ s_log_upkeep (hgp_counter_t *self)
     if (self->settings.log_mode != S_LOG_SYNC)
         return;
     s_log_identity (self);
+    hgp_prom_set (self->prom, self->series.registered, self->registered);
     if (!self->registered)
         return;
     if (!hgp_redis_context (self->redis))
@@ -465,9 +487,11 @@ s_log_upkeep (hgp_counter_t *self)
         //  A slice at a time: the broker must keep hearing from us, and
         //  requests keep coming
         self->sweep_at = now + S_SWEEP_MS;
-        hgp_ledger_recover_dead (self->ledger, self->log, self->log_id,
-                                 now + MIN (self->settings.heartbeat / 2,
-                                            S_SLICE_MS));
+        int recovered = hgp_ledger_recover_dead (
+            self->ledger, self->log, self->log_id,
+            now + MIN (self->settings.heartbeat / 2, S_SLICE_MS));
+        if (recovered > 0)
+            hgp_prom_add (self->prom, self->series.recovered, recovered);
     }
     if (renewed == 1 && now >= self->advance_at) {
         //  Nothing of ours is outstanding between batches: every event we
@@ -1025,7 +1049,12 @@ s_round_trip (hgp_counter_t *self, size_t count, bool with_reads,
 static void
 s_redis_batch (hgp_counter_t *self, size_t count, bool prepare)
 {
-    if (s_round_trip (self, count, true, prepare)) {
+    int64_t start = zclock_usecs ();
+    int noscript = s_round_trip (self, count, true, prepare);
+    hgp_prom_add (self->prom, self->series.redis, 1);
+    hgp_prom_add (self->prom, self->series.redis_seconds,
+                  zclock_usecs () - start);
+    if (noscript) {
         //  NOSCRIPT: the server lost our scripts (SCRIPT FLUSH, failover)
         //  and ran nothing, so loading them and sending again is safe
         zsys_warning ("redis: counter script missing (NOSCRIPT), loading it"
@@ -1184,8 +1213,13 @@ s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
     //  for death
     wait = MAX (wait, 200);
     wait = MIN (wait, self->settings.heartbeat * self->settings.liveness / 2);
-    if (produced)
+    if (produced) {
+        int64_t start = zclock_usecs ();
         hgp_eventlog_wait (self->log, (int) wait);
+        hgp_prom_add (self->prom, self->series.log_waits, 1);
+        hgp_prom_add (self->prom, self->series.log_seconds,
+                      zclock_usecs () - start);
+    }
     //  Producing and waiting lasting far longer than the wait means this
     //  process did not run (stopped, starved): events that then timed out
     //  unsent timed out because of us, not because Kafka was down, and the
@@ -1519,6 +1553,8 @@ s_batch_reply (hgp_counter_t *self, size_t count)
         }
         hgp_worker_reply (self->worker, &item->work, self->buf.data,
                           self->buf.size);
+        hgp_prom_count_status (self->prom, self->series.replies,
+                               item->reply.error.status);
         hgp_request_clear (&item->request);
         hgp_reply_clear (&item->reply);
     }
@@ -1558,6 +1594,10 @@ s_batch_count (hgp_counter_t *self, size_t count)
 {
     self->batches++;
     self->largest = MAX (self->largest, count);
+    hgp_prom_add (self->prom, self->series.batches, 1);
+    hgp_prom_add (self->prom, self->series.requests, (int64_t) count);
+    if (count == (size_t) self->settings.batch_max)
+        hgp_prom_add (self->prom, self->series.full, 1);
     if (count == (size_t) self->settings.batch_max
     &&  self->full_batches++ == 0)
         zsys_info ("counter: first full batch (%zu requests)", count);
@@ -1592,6 +1632,37 @@ s_links_recv (hgp_counter_t *self)
     The actor
 */
 
+static void
+s_metrics_declare (hgp_counter_t *self)
+{
+    hgp_prom_t *p = self->prom;
+    s_series_t *m = &self->series;
+    const hgp_prom_type_t C = HGP_PROM_COUNTER;
+    m->batches = hgp_prom_declare (p, C, "hgp_counters_batches_total", "",
+        "Batches served (one Redis round trip or two, one Kafka wait).", 1);
+    m->requests = hgp_prom_declare (p, C, "hgp_counters_batch_requests_total",
+        "", "Requests in the batches served (per batch: the batch size).", 1);
+    m->full = hgp_prom_declare (p, C, "hgp_counters_full_batches_total", "",
+        "Batches of counter/batch_max requests.", 1);
+    m->redis = hgp_prom_declare (p, C, "hgp_counters_redis_round_trips_total",
+        "", "Redis round trips of the batches' first step.", 1);
+    m->redis_seconds = hgp_prom_declare (p, C,
+        "hgp_counters_redis_round_trip_seconds_total", "",
+        "Time in those round trips.", 1000000);
+    m->log_waits = hgp_prom_declare (p, C, "hgp_counters_log_waits_total", "",
+        "Waits for the event log to confirm a batch's events.", 1);
+    m->log_seconds = hgp_prom_declare (p, C,
+        "hgp_counters_log_wait_seconds_total", "", "Time in those waits.",
+        1000000);
+    m->recovered = hgp_prom_declare (p, C, "hgp_counters_recoveries_total", "",
+        "Dead actors this one recovered from the log.", 1);
+    m->registered = hgp_prom_declare (p, HGP_PROM_GAUGE,
+        "hgp_counters_log_registered", "",
+        "1 while this actor holds an event log identity (sync mode).", 1);
+    hgp_prom_declare_statuses (p, "hgp_counters_replies_total",
+        "Replies sent, by status.", m->replies);
+}
+
 static hgp_counter_t *
 s_counter_new (zsock_t *pipe, hgp_config_t *config)
 {
@@ -1608,6 +1679,14 @@ s_counter_new (zsock_t *pipe, hgp_config_t *config)
         zsys_error ("%s", error);
     assert (!error);                    //  main calls hgp_counter_config_check
     hgp_process_random_id (self->actor_id, sizeof self->actor_id);
+    self->prom = hgp_prom_new ("counter");
+    assert (self->prom);
+    s_metrics_declare (self);
+    self->exporter = hgp_exporter_new (config, "counter", self->prom, &error);
+    if (error) {
+        zsys_error ("counter: no metrics: %s", error);
+        zstr_free (&error);
+    }
     self->incr_script = hgp_redis_script (self->redis, hgp_lua_counter_incr);
     self->prepare_script = hgp_redis_script (self->redis,
                                              hgp_lua_counter_prepare);
@@ -1645,6 +1724,8 @@ s_counter_destroy (hgp_counter_t **self_p)
     hgp_counter_t *self = *self_p;
     if (self) {
         hgp_worker_destroy (&self->worker);
+        hgp_exporter_destroy (&self->exporter);
+        hgp_prom_destroy (&self->prom);
         hgp_ledger_destroy (&self->ledger);
         hgp_eventlog_destroy (&self->log);
         hgp_redis_destroy (&self->redis);
@@ -1711,6 +1792,9 @@ s_serve_when_ready (hgp_counter_t *self)
                                    (uint32_t) self->settings.capacity,
                                    self->settings.heartbeat,
                                    self->settings.liveness);
+    if (self->exporter)
+        hgp_worker_set_metrics (self->worker,
+                                hgp_exporter_url (self->exporter));
 }
 
 void
