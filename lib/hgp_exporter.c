@@ -75,6 +75,26 @@ s_answer (zsock_t *stream, const s_conn_t *conn, int status,
     }
 }
 
+//  Full: the connection that has had longest makes room (a scrape takes
+//  milliseconds, so idle connections cannot keep one out)
+static void
+s_close_oldest (zsock_t *stream, zhashx_t *conns)
+{
+    const char *oldest = NULL;
+    int64_t since = INT64_MAX;
+    for (s_conn_t *conn = (s_conn_t *) zhashx_first (conns); conn;
+         conn = (s_conn_t *) zhashx_next (conns))
+        if (conn->since < since) {
+            since = conn->since;
+            oldest = (const char *) zhashx_cursor (conns);
+        }
+    if (oldest) {
+        char key [2 * 256 + 1];
+        snprintf (key, sizeof key, "%s", oldest);
+        s_close (stream, conns, key);
+    }
+}
+
 //  A whole head: answer it
 static void
 s_serve (zsock_t *stream, hgp_prom_t *prom, const s_conn_t *conn)
@@ -135,7 +155,7 @@ s_on_stream (zsock_t *stream, zhashx_t *conns, hgp_prom_t *prom)
                 conn->since = zclock_mono ();
                 zhashx_insert (conns, key, conn);
                 if (zhashx_size (conns) > S_CONN_MAX)
-                    s_close (stream, conns, key);
+                    s_close_oldest (stream, conns);
             }
         }
         zmsg_destroy (&msg);

@@ -5,8 +5,9 @@
  *  port; "" turns it off), one answer per connection, then closed. Made
  *  for Prometheus and curl, and bounded against anything else: request
  *  heads of at most 8 KiB (431 beyond), 5 s to send one (closed after),
- *  at most 64 connections at once (more are closed at once). Any method
- *  but GET is 405, any path but /metrics 404.
+ *  at most 64 connections at once (a new one closes the oldest, so idle
+ *  connections cannot keep a scrape out). Any method but GET is 405, any
+ *  path but /metrics 404.
  *
  *  The address is the process's metrics URL, logged at start, told to
  *  the broker (READY or announce, PROTOCOL.md 4.5) and so listed by

@@ -191,9 +191,17 @@ until curl -sf "$health" >/dev/null 2>&1; do
     fi
     sleep 0.2
 done
+#   Scrape targets for Prometheus (configs/prometheus.yml reads this
+#   file): every process the broker sees, again every 10 s
+start targets bash -c 'trap "kill \$! 2>/dev/null; exit 0" TERM
+    while :; do
+        bin/hgp targets > "$1.tmp" 2>/dev/null && mv "$1.tmp" "$1"
+        sleep 10 & wait $!
+    done' targets "$VAR/targets.json"
 echo "run: healthy: gateway on http://$gateway_bind:$gateway_port, redis at $HGP_REDIS_URL"
 echo "run: try  curl -X POST -d '{\"resource_id\":\"post_1\",\"counter_type\":\"like\"}' http://127.0.0.1:$gateway_port/api/v1/counter/increment"
 echo "run: or   bin/hgp incr post_1 like; bin/hgp top like"
+echo "run: metrics: every process's URL is in $VAR/targets.json; prometheus --config.file=configs/prometheus.yml scrapes them"
 #   What another shell needs to reach this stack (ports may be overridden)
 exports="HGP_BROKER_CLIENT_ENDPOINT=$client_endpoint HGP_KAFKA_BROKERS=$HGP_KAFKA_BROKERS"
 [ -n "${HGP_BUS_KEYS:-}" ] && exports="$exports HGP_BUS_KEYS=$HGP_BUS_KEYS"
