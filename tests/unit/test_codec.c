@@ -147,11 +147,16 @@ test_actors_reply_round_trips (void **state)
     hgp_reply_init (&rep);
     strcpy (rep.id, "a");
     hgp_actor_info_t rows [2] = {
-        { "counter", "abc", 2048, 3, 1, 20, 99 },
-        { "counter", "def", 1, 0, 0, 499, 0 }
+        { "counter", "abc", 2048, 3, 1, 20, 99, "http://127.0.0.1:9100/metrics" },
+        { "counter", "def", 1, 0, 0, 499, 0, "" }
     };
     rep.actors = rows;
     rep.nactors = 2;
+    hgp_process_info_t procs [1] = {
+        { "gateway", "http://10.0.0.1:8080/metrics", 1500 } };
+    rep.processes = procs;
+    rep.nprocesses = 1;
+    strcpy (rep.metrics, "http://127.0.0.1:9101/metrics");
     hgp_buf_t buf = { 0 };
     hgp_error_t err = { 0 };
     assert_int_equal (hgp_reply_encode (&rep, &buf), 0);
@@ -160,7 +165,54 @@ test_actors_reply_round_trips (void **state)
     assert_string_equal (out.actors [1].actor_id, "def");
     assert_int_equal (out.actors [0].capacity, 2048);
     assert_int_equal (out.actors [0].served, 99);
+    assert_string_equal (out.actors [0].metrics, "http://127.0.0.1:9100/metrics");
+    assert_string_equal (out.actors [1].metrics, "");
+    assert_int_equal (out.nprocesses, 1);
+    assert_string_equal (out.processes [0].role, "gateway");
+    assert_string_equal (out.processes [0].metrics,
+                         "http://10.0.0.1:8080/metrics");
+    assert_int_equal (out.processes [0].idle_ms, 1500);
+    assert_string_equal (out.metrics, "http://127.0.0.1:9101/metrics");
     hgp_reply_clear (&out);
+    hgp_buf_clear (&buf);
+}
+
+/*  announce: role and metrics both required, and a URL is a URL */
+static void
+test_announce_round_trips_and_wants_a_url (void **state)
+{
+    hgp_request_t req, out;
+    hgp_request_init (&req);
+    req.op = HGP_OP_ANNOUNCE;
+    strcpy (req.id, "an1");
+    strcpy (req.role, "gateway");
+    strcpy (req.metrics, "http://127.0.0.1:8080/metrics");
+    hgp_buf_t buf = { 0 };
+    hgp_error_t err = { 0 };
+    assert_int_equal (hgp_request_encode (&req, &buf), 0);
+    assert_int_equal (hgp_request_decode (&out, buf.data, buf.size, &err), 0);
+    assert_int_equal (out.op, HGP_OP_ANNOUNCE);
+    assert_string_equal (out.role, "gateway");
+    assert_string_equal (out.metrics, "http://127.0.0.1:8080/metrics");
+    hgp_request_clear (&out);
+    hgp_buf_clear (&buf);
+    const char *bad [] = { "", "http://", "ftp://x/metrics", "http://a b/m",
+                           "http://a\"b/m", "127.0.0.1:80" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++) {
+        strcpy (req.metrics, bad [i]);
+        assert_int_equal (hgp_request_encode (&req, &buf), -1);
+        hgp_buf_clear (&buf);
+    }
+    char longer [HGP_URL_MAX + 2];
+    memset (longer, 'a', sizeof longer);
+    memcpy (longer, "http://", 7);
+    longer [HGP_URL_MAX + 1] = 0;
+    assert_false (hgp_url_valid (longer, HGP_URL_MAX + 1));
+    assert_true (hgp_url_valid (longer, HGP_URL_MAX));
+    /*  A URL where an id belongs, or metrics on another op: refused */
+    strcpy (req.metrics, "http://x/metrics");
+    strcpy (req.role, "a/b");
+    assert_int_equal (hgp_request_encode (&req, &buf), -1);
     hgp_buf_clear (&buf);
 }
 
@@ -461,7 +513,7 @@ test_range_messages_name_the_range_accepted (void **state)
 static void
 test_ready_round_trips_and_rejects_zero_capacity (void **state)
 {
-    hgp_ready_t ready = { "counter", "f00d", 64, "hgp", false }, out;
+    hgp_ready_t ready = { "counter", "f00d", 64, "hgp", false, "" }, out;
     hgp_buf_t buf = { 0 };
     hgp_error_t err = { 0 };
     assert_int_equal (hgp_ready_encode (&ready, &buf), 0);
@@ -493,7 +545,7 @@ test_ready_round_trips_and_rejects_zero_capacity (void **state)
 static void
 test_ready_batch_is_optional_and_round_trips (void **state)
 {
-    hgp_ready_t ready = { "counter", "f00d", 64, "hgp", false }, out;
+    hgp_ready_t ready = { "counter", "f00d", 64, "hgp", false, "" }, out;
     hgp_buf_t buf = { 0 };
     hgp_error_t err = { 0 };
     assert_int_equal (hgp_ready_encode (&ready, &buf), 0);
@@ -505,6 +557,16 @@ test_ready_batch_is_optional_and_round_trips (void **state)
     assert_int_equal (hgp_ready_decode (&out, buf.data, buf.size, &err), 0);
     assert_true (out.batch);
     assert_int_equal (out.capacity, 64);
+    assert_string_equal (out.metrics, "");
+    hgp_buf_clear (&buf);
+    /*  metrics is optional too, and must be a URL */
+    strcpy (ready.metrics, "http://127.0.0.1:49152/metrics");
+    assert_int_equal (hgp_ready_encode (&ready, &buf), 0);
+    assert_int_equal (hgp_ready_decode (&out, buf.data, buf.size, &err), 0);
+    assert_string_equal (out.metrics, "http://127.0.0.1:49152/metrics");
+    hgp_buf_clear (&buf);
+    strcpy (ready.metrics, "not a url");
+    assert_int_equal (hgp_ready_encode (&ready, &buf), -1);
     hgp_buf_clear (&buf);
 }
 
@@ -963,6 +1025,7 @@ main (void)
         cmocka_unit_test (test_top_and_stats_requests_round_trip_and_check_their_fields),
         cmocka_unit_test (test_top_and_stats_replies_round_trip),
         cmocka_unit_test (test_events_round_trip_and_anything_else_is_rejected),
+        cmocka_unit_test (test_announce_round_trips_and_wants_a_url),
         cmocka_unit_test (test_fences_round_trip_and_do_not_mix_with_increments),
         cmocka_unit_test (test_beacon_round_trips_alive_and_leaving),
         cmocka_unit_test (test_beacon_encoder_refuses_what_the_decoder_would),
