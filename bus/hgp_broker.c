@@ -45,6 +45,7 @@
 #include "hgp_keys.h"
 #include "hgp_process.h"
 #include "hgp_router.h"
+#include "hgp_trace.h"
 
 #define TIMER_MS        50                  /* deadline + liveness checks   */
 #define BATCH_CLIENTS   256                 /* client messages per poll     */
@@ -690,6 +691,15 @@ s_client_request (hgp_broker_t *self, const uint8_t *ident, size_t ident_size,
         hgp_error_set (&err, HGP_STATUS_UNAVAILABLE, "busy",
                        "the broker holds %zu requests, its limit; back off",
                        hgp_entries_size (self->entries));
+    }
+    if (hgp_trace_sampled (req->trace)) {
+        if (e)
+            zsys_info ("trace %s: broker %s %s to %s actor %s", req->trace,
+                       hgp_op_name (req->op), req->id, actor->service,
+                       actor->actor_id);
+        else
+            zsys_info ("trace %s: broker %s %s: %d %s", req->trace,
+                       hgp_op_name (req->op), req->id, err.status, err.code);
     }
     if (e)
         s_assign (self, actor, e);

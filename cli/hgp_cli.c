@@ -31,6 +31,7 @@
 #include "hgp_discovery.h"
 #include "hgp_process.h"
 #include "hgp_replay.h"
+#include "hgp_trace.h"
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -53,6 +54,10 @@ static const char *s_global_help =
 "  --timeout MS       deadline of each request, 1..60000 (default: config\n"
 "                     client/timeout, env HGP_CLIENT_TIMEOUT)\n"
 "  --json             print one JSON object per command on stdout\n"
+"  --trace            send a sampled W3C trace with the requests and print\n"
+"                     \"trace: <traceparent>\" on stderr: the broker and\n"
+"                     the actors log a line with it, and an increment's\n"
+"                     event in the log carries it\n"
 "  --version          print the version and exit\n"
 "  -h, --help         this help; `hgp COMMAND --help` for one command\n";
 
@@ -369,6 +374,17 @@ hgp_cli_request (hgp_cli_t *app, hgp_request_t *req, hgp_op_t op)
     req->op = op;
     req->timeout_ms = app->timeout_ms;
     hgp_process_random_id (req->id, sizeof req->id);
+    if (app->trace) {
+        if (!app->traceparent [0]) {
+            char trace_id [33], span [33];
+            hgp_process_random_id (trace_id, sizeof trace_id);
+            hgp_process_random_id (span, sizeof span);
+            hgp_trace_format (app->traceparent, trace_id,
+                              strtoull (span + 16, NULL, 16), true);
+            fprintf (stderr, "trace: %s\n", app->traceparent);
+        }
+        snprintf (req->trace, sizeof req->trace, "%s", app->traceparent);
+    }
 }
 
 //  hgp config KEY...: the value each setting has for this process (file,
@@ -741,6 +757,9 @@ s_global_option (hgp_cli_t *app, int argc, char *argv [], int *i)
     int64_t n;
     if (streq (argv [*i], "--json"))
         app->json = true;
+    else
+    if (streq (argv [*i], "--trace"))
+        app->trace = true;
     else
     if (hgp_cli_option (argc, argv, i, "--broker", &value)) {
         if (!value || !*value)

@@ -33,6 +33,8 @@ typedef struct _hgp_cli_command_t hgp_cli_command_t;
 /*  One run of bin/hgp: the global options, and what they lead to */
 typedef struct {
     bool json;                  /* --json: one JSON object per command      */
+    bool trace;                 /* --trace: requests carry a sampled trace  */
+    char traceparent [56];      /* ... this one, printed on stderr          */
     const char *config_path;    /* -c FILE, or NULL for the default search  */
     const char *broker;         /* --broker, or NULL: from the config       */
     char broker_tcp [300];      /* --broker HOST:PORT as tcp://HOST:PORT    */

@@ -39,6 +39,7 @@
 #include "hgp_announcer.h"
 #include "hgp_exporter.h"
 #include "hgp_prom.h"
+#include "hgp_trace.h"
 #include "hgp_process.h"
 #include <jansson.h>
 #include <arpa/inet.h>
@@ -112,6 +113,7 @@ struct _s_call_t {
     int retry_after;                /* s, for Retry-After on an error; 0: none */
     char limits [160];              /* RateLimit-* headers for the answer   */
     char key_name [HGP_APIKEY_NAME_MAX + 1];    /* the API key's, or ""     */
+    char traceparent [HGP_TRACE_SIZE];  /* ours, once on the bus; or ""     */
     s_call_t *next;                 /* free list                            */
 };
 
@@ -205,6 +207,7 @@ s_call_take (s_loop_t *loop, hgp_http_req_t *http)
     call->retry_after = 0;
     call->limits [0] = 0;
     call->key_name [0] = 0;
+    call->traceparent [0] = 0;
     call->next = NULL;
     hgp_request_init (&call->req);
     hgp_http_req_set_user (http, call);
@@ -249,11 +252,15 @@ s_send (s_call_t *call, int status, const char *type, const char *body,
                              hgp_metrics_route_name (call->route),
                              call->key_name, status);
     char headers [512];
-    if (call->limits [0]) {
-        snprintf (headers, sizeof headers, "%s%s", call->limits,
+    if (call->limits [0] || call->traceparent [0]) {
+        snprintf (headers, sizeof headers, "%s%s%s%s%s", call->limits,
+                  call->traceparent [0] ? "traceparent: " : "",
+                  call->traceparent, call->traceparent [0] ? "\r\n" : "",
                   extra ? extra : "");
         extra = headers;
     }
+    if (hgp_trace_sampled (call->traceparent))
+        zsys_info ("trace %s: gateway answered %d", call->traceparent, status);
     hgp_http_reply (call->http, status, type, body, size, extra);
     s_call_give (call);
 }
@@ -328,6 +335,26 @@ s_new_id (s_loop_t *loop, hgp_request_t *req)
               loop->id_prefix, loop->id_counter++);
 }
 
+//  Our hop of the trace: the client's traceparent with us as the parent,
+//  or a new trace, not sampled (lib/hgp_trace.h)
+static void
+s_trace_begin (s_call_t *call)
+{
+    s_loop_t *loop = call->loop;
+    const char *given = hgp_http_req_header (call->http, "traceparent");
+    char trace_id [33];
+    bool sampled = false;
+    if (!hgp_trace_parse (given, trace_id, &sampled))
+        snprintf (trace_id, sizeof trace_id, "%016" PRIx64 "%016" PRIx64,
+                  loop->id_prefix, loop->id_counter++);
+    uint64_t span = (loop->id_prefix ^ (loop->id_counter++ * 0x9e3779b97f4a7c15ULL));
+    hgp_trace_format (call->traceparent, trace_id, span, sampled);
+    if (sampled)
+        zsys_info ("trace %s: gateway %s %s (request %s)", call->traceparent,
+                   hgp_http_req_method (call->http),
+                   hgp_http_req_path (call->http), call->req.id);
+}
+
 //  503 busy, counted, for a call refused by admission
 static void
 s_busy (s_call_t *call)
@@ -400,6 +427,9 @@ s_bus_call (s_call_t *call, uint32_t timeout_ms, hgp_mux_done_fn *done)
     }
     if (!call->req.id [0])
         s_new_id (call->loop, &call->req);
+    if (!call->traceparent [0])
+        s_trace_begin (call);
+    snprintf (call->req.trace, sizeof call->req.trace, "%s", call->traceparent);
     call->req.timeout_ms = timeout_ms;
     hgp_mux_call (call->loop->mux, &call->req, &call->rep, done, call);
 }

@@ -1353,11 +1353,11 @@ fail:
 
 enum {
     EV_ID, EV_RESOURCE, EV_TYPE, EV_DELTA, EV_USER, EV_VALUE, EV_TS, EV_ACTOR,
-    EV_FENCE, EV_COUNT
+    EV_FENCE, EV_TRACE, EV_COUNT
 };
 static const char *const s_event_keys [EV_COUNT] = {
     "id", "resource_id", "counter_type", "delta", "user_id", "value", "ts",
-    "actor", "fence"
+    "actor", "fence", "trace"
 };
 
 /*  A fence: {fence, ts, actor} and nothing else */
@@ -1392,11 +1392,14 @@ hgp_event_encode (const hgp_event_t *event, hgp_buf_t *buf)
     ||  !hgp_id_valid (event->actor, strlen (event->actor))
     ||  (event->user_id [0]
          && !hgp_id_valid (event->user_id, strlen (event->user_id)))
+    ||  (event->trace [0]
+         && !hgp_id_valid (event->trace, strlen (event->trace)))
     ||  event->delta == 0 || event->ts > (uint64_t) INT64_MAX)
         return -1;
     msgpack_packer pk;
     msgpack_packer_init (&pk, buf, s_buf_write);
-    msgpack_pack_map (&pk, event->user_id [0] ? 8 : 7);
+    msgpack_pack_map (&pk, 7 + (event->user_id [0] ? 1 : 0)
+                           + (event->trace [0] ? 1 : 0));
     s_pack_str (&pk, "id");
     s_pack_str (&pk, event->id);
     s_pack_str (&pk, "resource_id");
@@ -1415,6 +1418,10 @@ hgp_event_encode (const hgp_event_t *event, hgp_buf_t *buf)
     msgpack_pack_uint64 (&pk, event->ts);
     s_pack_str (&pk, "actor");
     s_pack_str (&pk, event->actor);
+    if (event->trace [0]) {
+        s_pack_str (&pk, "trace");
+        s_pack_str (&pk, event->trace);
+    }
     return 0;
 }
 
@@ -1464,6 +1471,9 @@ hgp_event_decode (hgp_event_t *event, const uint8_t *data, size_t size,
                 break;
             case EV_FENCE:
                 rc = s_id (&cur, event->fence, "fence");
+                break;
+            case EV_TRACE:
+                rc = s_id (&cur, event->trace, "trace");
                 break;
         }
         if (rc)

@@ -196,6 +196,7 @@ typedef struct {
     char actor [HGP_ID_MAX + 1];        /* actor_id of the producing actor  */
     char fence [HGP_ID_MAX + 1];        /* fence: the fenced log id; "" for
                                            an increment                    */
+    char trace [HGP_ID_MAX + 1];        /* the request's trace, "" if none  */
 } hgp_event_t;
 
 /*  READY body: an actor introduces itself */

@@ -93,6 +93,7 @@
 #include "hgp_process.h"
 #include "hgp_prom.h"
 #include "hgp_redis.h"
+#include "hgp_trace.h"
 #include "hgp_worker.h"
 #include <inttypes.h>
 #include <unistd.h>
@@ -1069,6 +1070,24 @@ s_redis_batch (hgp_counter_t *self, size_t count, bool prepare)
     The logged path: steps 2 to 4
 */
 
+/*  The event of an increment item, with the counter's value after it, as
+    written by actor (PROTOCOL.md 10) */
+static void
+s_event_fill (hgp_event_t *event, const s_item_t *item, int64_t value,
+              const char *actor)
+{
+    memset (event, 0, sizeof *event);
+    memcpy (event->id, item->request.id, sizeof event->id);
+    event->key = item->request.key;
+    event->delta = item->request.delta;
+    memcpy (event->user_id, item->request.user_id, sizeof event->user_id);
+    if (hgp_trace_sampled (item->request.trace))   //  the rest: no bytes
+        memcpy (event->trace, item->request.trace, sizeof event->trace);
+    event->value = value;
+    event->ts = (uint64_t) zclock_time ();
+    snprintf (event->actor, sizeof event->actor, "%s", actor);
+}
+
 /*  The values the events will carry: the counter as the prepare script
     read it, plus the earlier increments of this batch on the same key */
 static void
@@ -1193,14 +1212,7 @@ s_log_batch (hgp_counter_t *self, size_t count, int64_t prepared_at)
             continue;
         }
         hgp_event_t event;
-        memset (&event, 0, sizeof event);
-        memcpy (event.id, item->request.id, sizeof event.id);
-        event.key = item->request.key;
-        event.delta = item->request.delta;
-        memcpy (event.user_id, item->request.user_id, sizeof event.user_id);
-        event.value = item->value;
-        event.ts = (uint64_t) zclock_time ();
-        memcpy (event.actor, self->log_id, sizeof event.actor);
+        s_event_fill (&event, item, item->value, self->log_id);
         if (hgp_eventlog_produce (self->log, &event, item->counter_key,
                                   strlen (item->counter_key), &item->delivery))
             continue;               //  delivery says not persisted
@@ -1360,14 +1372,7 @@ s_log_async (hgp_counter_t *self, size_t count)
         ||  item->reply.error.status != HGP_STATUS_OK || item->reply.replayed)
             continue;
         hgp_event_t event;
-        memset (&event, 0, sizeof event);
-        memcpy (event.id, item->request.id, sizeof event.id);
-        event.key = item->request.key;
-        event.delta = item->request.delta;
-        memcpy (event.user_id, item->request.user_id, sizeof event.user_id);
-        event.value = item->reply.value;
-        event.ts = (uint64_t) zclock_time ();
-        memcpy (event.actor, self->actor_id, sizeof event.actor);
+        s_event_fill (&event, item, item->reply.value, self->actor_id);
         hgp_eventlog_produce (self->log, &event, item->counter_key,
                               strlen (item->counter_key), NULL);
     }
@@ -1526,6 +1531,23 @@ s_batch_apply (hgp_counter_t *self, size_t count)
     Broker links
 */
 
+/*  A sampled request's line (lib/hgp_trace.h) */
+static void
+s_trace_log (const s_item_t *item)
+{
+    const hgp_request_t *req = &item->request;
+    const hgp_reply_t *rep = &item->reply;
+    if (rep->error.status == HGP_STATUS_OK)
+        zsys_info ("trace %s: counter %s %s %s/%s: 200 value %" PRId64 "%s",
+                   req->trace, hgp_op_name (req->op), req->id,
+                   req->key.resource_id, req->key.counter_type, rep->value,
+                   rep->replayed ? " (replayed)" : "");
+    else
+        zsys_info ("trace %s: counter %s %s: %d %s", req->trace,
+                   hgp_op_name (req->op), req->id, rep->error.status,
+                   rep->error.code);
+}
+
 static void
 s_batch_reply (hgp_counter_t *self, size_t count)
 {
@@ -1555,6 +1577,8 @@ s_batch_reply (hgp_counter_t *self, size_t count)
                           self->buf.size);
         hgp_prom_count_status (self->prom, self->series.replies,
                                item->reply.error.status);
+        if (hgp_trace_sampled (item->request.trace))
+            s_trace_log (item);
         hgp_request_clear (&item->request);
         hgp_reply_clear (&item->reply);
     }

@@ -41,10 +41,15 @@ s_seeds (hgp_buf_t *bufs)
     rep.has_value = true;
     rep.value = 123456789012LL;
     hgp_reply_encode (&rep, &bufs [2]);
-    hgp_actor_info_t actor = { "counter", "abc", 10, 1, 2, 3, 4 };
+    hgp_actor_info_t actor = { "counter", "abc", 10, 1, 2, 3, 4,
+                               "http://127.0.0.1:49152/metrics" };
+    hgp_process_info_t process = { "gateway", "http://h:8080/metrics", 9 };
     rep.has_value = false;
     rep.actors = &actor;
     rep.nactors = 1;
+    rep.processes = &process;
+    rep.nprocesses = 1;
+    strcpy (rep.metrics, "http://127.0.0.1:49153/metrics");
     hgp_reply_encode (&rep, &bufs [3]);
     hgp_error_t err;
     hgp_error_set (&err, 503, "busy", "queue full");
@@ -72,7 +77,8 @@ s_seeds (hgp_buf_t *bufs)
     rep.nbuckets = 2;
     hgp_reply_encode (&rep, &bufs [6]);
     hgp_event_t event = { "seed-3", { "post_1", "like" }, 2, "u1", 7,
-                          1700000000000ULL, "actor.1", "" };
+                          1700000000000ULL, "actor.1", "",
+                          "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" };
     hgp_event_encode (&event, &bufs [7]);
     hgp_event_t fence = { .ts = 1700000000000ULL };
     strcpy (fence.fence, "actor.1");

@@ -249,7 +249,9 @@ class Kafka:
 
 
 EVENT_KEYS = {"id": str, "resource_id": str, "counter_type": str, "delta": int,
-              "user_id": str, "value": int, "ts": int, "actor": str}
+              "user_id": str, "value": int, "ts": int, "actor": str,
+              "trace": str}
+EVENT_OPTIONAL = {"user_id", "trace"}
 
 
 FENCE_KEYS = {"fence": str, "ts": int, "actor": str}
@@ -257,7 +259,7 @@ FENCE_KEYS = {"fence": str, "ts": int, "actor": str}
 
 def decode_event(value):
     """Decode one record by schemas/PROTOCOL.md section 10, strictly: an
-    increment is a map of exactly EVENT_KEYS (user_id optional), a fence a
+    increment is a map of exactly EVENT_KEYS (user_id, trace optional), a fence a
     map of exactly FENCE_KEYS; ids valid, ints in range. Raises ValueError
     when the record does not follow the spec."""
     ev = msgpack.unpackb(value, raw=False)
@@ -274,13 +276,13 @@ def decode_event(value):
                 or not 0 <= ev["ts"] < 2**63:
             raise ValueError("fence fields out of range")
         return ev
-    required = set(EVENT_KEYS) - {"user_id"}
+    required = set(EVENT_KEYS) - EVENT_OPTIONAL
     if not required <= keys or not keys <= set(EVENT_KEYS):
         raise ValueError("event keys %r" % sorted(keys))
     for k, t in EVENT_KEYS.items():
         if k in ev and (not isinstance(ev[k], t) or isinstance(ev[k], bool)):
             raise ValueError("%s is not %s" % (k, t.__name__))
-    for k in ("id", "resource_id", "counter_type", "actor", "user_id"):
+    for k in ("id", "resource_id", "counter_type", "actor", "user_id", "trace"):
         if k in ev and not valid_id(ev[k]):
             raise ValueError("%s is not an id" % k)
     if ev["delta"] == 0 or not -2**63 <= ev["delta"] < 2**63:

@@ -759,3 +759,53 @@ def test_rank_and_stats_without_an_analytics_actor_are_503(gw):
         status, _, text = h.request("GET", "/metrics")
     assert 'hgp_gateway_http_requests_total{route="rank",status="503"} 1' in text
     assert 'hgp_gateway_http_requests_total{route="stats",status="503"} 1' in text
+
+
+def test_a_traceparent_is_carried_logged_stored_and_answered(make_gateway):
+    """W3C trace context (issue 15): a sampled traceparent sent with an
+    increment comes back in the response (same trace, the gateway as the
+    parent), is in the gateway's, the broker's and the counter's log lines
+    for that request and in its event in the log; an absent or malformed
+    one starts a new trace, not sampled, logged nowhere and not stored."""
+    stack, gw = make_gateway()
+    trace_id = uuid.uuid4().hex
+    sent = "00-%s-00f067aa0ba902b7-01" % trace_id
+    with gw.http() as h:
+        status, headers, body = h.increment("traced", "like",
+                                            headers={"traceparent": sent})
+        assert status == 200, body
+        back = headers["traceparent"]
+        version, tid, parent, flags = back.split("-")
+        assert (version, tid, flags) == ("00", trace_id, "01")
+        assert parent != "00f067aa0ba902b7" and len(parent) == 16
+        request_id = body["request_id"]
+        for bad in (None, "00-%s-00f067aa0ba902b7" % trace_id,
+                    "00-%s-0000000000000000-01" % trace_id,
+                    "ff-%s-00f067aa0ba902b7-01" % trace_id):
+            status, headers, _ = h.increment(
+                "untraced", "like", headers={"traceparent": bad} if bad else None)
+            assert status == 200
+            v, tid2, _, f = headers["traceparent"].split("-")
+            assert v == "00" and tid2 != trace_id and f == "00"
+    deadline = time.time() + 10
+    logs = {}
+    while time.time() < deadline:
+        logs = {"gateway": gw.output(), "broker": stack.broker.output(),
+                "counter": "".join(c.output() for c in stack.counters)}
+        if all(back in text for text in logs.values()):
+            break
+        time.sleep(0.2)
+    for name, text in logs.items():
+        lines = [l for l in text.splitlines() if back in l]
+        assert lines, "no line with the trace in the %s's log" % name
+        if name != "gateway":
+            assert any(request_id in l for l in lines), (name, lines)
+    assert "trace 00-" not in "".join(
+        l for t in logs.values() for l in t.splitlines() if "untraced" in l)
+    events = [r["event"] for r in stack.kafka.read()
+              if isinstance(r["event"], dict)
+              and r["event"].get("resource_id") in ("traced", "untraced")]
+    traced = [e for e in events if e["resource_id"] == "traced"]
+    assert len(traced) == 1 and traced[0]["trace"] == back
+    assert len(events) == 5
+    assert all("trace" not in e for e in events if e["resource_id"] == "untraced")
