@@ -71,6 +71,7 @@
 #include "hgp_process.h"
 #include "hgp_redis.h"
 #include "hgp_sums.h"
+#include "hgp_trace.h"
 #include "hgp_worker.h"
 #include <inttypes.h>
 #include <math.h>
@@ -1094,6 +1095,7 @@ s_serve (s_analytics_t *self, const hgp_work_t *work)
     hgp_reply_t rep;
     hgp_reply_init (&rep);
     hgp_error_t error;
+    char req_trace [HGP_ID_MAX + 1] = "";
     if (!work->body)
         hgp_error_set (&rep.error, HGP_STATUS_BAD_REQUEST, "malformed",
                        "a REQUEST has 5 frames: %s, 0x02, token, budget (4"
@@ -1105,6 +1107,7 @@ s_serve (s_analytics_t *self, const hgp_work_t *work)
     }
     else {
         snprintf (rep.id, sizeof rep.id, "%s", req.id);
+        memcpy (req_trace, req.trace, sizeof req_trace);
         if (zclock_mono () >= work->deadline)
             hgp_error_set (&rep.error, HGP_STATUS_TIMEOUT, "timeout",
                            "the budget ran out before analytics started it");
@@ -1137,6 +1140,10 @@ s_serve (s_analytics_t *self, const hgp_work_t *work)
                       self->buf.size);
     hgp_prom_count_status (self->prom, self->series.replies,
                            rep.error.status);
+    if (hgp_trace_sampled (req_trace))
+        zsys_info ("trace %s: analytics %s: %d%s%s", req_trace, rep.id,
+                   rep.error.status, rep.error.code [0] ? " " : "",
+                   rep.error.code);
     hgp_reply_clear (&rep);
 }
 
