@@ -1491,7 +1491,8 @@ hgp_event_decode (hgp_event_t *event, const uint8_t *data, size_t size,
         return 0;
     }
     for (int k = 0; k < EV_COUNT; k++)
-        if (k != EV_USER && k != EV_FENCE && !(seen & BIT (k))) {
+        if (k != EV_USER && k != EV_FENCE && k != EV_TRACE
+        &&  !(seen & BIT (k))) {
             hgp_error_set (err, HGP_STATUS_BAD_REQUEST, "invalid",
                            "event needs %s", s_event_keys [k]);
             goto fail;

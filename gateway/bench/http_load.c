@@ -20,8 +20,10 @@
  *  - a connection the server closes (Connection: close) is opened again,
  *    and the connect counts in the latency of the request that needed it.
  *
- *  http_load -p PORT [-c CONNS] [-r RATE] [-d SECONDS] [-k KEYS] [-m METHOD]
- *            [-u PATH] [-t TYPE]
+ *  http_load -p PORT [-c CONNS] [-r RATE] [-d SECONDS] [-n COUNT] [-k KEYS]
+ *            [-m METHOD] [-u PATH] [-t TYPE]
+ *  -n COUNT: closed loop until COUNT requests were sent (and answered),
+ *  instead of for SECONDS.
  *  POST bodies are {"resource_id":"rN","counter_type":TYPE} over KEYS keys
  *  (default 1 key, type "c"); GET requests carry no body. Prints one line
  *  of key=value pairs: sent, answered (by status class), rate, latency
@@ -51,6 +53,7 @@ typedef struct {
     uint64_t counts [S_BUCKETS];
     uint64_t total;
     int64_t max_us;
+    int64_t sum_us;
 } s_histogram_t;
 
 typedef struct {
@@ -70,6 +73,7 @@ typedef struct {
     int conns;
     double rate;
     double seconds;
+    uint64_t count;                 /* -n: closed loop, this many requests  */
     int keys;
     const char *method;
     const char *path;
@@ -99,6 +103,7 @@ s_record (s_histogram_t *h, int64_t us)
         bucket = S_BUCKETS - 1;
     h->counts [bucket < 0 ? 0 : bucket]++;
     h->total++;
+    h->sum_us += us;
     if (us > h->max_us)
         h->max_us = us;
 }
@@ -187,7 +192,7 @@ s_pump (s_load_t *self, s_conn_t *conn, int64_t now)
         conn->backlog--;
     }
     else {
-        if (now >= self->end_us)
+        if (now >= self->end_us || (self->count && self->sent >= self->count))
             return;
         conn->start_us = now;
     }
@@ -275,6 +280,7 @@ main (int argc, char *argv [])
         else if (!strcmp (flag, "-c")) self.conns = atoi (value);
         else if (!strcmp (flag, "-r")) self.rate = atof (value);
         else if (!strcmp (flag, "-d")) self.seconds = atof (value);
+        else if (!strcmp (flag, "-n")) self.count = strtoull (value, NULL, 10);
         else if (!strcmp (flag, "-k")) self.keys = atoi (value);
         else if (!strcmp (flag, "-m")) self.method = value;
         else if (!strcmp (flag, "-u")) self.path = value;
@@ -286,7 +292,7 @@ main (int argc, char *argv [])
     }
     if (!self.port || self.conns < 1 || self.keys < 1) {
         fprintf (stderr, "usage: http_load -p PORT [-c CONNS] [-r RATE] [-d SECONDS] "
-                         "[-k KEYS] [-m METHOD] [-u PATH] [-t TYPE]\n");
+                         "[-n COUNT] [-k KEYS] [-m METHOD] [-u PATH] [-t TYPE]\n");
         return 2;
     }
     struct rlimit nofile;
@@ -299,8 +305,10 @@ main (int argc, char *argv [])
     if (self.epoll < 0 || !self.conn)
         return 1;
     int64_t start = s_now_us ();
+    if (self.count)
+        self.rate = 0;              //  a count is a closed-loop run
     self.interval_us = self.rate > 0 ? (int64_t) (1e6 * self.conns / self.rate) : 0;
-    self.end_us = start + (int64_t) (self.seconds * 1e6);
+    self.end_us = start + (int64_t) ((self.count ? 3600 : self.seconds) * 1e6);
     for (int i = 0; i < self.conns; i++) {
         s_conn_t *conn = &self.conn [i];
         conn->key = (size_t) i;
@@ -322,7 +330,9 @@ main (int argc, char *argv [])
             if (self.interval_us && !conn->busy && conn->due_us < next)
                 next = conn->due_us;
         }
-        if (now >= self.end_us && !open)
+        bool done = now >= self.end_us
+                 || (self.count && self.sent >= self.count);
+        if (done && !open)
             break;
         if (now >= self.end_us + 10000000) {
             fprintf (stderr, "http_load: answers still missing 10 s after the end\n");
@@ -361,7 +371,7 @@ main (int argc, char *argv [])
     uint64_t answered = self.ok + self.other;
     printf ("sent=%llu answered=%llu 2xx=%llu 4xx=%llu 5xx=%llu failed=%llu "
             "rate=%.1f ok_p50=%.2f ok_p90=%.2f ok_p99=%.2f ok_p999=%.2f ok_max=%.2f "
-            "other_p50=%.2f other_p99=%.2f cpu_us=%.1f\n",
+            "other_p50=%.2f other_p99=%.2f cpu_us=%.1f ok_mean=%.3f seconds=%.3f\n",
             (unsigned long long) self.sent, (unsigned long long) answered,
             (unsigned long long) self.statuses [2],
             (unsigned long long) self.statuses [4],
@@ -371,6 +381,9 @@ main (int argc, char *argv [])
             s_percentile (&self.ok_hist, 99), s_percentile (&self.ok_hist, 99.9),
             self.ok_hist.max_us / 1000.0,
             s_percentile (&self.other_hist, 50), s_percentile (&self.other_hist, 99),
-            answered ? cpu_us / (double) answered : 0);
+            answered ? cpu_us / (double) answered : 0,
+            self.ok_hist.total
+                ? self.ok_hist.sum_us / 1000.0 / (double) self.ok_hist.total : 0,
+            elapsed);
     return self.failed || answered != self.sent ? 1 : 0;
 }

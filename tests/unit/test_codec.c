@@ -779,7 +779,14 @@ test_events_round_trip_and_anything_else_is_rejected (void **state)
     assert_int_equal (hgp_event_encode (&ev, &buf), 0);
     assert_int_equal (hgp_event_decode (&out, buf.data, buf.size, &err), 0);
     assert_string_equal (out.user_id, "u_7");
+    assert_string_equal (out.trace, "");
     hgp_buf_clear (&buf);
+    strcpy (ev.trace, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    assert_int_equal (hgp_event_encode (&ev, &buf), 0);
+    assert_int_equal (hgp_event_decode (&out, buf.data, buf.size, &err), 0);
+    assert_int_equal (memcmp (&ev, &out, sizeof ev), 0);
+    hgp_buf_clear (&buf);
+    ev.trace [0] = 0;
     ev.delta = 0;
     assert_int_equal (hgp_event_encode (&ev, &buf), -1);
     hgp_buf_clear (&buf);
