@@ -26,7 +26,7 @@ LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread $(LDLIBS)
 
 LIB_SRC := schemas/hgp_codec.c lib/hgp_config.c lib/hgp_process.c lib/hgp_keyspace.c lib/hgp_client.c \
            lib/hgp_discovery.c lib/hgp_redis.c lib/hgp_eventlog.c lib/hgp_ledger.c lib/hgp_worker.c \
-           lib/hgp_keys.c lib/hgp_mux.c lib/hgp_prom.c lib/hgp_exporter.c lib/hgp_announcer.c lib/hgp_trace.c
+           lib/hgp_keys.c lib/hgp_mux.c lib/hgp_prom.c lib/hgp_exporter.c lib/hgp_announcer.c lib/hgp_trace.c lib/hgp_views.c
 LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/obj/%.o)
 LIB_A   := $(OUT)/libhgp.a
 
@@ -44,7 +44,7 @@ GATEWAY_SRC := gateway/hgp_gateway.c gateway/hgp_http.c gateway/hgp_http_parser.
 BINS := $(BIN)/hgp-broker $(BIN)/hgp-counter $(BIN)/hgp-analytics $(BIN)/hgp \
         $(BIN)/hgp-kafka-mock $(BIN)/hgp-gateway $(BIN)/hgp-keys
 
-.PHONY: all deps test test-compose unit integration fuzz bench bench-curve bench-sustained bench-scaling run clean help
+.PHONY: all deps test test-compose unit integration fuzz bench bench-curve bench-sustained bench-scaling loadtest run clean help
 all: $(BINS)
 
 help:
@@ -55,6 +55,7 @@ help:
 	@echo "make bench-curve    release build, bench and bench_http with bus/curve 0 and 1 (what CURVE costs)"
 	@echo "make bench-scaling  release build, hgp bench with 1, 2, 4 counter actors"
 	@echo "make bench-sustained  release build, make run's stack with analytics, 5 blocks of 100k increments: does the rate hold?"
+	@echo "make loadtest  release build, five levels (1k@10 .. 100k@1000) on make run's stack, hello-world and webdis: loadtest/report.md, report.png"
 	@echo "make test-compose  docker.io + docker-compose (Debian), build the image, run tests/compose against the compose stack"
 	@echo "make run      deps, build, start redis + kafka mock + broker + 2 counters + analytics + gateway"
 
@@ -205,6 +206,11 @@ bench-sustained: all
 
 bench-scaling: all
 	scripts/bench_scaling.sh
+
+#   The seed's five-level load test: make run's stack, hello-world and
+#   webdis at 1k@10 ... 100k@1000; loadtest/report.md and report.png
+loadtest: all
+	scripts/loadtest.sh
 
 run: deps all
 	scripts/run.sh

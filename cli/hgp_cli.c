@@ -673,11 +673,13 @@ static const hgp_cli_command_t s_commands [] = {
       "not positive are not ranked. The ranking follows the event log, so\n"
       "it may lag the counters by the analytics actors' delay.\n",
       hgp_cli_top },
-    { "stats", "RES TYPE",
+    { "stats", "RES TYPE [--window 1h|24h]",
       "print a resource's total, trending score and counts per minute",
       "Prints \"total N\", \"trending S\" and one \"TIME COUNT\" line per\n"
-      "minute of the last 24 hours that has events (UTC; the widths are\n"
-      "analytics/bucket and analytics/span), from the analytics service.\n",
+      "minute of the window (24h by default) that has events (UTC; the\n"
+      "width is analytics/bucket), from the analytics service. With --json:\n"
+      "what GET /api/v1/counter/RES/TYPE/stats answers (every minute of the\n"
+      "window, zeros included), plus \"status\".\n",
       hgp_cli_stats },
     { "replay", "[--reset]",
       "rebuild the counters in Redis from the event log (disaster recovery)",

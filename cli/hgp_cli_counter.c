@@ -8,6 +8,7 @@
  */
 #include "hgp_cli.h"
 #include "hgp_cli_json.h"
+#include "hgp_views.h"
 #include <time.h>
 
 //  Read nkeys counters into values, in requests of at most HGP_MGET_MAX
@@ -124,14 +125,23 @@ hgp_cli_incr (hgp_cli_t *app, int argc, char *argv [])
 //  clear it after), else an exit code and rep untouched.
 static int
 s_counter_call (hgp_cli_t *app, int argc, char *argv [], hgp_op_t op,
-                const char *name, hgp_request_t *req, hgp_reply_t *rep)
+                const char *name, hgp_request_t *req, hgp_reply_t *rep,
+                hgp_window_t *window)
 {
     const char *pos [2];
     int npos = 0;
     bool options = true;
     for (int i = 0; i < argc; i++) {
+        const char *value;
         if (options && streq (argv [i], "--"))
             options = false;
+        else
+        if (options && window
+        &&  hgp_cli_option (argc, argv, &i, "--window", &value)) {
+            if (!value || hgp_window_from_name (value, window)
+            ||  (*window != HGP_WINDOW_1H && *window != HGP_WINDOW_24H))
+                return hgp_cli_usage_error (app, "--window wants 1h or 24h");
+        }
         else {
             int err = hgp_cli_positional (app, argv [i], options, pos,
                                           &npos, 2);
@@ -171,7 +181,8 @@ hgp_cli_get (hgp_cli_t *app, int argc, char *argv [])
 {
     hgp_request_t req;
     hgp_reply_t rep;
-    int rc = s_counter_call (app, argc, argv, HGP_OP_GET, "get", &req, &rep);
+    int rc = s_counter_call (app, argc, argv, HGP_OP_GET, "get", &req, &rep,
+                             NULL);
     if (rc)
         return rc;
     if (rep.error.status != HGP_STATUS_OK)
@@ -251,8 +262,9 @@ hgp_cli_mget (hgp_cli_t *app, int argc, char *argv [])
                     "resource_id", hgp_cli_json_text (keys [i].resource_id),
                     "counter_type", hgp_cli_json_text (keys [i].counter_type),
                     "value", (json_int_t) values [i]));
+            //  "results", as POST /api/v1/counter/batch answers
             json_t *obj = json_pack ("{s:i,s:o}", "status", HGP_STATUS_OK,
-                                     "values", list);
+                                     "results", list);
             hgp_cli_json_print (&obj, HGP_CLI_JSON_EXACT);
         }
         else
@@ -320,19 +332,12 @@ hgp_cli_top (hgp_cli_t *app, int argc, char *argv [])
         rc = hgp_cli_reply_error (app, &rep, NULL);
     else
     if (app->json) {
-        json_t *ranking = json_array ();
-        for (size_t i = 0; i < rep.nranking; i++)
-            json_array_append_new (ranking, json_pack ("{s:o,s:o}",
-                "resource_id", hgp_cli_json_text (rep.ranking [i].resource_id),
-                trending ? "score" : "count", trending
-                ? hgp_cli_json_real (rep.ranking [i].score)
-                : json_integer (rep.ranking [i].count)));
-        json_t *obj = json_pack ("{s:i,s:o,s:s,s:o}", "status", HGP_STATUS_OK,
-                                 "counter_type",
-                                 hgp_cli_json_text (req.key.counter_type),
-                                 "window", hgp_window_name (window),
-                                 "ranking", ranking);
-        hgp_cli_json_print (&obj, HGP_CLI_JSON_EXACT);
+        //  The shape of GET /api/v1/rank/{type} (lib/hgp_views.h)
+        json_t *obj = json_pack ("{s:i}", "status", HGP_STATUS_OK);
+        json_t *view = hgp_view_ranking (req.key.counter_type, window, &rep);
+        json_object_update (obj, view);
+        json_decref (view);
+        hgp_cli_json_print (&obj, HGP_CLI_JSON_ROUNDED);
     }
     else
         for (size_t i = 0; i < rep.nranking; i++) {
@@ -355,33 +360,30 @@ hgp_cli_stats (hgp_cli_t *app, int argc, char *argv [])
 {
     hgp_request_t req;
     hgp_reply_t rep;
+    hgp_window_t window = HGP_WINDOW_24H;
     int rc = s_counter_call (app, argc, argv, HGP_OP_STATS, "stats", &req,
-                             &rep);
+                             &rep, &window);
     if (rc)
         return rc;
     if (rep.error.status != HGP_STATUS_OK)
         rc = hgp_cli_reply_error (app, &rep, NULL);
     else
     if (app->json) {
-        json_t *buckets = json_array ();
-        for (size_t i = 0; i < rep.nbuckets; i++)
-            json_array_append_new (buckets, json_pack ("[I,I]",
-                (json_int_t) rep.buckets [i].start_ms,
-                (json_int_t) rep.buckets [i].count));
-        json_t *obj = s_json_counter (&req.key);
-        json_t *rest = json_pack ("{s:I,s:o,s:I,s:o}",
-                                  "total", (json_int_t) rep.total,
-                                  "trending", hgp_cli_json_real (rep.trending),
-                                  "bucket_ms", (json_int_t) rep.bucket_ms,
-                                  "buckets", buckets);
-        json_object_update (obj, rest);
-        json_decref (rest);
-        hgp_cli_json_print (&obj, HGP_CLI_JSON_EXACT);
+        //  The shape of GET /api/v1/counter/{r}/{t}/stats (lib/hgp_views.h)
+        json_t *obj = json_pack ("{s:i}", "status", HGP_STATUS_OK);
+        json_t *view = hgp_view_series (&req.key, window, zclock_time (), &rep);
+        json_object_update (obj, view);
+        json_decref (view);
+        hgp_cli_json_print (&obj, HGP_CLI_JSON_ROUNDED);
     }
     else {
         printf ("total %lld\ntrending %.3f\n", (long long) rep.total,
                 rep.trending);
+        int64_t since = zclock_time ()
+                      - (window == HGP_WINDOW_1H ? 3600000 : 86400000);
         for (size_t i = 0; i < rep.nbuckets; i++) {
+            if (rep.buckets [i].start_ms + (int64_t) rep.bucket_ms <= since)
+                continue;           //  before the window
             time_t t = (time_t) (rep.buckets [i].start_ms / 1000);
             struct tm tm;
             gmtime_r (&t, &tm);

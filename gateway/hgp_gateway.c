@@ -616,7 +616,8 @@ s_batch (s_call_t *call, const char *body, size_t size)
 static char *
 s_encode_ranking (s_call_t *call)
 {
-    return hgp_json_encode_ranking (call->req.window, &call->rep);
+    return hgp_json_encode_ranking (call->req.key.counter_type,
+                                    call->req.window, &call->rep);
 }
 
 static void

@@ -90,7 +90,7 @@ char *hgp_json_encode_values (const hgp_request_t *req,
       stats  window=1h|24h (default 24h)
 
     query may be NULL (no '?'). */
-#define HGP_JSON_RANK_LIMIT_MAX 100
+#define HGP_JSON_RANK_LIMIT_MAX HGP_LIMIT_MAX
 
 /*  Decode GET /api/v1/rank/{counter_type}?... into req (op top,
     counter_type, window, limit); req->id is left "" for the caller. */
@@ -104,16 +104,14 @@ int hgp_json_decode_stats (const char *resource_id, size_t resource_len,
                            const char *query, hgp_request_t *req,
                            hgp_window_t *window, hgp_error_t *err);
 
-/*  A 200 top reply as the ordered array [{"resource_id", "value"}, ...],
-    or "score" instead of "value" for the trending window */
-char *hgp_json_encode_ranking (hgp_window_t window, const hgp_reply_t *rep);
+/*  A 200 top reply as lib/hgp_views.h shapes it: {"counter_type",
+    "window", "ranking": [{"resource_id", "value" or "score"}, ...]} */
+char *hgp_json_encode_ranking (const char *counter_type, hgp_window_t window,
+                               const hgp_reply_t *rep);
 
-/*  A 200 stats reply cut to window, as {"resource_id", "counter_type",
-    "window", "bucket_ms", "total" (all-time), "trending", "sum" (of the
-    window), "series": [{"start_ms", "count"}, ...]}: one entry per bucket
-    of the window ending with the bucket now_ms is in, oldest first, zeros
-    included, so a chart needs no gap filling. NULL also when the reply's
-    bucket_ms is 0. */
+/*  A 200 stats reply cut to window, as lib/hgp_views.h shapes it (the
+    series of every bucket of the window, zeros included). NULL also when
+    the reply's bucket_ms is 0. */
 char *hgp_json_encode_series (const hgp_key_t *key, hgp_window_t window,
                               int64_t now_ms, const hgp_reply_t *rep);
 

@@ -67,9 +67,22 @@ cost_line () {
     cost_rows "$@" | awk -F'\t' '{printf "%s%s %s", sep, $1, $2; sep = ", "} END {print ""}'
 }
 
+#   Stop the hgp processes first, then the store and the log (pids[0]
+#   and [1]): an analytics actor leaving its group needs the mock to answer,
+#   and one that cannot is killed after 10 s rather than left running
 bench_stack_cleanup () {
-    for pid in "${counters[@]}" "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${counters[@]}" "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    local pid hgp=("${counters[@]}" "${pids[@]:2}") store=("${pids[@]:0:2}")
+    for pid in "${hgp[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for _ in $(seq 100); do
+        local alive=0
+        for pid in "${hgp[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [ $alive -eq 0 ] && break
+        sleep 0.1
+    done
+    for pid in "${hgp[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    for pid in "${hgp[@]}"; do wait "$pid" 2>/dev/null || true; done
+    for pid in "${store[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${store[@]}"; do wait "$pid" 2>/dev/null || true; done
     rm -rf "$tmp"
 }
 

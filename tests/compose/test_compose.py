@@ -241,7 +241,7 @@ def test_rankings_match_the_totals(project, measured):
     while time.time() < deadline:
         status, body = project.http("GET", "/api/v1/rank/hits?limit=10")
         if status == 200:
-            got = [(e["value"], e["resource_id"]) for e in body]
+            got = [(e["value"], e["resource_id"]) for e in body["ranking"]]
             if got == want:
                 break
         time.sleep(0.5)

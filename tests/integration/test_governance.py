@@ -310,7 +310,7 @@ def test_the_gateway_counts_its_own_calls_as_counters_exactly(make_gateway, tmp_
     while time.time() < deadline:
         with Http(gateway.port) as h:
             status, _, body = h.request("GET", "/api/v1/rank/calls", headers=auth)
-        names = [e["resource_id"] for e in body] if status == 200 else []
+        names = [e["resource_id"] for e in body["ranking"]] if status == 200 else []
         if "api.increment" in names and "api.get" in names:
             break
         time.sleep(0.2)

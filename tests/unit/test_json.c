@@ -526,26 +526,29 @@ test_series_has_one_entry_per_bucket_of_the_window_zeros_included (void **state)
 }
 
 static void
-test_ranking_is_an_ordered_array_with_value_or_score (void **state)
+test_ranking_is_an_ordered_list_with_value_or_score (void **state)
 {
     hgp_rank_t ranks [2] = { { "a", 5, 7.9998367269969544 }, { "b", 3, 2.5 } };
     hgp_reply_t rep;
     hgp_reply_init (&rep);
     rep.ranking = ranks;
     rep.nranking = 2;
-    char *text = hgp_json_encode_ranking (HGP_WINDOW_ALL, &rep);
-    assert_string_equal (text, "[{\"resource_id\":\"a\",\"value\":5},"
-                               "{\"resource_id\":\"b\",\"value\":3}]");
+    char *text = hgp_json_encode_ranking ("like", HGP_WINDOW_ALL, &rep);
+    assert_string_equal (text, "{\"counter_type\":\"like\",\"window\":\"all\","
+                               "\"ranking\":[{\"resource_id\":\"a\",\"value\":5},"
+                               "{\"resource_id\":\"b\",\"value\":3}]}");
     free (text);
-    text = hgp_json_encode_ranking (HGP_WINDOW_TRENDING, &rep);
-    json_t *json = json_loads (text, 0, NULL);
+    text = hgp_json_encode_ranking ("like", HGP_WINDOW_TRENDING, &rep);
+    json_t *root = json_loads (text, 0, NULL);
+    json_t *json = json_object_get (root, "ranking");
     assert_true (json_is_real (json_object_get (json_array_get (json, 1),
                                                 "score")));
     assert_null (json_object_get (json_array_get (json, 1), "value"));
-    json_decref (json);
+    json_decref (root);
     //  Issue 15: scores to 3 decimals, printed as such
-    assert_string_equal (text, "[{\"resource_id\":\"a\",\"score\":8.0},"
-                               "{\"resource_id\":\"b\",\"score\":2.5}]");
+    assert_string_equal (text, "{\"counter_type\":\"like\",\"window\":\"trending\","
+                               "\"ranking\":[{\"resource_id\":\"a\",\"score\":8.0},"
+                               "{\"resource_id\":\"b\",\"score\":2.5}]}");
     free (text);
     rep.ranking = NULL;
     rep.nranking = 0;
@@ -606,7 +609,7 @@ main (void)
         cmocka_unit_test (test_rank_query_defaults_and_takes_window_and_limit),
         cmocka_unit_test (test_rank_and_stats_queries_refuse_anything_else_as_400),
         cmocka_unit_test (test_series_has_one_entry_per_bucket_of_the_window_zeros_included),
-        cmocka_unit_test (test_ranking_is_an_ordered_array_with_value_or_score),
+        cmocka_unit_test (test_ranking_is_an_ordered_list_with_value_or_score),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
