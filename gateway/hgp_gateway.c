@@ -366,6 +366,10 @@ s_busy (s_call_t *call)
         "the gateway has %d requests in flight, its limit "
         "(gateway/max_in_flight); retry after " S_RETRY_AFTER " s",
         self->max_in_flight);
+    //  A client that retries at once, ignoring Retry-After, would turn
+    //  these answers into the overload: its next request waits unread
+    //  for gateway/busy_pause ms
+    hgp_http_req_set_pause (call->http);
     s_send_error (call, &error, NULL, NULL);
 }
 
@@ -1419,6 +1423,8 @@ hgp_gateway_new (hgp_config_t *config)
         config, "gateway/max_in_flight", 4096, 1, 1000000);
     self->http.max_connections = (int) hgp_config_int (
         config, "gateway/max_connections", 10000, 1, 1000000);
+    self->http.busy_pause = (int) hgp_config_int (
+        config, "gateway/busy_pause", 100, 0, 1000);
     self->http.body_bytes_max = hgp_config_int (
         config, "gateway/body_bytes", 64 * 1024 * 1024, 64, 1LL << 40);
     if (hgp_config_error (config)) {

@@ -52,11 +52,13 @@ typedef enum {
     S_WRITE,                        /* the answer is being written          */
     S_DISCARD,                      /* an unwanted body is being dropped    */
     S_LINGER,                       /* writes shut, input dropped           */
+    S_PAUSED,                       /* answered busy: not read for a while  */
     S_CLOSED                        /* freed at the end of this run         */
 } s_state_t;
 
 typedef enum {
-    T_IDLE = 0, T_HEAD, T_BODY, T_WRITE, T_LINGER, T_COUNT, T_NONE = -1
+    T_IDLE = 0, T_HEAD, T_BODY, T_WRITE, T_LINGER, T_PAUSE, T_COUNT,
+    T_NONE = -1
 } s_timer_t;
 
 struct _hgp_http_req_t {
@@ -93,6 +95,7 @@ struct _hgp_http_req_t {
     size_t out_sent;
     size_t out_cap;
     bool close;                     /* close after this answer              */
+    bool pause;                     /* ... or read nothing for busy_pause ms */
     bool first;                     /* first request of the connection      */
     bool over;                      /* opened past max_connections          */
     uint8_t peer [16];              /* the client's address                 */
@@ -441,6 +444,15 @@ s_request_done (hgp_http_req_t *conn)
     conn->head_only = false;
     conn->first = false;
     conn->user = NULL;
+    if (conn->pause && conn->http->settings->busy_pause > 0) {
+        //  Told to come back later: what it sends meanwhile waits in the
+        //  socket, and costs us nothing until the pause is over
+        conn->pause = false;
+        conn->state = S_PAUSED;
+        s_timer_set (conn, T_PAUSE);
+        return;
+    }
+    conn->pause = false;
     if (conn->discard) {
         conn->state = S_DISCARD;
         s_timer_set (conn, T_BODY);
@@ -775,6 +787,7 @@ s_drive (hgp_http_req_t *conn)
         case S_DISCARD: s_read_discard (conn);  break;
         case S_LINGER:  s_read_linger (conn);   break;
         case S_HANDLER:
+        case S_PAUSED:
         case S_CLOSED:                          break;
     }
 }
@@ -857,6 +870,20 @@ s_expire (hgp_http_t *self, int64_t now)
                           self->settings->header_timeout);
                 s_edge (conn, HGP_HTTP_EDGE_HEADER_TIMEOUT, 408, "timeout",
                         message, NULL, false);
+            }
+            else
+            if (t == T_PAUSE && conn->state == S_PAUSED) {
+                //  Read again: the next request (or the end) is waiting
+                conn->drained = false;
+                if (conn->discard) {
+                    conn->state = S_DISCARD;
+                    s_timer_set (conn, T_BODY);
+                }
+                else {
+                    conn->state = conn->in_size ? S_HEAD : S_IDLE;
+                    s_timer_set (conn, conn->in_size ? T_HEAD : T_IDLE);
+                }
+                s_make_ready (conn);
             }
             else
             if (t == T_BODY && conn->state == S_BODY) {
@@ -988,6 +1015,7 @@ hgp_http_new (int listener, const hgp_http_settings_t *settings,
     self->timers [T_BODY].ms = settings->body_timeout;
     self->timers [T_WRITE].ms = settings->body_timeout;
     self->timers [T_LINGER].ms = S_LINGER_MS;
+    self->timers [T_PAUSE].ms = settings->busy_pause;
     struct epoll_event event = {
         .events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = self };
     if (epoll_ctl (self->epoll, EPOLL_CTL_ADD, listener, &event)) {
@@ -1171,6 +1199,12 @@ void
 hgp_http_req_set_close (hgp_http_req_t *req)
 {
     req->close = true;
+}
+
+void
+hgp_http_req_set_pause (hgp_http_req_t *req)
+{
+    req->pause = true;
 }
 
 void

@@ -69,6 +69,7 @@ typedef struct {
     atomic_llong *body_bytes;       /* ... now, all loops                   */
     int port;                       /* ours, for absolute-form targets      */
     const char *allow;              /* methods served, for OPTIONS *        */
+    int busy_pause;                 /* ms a paused connection is not read   */
 } hgp_http_settings_t;
 
 /*  A loop on the listening socket listener (non-blocking, bound, listening;
@@ -126,6 +127,11 @@ void *hgp_http_req_user (hgp_http_req_t *req);
 
 /*  Close the connection after the answer */
 void hgp_http_req_set_close (hgp_http_req_t *req);
+
+/*  After the answer, read nothing more of this connection for
+    settings->busy_pause ms (an answer of busy: a client that retries at
+    once waits in its socket, not in our loop) */
+void hgp_http_req_set_pause (hgp_http_req_t *req);
 
 /*  Answer: status, Content-Type type, body of size bytes (none for HEAD),
     extra header lines (each ending in CRLF, or NULL). The request is done:

@@ -403,7 +403,9 @@ def test_past_max_in_flight_the_gateway_answers_busy_at_once_and_admitted_keep_l
     20x what it admits, each sending its next request as soon as it has an
     answer. Latency is measured by the client from writing the request to
     the last byte of the answer, admitted (2xx) apart from busy (which
-    keeps its connection: the client tries again on it at once)."""
+    keeps its connection: the client tries again on it at once, ignoring
+    Retry-After, and the gateway reads that retry gateway/busy_pause ms
+    later: the spinning costs the stack nothing meanwhile)."""
     max_in_flight = 16
     stack, gateway = make_gateway(env={"HGP_GATEWAY_MAX_IN_FLIGHT": str(max_in_flight)})
     warm = load(http_load, gateway.port, 4, 0.5, "burst")          # warm up
@@ -420,9 +422,8 @@ def test_past_max_in_flight_the_gateway_answers_busy_at_once_and_admitted_keep_l
                 burst["2xx"], burst["ok_p99"], burst["5xx"], burst["other_p50"],
                 burst["other_p99"], burst["cpu_us"]))
     assert burst["5xx"] > 0.1 * burst["answered"], "the burst got (almost) no busy answers"
-    # Not asserted: admitted p99 <= 2x unloaded p99 (issue 9). Both loads
-    # and the whole stack share 2 cores here, and this is the sanitized
-    # build; the figures are reported (see the measured line).
+    # Issue 9: the admitted keep their latency under the burst
+    assert burst["ok_p99"] <= 2 * unloaded["ok_p99"], (unloaded, burst)
     # an answer of busy is definite: exactly the 2xx were applied
     applied = warm["2xx"] + unloaded["2xx"] + burst["2xx"]
     assert stack.redis.counter("r0", "burst") == applied
