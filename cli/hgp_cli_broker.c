@@ -343,13 +343,21 @@ s_census_destroy (s_census_t **self_p)
     *self_p = NULL;
 }
 
+//  actors and targets: no arguments, every broker's listing; NULL and *rc
+//  set when there is none
+static s_census_t *
+s_census_run (hgp_cli_t *app, int argc, char *argv [], int *rc)
+{
+    if ((*rc = s_no_arguments (app, argc, argv)) || (*rc = hgp_cli_connect (app)))
+        return NULL;
+    return s_census_take (app, rc);
+}
+
 int
 hgp_cli_actors (hgp_cli_t *app, int argc, char *argv [])
 {
     int rc;
-    if ((rc = s_no_arguments (app, argc, argv)) || (rc = hgp_cli_connect (app)))
-        return rc;
-    s_census_t *census = s_census_take (app, &rc);
+    s_census_t *census = s_census_run (app, argc, argv, &rc);
     if (!census)
         return rc;
     if (app->json)
@@ -409,9 +417,7 @@ int
 hgp_cli_targets (hgp_cli_t *app, int argc, char *argv [])
 {
     int rc;
-    if ((rc = s_no_arguments (app, argc, argv)) || (rc = hgp_cli_connect (app)))
-        return rc;
-    s_census_t *census = s_census_take (app, &rc);
+    s_census_t *census = s_census_run (app, argc, argv, &rc);
     if (!census)
         return rc;
     json_t *groups = json_array ();

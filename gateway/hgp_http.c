@@ -387,6 +387,20 @@ s_linger (hgp_http_req_t *conn)
     s_make_ready (conn);
 }
 
+//  Wait for the next request: drop the unwanted body first, if any
+static void
+s_next_request (hgp_http_req_t *conn)
+{
+    if (conn->discard) {
+        conn->state = S_DISCARD;
+        s_timer_set (conn, T_BODY);
+    }
+    else {
+        conn->state = conn->in_size ? S_HEAD : S_IDLE;
+        s_timer_set (conn, conn->in_size ? T_HEAD : T_IDLE);
+    }
+}
+
 //  The answer is written: next request, drop an unwanted body, or close
 static void
 s_request_done (hgp_http_req_t *conn)
@@ -453,14 +467,7 @@ s_request_done (hgp_http_req_t *conn)
         return;
     }
     conn->pause = false;
-    if (conn->discard) {
-        conn->state = S_DISCARD;
-        s_timer_set (conn, T_BODY);
-    }
-    else {
-        conn->state = conn->in_size ? S_HEAD : S_IDLE;
-        s_timer_set (conn, conn->in_size ? T_HEAD : T_IDLE);
-    }
+    s_next_request (conn);
     //  Nothing buffered and nothing left in the socket at the last read:
     //  the next request's first byte is an epoll event, no read needed now
     if (conn->discard || conn->in_size || !conn->drained)
@@ -875,14 +882,7 @@ s_expire (hgp_http_t *self, int64_t now)
             if (t == T_PAUSE && conn->state == S_PAUSED) {
                 //  Read again: the next request (or the end) is waiting
                 conn->drained = false;
-                if (conn->discard) {
-                    conn->state = S_DISCARD;
-                    s_timer_set (conn, T_BODY);
-                }
-                else {
-                    conn->state = conn->in_size ? S_HEAD : S_IDLE;
-                    s_timer_set (conn, conn->in_size ? T_HEAD : T_IDLE);
-                }
+                s_next_request (conn);
                 s_make_ready (conn);
             }
             else

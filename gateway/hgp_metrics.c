@@ -17,6 +17,7 @@
  *    neighbouring counters would otherwise fight over a handful of lines.
  */
 #include "hgp_metrics.h"
+#include "hgp_prom.h"
 #include <assert.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -131,45 +132,6 @@ hgp_metrics_refused (hgp_metrics_t *self, hgp_refused_t reason)
                                memory_order_relaxed);
 }
 
-//  A growable string for the exposition; stops growing on out of memory
-
-typedef struct {
-    char *data;
-    size_t size;
-    size_t alloc;
-    bool failed;
-} s_text_t;
-
-static void
-s_printf (s_text_t *text, const char *fmt, ...)
-{
-    if (text->failed)
-        return;
-    while (true) {
-        va_list args;
-        va_start (args, fmt);
-        int n = vsnprintf (text->data + text->size, text->alloc - text->size,
-                           fmt, args);
-        va_end (args);
-        if (n < 0) {
-            text->failed = true;
-            return;
-        }
-        if ((size_t) n < text->alloc - text->size) {
-            text->size += (size_t) n;
-            return;
-        }
-        size_t alloc = text->alloc * 2 + (size_t) n;
-        char *grown = (char *) realloc (text->data, alloc);
-        if (!grown) {
-            text->failed = true;
-            return;
-        }
-        text->data = grown;
-        text->alloc = alloc;
-    }
-}
-
 static uint64_t
 s_read (s_slot_t *slot)
 {
@@ -179,13 +141,10 @@ s_read (s_slot_t *slot)
 char *
 hgp_metrics_render (hgp_metrics_t *self)
 {
-    s_text_t text = { NULL, 0, 4096, false };
-    text.data = (char *) malloc (text.alloc);
-    if (!text.data)
-        return NULL;
-    text.data [0] = 0;
+    hgp_prom_text_t text;
+    hgp_prom_text_init (&text);
 
-    s_printf (&text,
+    hgp_prom_printf (&text,
         "# HELP hgp_gateway_http_requests_total HTTP requests answered, "
         "by route and status (status 000: any other).\n"
         "# TYPE hgp_gateway_http_requests_total counter\n");
@@ -193,13 +152,13 @@ hgp_metrics_render (hgp_metrics_t *self)
         for (int s = 0; s < STATUS_COUNT; s++) {
             uint64_t n = s_read (&self->requests [r][s]);
             if (n)
-                s_printf (&text, "hgp_gateway_http_requests_total"
+                hgp_prom_printf (&text, "hgp_gateway_http_requests_total"
                           "{route=\"%s\",status=\"%03d\"} %llu\n",
                           s_route_names [r], s_statuses [s],
                           (unsigned long long) n);
         }
 
-    s_printf (&text,
+    hgp_prom_printf (&text,
         "# HELP hgp_gateway_http_request_duration_seconds Time from "
         "reading the request line to the last byte of the response, by "
         "route.\n"
@@ -210,25 +169,25 @@ hgp_metrics_render (hgp_metrics_t *self)
         for (int b = 0; b <= BOUND_COUNT; b++) {
             cumulative += s_read (&h->buckets [b]);
             if (b < BOUND_COUNT)
-                s_printf (&text, "hgp_gateway_http_request_duration_seconds"
+                hgp_prom_printf (&text, "hgp_gateway_http_request_duration_seconds"
                           "_bucket{route=\"%s\",le=\"%g\"} %llu\n",
                           s_route_names [r], (double) s_bounds [b] / 1e6,
                           (unsigned long long) cumulative);
             else
-                s_printf (&text, "hgp_gateway_http_request_duration_seconds"
+                hgp_prom_printf (&text, "hgp_gateway_http_request_duration_seconds"
                           "_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
                           s_route_names [r], (unsigned long long) cumulative);
         }
-        s_printf (&text, "hgp_gateway_http_request_duration_seconds_sum"
+        hgp_prom_printf (&text, "hgp_gateway_http_request_duration_seconds_sum"
                   "{route=\"%s\"} %.6f\n", s_route_names [r],
                   (double) s_read (&h->sum_usecs) / 1e6);
-        s_printf (&text, "hgp_gateway_http_request_duration_seconds_count"
+        hgp_prom_printf (&text, "hgp_gateway_http_request_duration_seconds_count"
                   "{route=\"%s\"} %llu\n", s_route_names [r],
                   (unsigned long long) cumulative);
     }
 
     //  The scrape itself is in flight; it is part of the truth
-    s_printf (&text,
+    hgp_prom_printf (&text,
         "# HELP hgp_gateway_http_requests_in_flight HTTP requests being "
         "handled now.\n"
         "# TYPE hgp_gateway_http_requests_in_flight gauge\n"
@@ -239,13 +198,13 @@ hgp_metrics_render (hgp_metrics_t *self)
         "hgp_gateway_worker_threads %d\n",
         (unsigned long long) s_read (&self->in_flight),
         self->worker_threads);
-    s_printf (&text,
+    hgp_prom_printf (&text,
         "# HELP hgp_gateway_http_refused_total Requests the gateway refused "
         "itself, by reason: busy (503, past max_in_flight), framing (400, "
         "RFC 9112 6.3), header_timeout and body_timeout (408).\n"
         "# TYPE hgp_gateway_http_refused_total counter\n");
     for (int r = 0; r < HGP_REFUSED_COUNT; r++)
-        s_printf (&text, "hgp_gateway_http_refused_total{reason=\"%s\"} "
+        hgp_prom_printf (&text, "hgp_gateway_http_refused_total{reason=\"%s\"} "
                   "%llu\n", s_refused_names [r],
                   (unsigned long long) s_read (&self->refused [r]));
 

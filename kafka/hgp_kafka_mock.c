@@ -144,13 +144,7 @@ main (int argc, char *argv [])
     int series = hgp_prom_declare (prom, HGP_PROM_GAUGE,
         "hgp_kafka_mock_partitions", "", "Partitions of the event topic.", 1);
     hgp_prom_set (prom, series, partitions);
-    char *error = NULL;
-    hgp_exporter_t *exporter = hgp_exporter_new (config, "kafka", prom,
-                                                 &error);
-    if (error) {
-        zsys_error ("hgp-kafka-mock: no metrics: %s", error);
-        zstr_free (&error);
-    }
+    hgp_exporter_t *exporter = hgp_exporter_start (config, "kafka", prom);
     hgp_announcer_t *announcer = NULL;
     if (exporter && hgp_config_int (config, "kafka/announce", 1, 0, 1) == 1)
         announcer = hgp_announcer_new (config, "kafka",

@@ -353,6 +353,19 @@ hgp_exporter_new (hgp_config_t *config, const char *section,
     return self;
 }
 
+hgp_exporter_t *
+hgp_exporter_start (hgp_config_t *config, const char *section,
+                    hgp_prom_t *prom)
+{
+    char *error = NULL;
+    hgp_exporter_t *self = hgp_exporter_new (config, section, prom, &error);
+    if (error) {
+        zsys_error ("%s: no metrics: %s", section, error);
+        zstr_free (&error);
+    }
+    return self;
+}
+
 void
 hgp_exporter_destroy (hgp_exporter_t **self_p)
 {

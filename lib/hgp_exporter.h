@@ -29,6 +29,10 @@ typedef struct _hgp_exporter_t hgp_exporter_t;
     valid or cannot be bound. */
 hgp_exporter_t *hgp_exporter_new (hgp_config_t *config, const char *section,
                                   hgp_prom_t *prom, char **error);
+/*  The same for a process that serves on without metrics when it must
+    (an actor, the mock): a failure is logged, and NULL returned */
+hgp_exporter_t *hgp_exporter_start (hgp_config_t *config, const char *section,
+                                    hgp_prom_t *prom);
 void hgp_exporter_destroy (hgp_exporter_t **self_p);
 
 /*  NULL when `<section>/metrics` is well-formed, else a message to free */

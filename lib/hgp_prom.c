@@ -37,12 +37,6 @@ struct _hgp_prom_t {
     s_series_t series [HGP_PROM_SERIES_MAX];
 };
 
-typedef struct {
-    char *data;
-    size_t size;
-    size_t alloc;
-    bool failed;
-} s_text_t;
 
 
 hgp_prom_t *
@@ -186,12 +180,19 @@ hgp_prom_count_status (hgp_prom_t *self, const int *handles, int status)
  *  Text
  */
 
-static void
-s_printf (s_text_t *text, const char *format, ...)
-    __attribute__ ((format (printf, 2, 3)));
+void
+hgp_prom_text_init (hgp_prom_text_t *text)
+{
+    text->alloc = 4096;
+    text->size = 0;
+    text->data = (char *) malloc (text->alloc);
+    text->failed = text->data == NULL;
+    if (text->data)
+        text->data [0] = 0;
+}
 
-static void
-s_printf (s_text_t *text, const char *format, ...)
+void
+hgp_prom_printf (hgp_prom_text_t *text, const char *format, ...)
 {
     if (text->failed)
         return;
@@ -221,16 +222,16 @@ s_printf (s_text_t *text, const char *format, ...)
 }
 
 static void
-s_value (s_text_t *text, const s_series_t *s, int64_t value)
+s_value (hgp_prom_text_t *text, const s_series_t *s, int64_t value)
 {
     if (s->scale == 1)
-        s_printf (text, "%lld\n", (long long) value);
+        hgp_prom_printf (text, "%lld\n", (long long) value);
     else
-        s_printf (text, "%.9g\n", (double) value / (double) s->scale);
+        hgp_prom_printf (text, "%.9g\n", (double) value / (double) s->scale);
 }
 
 static void
-s_render_series (hgp_prom_t *self, s_text_t *text, int count)
+s_render_series (hgp_prom_t *self, hgp_prom_text_t *text, int count)
 {
     for (int i = 0; i < count; i++) {
         const s_series_t *s = &self->series [i];
@@ -239,7 +240,7 @@ s_render_series (hgp_prom_t *self, s_text_t *text, int count)
             first = strcmp (self->series [j].name, s->name) != 0;
         if (!first)
             continue;               //  printed with its family already
-        s_printf (text, "# HELP %s %s\n# TYPE %s %s\n", s->name, s->help,
+        hgp_prom_printf (text, "# HELP %s %s\n# TYPE %s %s\n", s->name, s->help,
                   s->name, s->type == HGP_PROM_COUNTER ? "counter" : "gauge");
         for (int j = i; j < count; j++) {
             const s_series_t *m = &self->series [j];
@@ -248,9 +249,9 @@ s_render_series (hgp_prom_t *self, s_text_t *text, int count)
             int64_t value = atomic_load_explicit (&m->value,
                                                   memory_order_relaxed);
             if (m->labels [0])
-                s_printf (text, "%s{%s} ", m->name, m->labels);
+                hgp_prom_printf (text, "%s{%s} ", m->name, m->labels);
             else
-                s_printf (text, "%s ", m->name);
+                hgp_prom_printf (text, "%s ", m->name);
             s_value (text, m, value);
         }
     }
@@ -288,7 +289,7 @@ s_open_fds (void)
 }
 
 static void
-s_render_process (hgp_prom_t *self, s_text_t *text)
+s_render_process (hgp_prom_t *self, hgp_prom_text_t *text)
 {
     FILE *file = fopen ("/proc/self/stat", "r");
     char stat [1024] = "";
@@ -306,7 +307,7 @@ s_render_process (hgp_prom_t *self, s_text_t *text)
                      &utime, &stime, &start, &vsize, &rss) == 5) {
         double tick = (double) sysconf (_SC_CLK_TCK);
         double page = (double) sysconf (_SC_PAGESIZE);
-        s_printf (text,
+        hgp_prom_printf (text,
             "# HELP process_cpu_seconds_total User and system CPU time.\n"
             "# TYPE process_cpu_seconds_total counter\n"
             "process_cpu_seconds_total %.2f\n"
@@ -319,7 +320,7 @@ s_render_process (hgp_prom_t *self, s_text_t *text)
             (double) (utime + stime) / tick, (double) rss * page, vsize);
         long long boot = s_boot_time ();
         if (boot > 0)
-            s_printf (text,
+            hgp_prom_printf (text,
                 "# HELP process_start_time_seconds When the process started,"
                 " seconds since the epoch.\n"
                 "# TYPE process_start_time_seconds gauge\n"
@@ -328,17 +329,17 @@ s_render_process (hgp_prom_t *self, s_text_t *text)
     }
     int fds = s_open_fds ();
     if (fds >= 0)
-        s_printf (text,
+        hgp_prom_printf (text,
             "# HELP process_open_fds Open file descriptors.\n"
             "# TYPE process_open_fds gauge\n"
             "process_open_fds %d\n", fds);
     struct rlimit limit;
     if (getrlimit (RLIMIT_NOFILE, &limit) == 0)
-        s_printf (text,
+        hgp_prom_printf (text,
             "# HELP process_max_fds The open-files limit.\n"
             "# TYPE process_max_fds gauge\n"
             "process_max_fds %llu\n", (unsigned long long) limit.rlim_cur);
-    s_printf (text,
+    hgp_prom_printf (text,
         "# HELP hgp_build_info The hgp release this process runs.\n"
         "# TYPE hgp_build_info gauge\n"
         "hgp_build_info{process=\"%s\",version=\"%s\"} 1\n",
@@ -348,10 +349,8 @@ s_render_process (hgp_prom_t *self, s_text_t *text)
 char *
 hgp_prom_render (hgp_prom_t *self)
 {
-    s_text_t text = { (char *) malloc (4096), 0, 4096, false };
-    if (!text.data)
-        return NULL;
-    text.data [0] = 0;
+    hgp_prom_text_t text;
+    hgp_prom_text_init (&text);
     int count = atomic_load_explicit (&self->count, memory_order_acquire);
     s_render_series (self, &text, count);
     s_render_process (self, &text);

@@ -18,6 +18,7 @@
 #define HGP_PROM_H_INCLUDED
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define HGP_PROM_SERIES_MAX 256         /* series of one process            */
@@ -56,6 +57,19 @@ void hgp_prom_declare_statuses (hgp_prom_t *self, const char *name,
                                 const char *help, int *handles);
 void hgp_prom_count_status (hgp_prom_t *self, const int *handles,
                             int status);
+
+/*  A growable text for an exposition, that stops growing when out of
+    memory (failed; then free data and answer 500). init allocates. */
+typedef struct {
+    char *data;
+    size_t size;
+    size_t alloc;
+    bool failed;
+} hgp_prom_text_t;
+
+void hgp_prom_text_init (hgp_prom_text_t *text);
+void hgp_prom_printf (hgp_prom_text_t *text, const char *format, ...)
+    __attribute__ ((format (printf, 2, 3)));
 
 /*  The whole exposition, to free; NULL when out of memory. Any thread. */
 char *hgp_prom_render (hgp_prom_t *self);

@@ -70,22 +70,13 @@ cost_name $gw_pid hgp-gateway
 build/bench/hello "$hport" > "$tmp/hello.log" 2>&1 &
 pids+=($!)
 cost_name $! hello-world
-#   webdis (Debian's, C on libevent: HTTP GET /INCR/key straight to Redis,
-#   no idempotency, no log) on its own redis-server, with Debian's default
-#   of 2 threads
-redis-server --port "$wrport" --bind 127.0.0.1 --save '' --appendonly no \
-    > "$tmp/webdis-redis.log" 2>&1 &
-pids+=($!)
-cost_name $! webdis-redis
-cat > "$tmp/webdis.json" <<EOF
-{"redis_host": "127.0.0.1", "redis_port": $wrport, "redis_auth": null,
- "http_host": "127.0.0.1", "http_port": $wport, "threads": 2,
- "daemonize": false, "database": 0, "verbosity": 1,
- "logfile": "$tmp/webdis.log"}
-EOF
-webdis "$tmp/webdis.json" > "$tmp/webdis.out" 2>&1 &
-pids+=($!)
-cost_name $! webdis
+#   webdis on its own redis-server (scripts/webdis.sh)
+# shellcheck source=scripts/webdis.sh
+. scripts/webdis.sh
+webdis_start "$tmp" "$wport" "$wrport"
+pids+=($webdis_redis_pid $webdis_pid)
+cost_name $webdis_redis_pid webdis-redis
+cost_name $webdis_pid webdis
 base="http://127.0.0.1:$gport"
 ready=0
 for _ in $(seq 100); do

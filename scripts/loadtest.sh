@@ -52,17 +52,10 @@ setsid bash scripts/run.sh > "$tmp/run.log" 2>&1 &
 pids+=($!)
 build/bench/hello "$hport" > "$tmp/hello.log" 2>&1 &
 pids+=($!)
-redis-server --port "$wrport" --bind 127.0.0.1 --save '' --appendonly no \
-    > "$tmp/webdis-redis.log" 2>&1 &
-pids+=($!)
-cat > "$tmp/webdis.json" <<EOF
-{"redis_host": "127.0.0.1", "redis_port": $wrport, "redis_auth": null,
- "http_host": "127.0.0.1", "http_port": $wport, "threads": 2,
- "daemonize": false, "database": 0, "verbosity": 1,
- "logfile": "$tmp/webdis.log"}
-EOF
-webdis "$tmp/webdis.json" > "$tmp/webdis.out" 2>&1 &
-pids+=($!)
+# shellcheck source=scripts/webdis.sh
+. scripts/webdis.sh
+webdis_start "$tmp" "$wport" "$wrport"
+pids+=($webdis_redis_pid $webdis_pid)
 for _ in $(seq 300); do
     grep -q "run: healthy" "$tmp/run.log" \
     && curl -sf "http://127.0.0.1:$hport/" >/dev/null 2>&1 \

@@ -1240,12 +1240,7 @@ s_analytics_new (zsock_t *actor_pipe, hgp_config_t *config)
     self->prom = hgp_prom_new ("analytics");
     assert (self->prom);
     s_metrics_declare (self);
-    self->exporter = hgp_exporter_new (config, "analytics", self->prom,
-                                       &error);
-    if (error) {
-        zsys_error ("analytics: no metrics: %s", error);
-        zstr_free (&error);
-    }
+    self->exporter = hgp_exporter_start (config, "analytics", self->prom);
     self->fold_script = hgp_redis_script (self->redis,
                                           hgp_lua_analytics_fold);
     self->merge_script = hgp_redis_script (self->redis,

@@ -1706,11 +1706,7 @@ s_counter_new (zsock_t *pipe, hgp_config_t *config)
     self->prom = hgp_prom_new ("counter");
     assert (self->prom);
     s_metrics_declare (self);
-    self->exporter = hgp_exporter_new (config, "counter", self->prom, &error);
-    if (error) {
-        zsys_error ("counter: no metrics: %s", error);
-        zstr_free (&error);
-    }
+    self->exporter = hgp_exporter_start (config, "counter", self->prom);
     self->incr_script = hgp_redis_script (self->redis, hgp_lua_counter_incr);
     self->prepare_script = hgp_redis_script (self->redis,
                                              hgp_lua_counter_prepare);
