@@ -608,12 +608,18 @@ s_discovery_send (hgp_client_t *self, const hgp_request_t *req,
     int64_t timeout = req->timeout_ms ? req->timeout_ms : HGP_TIMEOUT_DEFAULT;
     int64_t wait = self->send_wait >= 0 ? MIN (self->send_wait, timeout)
                                         : timeout;
+    //  Events may free the broker `only` (it left): keep its id, look it up
+    char only_id [sizeof only->id] = "";
+    if (only)
+        snprintf (only_id, sizeof only_id, "%s", only->id);
     int64_t start = zclock_mono ();
     if (start >= self->events_at)
         s_events (self, 0);
+    if (only_id [0])
+        only = s_broker_lookup (self, only_id, strlen (only_id));
     s_broker_t *broker = NULL;
     int error = EAGAIN;
-    while (true) {
+    while (!only_id [0] || only) {
         if (only) {
             if (s_broker_send (self, only, self->buf.data, self->buf.size) == 0)
                 broker = only;
@@ -626,13 +632,13 @@ s_discovery_send (hgp_client_t *self, const hgp_request_t *req,
             break;
         //  Nobody took it: a broker may be connecting or about to be heard
         s_events (self, 5);
-        if (only && !s_broker_lookup (self, only->id, strlen (only->id)))
-            break;                      //  it left meanwhile
+        if (only_id [0])                //  NULL when it left meanwhile
+            only = s_broker_lookup (self, only_id, strlen (only_id));
     }
     if (self->failover_due)
         s_failover (self);
     if (!broker) {
-        errno = only ? error : EAGAIN;
+        errno = only_id [0] ? error : EAGAIN;
         return -1;
     }
     //  A retry of an id still pending (the caller's own retry) replaces it
@@ -1015,7 +1021,10 @@ s_call (hgp_client_t *self, const hgp_request_t *req, hgp_reply_t *rep,
     char message [HGP_MESSAGE_MAX + 1];
     uint32_t timeout = req->timeout_ms ? req->timeout_ms : HGP_TIMEOUT_DEFAULT;
     int64_t deadline = zclock_mono () + timeout + HGP_CLIENT_GRACE_MS;
-    const char *where = only ? only->endpoint : self->endpoint;
+    //  A copy: the broker may leave (and be freed) while we wait
+    char where [256];
+    snprintf (where, sizeof where, "%s", only ? only->endpoint : self->endpoint);
+    bool one = only != NULL;
 
     int rc = self->events ? s_discovery_send (self, req, only)
                              : hgp_client_send (self, req);
@@ -1027,7 +1036,7 @@ s_call (hgp_client_t *self, const hgp_request_t *req, hgp_reply_t *rep,
         else
         if (error == EAGAIN || error == EHOSTUNREACH)
             snprintf (message, sizeof message, "cannot reach %s%.160s within %u"
-                      " ms; request not sent", self->events && !only
+                      " ms; request not sent", self->events && !one
                       ? "any broker found by " : "the broker at ", where,
                       timeout);
         else
@@ -1067,7 +1076,7 @@ s_call (hgp_client_t *self, const hgp_request_t *req, hgp_reply_t *rep,
     else
         snprintf (message, sizeof message, "no reply from %s%.160s within %u"
                   " ms; outcome unknown, retry with the same id",
-                  self->events && !only ? "the brokers found by "
+                  self->events && !one ? "the brokers found by "
                                            : "the broker at ", where,
                   timeout + HGP_CLIENT_GRACE_MS);
     s_local_error (rep, req->id, HGP_STATUS_TIMEOUT, "timeout", message);
