@@ -23,7 +23,9 @@
  *  http_load -p PORT [-c CONNS] [-r RATE] [-d SECONDS] [-n COUNT] [-k KEYS]
  *            [-m METHOD] [-u PATH] [-t TYPE]
  *  -n COUNT: closed loop until COUNT requests were sent (and answered),
- *  instead of for SECONDS.
+ *  instead of for SECONDS. -b MS: closed loop, a connection answered 503
+ *  waits MS before its next request, as a client honouring Retry-After
+ *  does (its latency counts from when it sends).
  *  POST bodies are {"resource_id":"rN","counter_type":TYPE} over KEYS keys
  *  (default 1 key, type "c"); GET requests carry no body. Prints one line
  *  of key=value pairs: sent, answered (by status class), rate, latency
@@ -63,6 +65,7 @@ typedef struct {
     int64_t due_us;                 /* when its next request is due         */
     int64_t start_us;               /* what the out request's latency counts from */
     uint64_t backlog;               /* requests due but not sent yet        */
+    int64_t resume_us;              /* -b: after a 503, not before this     */
     char in [8192];
     size_t in_size;
     size_t key;                     /* the next key this connection uses    */
@@ -74,6 +77,7 @@ typedef struct {
     double rate;
     double seconds;
     uint64_t count;                 /* -n: closed loop, this many requests  */
+    int64_t backoff_us;             /* -b: wait after a 503 (Retry-After)   */
     int keys;
     const char *method;
     const char *path;
@@ -192,7 +196,8 @@ s_pump (s_load_t *self, s_conn_t *conn, int64_t now)
         conn->backlog--;
     }
     else {
-        if (now >= self->end_us || (self->count && self->sent >= self->count))
+        if (now >= self->end_us || (self->count && self->sent >= self->count)
+        ||  now < conn->resume_us)
             return;
         conn->start_us = now;
     }
@@ -246,6 +251,8 @@ s_readable (s_load_t *self, s_conn_t *conn, int64_t now)
             }
             if (status >= 100 && status < 600)
                 self->statuses [status / 100]++;
+            if (status == 503 && self->backoff_us)
+                conn->resume_us = s_now_us () + self->backoff_us;
             memmove (conn->in, conn->in + size, conn->in_size - size);
             conn->in_size -= size;
             if (close_after) {
@@ -281,6 +288,7 @@ main (int argc, char *argv [])
         else if (!strcmp (flag, "-r")) self.rate = atof (value);
         else if (!strcmp (flag, "-d")) self.seconds = atof (value);
         else if (!strcmp (flag, "-n")) self.count = strtoull (value, NULL, 10);
+        else if (!strcmp (flag, "-b")) self.backoff_us = (int64_t) (atof (value) * 1000);
         else if (!strcmp (flag, "-k")) self.keys = atoi (value);
         else if (!strcmp (flag, "-m")) self.method = value;
         else if (!strcmp (flag, "-u")) self.path = value;
@@ -292,7 +300,7 @@ main (int argc, char *argv [])
     }
     if (!self.port || self.conns < 1 || self.keys < 1) {
         fprintf (stderr, "usage: http_load -p PORT [-c CONNS] [-r RATE] [-d SECONDS] "
-                         "[-n COUNT] [-k KEYS] [-m METHOD] [-u PATH] [-t TYPE]\n");
+                         "[-n COUNT] [-b MS] [-k KEYS] [-m METHOD] [-u PATH] [-t TYPE]\n");
         return 2;
     }
     struct rlimit nofile;
@@ -326,9 +334,13 @@ main (int argc, char *argv [])
         for (int i = 0; i < self.conns; i++) {
             s_conn_t *conn = &self.conn [i];
             s_pump (&self, conn, now);
-            open |= conn->busy || conn->backlog;
+            open |= conn->busy || conn->backlog
+                 || (conn->resume_us > now && now < self.end_us);
             if (self.interval_us && !conn->busy && conn->due_us < next)
                 next = conn->due_us;
+            if (!self.interval_us && !conn->busy && conn->resume_us > now
+            &&  conn->resume_us < next)
+                next = conn->resume_us;
         }
         bool done = now >= self.end_us
                  || (self.count && self.sent >= self.count);
