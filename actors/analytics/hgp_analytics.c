@@ -86,6 +86,7 @@
 #define S_FENCES        "hgp:a:fences"
 #define S_RETRY_MS      500         /* retry a batch Redis refused         */
 #define S_COMMIT_MS     1000        /* commit offsets to Kafka at most so  */
+#define S_SKIP_MAX      8           /* prefixes in analytics/skip           */
 
 /*  Settings, read once from the config */
 typedef struct {
@@ -100,11 +101,13 @@ typedef struct {
     int64_t half_life;          /* analytics/half_life, ms                 */
     int64_t bucket;             /* analytics/bucket, ms                    */
     int64_t span;               /* analytics/span, ms                      */
+    char skip [S_SKIP_MAX][HGP_ID_MAX + 1];    /* analytics/skip: prefixes */
+    int nskip;                  /* ... of counter types not ranked         */
 } s_settings_t;
 
 /*  Our Prometheus series (handles into prom; analytics/metrics) */
 typedef struct {
-    int folded, skipped, forged, void_events;
+    int folded, skipped, forged, void_events, unranked;
     int merged, judged;         /* folds, by how they were applied         */
     int fold_seconds;           /* time in fold calls to Redis             */
     int lag;                    /* events in the log not folded in yet     */
@@ -156,6 +159,7 @@ typedef struct {
     uint64_t skipped;           /* redelivered events skipped              */
     uint64_t forged;            /* records of identities that never
                                    registered, not counted                 */
+    uint64_t unranked;          /* events of analytics/skip types          */
     hgp_ledger_t *ledger;       /* vouches for the log identities          */
     hgp_buf_t buf;              /* encoded replies                         */
     hgp_prom_t *prom;           /* our series, served by exporter          */
@@ -168,6 +172,39 @@ typedef struct {
 /*  --------------------------------------------------------------------------
     Settings
 */
+
+/*  analytics/skip: counter-type prefixes, separated by commas or spaces */
+static char *
+s_skip_load (s_settings_t *s, const char *list)
+{
+    s->nskip = 0;
+    const char *p = list;
+    while (*p) {
+        size_t len = strcspn (p, ", ");
+        if (len) {
+            if (s->nskip == S_SKIP_MAX || !hgp_id_valid (p, len))
+                return zsys_sprintf ("config: analytics/skip (HGP_ANALYTICS_"
+                                     "SKIP) is '%s'; want at most %d counter"
+                                     " type prefixes (ids), separated by"
+                                     " commas", list, S_SKIP_MAX);
+            memcpy (s->skip [s->nskip], p, len);
+            s->skip [s->nskip++][len] = 0;
+        }
+        p += len;
+        p += strspn (p, ", ");
+    }
+    return NULL;
+}
+
+//  Is an event of this counter type left out of rankings and stats?
+static bool
+s_skipped_type (const s_settings_t *s, const char *counter_type)
+{
+    for (int i = 0; i < s->nskip; i++)
+        if (strncmp (counter_type, s->skip [i], strlen (s->skip [i])) == 0)
+            return true;
+    return false;
+}
 
 static char *
 s_settings_load (hgp_config_t *config, s_settings_t *s)
@@ -194,6 +231,10 @@ s_settings_load (hgp_config_t *config, s_settings_t *s)
                               INT64_MAX / 4);
     if (hgp_config_error (config))
         return strdup (hgp_config_error (config));
+    char *error = s_skip_load (s, hgp_config_str (config, "analytics/skip",
+                                                  "bench"));
+    if (error)
+        return error;
     if (s->window [0] % S_BUCKETS || s->window [1] % S_BUCKETS)
         return strdup ("config: analytics/window_1h and window_24h must be"
                        " multiples of 60 ms (they are cut in 60 buckets)");
@@ -510,6 +551,13 @@ s_take (s_analytics_t *self, rd_kafka_message_t *m)
         zsys_warning ("analytics: record at [%d] %" PRId64 " is not an"
                       " event (%s); skipped", m->partition, m->offset,
                       error.message);
+    else
+    if (!rec->ev.fence [0]
+    &&  s_skipped_type (&self->settings, rec->ev.key.counter_type)) {
+        //  analytics/skip: only moves the offset, like a non-event
+        self->unranked++;
+        hgp_prom_add (self->prom, self->series.unranked, 1);
+    }
     else
         rec->event = true;
 }
@@ -1166,6 +1214,8 @@ s_metrics_declare (s_analytics_t *self)
         "Records of identities that never registered, not counted.", 1);
     m->void_events = hgp_prom_declare (p, C, "hgp_analytics_void_total", "",
         "Events of fenced actors past their fence, not counted.", 1);
+    m->unranked = hgp_prom_declare (p, C, "hgp_analytics_unranked_total", "",
+        "Events of counter types in analytics/skip, not ranked.", 1);
     const char *folds = "hgp_analytics_folds_total";
     const char *help = "Fold calls to Redis that applied, by how: merged"
         " (sums per target) or judged (event by event).";

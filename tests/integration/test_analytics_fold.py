@@ -223,3 +223,35 @@ def test_many_events_of_few_resources_fold_into_exact_sums(make_stack,
     # PEXPIREATs, HINCRBY, PEXPIRETIME, HLEN and HEXISTS; a burst folds
     # hundreds of events of three resources per call
     assert cost["burst"] < 2 and cost["trickle"] < 9.5, cost
+
+
+def test_bench_counters_stay_out_of_the_rankings(make_stack):
+    """Issue 15: the keys of `hgp bench` (counter type "bench") filled the
+    rankings for ever. analytics/skip (default "bench": a prefix) leaves
+    such events out of rankings, windows and stats (counted in the
+    analytics metrics as unranked); the counters themselves count as ever,
+    and with analytics/skip empty they rank like any type."""
+    stack = make_stack(actors=1, analytics=1)
+    wait_analytics(stack)
+    out = stack.cli("bench", "-n", "300", "-w", "16", "-k", "3", timeout=120)
+    assert out.returncode == 0, out.stderr
+    with stack.client() as c:
+        for t in ("bench", "bench.lt1", "benchmark", "like"):
+            assert c.incr("after-bench", t, 2)["status"] == 200
+        assert c.incr("no-prefix-match", "xbench", 1)["status"] == 200
+        # the counters are there
+        assert c.get("after-bench", "bench") == 2
+    wait_ranking(stack, "like", {"after-bench": 2})
+    wait_ranking(stack, "xbench", {"no-prefix-match": 1})
+    for t in ("bench", "bench.lt1", "benchmark"):
+        assert top(stack, t) == [], t
+        with stack.client() as c:
+            rep = c.call({"op": "stats", "resource_id": "after-bench",
+                          "counter_type": t})
+        assert rep["status"] == 200 and rep["total"] == 0, rep
+
+    other = make_stack(actors=1, analytics=1, env={"HGP_ANALYTICS_SKIP": ""})
+    wait_analytics(other)
+    with other.client() as c:
+        assert c.incr("ranked", "bench", 3)["status"] == 200
+    wait_ranking(other, "bench", {"ranked": 3})

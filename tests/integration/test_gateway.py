@@ -817,3 +817,57 @@ def test_a_traceparent_is_carried_logged_stored_and_answered(make_gateway):
     assert len(traced) == 1 and traced[0]["trace"] == back
     assert len(events) == 5
     assert all("trace" not in e for e in events if e["resource_id"] == "untraced")
+
+
+def same_but_decay(a, b):
+    """Equal, but for trending scores, which decay between two asks"""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(
+            abs(a[k] - b[k]) < 0.01 if k in ("score", "trending")
+            else same_but_decay(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_but_decay(x, y) for x, y in zip(a, b))
+    return a == b and type(a) is type(b)
+
+
+def test_the_cli_prints_what_the_http_api_answers(make_gateway):
+    """Issue 15: HTTP and CLI disagreed on every analytics shape (rank a
+    bare array of value/score vs {"ranking": [{"count"}]}, stats series vs
+    buckets, limits 1..100 vs 1..1000, no window in the CLI, mget values
+    vs batch results). Now `hgp --json` prints the HTTP answer plus
+    "status", from one owner (lib/hgp_views)."""
+    stack, gw = make_gateway(actors=1, analytics=1)
+    with gw.http() as h:
+        for res, delta in (("a", 3), ("b", 5), ("c", 1)):
+            assert h.increment(res, "shape", delta=delta)[0] == 200
+        wait_rank(h, RANK + "shape", [{"resource_id": "b", "value": 5},
+                                      {"resource_id": "a", "value": 3},
+                                      {"resource_id": "c", "value": 1}])
+        for window in ("all", "1h", "24h", "trending"):
+            _, _, http = h.request("GET", RANK + "shape?limit=1000&window=" + window)
+            out = stack.cli("--json", "top", "shape", "--window", window,
+                            "--limit", "1000")
+            assert out.returncode == 0, out.stderr
+            cli = json.loads(out.stdout)
+            assert cli.pop("status") == 200
+            assert same_but_decay(cli, http), (window, cli, http)
+        for window in ("1h", "24h"):
+            for _ in range(3):      # the same minute for both, or again
+                _, _, http = h.request("GET", "/api/v1/counter/b/shape/stats?window="
+                                       + window)
+                out = stack.cli("--json", "stats", "b", "shape", "--window", window)
+                cli = json.loads(out.stdout)
+                assert cli.pop("status") == 200
+                if cli["series"][-1]["start_ms"] == http["series"][-1]["start_ms"]:
+                    break
+            assert same_but_decay(cli, http), (window, cli, http)
+        _, _, http = h.request("POST", "/api/v1/counter/batch",
+                               {"queries": [{"resource_id": "a", "counter_type": "shape"},
+                                            {"resource_id": "z", "counter_type": "shape"}]})
+        out = stack.cli("--json", "mget", "a:shape", "z:shape")
+        cli = json.loads(out.stdout)
+        assert cli.pop("status") == 200
+        assert cli == http, (cli, http)
+        # the same limits: 1000 is fine, 1001 is refused by both
+        assert h.request("GET", RANK + "shape?limit=1001")[0] == 400
+        assert stack.cli("top", "shape", "--limit", "1001").returncode == 2
