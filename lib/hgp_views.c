@@ -8,6 +8,15 @@ hgp_view_score (double score)
     return isfinite (score) ? round (score * 1000) / 1000 : 0;
 }
 
+//  "as_of_ms" when the reply knows it
+static json_t *
+s_as_of (json_t *view, const hgp_reply_t *rep)
+{
+    if (view && rep->has_as_of)
+        json_object_set_new (view, "as_of_ms", json_integer (rep->as_of_ms));
+    return view;
+}
+
 json_t *
 hgp_view_ranking (const char *counter_type, hgp_window_t window,
                   const hgp_reply_t *rep)
@@ -28,8 +37,9 @@ hgp_view_ranking (const char *counter_type, hgp_window_t window,
     }
     if (!rows)
         return NULL;
-    return json_pack ("{s:s, s:s, s:o}", "counter_type", counter_type,
-                      "window", hgp_window_name (window), "ranking", rows);
+    return s_as_of (json_pack ("{s:s, s:s, s:o}", "counter_type", counter_type,
+                               "window", hgp_window_name (window),
+                               "ranking", rows), rep);
 }
 
 json_t *
@@ -67,10 +77,10 @@ hgp_view_series (const hgp_key_t *key, hgp_window_t window, int64_t now_ms,
     }
     if (!series)
         return NULL;
-    return json_pack ("{s:s, s:s, s:s, s:I, s:I, s:f, s:I, s:o}",
+    return s_as_of (json_pack ("{s:s, s:s, s:s, s:I, s:I, s:f, s:I, s:o}",
         "resource_id", key->resource_id, "counter_type", key->counter_type,
         "window", hgp_window_name (window), "bucket_ms", (json_int_t) width,
         "total", (json_int_t) rep->total,
         "trending", hgp_view_score (rep->trending),
-        "sum", (json_int_t) sum, "series", series);
+        "sum", (json_int_t) sum, "series", series), rep);
 }

@@ -15,7 +15,8 @@
 
 /*  A 200 top reply as {"counter_type", "window", "ranking": [{"resource_id",
     "value"}, ...]}, best first; "score" (to 3 decimals) instead of "value"
-    for the trending window. NULL when out of memory. */
+    for the trending window; "as_of_ms" when the reply has it (every
+    event logged before it is folded in). NULL when out of memory. */
 json_t *hgp_view_ranking (const char *counter_type, hgp_window_t window,
                           const hgp_reply_t *rep);
 
@@ -24,7 +25,8 @@ json_t *hgp_view_ranking (const char *counter_type, hgp_window_t window,
     (to 3 decimals), "sum" (of the window), "series": [{"start_ms",
     "count"}, ...]}: one entry per bucket of the window ending with the
     bucket now_ms is in, oldest first, zeros included, so a chart needs no
-    gap filling. NULL when out of memory or the reply's bucket_ms is 0. */
+    gap filling; "as_of_ms" as above. NULL when out of memory or the
+    reply's bucket_ms is 0. */
 json_t *hgp_view_series (const hgp_key_t *key, hgp_window_t window,
                          int64_t now_ms, const hgp_reply_t *rep);
 

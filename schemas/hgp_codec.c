@@ -969,6 +969,7 @@ hgp_reply_encode (const hgp_reply_t *rep, hgp_buf_t *buf)
     size_t count = 2 + (rep->has_value ? 1 : 0) + (rep->replayed ? 1 : 0)
                  + (values ? 1 : 0) + (actors ? 1 : 0) + (ranking ? 2 : 0)
                  + (processes ? 1 : 0) + (metrics ? 1 : 0)
+                 + (rep->has_as_of ? 1 : 0)
                  + (rep->has_stats ? 4 : 0);
     msgpack_packer pk;
     msgpack_packer_init (&pk, buf, s_buf_write);
@@ -1006,6 +1007,10 @@ hgp_reply_encode (const hgp_reply_t *rep, hgp_buf_t *buf)
     if (metrics) {
         s_pack_str (&pk, "metrics");
         s_pack_str (&pk, rep->metrics);
+    }
+    if (rep->has_as_of) {
+        s_pack_str (&pk, "as_of_ms");
+        msgpack_pack_int64 (&pk, rep->as_of_ms);
     }
     if (ranking) {
         //  Counts are exact integers; the trending score is a float
@@ -1068,12 +1073,12 @@ hgp_reply_encode_error (const char *id, const hgp_error_t *error,
 enum {
     RP_ID, RP_STATUS, RP_ERROR, RP_VALUE, RP_REPLAYED, RP_VALUES, RP_ACTORS,
     RP_WINDOW, RP_RANKING, RP_TOTAL, RP_TRENDING, RP_BUCKET_MS, RP_BUCKETS,
-    RP_PROCESSES, RP_METRICS, RP_COUNT
+    RP_PROCESSES, RP_METRICS, RP_AS_OF, RP_COUNT
 };
 static const char *const s_reply_keys [RP_COUNT] = {
     "id", "status", "error", "value", "replayed", "values", "actors",
     "window", "ranking", "total", "trending", "bucket_ms", "buckets",
-    "processes", "metrics"
+    "processes", "metrics", "as_of_ms"
 };
 
 /*  A 2-element array; -1 unless it is one */
@@ -1298,6 +1303,9 @@ s_reply_field (s_cur_t *cur, hgp_reply_t *rep, int key)
             return 0;
         case RP_METRICS:
             return s_url (cur, rep->metrics, "metrics");
+        case RP_AS_OF:
+            rep->has_as_of = true;
+            return s_int (cur, &rep->as_of_ms, "as_of_ms");
     }
     assert (false);
     return -1;

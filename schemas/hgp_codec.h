@@ -180,6 +180,8 @@ typedef struct {
     uint32_t bucket_ms;                 /* stats: width of each bucket      */
     size_t nbuckets;                    /* stats                            */
     hgp_bucket_t *buckets;              /* stats, owned, oldest first       */
+    bool has_as_of;                     /* top, stats: as_of_ms is known    */
+    int64_t as_of_ms;                   /* ... the log is folded in up to   */
 } hgp_reply_t;
 
 /*  One record of the log (PROTOCOL.md section 10): an increment, or, when

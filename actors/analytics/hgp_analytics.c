@@ -84,6 +84,9 @@
 #define S_EPOCH         16          /* half-lives per trending epoch       */
 #define S_OFFSETS       "hgp:a:off"
 #define S_FENCES        "hgp:a:fences"
+#define S_ASOF          "hgp:a:asof"    /* partition -> folded up to, ms   */
+#define S_ASOF_FIELDS   64              /* partitions per HSET             */
+#define S_PARTS_MAX     1024            /* partitions whose start we keep  */
 #define S_RETRY_MS      500         /* retry a batch Redis refused         */
 #define S_COMMIT_MS     1000        /* commit offsets to Kafka at most so  */
 #define S_SKIP_MAX      8           /* prefixes in analytics/skip           */
@@ -166,7 +169,13 @@ typedef struct {
     hgp_exporter_t *exporter;   /* GET /metrics, or NULL                   */
     s_series_t series;          /* handles into prom                       */
     int64_t publish_at;         /* next look at the lag                    */
+    int64_t start [S_PARTS_MAX];    /* each partition's first offset read
+                                       since assigned, for the lag of one
+                                       that brought nothing yet            */
 } s_analytics_t;
+
+static void s_asof_folded (s_analytics_t *self);
+static void s_asof_read (s_analytics_t *self, hgp_reply_t *rep);
 
 
 /*  --------------------------------------------------------------------------
@@ -420,6 +429,15 @@ s_assign (s_analytics_t *self, rd_kafka_topic_partition_list_t *parts)
         free (argv);
         free (names);
     }
+    //  Where reading starts, for the lag of a partition that brings nothing
+    //  (-1: the committed offset, unknown here)
+    for (int i = 0; i < parts->cnt; i++) {
+        int32_t p = parts->elems [i].partition;
+        int64_t offset = parts->elems [i].offset;
+        if (p >= 0 && p < S_PARTS_MAX)
+            self->start [p] = offset == RD_KAFKA_OFFSET_BEGINNING ? 0
+                            : offset >= 0 ? offset : -1;
+    }
     rd_kafka_assign (self->consumer, parts);
     self->paused = false;
     zsys_info ("analytics: assigned %d partitions", parts->cnt);
@@ -534,6 +552,7 @@ s_take (s_analytics_t *self, rd_kafka_message_t *m)
     rec->partition = m->partition;
     rec->offset = m->offset;
     rec->event = false;
+    rec->ev.ts = 0;                 //  no time unless it decodes
     hgp_error_t error = { 0 };
     const void *value = NULL;
     size_t size = 0;
@@ -816,6 +835,7 @@ s_fold (s_analytics_t *self)
     }
     freeReplyObject (reply);
     self->folds++;
+    s_asof_folded (self);
 
     //  Commit after applying (at most once a second): the next owner of a
     //  partition starts at the offset in Redis anyway, this keeps Kafka's
@@ -1169,6 +1189,8 @@ s_serve (s_analytics_t *self, const hgp_work_t *work)
                 s_top (self, &req, &rep);
             else
                 s_stats (self, &req, &rep);
+            if (rep.error.status == HGP_STATUS_OK)
+                s_asof_read (self, &rep);
         }
         else
         if (req.op != HGP_OP_PING)
@@ -1231,6 +1253,102 @@ s_metrics_declare (s_analytics_t *self)
         "Replies sent (top, stats), by status.", m->replies);
 }
 
+/*  --------------------------------------------------------------------------
+    How far the log is folded in (hgp:a:asof, PROTOCOL.md 7): per partition,
+    the newest event timestamp folded in, or when its reader last saw it
+    caught up. Top and stats answer the least of them as as_of_ms: every
+    event logged before it (by the producers' clocks) is in.
+*/
+
+static void
+s_asof_write (s_analytics_t *self, const int32_t *parts, const int64_t *ms,
+              int n)
+{
+    if (!hgp_redis_context (self->redis))
+        return;
+    for (int at = 0; at < n; at += S_ASOF_FIELDS) {
+        const char *argv [2 + 2 * S_ASOF_FIELDS];
+        char text [2 * S_ASOF_FIELDS][24];
+        int argc = 0;
+        argv [argc++] = "HSET";
+        argv [argc++] = S_ASOF;
+        for (int i = at; i < n && i < at + S_ASOF_FIELDS; i++) {
+            snprintf (text [argc - 2], 24, "%d", (int) parts [i]);
+            argv [argc] = text [argc - 2];
+            argc++;
+            snprintf (text [argc - 2], 24, "%" PRId64, ms [i]);
+            argv [argc] = text [argc - 2];
+            argc++;
+        }
+        char reason [256];
+        redisReply *reply = hgp_redis_command (self->redis, argc, argv, NULL,
+                                               reason, sizeof reason);
+        if (!reply)
+            return;                 //  the next fold writes it again
+        freeReplyObject (reply);
+    }
+}
+
+//  After a fold: the newest timestamp folded in, per partition of the batch
+static void
+s_asof_folded (s_analytics_t *self)
+{
+    int32_t parts [S_MERGE_SPANS];
+    int64_t ms [S_MERGE_SPANS];
+    int n = 0;
+    for (size_t i = 0; i < self->nrecords; i++) {
+        const s_record_t *rec = &self->records [i];
+        if (rec->ev.ts == 0)
+            continue;               //  not decoded: no time
+        int k = 0;
+        while (k < n && parts [k] != rec->partition)
+            k++;
+        if (k == n) {
+            if (n == S_MERGE_SPANS)
+                continue;           //  more at the next fold
+            parts [n] = rec->partition;
+            ms [n++] = 0;
+        }
+        if ((int64_t) rec->ev.ts > ms [k])
+            ms [k] = (int64_t) rec->ev.ts;
+    }
+    s_asof_write (self, parts, ms, n);
+}
+
+//  The least of hgp:a:asof into rep (nothing when it is empty)
+static void
+s_asof_read (s_analytics_t *self, hgp_reply_t *rep)
+{
+    const char *argv [] = { "HVALS", S_ASOF };
+    char reason [256];
+    redisReply *reply = hgp_redis_command (self->redis, 2, argv, NULL,
+                                           reason, sizeof reason);
+    if (!reply)
+        return;
+    for (size_t i = 0; reply->type == REDIS_REPLY_ARRAY && i < reply->elements;
+         i++) {
+        int64_t ms;
+        redisReply *e = reply->element [i];
+        if (e->type == REDIS_REPLY_STRING
+        &&  hgp_redis_int64 (e->str, e->len, &ms) == 0
+        &&  (!rep->has_as_of || ms < rep->as_of_ms)) {
+            rep->as_of_ms = ms;
+            rep->has_as_of = true;
+        }
+    }
+    freeReplyObject (reply);
+}
+
+//  Does the batch hold records of partition?
+static bool
+s_pending (s_analytics_t *self, int32_t partition)
+{
+    for (size_t i = 0; i < self->nrecords; i++)
+        if (self->records [i].partition == partition)
+            return true;
+    return false;
+}
+
 //  The lag: for every partition we hold, its end as the last fetch saw
 //  it less our position, plus what waits for its fold
 static int64_t
@@ -1240,17 +1358,33 @@ s_lag (s_analytics_t *self)
     if (!self->consumer || rd_kafka_assignment (self->consumer, &parts))
         return 0;
     int64_t lag = 0;
+    int32_t caught [S_MERGE_SPANS];
+    int64_t now [S_MERGE_SPANS];
+    int ncaught = 0;
     if (rd_kafka_position (self->consumer, parts) == RD_KAFKA_RESP_ERR_NO_ERROR)
         for (int i = 0; i < parts->cnt; i++) {
             int64_t low, high;
             rd_kafka_topic_partition_t *tp = &parts->elems [i];
-            if (tp->offset >= 0
-            &&  rd_kafka_get_watermark_offsets (self->consumer, tp->topic,
-                    tp->partition, &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR
-            &&  high > tp->offset)
-                lag += high - tp->offset;
+            //  Nothing read since assigned: where the reading started
+            int64_t at = tp->offset >= 0 ? tp->offset
+                       : tp->partition >= 0 && tp->partition < S_PARTS_MAX
+                       ? self->start [tp->partition] : -1;
+            if (at < 0
+            ||  rd_kafka_get_watermark_offsets (self->consumer, tp->topic,
+                    tp->partition, &low, &high) != RD_KAFKA_RESP_ERR_NO_ERROR
+            ||  high < 0)
+                continue;
+            if (high > at)
+                lag += high - at;
+            else
+            if (!s_pending (self, tp->partition) && ncaught < S_MERGE_SPANS) {
+                //  read to its end and folded: in up to now
+                caught [ncaught] = tp->partition;
+                now [ncaught++] = zclock_time ();
+            }
         }
     rd_kafka_topic_partition_list_destroy (parts);
+    s_asof_write (self, caught, now, ncaught);
     return lag + (int64_t) self->nrecords;
 }
 

@@ -704,6 +704,37 @@ def test_rank_is_ordered_by_value_ties_by_resource_id_and_limited(make_gateway):
         assert status == 200 and ranking(body, "nothing") == [], body
 
 
+def test_rank_and_stats_say_how_far_the_log_is_folded_in(make_gateway):
+    """Issue 15: rank right after an increment is [] for ~70 ms and stats
+    total 0 for ~1 s without a word why. Every rank and stats answer says
+    as_of_ms: every event logged before it is folded in (PROTOCOL.md 4.3);
+    an answer whose as_of_ms is past an increment's time counts it."""
+    _, gateway = make_gateway(actors=1, analytics=1)
+    with gateway.http() as h:
+        wait_rank(h, RANK + "asof", [], timeout=5)      # analytics is up
+        before = int(time.time() * 1000)
+        assert h.increment("x", "asof", delta=4)[0] == 200
+        after = int(time.time() * 1000)
+        deadline = time.time() + 30
+        while True:
+            status, _, rank = h.request("GET", RANK + "asof")
+            assert status == 200, rank
+            # absent only while nothing of the log was folded in yet
+            as_of = rank.get("as_of_ms", 0)
+            assert isinstance(as_of, int), rank
+            assert as_of <= int(time.time() * 1000) + 1000, rank
+            if as_of >= after:
+                # as of a time past the increment, it is in
+                assert rank["ranking"] == [{"resource_id": "x", "value": 4}], rank
+                break
+            if rank["ranking"] == []:
+                assert as_of < after, rank   # it says it is behind
+            assert time.time() < deadline, rank
+            time.sleep(0.05)
+        status, _, stats = h.request("GET", "/api/v1/counter/x/asof/stats?window=1h")
+        assert status == 200 and stats["as_of_ms"] >= before and stats["total"] == 4, stats
+
+
 def test_stats_is_a_per_minute_series_of_the_window_adding_up(make_gateway):
     _, gateway = make_gateway(actors=1, analytics=1)
     with gateway.http() as h:
