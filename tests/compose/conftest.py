@@ -57,7 +57,9 @@ class Project:
     def __init__(self, name):
         self.name = name
         self.port = free_port()
-        self.env = dict(os.environ, HGP_GATEWAY_PUBLISH=str(self.port))
+        self.env = dict(os.environ, HGP_GATEWAY_PUBLISH=str(self.port),
+                        HGP_PROMETHEUS_PUBLISH=str(free_port()),
+                        HGP_GRAFANA_PUBLISH=str(free_port()))
 
     def compose(self, *args, timeout=600, check=True):
         r = subprocess.run(["docker-compose"] + FILES + ["-p", self.name] + list(args),
@@ -129,7 +131,8 @@ class Project:
         }
 
     def down(self):
-        return self.compose("down", "-v", "--remove-orphans", "-t", "20", check=False)
+        return self.compose("--profile", "monitoring", "down", "-v",
+                            "--remove-orphans", "-t", "20", check=False)
 
 
 @pytest.fixture(scope="module")

@@ -250,6 +250,45 @@ def test_rankings_match_the_totals(project, measured):
     assert got == want, (got, want)
 
 
+def test_the_monitoring_profile_scrapes_every_process(project, measured):
+    """Issue 15: `--profile monitoring` starts `targets` (hgp targets every
+    10 s into a shared file) and Prometheus (Debian's, in hgp:local, with
+    configs/prometheus.yml and alerts.yml): it scrapes the broker, every
+    counter, the analytics actor and the gateway, by the hostnames their
+    metrics URLs carry, and its rules load."""
+    project.compose("--profile", "monitoring", "up", "-d", "--no-build",
+                    "targets", "prometheus")
+    want = {"broker": 1, "counter": len(project.containers("counter")),
+            "analytics": 1, "gateway": 1}
+    deadline = time.time() + 90
+    t0 = time.time()
+    roles = None
+    while time.time() < deadline:
+        r = project.compose("exec", "-T", "prometheus", "curl", "-s",
+                            "http://127.0.0.1:9090/api/v1/query?query=up",
+                            check=False)
+        try:
+            result = json.loads(r.stdout)["data"]["result"]
+        except (ValueError, KeyError):
+            result = []
+        roles = {}
+        for series in result:
+            if series["value"][1] == "1":
+                role = series["metric"].get("role")
+                roles[role] = roles.get(role, 0) + 1
+        if roles == want:
+            break
+        time.sleep(1)
+    measured("monitoring profile: Prometheus scraped %r after %.1f s"
+             % (roles, time.time() - t0))
+    assert roles == want, (roles, project.logs("targets", tail=20),
+                           project.logs("prometheus", tail=20))
+    r = project.compose("exec", "-T", "prometheus", "curl", "-s",
+                        "http://127.0.0.1:9090/api/v1/rules")
+    rules = [x for g in json.loads(r.stdout)["data"]["groups"] for x in g["rules"]]
+    assert len(rules) == 8, rules
+
+
 def test_down_v_leaves_nothing(project):
     r = project.down()
     assert r.returncode == 0, r.stdout + r.stderr
