@@ -444,7 +444,7 @@ test_rank_query_defaults_and_takes_window_and_limit (void **state)
 static void
 test_rank_and_stats_queries_refuse_anything_else_as_400 (void **state)
 {
-    const char *rank [] = { "window=week", "limit=0", "limit=101", "limit=1x",
+    const char *rank [] = { "window=week", "limit=0", "limit=1001", "limit=1x",
         "limit=-1", "limit=07", "limit=", "window", "=1h", "window=1h&&limit=2",
         "limit=1&limit=2", "colour=red", "window=1h%26", "limit=12345678901234567",
         "window=ALL" };
