@@ -13,7 +13,7 @@ BUILD=(
 )
 PACKAGES=(
     "${BUILD[@]}" libcmocka-dev
-    redis-server kcat wrk hey webdis prometheus
+    redis-server kcat wrk hey webdis prometheus gnuplot-nox
     python3 python3-pytest python3-zmq python3-msgpack iproute2 curl
 )
 case "${1:-}" in

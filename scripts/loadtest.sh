@@ -119,7 +119,7 @@ for spec in $LEVELS; do
             exact="FAILED: counted $got, 2xx $L_2xx of $n"
             fail=1
         fi
-        little=$(awk -v c="$c" -v r="$L_rate" 'BEGIN {printf "%.2f", r > 0 ? 1000 * c / r : 0}')
+        little=$(awk -v c="$c" -v r="$L_rate" 'BEGIN {printf "%.2f", (r > 0 ? 1000 * c / r : 0)}')
         printf "| %d | %s | %d | %d | %.0f | %.2f | %.2f | %.2f | %.2f | %s | %d | %s |\n" \
             "$level" "$system" "$n" "$c" "$L_rate" "$L_ok_p50" "$L_ok_p99" "$L_ok_p999" \
             "$L_ok_mean" "$little" "$errors" "$exact" >> "$OUT/report.md"
@@ -135,11 +135,12 @@ done
 } >> "$OUT/report.md"
 
 gnuplot <<EOF
-set terminal pngcairo size 1200,500 font ",10"
+set terminal pngcairo size 1200,500 font ",10" noenhanced
 set output "$OUT/report.png"
 set multiplot layout 1,2 title "hgp load test (closed loop, $machine)"
 set xlabel "level (requests @ connections)"
 set xtics ("1k@10" 1, "5k@50" 2, "10k@100" 3, "50k@500" 4, "100k@1000" 5)
+set xrange [0.7:5.3]
 set key top left
 set grid
 set title "throughput"
