@@ -24,8 +24,8 @@
  *            [-m METHOD] [-u PATH] [-t TYPE]
  *  -n COUNT: closed loop until COUNT requests were sent (and answered),
  *  instead of for SECONDS. -b MS: closed loop, a connection answered 503
- *  waits MS before its next request, as a client honouring Retry-After
- *  does (its latency counts from when it sends).
+ *  waits MS (jittered by a quarter) before its next request, as a client
+ *  honouring Retry-After does (its latency counts from when it sends).
  *  POST bodies are {"resource_id":"rN","counter_type":TYPE} over KEYS keys
  *  (default 1 key, type "c"); GET requests carry no body. Prints one line
  *  of key=value pairs: sent, answered (by status class), rate, latency
@@ -252,7 +252,10 @@ s_readable (s_load_t *self, s_conn_t *conn, int64_t now)
             if (status >= 100 && status < 600)
                 self->statuses [status / 100]++;
             if (status == 503 && self->backoff_us)
-                conn->resume_us = s_now_us () + self->backoff_us;
+                //  jittered by a quarter either way, as a client should, so
+                //  a burst's retries do not all come back at once
+                conn->resume_us = s_now_us () + self->backoff_us * 3 / 4
+                                + (int64_t) (drand48 () * (double) self->backoff_us / 2);
             memmove (conn->in, conn->in + size, conn->in_size - size);
             conn->in_size -= size;
             if (close_after) {
