@@ -87,6 +87,9 @@
 #define S_ASOF          "hgp:a:asof"    /* partition -> folded up to, ms   */
 #define S_ASOF_FIELDS   64              /* partitions per HSET             */
 #define S_PARTS_MAX     1024            /* partitions whose start we keep  */
+#define S_FETCH_WAIT_MS 500             /* fetch.wait.max.ms (the default) */
+#define S_ASOF_MARGIN_MS 1000           /* ... how old a log's end may be  */
+#define S_ASOF_META_MS  200             /* to learn the topic's partitions */
 #define S_RETRY_MS      500         /* retry a batch Redis refused         */
 #define S_COMMIT_MS     1000        /* commit offsets to Kafka at most so  */
 #define S_SKIP_MAX      8           /* prefixes in analytics/skip           */
@@ -481,7 +484,8 @@ static int
 s_consumer_new (s_analytics_t *self)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new ();
-    char errstr [256], session [24], heartbeat [24];
+    char errstr [256], session [24], heartbeat [24], fetch_wait [24];
+    snprintf (fetch_wait, sizeof fetch_wait, "%d", S_FETCH_WAIT_MS);
     snprintf (session, sizeof session, "%" PRId64,
               self->settings.session_timeout);
     snprintf (heartbeat, sizeof heartbeat, "%" PRId64,
@@ -499,6 +503,7 @@ s_consumer_new (s_analytics_t *self)
         "log_level", "4",
         "log.connection.close", "false",
         "reconnect.backoff.max.ms", "1000",
+        "fetch.wait.max.ms", fetch_wait,
         NULL
     };
     for (const char **p = pairs; *p; p += 2)
@@ -1255,9 +1260,11 @@ s_metrics_declare (s_analytics_t *self)
 
 /*  --------------------------------------------------------------------------
     How far the log is folded in (hgp:a:asof, PROTOCOL.md 7): per partition,
-    the newest event timestamp folded in, or when its reader last saw it
-    caught up. Top and stats answer the least of them as as_of_ms: every
-    event logged before it (by the producers' clocks) is in.
+    the newest event timestamp folded in (its append came after it), or
+    when its reader had read and folded all of it up to the end the last
+    fetch saw (less how old that may be). Top and stats answer the least of
+    them as as_of_ms: every increment acknowledged before it (so appended
+    before it) is in.
 */
 
 static void
@@ -1315,28 +1322,38 @@ s_asof_folded (s_analytics_t *self)
     s_asof_write (self, parts, ms, n);
 }
 
-//  The least of hgp:a:asof into rep (nothing when it is empty)
+//  The least of hgp:a:asof over every partition of the topic into rep: 0
+//  while one has no entry (nothing of it read and folded yet)
 static void
 s_asof_read (s_analytics_t *self, hgp_reply_t *rep)
 {
-    const char *argv [] = { "HVALS", S_ASOF };
+    int partitions = hgp_eventlog_partitions (self->log, S_ASOF_META_MS);
+    const char *argv [] = { "HGETALL", S_ASOF };
     char reason [256];
-    redisReply *reply = hgp_redis_command (self->redis, 2, argv, NULL,
-                                           reason, sizeof reason);
+    redisReply *reply = partitions > 0
+        ? hgp_redis_command (self->redis, 2, argv, NULL, reason, sizeof reason)
+        : NULL;
+    rep->has_as_of = true;
+    rep->as_of_ms = 0;
     if (!reply)
         return;
-    for (size_t i = 0; reply->type == REDIS_REPLY_ARRAY && i < reply->elements;
-         i++) {
-        int64_t ms;
-        redisReply *e = reply->element [i];
-        if (e->type == REDIS_REPLY_STRING
-        &&  hgp_redis_int64 (e->str, e->len, &ms) == 0
-        &&  (!rep->has_as_of || ms < rep->as_of_ms)) {
-            rep->as_of_ms = ms;
-            rep->has_as_of = true;
+    int found = 0;
+    int64_t least = INT64_MAX;
+    for (size_t i = 0; reply->type == REDIS_REPLY_ARRAY
+                    && i + 1 < reply->elements; i += 2) {
+        redisReply *field = reply->element [i], *value = reply->element [i + 1];
+        int64_t p, ms;
+        if (field->type == REDIS_REPLY_STRING && value->type == REDIS_REPLY_STRING
+        &&  hgp_redis_int64 (field->str, field->len, &p) == 0
+        &&  hgp_redis_int64 (value->str, value->len, &ms) == 0
+        &&  p >= 0 && p < partitions) {
+            found++;
+            least = MIN (least, ms);
         }
     }
     freeReplyObject (reply);
+    if (found == partitions)
+        rep->as_of_ms = least;
 }
 
 //  Does the batch hold records of partition?
@@ -1378,9 +1395,12 @@ s_lag (s_analytics_t *self)
                 lag += high - at;
             else
             if (!s_pending (self, tp->partition) && ncaught < S_MERGE_SPANS) {
-                //  read to its end and folded: in up to now
+                //  Read to its end as the last fetch saw it, and folded. The
+                //  fetcher long-polls at most S_FETCH_WAIT_MS, so that end is
+                //  at most that old (S_ASOF_MARGIN_MS with the round trip):
+                //  everything appended before then is in
                 caught [ncaught] = tp->partition;
-                now [ncaught++] = zclock_time ();
+                now [ncaught++] = zclock_time () - S_ASOF_MARGIN_MS;
             }
         }
     rd_kafka_topic_partition_list_destroy (parts);

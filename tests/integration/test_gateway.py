@@ -719,8 +719,8 @@ def test_rank_and_stats_say_how_far_the_log_is_folded_in(make_gateway):
         while True:
             status, _, rank = h.request("GET", RANK + "asof")
             assert status == 200, rank
-            # absent only while nothing of the log was folded in yet
-            as_of = rank.get("as_of_ms", 0)
+            # 0 while nothing of the log was folded in yet
+            as_of = rank["as_of_ms"]
             assert isinstance(as_of, int), rank
             assert as_of <= int(time.time() * 1000) + 1000, rank
             if as_of >= after:
