@@ -1291,15 +1291,9 @@ s_announce (hgp_gateway_t *self, hgp_config_t *config)
 {
     if (hgp_config_int (config, "gateway/announce", 1, 0, 1) != 1)
         return;
-    char *name = NULL;
-    const char *host = self->bind;
-    if (streq (host, "0.0.0.0") || streq (host, "*") || streq (host, "::"))
-        host = name = zsys_hostname ();
     char url [HGP_EXPORTER_URL_MAX];
-    if (host && hgp_exporter_format_url (host, self->port, url,
-                                         sizeof url) == 0)
+    if (hgp_exporter_format_url (self->bind, self->port, url, sizeof url) == 0)
         self->announcer = hgp_announcer_new (config, "gateway", url);
-    zstr_free (&name);
 }
 
 static int

@@ -217,11 +217,6 @@ s_actor (zsock_t *pipe, void *arg)
         zsock_set_linger (stream, 0);
         char host [64] = "";
         sscanf (args->endpoint, "tcp://%63[^:]", host);
-        if (streq (host, "*") || streq (host, "0.0.0.0")) {
-            char *name = zsys_hostname ();
-            snprintf (host, sizeof host, "%s", name ? name : "localhost");
-            zstr_free (&name);
-        }
         hgp_exporter_format_url (host, port, args->url, sizeof args->url);
     }
     zsock_signal (pipe, 0);
@@ -265,7 +260,13 @@ hgp_exporter_format_url (const char *host, int port, char *url, size_t size)
 {
     if (!host || !*host || port < 1 || port > 65535)
         return -1;
-    int n = snprintf (url, size, "http://%s:%d/metrics", host, port);
+    //  Listening on every address: others reach us by our host name
+    char *name = NULL;
+    if (streq (host, "*") || streq (host, "0.0.0.0") || streq (host, "::"))
+        host = name = zsys_hostname ();
+    int n = snprintf (url, size, "http://%s:%d/metrics",
+                      host ? host : "localhost", port);
+    zstr_free (&name);
     return n > 0 && (size_t) n < size ? 0 : -1;
 }
 

@@ -41,9 +41,10 @@ char *hgp_exporter_config_check (hgp_config_t *config, const char *section);
 /*  "http://127.0.0.1:PORT/metrics": where it listens */
 const char *hgp_exporter_url (hgp_exporter_t *self);
 
-/*  The address of a `<section>/metrics` value as a URL into url (size at
-    least HGP_EXPORTER_URL_MAX), for a listener someone else runs (the
-    gateway serves /metrics on its own port): 0, or -1 when not valid */
+/*  The metrics URL of a listener on host:port into url (size at least
+    HGP_EXPORTER_URL_MAX); a wildcard host (*, 0.0.0.0, ::) becomes this
+    host's name. Also for a listener someone else runs (the gateway serves
+    /metrics on its own port). 0, or -1 when not valid. */
 int hgp_exporter_format_url (const char *host, int port, char *url,
                              size_t size);
 

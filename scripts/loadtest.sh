@@ -107,7 +107,7 @@ for spec in $LEVELS; do
             hello) load -p "$hport" -n "$n" -c "$c" -m GET -u / ;;
             webdis) load -p "$wport" -n "$n" -c "$c" -m GET -u "/INCR/lt$level" ;;
         esac
-        errors=$((L_answered - L_2xx + L_failed + n - L_answered))
+        errors=$((n - L_2xx + L_failed))      #   not 2xx, unanswered, failed
         case $system in
             hgp)    got=$(hgp_sum "lt$level") ;;
             hello)  got=$L_2xx ;;

@@ -580,7 +580,6 @@ s_take (s_analytics_t *self, rd_kafka_message_t *m)
     &&  s_skipped_type (&self->settings, rec->ev.key.counter_type)) {
         //  analytics/skip: only moves the offset, like a non-event
         self->unranked++;
-        hgp_prom_add (self->prom, self->series.unranked, 1);
     }
     else
         rec->event = true;
@@ -1366,10 +1365,12 @@ s_pending (s_analytics_t *self, int32_t partition)
     return false;
 }
 
-//  The lag: for every partition we hold, its end as the last fetch saw
-//  it less our position, plus what waits for its fold
+//  Once a second: how far we are in the log. Returns the lag (for every
+//  partition we hold, its end as the last fetch saw it less our position,
+//  plus what waits for its fold) and records in hgp:a:asof the partitions
+//  read and folded to that end
 static int64_t
-s_lag (s_analytics_t *self)
+s_progress (s_analytics_t *self)
 {
     rd_kafka_topic_partition_list_t *parts = NULL;
     if (!self->consumer || rd_kafka_assignment (self->consumer, &parts))
@@ -1417,7 +1418,8 @@ s_metrics_publish (s_analytics_t *self)
     hgp_prom_set (self->prom, self->series.folded, (int64_t) self->folded);
     hgp_prom_set (self->prom, self->series.skipped, (int64_t) self->skipped);
     hgp_prom_set (self->prom, self->series.forged, (int64_t) self->forged);
-    hgp_prom_set (self->prom, self->series.lag, s_lag (self));
+    hgp_prom_set (self->prom, self->series.unranked, (int64_t) self->unranked);
+    hgp_prom_set (self->prom, self->series.lag, s_progress (self));
 }
 
 
