@@ -876,6 +876,12 @@ def test_the_cli_prints_what_the_http_api_answers(make_gateway):
         wait_rank(h, RANK + "shape", [{"resource_id": "b", "value": 5},
                                       {"resource_id": "a", "value": 3},
                                       {"resource_id": "c", "value": 1}])
+        # as_of_ms is 0 until every partition has been read once: wait for
+        # it, or one answer may come from before that and one from after
+        deadline = time.time() + 30
+        while h.request("GET", RANK + "shape")[2]["as_of_ms"] == 0:
+            assert time.time() < deadline, "as_of_ms stayed 0"
+            time.sleep(0.1)
         for window in ("all", "1h", "24h", "trending"):
             _, _, http = h.request("GET", RANK + "shape?limit=1000&window=" + window)
             out = stack.cli("--json", "top", "shape", "--window", window,
