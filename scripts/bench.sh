@@ -30,7 +30,7 @@ run_bench () {
 }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m)"
-echo "stack: redis-server $(redis-server --version | grep -o 'v=[0-9.]*'), hgp-kafka-mock (librdkafka $(pkg-config --modversion rdkafka), in memory, 8 partitions), broker, $ACTORS counter actors, all on loopback"
+echo "stack: redis-server $(redis-server --version | grep -o 'v=[0-9.]*'), hgp-kafka-mock (librdkafka $(pkg-config --modversion rdkafka), in memory, $KAFKA_PARTITIONS partitions), broker, $ACTORS counter actors, all on loopback"
 for mode in $MODES; do
     bench_counters_start bin "$ACTORS" "$mode"
     echo "#### counter/event_log = $mode"

@@ -183,7 +183,7 @@ drain () {
 }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m), $(uname -r)"
-echo "stack: redis-server $(redis-server --version | grep -o 'v=[0-9.]*'), hgp-kafka-mock (librdkafka $(pkg-config --modversion rdkafka), in memory), broker, $ACTORS counter actors, hgp-gateway (threads $(awk '/^ *threads *=/ {print $3; exit}' configs/hgp.cfg)), civetweb hello-world; all on loopback"
+echo "stack: redis-server $(redis-server --version | grep -o 'v=[0-9.]*'), hgp-kafka-mock (librdkafka $(pkg-config --modversion rdkafka), in memory, $KAFKA_PARTITIONS partitions), broker, $ACTORS counter actors, hgp-gateway (threads $(awk '/^ *threads *=/ {print $3; exit}' configs/hgp.cfg)), civetweb hello-world; all on loopback"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (anything else running skews the numbers)"
 echo "wrk: -t$WRK_THREADS -d${SECONDS_PER_RUN}s --timeout 10s --latency; increments spread over $KEYS keys, delta 1; event-log modes: $MODES"
 echo

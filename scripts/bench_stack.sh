@@ -114,6 +114,14 @@ bench_stack_up () {
     pids+=($!)
     cost_name $! hgp-kafka-mock
     for _ in $(seq 100); do [ -s "$tmp/kafka.addr" ] && break; sleep 0.05; done
+    KAFKA_PARTITIONS="?"
+    for _ in $(seq 50); do
+        if grep -q ' partitions; in memory' "$tmp/kafka.log"; then
+            KAFKA_PARTITIONS=$(sed -n 's/.* with \([0-9]*\) partitions; in memory.*/\1/p' "$tmp/kafka.log")
+            break
+        fi
+        sleep 0.05
+    done
     HGP_KAFKA_BROKERS=$(cat "$tmp/kafka.addr")
     export HGP_KAFKA_BROKERS
     "$bin/hgp-broker" > "$tmp/broker.log" 2>&1 &

@@ -28,7 +28,7 @@ cost_name $! hgp-analytics
 bench_actors_wait bin 3
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m)"
-echo "stack: make run's: redis-server (appendonly everysec), hgp-kafka-mock, broker, 2 counters (event log sync), 1 analytics actor; loopback"
+echo "stack: make run's: redis-server (appendonly everysec), hgp-kafka-mock ($KAFKA_PARTITIONS partitions), broker, 2 counters (event log sync), 1 analytics actor; loopback"
 declare -a rate p99
 for b in $(seq "$BLOCKS"); do
     echo "== block $b: bin/hgp bench -n $N -w 128 -k $KEYS --op incr"

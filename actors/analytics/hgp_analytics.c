@@ -61,6 +61,11 @@
  *    its partitions again from the start (analytics_state.lua). So the
  *    rankings are rebuilt from the log, as `hgp replay` rebuilds the
  *    counters.
+ *  - What the log no longer has cannot count: events its retention
+ *    dropped before we read them (an actor down, or behind, for longer
+ *    than the topic keeps). librdkafka goes on from the log's start; the
+ *    jump in offsets is logged as an error and counted
+ *    (hgp_analytics_lost_total), never passed over in silence.
  */
 #include "hgp_analytics.h"
 #include "hgp_codec.h"
@@ -113,7 +118,7 @@ typedef struct {
 
 /*  Our Prometheus series (handles into prom; analytics/metrics) */
 typedef struct {
-    int folded, skipped, forged, void_events, unranked;
+    int folded, skipped, forged, void_events, unranked, lost;
     int merged, judged;         /* folds, by how they were applied         */
     int fold_seconds;           /* time in fold calls to Redis             */
     int lag;                    /* events in the log not folded in yet     */
@@ -166,12 +171,17 @@ typedef struct {
     uint64_t forged;            /* records of identities that never
                                    registered, not counted                 */
     uint64_t unranked;          /* events of analytics/skip types          */
+    uint64_t lost;              /* records the log dropped before we read
+                                   them (retention): never folded in       */
     hgp_ledger_t *ledger;       /* vouches for the log identities          */
     hgp_buf_t buf;              /* encoded replies                         */
     hgp_prom_t *prom;           /* our series, served by exporter          */
     hgp_exporter_t *exporter;   /* GET /metrics, or NULL                   */
     s_series_t series;          /* handles into prom                       */
     int64_t publish_at;         /* next look at the lag                    */
+    int64_t next [S_PARTS_MAX];     /* each partition's offset expected
+                                       next, -1 unknown: a record past it
+                                       means the log dropped those between */
     int64_t start [S_PARTS_MAX];    /* each partition's first offset read
                                        since assigned, for the lag of one
                                        that brought nothing yet            */
@@ -437,9 +447,11 @@ s_assign (s_analytics_t *self, rd_kafka_topic_partition_list_t *parts)
     for (int i = 0; i < parts->cnt; i++) {
         int32_t p = parts->elems [i].partition;
         int64_t offset = parts->elems [i].offset;
-        if (p >= 0 && p < S_PARTS_MAX)
+        if (p >= 0 && p < S_PARTS_MAX) {
             self->start [p] = offset == RD_KAFKA_OFFSET_BEGINNING ? 0
                             : offset >= 0 ? offset : -1;
+            self->next [p] = offset >= 0 ? offset : -1;
+        }
     }
     rd_kafka_assign (self->consumer, parts);
     self->paused = false;
@@ -496,6 +508,8 @@ s_consumer_new (s_analytics_t *self)
         "client.id", self->actor_id,
         "enable.auto.commit", "false",
         "enable.auto.offset.store", "false",
+        //  A start the log no longer has (retention dropped it): its first
+        //  record; s_take counts what was skipped (hgp_analytics_lost_total)
         "auto.offset.reset", "earliest",
         "session.timeout.ms", session,
         "heartbeat.interval.ms", heartbeat,
@@ -548,9 +562,35 @@ s_consumer_new (s_analytics_t *self)
 }
 
 /*  Take one consumed message into the pending batch */
+/*  Records of a partition come in offset order, one after the other: our
+    producers are idempotent, not transactional, and nothing compacts the
+    topic. A record past the offset we expect means the log dropped the
+    ones between before we read them (retention: librdkafka's mock keeps 5
+    MB per partition, and librdkafka went on from the log's start,
+    auto.offset.reset). They are missing from the rankings for good: say
+    so and count them. */
+static void
+s_check_gap (s_analytics_t *self, const rd_kafka_message_t *m)
+{
+    int32_t p = m->partition;
+    if (p < 0 || p >= S_PARTS_MAX)
+        return;
+    int64_t expected = self->next [p];
+    self->next [p] = m->offset + 1;
+    if (expected < 0 || m->offset <= expected)
+        return;
+    self->lost += (uint64_t) (m->offset - expected);
+    zsys_error ("analytics: partition %" PRId32 ": the log dropped offsets %"
+                PRId64 "..%" PRId64 " before they were read (retention): %"
+                PRId64 " records are missing from the rankings and stats"
+                " (hgp_analytics_lost_total)", p, expected, m->offset - 1,
+                m->offset - expected);
+}
+
 static void
 s_take (s_analytics_t *self, rd_kafka_message_t *m)
 {
+    s_check_gap (self, m);
     if (self->nrecords == 0)
         self->fold_at = zclock_mono () + self->settings.fold_ms;
     s_record_t *rec = &self->records [self->nrecords++];
@@ -1242,6 +1282,9 @@ s_metrics_declare (s_analytics_t *self)
         "Events of fenced actors past their fence, not counted.", 1);
     m->unranked = hgp_prom_declare (p, C, "hgp_analytics_unranked_total", "",
         "Events of counter types in analytics/skip, not ranked.", 1);
+    m->lost = hgp_prom_declare (p, C, "hgp_analytics_lost_total", "",
+        "Records the log dropped (retention) before they were read: missing"
+        " from rankings and stats for good.", 1);
     const char *folds = "hgp_analytics_folds_total";
     const char *help = "Fold calls to Redis that applied, by how: merged"
         " (sums per target) or judged (event by event).";
@@ -1419,6 +1462,7 @@ s_metrics_publish (s_analytics_t *self)
     hgp_prom_set (self->prom, self->series.skipped, (int64_t) self->skipped);
     hgp_prom_set (self->prom, self->series.forged, (int64_t) self->forged);
     hgp_prom_set (self->prom, self->series.unranked, (int64_t) self->unranked);
+    hgp_prom_set (self->prom, self->series.lost, (int64_t) self->lost);
     hgp_prom_set (self->prom, self->series.lag, s_progress (self));
 }
 

@@ -10,6 +10,7 @@ the timestamps of the events in the log (read with kcat). The Redis
 commands the fold costs per event are read from `INFO commandstats` and
 reported (measured(...)), and bounded: an event must not cost a dozen."""
 import collections
+import os
 import random
 import re
 import time
@@ -255,3 +256,64 @@ def test_bench_counters_stay_out_of_the_rankings(make_stack):
     with other.client() as c:
         assert c.incr("ranked", "bench", 3)["status"] == 200
     wait_ranking(other, "bench", {"ranked": 3})
+
+
+def _metric(proc, name):
+    """One sample of a process's /metrics (its address is in its log)"""
+    import urllib.request
+    url = re.search(r"metrics at (http://\S+/metrics)", proc.output()).group(1)
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    m = re.search(r"^%s (\d+)$" % name, text, re.M)
+    assert m, (name, text)
+    return int(m.group(1))
+
+
+def test_events_the_log_dropped_before_they_were_folded_are_counted_lost(
+        make_stack, logdir):
+    """Kafka keeps a topic for its retention only (librdkafka's mock: 5 MB a
+    partition). An analytics actor that was down while the log dropped
+    events it had not folded cannot count them; librdkafka goes on from the
+    log's start. It used to do so silently: rankings short of the counters
+    with nothing to say why. Now the actor logs an error naming the
+    offsets and hgp_analytics_lost_total counts exactly the records it
+    never saw, and what comes after is folded as usual."""
+    import subprocess
+    from hgp_harness import Kafka
+    stack = make_stack(actors=1, analytics=1,
+                       kafka=Kafka(logdir, partitions=1))
+    wait_analytics(stack)
+    with stack.client() as c:
+        assert c.incr("early", "lost", 3)["status"] == 200
+    wait_ranking(stack, "lost", {"early": 3})
+    assert stack.analytics[0].stop() == 0
+    with stack.client() as c:
+        for _ in range(5):
+            assert c.incr("dropped", "lost", 1)["status"] == 200
+    dropped = [r["offset"] for r in stack.kafka.read()
+               if isinstance(r["event"], dict)
+               and r["event"].get("resource_id") == "dropped"]
+    assert len(dropped) == 5, dropped
+    # 6 MB more in the partition: the mock drops its oldest batches
+    filler = os.path.join(logdir, "filler.txt")
+    with open(filler, "w") as f:
+        for _ in range(60):
+            f.write("x" * 100000 + "\n")
+    with open(filler, "rb") as f:       # a record per line
+        out = subprocess.run(["kcat", "-P", "-b", stack.kafka.brokers, "-t",
+                              "counter_events", "-p", "0"], stdin=f,
+                             capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    first = subprocess.run(["kcat", "-C", "-b", stack.kafka.brokers, "-t",
+                            "counter_events", "-p", "0", "-o", "beginning",
+                            "-c", "1", "-e", "-q", "-f", "%o\n"],
+                           capture_output=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    low = int(first.stdout.split()[0])     # the log's start now
+    assert low > dropped[-1], (low, dropped)     # they are gone
+    analytics = stack.add_analytics()
+    with stack.client() as c:
+        assert c.incr("after", "lost", 2)["status"] == 200
+    wait_ranking(stack, "lost", {"early": 3, "after": 2})
+    assert "the log dropped offsets %d..%d before they were read" % (
+        dropped[0], low - 1) in analytics.output(), analytics.output()
+    assert _metric(analytics, "hgp_analytics_lost_total") == low - dropped[0]

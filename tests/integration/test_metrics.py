@@ -270,7 +270,7 @@ def test_alerts_and_dashboard_queries_return_series_from_a_real_prometheus(
     # bound) returns series; none fires on a healthy stack
     _, body = http_get(base + "/api/v1/rules")
     rules = [r for g in json.loads(body)["data"]["groups"] for r in g["rules"]]
-    assert len(rules) == 8
+    assert len(rules) == 9
     deadline = time.time() + 15
     while any(r.get("health") != "ok" for r in rules) and time.time() < deadline:
         time.sleep(1)
