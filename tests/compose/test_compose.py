@@ -20,6 +20,14 @@ import time
 from conftest import ROOT, engine
 
 HTTP_LOAD = os.path.join(ROOT, "tests", "integration", "http_load.py")
+
+
+def shipped_alerts():
+    """How many alert rules configs/alerts.yml ships"""
+    with open(os.path.join(ROOT, "configs", "alerts.yml")) as f:
+        return sum(1 for line in f if line.strip().startswith("- alert:"))
+
+
 PY = sys.executable if os.path.exists(sys.executable) else "/usr/bin/python3"
 KEYS = 40
 
@@ -287,7 +295,7 @@ def test_the_monitoring_profile_scrapes_every_process(project, measured):
     r = project.compose("exec", "-T", "prometheus", "curl", "-s",
                         "http://127.0.0.1:9090/api/v1/rules")
     rules = [x for g in json.loads(r.stdout)["data"]["groups"] for x in g["rules"]]
-    assert len(rules) == 8, rules
+    assert len(rules) == shipped_alerts() > 0, rules
 
 
 def test_down_v_leaves_nothing(project):
