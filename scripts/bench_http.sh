@@ -27,7 +27,8 @@
 #
 #   Env: BENCH_SECONDS (per run, default 10), BENCH_LEVELS ("50 500 1000"),
 #   BENCH_KEYS (increment keys, default 100), BENCH_ACTORS (2),
-#   BENCH_THREADS (wrk threads, default 2), BENCH_MODES ("off sync").
+#   BENCH_THREADS (wrk threads, default 2), BENCH_MODES ("off sync"),
+#   BENCH_PACED_CONNS (50), BENCH_PACED_RATE (default: half the top rate).
 #   Exit 1 when a check fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -244,8 +245,9 @@ done
 #   key, and counts each latency from when the request was due, so a stall
 #   shows in full in the latencies of every request it held up. It costs a
 #   fraction of hey's CPU, which on 2 cores is CPU the stack gets.
+#   BENCH_PACED_RATE sets the rate instead (to compare two builds).
 paced_mode=${MODES##* }
-paced_target=$(awk -v r="${R[incr_rps_${paced_mode}_${LEVELS##* }]}" 'BEGIN {printf "%d", r / 2}')
+paced_target=${BENCH_PACED_RATE:-$(awk -v r="${R[incr_rps_${paced_mode}_${LEVELS##* }]}" 'BEGIN {printf "%d", r / 2}')}
 paced_conns=${BENCH_PACED_CONNS:-50}
 paced_type="paced_$$"
 before=$(acked)
