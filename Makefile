@@ -24,7 +24,7 @@ endif
 CFLAGS_ALL = $(WARN) $(OPT) $(INC) $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CFLAGS)
 LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread $(LDLIBS)
 
-LIB_SRC := schemas/hgp_codec.c lib/hgp_config.c lib/hgp_process.c lib/hgp_keyspace.c lib/hgp_client.c \
+LIB_SRC := schemas/hgp_codec.c lib/hgp_config.c lib/hgp_process.c lib/hgp_keyspace.c lib/hgp_args.c lib/hgp_client.c \
            lib/hgp_discovery.c lib/hgp_redis.c lib/hgp_eventlog.c lib/hgp_ledger.c lib/hgp_worker.c \
            lib/hgp_keys.c lib/hgp_mux.c lib/hgp_prom.c lib/hgp_exporter.c lib/hgp_announcer.c lib/hgp_trace.c lib/hgp_views.c
 LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/obj/%.o)

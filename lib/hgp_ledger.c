@@ -51,10 +51,7 @@ struct _hgp_ledger_t {
     int forget;
     int leave;
     int fence;
-    const char **argv;          /* one EVALSHA's arguments                 */
-    size_t *argvlen;            /* ... and their lengths                   */
-    size_t argv_max;            /* entries in argv and argvlen             */
-    char (*numbers) [24];       /* decimal texts of one EVALSHA            */
+    hgp_args_t *args;           /* one EVALSHA's arguments                 */
     //  One hgp_ledger_apply
     char (*heads) [S_HEAD_MAX]; /* per item: "<counter key> <delta> "     */
     char (*tails) [32];         /* per item: " <partition>:<offset>"       */
@@ -125,10 +122,7 @@ hgp_ledger_new (hgp_redis_t *redis, const char *who, int64_t dedup_ttl,
     //  items (3 + 2 keys + a key per group and per item + 4 + a size per
     //  group + 4 per item + 2 per partition: 9 + 10n at most), or
     //  register over as many partitions (3 + 6 + 2 per partition)
-    self->argv_max = 16 + 11 * (size_t) HGP_LEDGER_BATCH_MAX;
-    self->argv = (const char **) calloc (self->argv_max, sizeof (char *));
-    self->argvlen = (size_t *) calloc (self->argv_max, sizeof (size_t));
-    self->numbers = calloc (8 + 5 * (size_t) HGP_LEDGER_BATCH_MAX, 24);
+    self->args = hgp_args_new ();
     size_t n = HGP_LEDGER_BATCH_MAX;
     self->heads = calloc (n, S_HEAD_MAX);
     self->tails = calloc (n, 32);
@@ -150,7 +144,7 @@ hgp_ledger_new (hgp_redis_t *redis, const char *who, int64_t dedup_ttl,
     self->horizon = (int64_t *) calloc (HGP_LEDGER_BATCH_MAX, sizeof (int64_t));
     self->horizon_at = (int64_t *) calloc (HGP_LEDGER_BATCH_MAX,
                                            sizeof (int64_t));
-    assert (self->argv && self->argvlen && self->numbers && self->identities
+    assert (self->identities
             && self->horizon && self->horizon_at);
     for (size_t p = 0; p < HGP_LEDGER_BATCH_MAX; p++)
         self->horizon [p] = -1;
@@ -164,9 +158,7 @@ hgp_ledger_destroy (hgp_ledger_t **self_p)
     hgp_ledger_t *self = *self_p;
     if (self) {
         free (self->who);
-        free (self->argv);
-        free (self->argvlen);
-        free (self->numbers);
+        hgp_args_destroy (&self->args);
         free (self->heads);
         free (self->tails);
         free (self->order);
@@ -193,60 +185,20 @@ hgp_ledger_ttl (hgp_ledger_t *self)
     return self->ttl;
 }
 
-static void
-s_arg (hgp_ledger_t *self, int *argc, const char *arg)
-{
-    assert ((size_t) *argc < self->argv_max);
-    self->argv [*argc] = arg;
-    self->argvlen [*argc] = strlen (arg);
-    (*argc)++;
-}
+/*  The most arguments of one EVALSHA after its first three: the apply
+    of a full batch */
+#define S_ARGS_MAX      (13 + 11 * (size_t) HGP_LEDGER_BATCH_MAX)
 
-/*  EVALSHA script with the arguments in self->argv (after the first
-    three, which this fills). Reloads the scripts once on NOSCRIPT. The
-    reply (caller frees), or NULL: *definite tells whether the script
-    surely did not run. */
+/*  EVALSHA script with the arguments in self->args, numkeys of them keys.
+    The reply (caller frees), or NULL: *definite tells whether the script
+    surely did not run (hgp_redis_eval). */
 static redisReply *
-s_evalsha (hgp_ledger_t *self, int script, int argc, int numkeys,
-           bool *definite, char *reason, size_t size)
+s_evalsha (hgp_ledger_t *self, int script, int numkeys, bool *definite,
+           char *reason, size_t size)
 {
-    char nk [16];
-    snprintf (nk, sizeof nk, "%d", numkeys);
-    *definite = true;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if (!hgp_redis_ready (self->redis, true)) {
-            s_fail (reason, size, "redis at %s is unreachable",
-                    hgp_redis_address (self->redis));
-            return NULL;
-        }
-        self->argv [0] = "EVALSHA";
-        self->argvlen [0] = 7;
-        self->argv [1] = hgp_redis_sha (self->redis, script);
-        self->argvlen [1] = 40;
-        self->argv [2] = nk;
-        self->argvlen [2] = strlen (nk);
-        redisContext *c = hgp_redis_context (self->redis);
-        redisReply *reply = (redisReply *) redisCommandArgv (
-            c, argc, self->argv, self->argvlen);
-        if (!reply) {
-            //  Sent, or partly sent, and no answer: it may have run
-            s_fail (reason, size, "redis at %s: %s",
-                    hgp_redis_address (self->redis), hgp_redis_why (c));
-            hgp_redis_drop (self->redis, reason);
-            *definite = false;
-            return NULL;
-        }
-        if (reply->type != REDIS_REPLY_ERROR)
-            return reply;
-        s_fail (reason, size, "redis at %s: %s",
-                hgp_redis_address (self->redis), reply->str);
-        bool noscript = strncmp (reply->str, "NOSCRIPT", 8) == 0;
-        *definite = hgp_redis_refused (reply->str);
-        freeReplyObject (reply);
-        if (!noscript || hgp_redis_reload (self->redis))
-            return NULL;
-    }
-    return NULL;
+    hgp_args_set_int (self->args, 2, numkeys);
+    return hgp_redis_eval (self->redis, script, self->args, definite, reason,
+                           size);
 }
 
 /*  The order items are sent in. Own: grouped by counter key, groups in
@@ -335,39 +287,35 @@ s_apply_once (hgp_ledger_t *self, const char *actor, uint64_t batch,
         }
         at += self->group_size [g];
     }
-    char (*next) [24] = self->numbers;
     char wm [HGP_ID_MAX + 16];
     snprintf (wm, sizeof wm, "hgp:wm:%s", actor ? actor : "");
-    int argc = 3;
-    s_arg (self, &argc, S_REGISTRY);
-    s_arg (self, &argc, wm);
+    hgp_args_t *args = self->args;
+    hgp_args_evalsha (args, S_ARGS_MAX);
+    hgp_args_add_str (args, S_REGISTRY);
+    hgp_args_add_str (args, wm);
     for (int fast = 1; fast >= 0; fast--)
         for (size_t g = 0; g < ngroups; g++)
             if (self->group_fast [g] == fast)
-                s_arg (self, &argc, items [self->group_first [g]].counter_key);
+                hgp_args_add_str (args, items [self->group_first [g]].counter_key);
     for (size_t g = 0; g < ngroups; g++)
         for (size_t k = 0; !self->group_fast [g] && k < self->group_size [g]; k++)
-            s_arg (self, &argc, items [self->order [self->group_at [g] + k]]
+            hgp_args_add_str (args, items [self->order [self->group_at [g] + k]]
                                 .record_key);
-    int numkeys = argc - 3;
-    s_arg (self, &argc, self->ttl);
-    s_arg (self, &argc, actor ? actor : "");
-    s_arg (self, &argc, own ? "1" : "0");
-    snprintf (*next, 24, "%zu", nslow);
-    s_arg (self, &argc, *next++);
+    int numkeys = hgp_args_count (args) - 3;
+    hgp_args_add_str (args, self->ttl);
+    hgp_args_add_str (args, actor ? actor : "");
+    hgp_args_add_str (args, own ? "1" : "0");
+    hgp_args_add_int (args, (int64_t) (nslow));
     if (own)
-        snprintf (*next, 24, "%" PRIu64, batch);
+        hgp_args_add_int (args, (int64_t) batch);
     else
-        **next = 0;
-    s_arg (self, &argc, *next++);
-    snprintf (*next, 24, "%zu", nfast);
-    s_arg (self, &argc, *next++);
+        hgp_args_add_str (args, "");
+    hgp_args_add_int (args, (int64_t) (nfast));
     //  Keys whose promises of this batch the mark does not keep: the
     //  ordinary groups' (their records are written final or released
     //  here) and the held ones
     size_t nx = own ? nslow + nheld : 0;
-    snprintf (*next, 24, "%zu", nx);
-    s_arg (self, &argc, *next++);
+    hgp_args_add_int (args, (int64_t) (nx));
     for (size_t g = 0; g < ngroups; g++) {
         if (!self->group_fast [g])
             continue;
@@ -375,21 +323,18 @@ s_apply_once (hgp_ledger_t *self, const char *actor, uint64_t batch,
         for (size_t k = 0; k < self->group_size [g]; k++)
             sum += strtoll (items [self->order [self->group_at [g] + k]].delta,
                             NULL, 10);
-        snprintf (*next, 24, "%" PRId64, sum);
-        s_arg (self, &argc, *next++);
-        snprintf (*next, 24, "%" PRId64, items [self->group_first [g]].base);
-        s_arg (self, &argc, *next++);
+        hgp_args_add_int (args, (int64_t) (sum));
+        hgp_args_add_int (args, (int64_t) (items [self->group_first [g]].base));
     }
     for (size_t g = 0; own && g < ngroups; g++)
         if (!self->group_fast [g])
-            s_arg (self, &argc, items [self->group_first [g]].counter_key);
+            hgp_args_add_str (args, items [self->group_first [g]].counter_key);
     for (size_t h = 0; own && h < nheld; h++)
-        s_arg (self, &argc, held [h]);
+        hgp_args_add_str (args, held [h]);
     for (size_t g = 0; own && g < ngroups; g++) {
         if (self->group_fast [g])
             continue;
-        snprintf (*next, 24, "%zu", self->group_size [g]);
-        s_arg (self, &argc, *next++);
+        hgp_args_add_int (args, (int64_t) (self->group_size [g]));
     }
     size_t nmarks = 0;
     for (size_t k = 0; k < count; k++) {
@@ -406,20 +351,18 @@ s_apply_once (hgp_ledger_t *self, const char *actor, uint64_t batch,
                       item->counter_key, item->delta);
             snprintf (self->tails [slot], 32, " %" PRId32 ":%" PRId64,
                       item->partition, item->offset);
-            s_arg (self, &argc, item->release ? "r" : "a");
-            s_arg (self, &argc, item->delta);
-            s_arg (self, &argc, self->heads [slot]);
-            s_arg (self, &argc, self->tails [slot]);
+            hgp_args_add_str (args, item->release ? "r" : "a");
+            hgp_args_add_str (args, item->delta);
+            hgp_args_add_str (args, self->heads [slot]);
+            hgp_args_add_str (args, self->tails [slot]);
         }
     for (size_t m = 0; m < nmarks; m++) {
-        snprintf (*next, 24, "%" PRId32, self->marked [m]);
-        s_arg (self, &argc, *next++);
-        snprintf (*next, 24, "%" PRId64, self->marks [m]);
-        s_arg (self, &argc, *next++);
+        hgp_args_add_int (args, (int64_t) (self->marked [m]));
+        hgp_args_add_int (args, (int64_t) (self->marks [m]));
     }
     bool definite;
-    redisReply *reply = s_evalsha (self, self->apply, argc, numkeys,
-                                   &definite, reason, size);
+    redisReply *reply = s_evalsha (self, self->apply, numkeys, &definite,
+                                   reason, size);
     if (!reply)
         return definite ? 1 : -1;
     if (reply->type == REDIS_REPLY_INTEGER && reply->integer == -9) {
@@ -653,23 +596,21 @@ hgp_ledger_register (hgp_ledger_t *self, const char *actor,
     snprintf (wm, sizeof wm, "hgp:wm:%s", actor);
     snprintf (lease, sizeof lease, "hgp:lease:%s", actor);
     snprintf (now, sizeof now, "%" PRId64, zclock_time ());
-    int argc = 3;
-    s_arg (self, &argc, S_REGISTRY);
-    s_arg (self, &argc, wm);
-    s_arg (self, &argc, lease);
-    s_arg (self, &argc, S_IDENTITIES);
-    s_arg (self, &argc, S_HORIZON);
-    s_arg (self, &argc, actor);
-    s_arg (self, &argc, self->lease_ms);
-    s_arg (self, &argc, now);
+    hgp_args_evalsha (self->args, S_ARGS_MAX);
+    hgp_args_add_str (self->args, S_REGISTRY);
+    hgp_args_add_str (self->args, wm);
+    hgp_args_add_str (self->args, lease);
+    hgp_args_add_str (self->args, S_IDENTITIES);
+    hgp_args_add_str (self->args, S_HORIZON);
+    hgp_args_add_str (self->args, actor);
+    hgp_args_add_str (self->args, self->lease_ms);
+    hgp_args_add_str (self->args, now);
     for (int p = 0; p < partitions; p++) {
-        snprintf (self->numbers [2 * p], 24, "%d", p);
-        snprintf (self->numbers [2 * p + 1], 24, "%" PRId64, ends [p] - 1);
-        s_arg (self, &argc, self->numbers [2 * p]);
-        s_arg (self, &argc, self->numbers [2 * p + 1]);
+        hgp_args_add_int (self->args, p);
+        hgp_args_add_int (self->args, ends [p] - 1);
     }
     bool definite;
-    redisReply *reply = s_evalsha (self, self->register_, argc, 5, &definite,
+    redisReply *reply = s_evalsha (self, self->register_, 5, &definite,
                                    reason, size);
     if (!reply)
         return -1;
@@ -711,13 +652,13 @@ hgp_ledger_leave (hgp_ledger_t *self, const char *actor)
     char wm [HGP_ID_MAX + 16], lease [HGP_ID_MAX + 16], reason [256];
     snprintf (wm, sizeof wm, "hgp:wm:%s", actor);
     snprintf (lease, sizeof lease, "hgp:lease:%s", actor);
-    int argc = 3;
-    s_arg (self, &argc, S_REGISTRY);
-    s_arg (self, &argc, wm);
-    s_arg (self, &argc, lease);
-    s_arg (self, &argc, actor);
+    hgp_args_evalsha (self->args, S_ARGS_MAX);
+    hgp_args_add_str (self->args, S_REGISTRY);
+    hgp_args_add_str (self->args, wm);
+    hgp_args_add_str (self->args, lease);
+    hgp_args_add_str (self->args, actor);
     bool definite;
-    redisReply *reply = s_evalsha (self, self->leave, argc, 3, &definite,
+    redisReply *reply = s_evalsha (self, self->leave, 3, &definite,
                                    reason, sizeof reason);
     if (!reply)
         return -1;
@@ -742,14 +683,14 @@ hgp_ledger_advance (hgp_ledger_t *self, const char *actor, int32_t partition,
     snprintf (wm, sizeof wm, "hgp:wm:%s", actor);
     snprintf (part, sizeof part, "%" PRId32, partition);
     snprintf (off, sizeof off, "%" PRId64, offset);
-    int argc = 3;
-    s_arg (self, &argc, S_REGISTRY);
-    s_arg (self, &argc, wm);
-    s_arg (self, &argc, actor);
-    s_arg (self, &argc, part);
-    s_arg (self, &argc, off);
+    hgp_args_evalsha (self->args, S_ARGS_MAX);
+    hgp_args_add_str (self->args, S_REGISTRY);
+    hgp_args_add_str (self->args, wm);
+    hgp_args_add_str (self->args, actor);
+    hgp_args_add_str (self->args, part);
+    hgp_args_add_str (self->args, off);
     bool definite;
-    redisReply *reply = s_evalsha (self, self->advance, argc, 2, &definite,
+    redisReply *reply = s_evalsha (self, self->advance, 2, &definite,
                                    reason, sizeof reason);
     if (!reply)
         return -1;
@@ -840,13 +781,13 @@ s_store_fence (s_reading_t *r, int64_t offset)
     snprintf (key, sizeof key, "hgp:fence:%s", r->only);
     snprintf (part, sizeof part, "%" PRId32, r->partition);
     snprintf (off, sizeof off, "%" PRId64, offset);
-    int argc = 3;
-    s_arg (r->self, &argc, key);
-    s_arg (r->self, &argc, part);
-    s_arg (r->self, &argc, off);
+    hgp_args_evalsha (r->self->args, S_ARGS_MAX);
+    hgp_args_add_str (r->self->args, key);
+    hgp_args_add_str (r->self->args, part);
+    hgp_args_add_str (r->self->args, off);
     bool definite;
-    redisReply *reply = s_evalsha (r->self, r->self->fence, argc, 1,
-                                   &definite, r->reason, sizeof r->reason);
+    redisReply *reply = s_evalsha (r->self, r->self->fence, 1, &definite,
+                                   r->reason, sizeof r->reason);
     if (!reply)
         return -1;
     freeReplyObject (reply);
@@ -999,12 +940,12 @@ s_fence (hgp_ledger_t *self, hgp_eventlog_t *log, const char *actor,
         char part [16], off [24];
         snprintf (part, sizeof part, "%d", p);
         snprintf (off, sizeof off, "%" PRId64, sent [p].offset);
-        int argc = 3;
-        s_arg (self, &argc, key);
-        s_arg (self, &argc, part);
-        s_arg (self, &argc, off);
+        hgp_args_evalsha (self->args, S_ARGS_MAX);
+        hgp_args_add_str (self->args, key);
+        hgp_args_add_str (self->args, part);
+        hgp_args_add_str (self->args, off);
         bool definite;
-        redisReply *reply = s_evalsha (self, self->fence, argc, 1, &definite,
+        redisReply *reply = s_evalsha (self, self->fence, 1, &definite,
                                        reason, size);
         if (!reply)
             rc = -1;
@@ -1131,15 +1072,15 @@ hgp_ledger_recover_dead (hgp_ledger_t *self, hgp_eventlog_t *log,
             char wm [HGP_ID_MAX + 16], fence [HGP_ID_MAX + 16];
             snprintf (wm, sizeof wm, "hgp:wm:%s", actor);
             snprintf (fence, sizeof fence, "hgp:fence:%s", actor);
-            int argc = 3;
-            s_arg (self, &argc, S_REGISTRY);
-            s_arg (self, &argc, wm);
-            s_arg (self, &argc, lock);
-            s_arg (self, &argc, fence);
-            s_arg (self, &argc, actor);
-            s_arg (self, &argc, me);
+            hgp_args_evalsha (self->args, S_ARGS_MAX);
+            hgp_args_add_str (self->args, S_REGISTRY);
+            hgp_args_add_str (self->args, wm);
+            hgp_args_add_str (self->args, lock);
+            hgp_args_add_str (self->args, fence);
+            hgp_args_add_str (self->args, actor);
+            hgp_args_add_str (self->args, me);
             bool definite;
-            redisReply *reply = s_evalsha (self, self->forget, argc, 4,
+            redisReply *reply = s_evalsha (self, self->forget, 4,
                                            &definite, reason, sizeof reason);
             if (reply) {
                 freeReplyObject (reply);

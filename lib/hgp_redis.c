@@ -417,6 +417,61 @@ hgp_redis_command (hgp_redis_t *self, int argc, const char **argv,
     return reply;
 }
 
+int
+hgp_redis_append (hgp_redis_t *self, const hgp_args_t *args)
+{
+    assert (self->c);
+    if (redisAppendCommandArgv (self->c, hgp_args_count (args),
+                                hgp_args_argv (args),
+                                hgp_args_lens (args)) == REDIS_OK)
+        return 0;
+    zsys_error ("%s: redis: cannot buffer a command: %s", self->who,
+                self->c->errstr);
+    hgp_redis_drop (self, "out of memory");
+    return -1;
+}
+
+redisReply *
+hgp_redis_eval (hgp_redis_t *self, int script, hgp_args_t *args,
+                bool *definite, char *reason, size_t size)
+{
+    bool surely_not = true;
+    redisReply *result = NULL;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!hgp_redis_ready (self, true)) {
+            snprintf (reason, size, "redis at %s is unreachable",
+                      hgp_redis_address (self));
+            break;
+        }
+        hgp_args_set (args, 1, hgp_redis_sha (self, script), 40);
+        redisReply *reply = (redisReply *) redisCommandArgv (
+            self->c, hgp_args_count (args), hgp_args_argv (args),
+            hgp_args_lens (args));
+        if (!reply) {
+            //  Sent, or partly sent, and no answer: it may have run
+            snprintf (reason, size, "redis at %s: %s",
+                      hgp_redis_address (self), hgp_redis_why (self->c));
+            hgp_redis_drop (self, reason);
+            surely_not = false;
+            break;
+        }
+        if (reply->type != REDIS_REPLY_ERROR) {
+            result = reply;
+            break;
+        }
+        snprintf (reason, size, "redis at %s: %s", hgp_redis_address (self),
+                  reply->str);
+        bool noscript = strncmp (reply->str, "NOSCRIPT", 8) == 0;
+        surely_not = hgp_redis_refused (reply->str);
+        freeReplyObject (reply);
+        if (!noscript || hgp_redis_reload (self))
+            break;
+    }
+    if (definite)
+        *definite = surely_not;
+    return result;
+}
+
 bool
 hgp_redis_unavailable (const char *error)
 {

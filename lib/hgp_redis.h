@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <hiredis.h>
+#include "hgp_args.h"
 #include "hgp_config.h"
 
 typedef struct _hgp_redis_t hgp_redis_t;
@@ -75,6 +76,21 @@ const char *hgp_redis_address (hgp_redis_t *self);
 redisReply *hgp_redis_command (hgp_redis_t *self, int argc,
                                const char **argv, const size_t *argvlen,
                                char *reason, size_t size);
+
+/*  Queue args as one command on the current connection (which must
+    exist), to pipeline it with others: 0, or -1 when hiredis could not
+    buffer it (the connection is then dropped) */
+int hgp_redis_append (hgp_redis_t *self, const hgp_args_t *args);
+
+/*  EVALSHA of script with args (started with hgp_args_evalsha; the SHA is
+    set here), connecting first if needed, and once more after loading the
+    scripts again if Redis lost them (NOSCRIPT: it ran nothing). The reply
+    (caller frees), or NULL with reason filled: then *definite (unless
+    NULL) says whether the script surely did not run (unreachable, or an
+    error Redis gives before running any of it, hgp_redis_refused) or may
+    have (the connection broke after the send). */
+redisReply *hgp_redis_eval (hgp_redis_t *self, int script, hgp_args_t *args,
+                            bool *definite, char *reason, size_t size);
 
 /*  Why c failed, in words: hiredis reports its timeouts as a bare EAGAIN */
 const char *hgp_redis_why (redisContext *c);

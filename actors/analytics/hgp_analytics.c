@@ -156,11 +156,7 @@ typedef struct {
     size_t nrecords;            /* records in it                           */
     int64_t fold_at;            /* when it is folded at the latest         */
     hgp_sums_t *sums;           /* its contributions, per target           */
-    const char **argv;          /* one EVALSHA's arguments                 */
-    size_t *argvlen;            /* ... and their lengths                   */
-    size_t argv_max;            /* entries in argv and argvlen             */
-    size_t numbers_max;         /* entries in numbers                      */
-    char (*numbers) [24];       /* number texts of a batch                 */
+    hgp_args_t *args;           /* one EVALSHA's arguments                 */
     rd_kafka_topic_partition_list_t *commit;
                                 /* offsets folded in, not yet committed    */
     int64_t commit_at;          /* when the next commit may go             */
@@ -293,24 +289,6 @@ hgp_analytics_config_check (hgp_config_t *config)
 /*  --------------------------------------------------------------------------
     Consuming: the group, batches, the fold script
 */
-
-static void
-s_arg (s_analytics_t *self, int *argc, const char *arg)
-{
-    assert ((size_t) *argc < self->argv_max);
-    self->argv [*argc] = arg;
-    self->argvlen [*argc] = strlen (arg);
-    (*argc)++;
-}
-
-static char *
-s_number (s_analytics_t *self, size_t *used, int64_t n)
-{
-    assert (*used < self->numbers_max);
-    char *text = self->numbers [(*used)++];
-    snprintf (text, 24, "%" PRId64, n);
-    return text;
-}
 
 /*  Commit the offsets folded in so far to Kafka (asynchronously): when
     force, or once S_COMMIT_MS passed since the last commit. Only Kafka's
@@ -647,58 +625,38 @@ s_vouch (s_analytics_t *self)
     return 0;
 }
 
-/*  One fold EVALSHA of script (loaded again after a NOSCRIPT). NULL, with
-    reason, when Redis did not answer. */
-static redisReply *
-s_eval (s_analytics_t *self, int argc, const char **argv,
-        const size_t *argvlen, char *reason, size_t size)
-{
-    redisReply *reply = NULL;
-    for (int attempt = 0; attempt < 2 && !reply; attempt++) {
-        reply = hgp_redis_command (self->redis, argc, argv, argvlen, reason,
-                                   size);
-        if (!reply && strstr (reason, "NOSCRIPT")
-        &&  hgp_redis_reload (self->redis) == 0)
-            continue;
-        break;
-    }
-    return reply;
-}
-
 /*  The batch event by event, judged in Redis (analytics_fold.lua) */
 static redisReply *
 s_fold_events (s_analytics_t *self, char *reason, size_t size)
 {
     s_settings_t *s = &self->settings;
-    size_t used = 0;
-    int argc = 0;
-    s_arg (self, &argc, "EVALSHA");
-    s_arg (self, &argc, hgp_redis_sha (self->redis, self->fold_script));
-    s_arg (self, &argc, "3");
-    s_arg (self, &argc, S_OFFSETS);
-    s_arg (self, &argc, "hgp:a:log");
-    s_arg (self, &argc, S_FENCES);
-    s_arg (self, &argc, s_number (self, &used, zclock_time ()));
-    s_arg (self, &argc, s_number (self, &used, s->window [0]));
-    s_arg (self, &argc, s_number (self, &used, s->window [1]));
-    s_arg (self, &argc, s_number (self, &used, s->half_life));
-    s_arg (self, &argc, s_number (self, &used, s->half_life * S_EPOCH));
-    s_arg (self, &argc, s_number (self, &used, s->bucket));
-    s_arg (self, &argc, s_number (self, &used, s->span));
-    s_arg (self, &argc, self->state);
+    hgp_args_t *args = self->args;
+    hgp_args_evalsha (args, 11 + 7 * self->nrecords);
+    hgp_args_set_int (args, 2, 3);
+    hgp_args_add_str (args, S_OFFSETS);
+    hgp_args_add_str (args, "hgp:a:log");
+    hgp_args_add_str (args, S_FENCES);
+    hgp_args_add_int (args, zclock_time ());
+    hgp_args_add_int (args, s->window [0]);
+    hgp_args_add_int (args, s->window [1]);
+    hgp_args_add_int (args, s->half_life);
+    hgp_args_add_int (args, s->half_life * S_EPOCH);
+    hgp_args_add_int (args, s->bucket);
+    hgp_args_add_int (args, s->span);
+    hgp_args_add_str (args, self->state);
     for (size_t i = 0; i < self->nrecords; i++) {
         s_record_t *rec = &self->records [i];
-        s_arg (self, &argc, s_number (self, &used, rec->partition));
-        s_arg (self, &argc, s_number (self, &used, rec->offset));
-        s_arg (self, &argc, rec->event ? rec->ev.key.counter_type : "");
-        s_arg (self, &argc, rec->event ? rec->ev.key.resource_id : "");
-        s_arg (self, &argc, s_number (self, &used, rec->event ? rec->ev.delta : 0));
-        s_arg (self, &argc, s_number (self, &used,
-                                      rec->event ? (int64_t) rec->ev.ts : 0));
-        s_arg (self, &argc, !rec->event ? ""
+        hgp_args_add_int (args, rec->partition);
+        hgp_args_add_int (args, rec->offset);
+        hgp_args_add_str (args, rec->event ? rec->ev.key.counter_type : "");
+        hgp_args_add_str (args, rec->event ? rec->ev.key.resource_id : "");
+        hgp_args_add_int (args, rec->event ? rec->ev.delta : 0);
+        hgp_args_add_int (args, rec->event ? (int64_t) rec->ev.ts : 0);
+        hgp_args_add_str (args, !rec->event ? ""
                           : rec->ev.fence [0] ? rec->ev.fence : rec->ev.actor);
     }
-    return s_eval (self, argc, self->argv, self->argvlen, reason, size);
+    return hgp_redis_eval (self->redis, self->fold_script, args, NULL, reason,
+                           size);
 }
 
 /*  Where a batch lies in one partition */
@@ -778,42 +736,30 @@ s_fold_merged (s_analytics_t *self, redisReply **reply, char *reason,
     size_t ntargets;
     const char **targets = hgp_sums_args (self->sums, &targetlen, &ntargets);
     size_t max = 13 + 3 * nspans + zhashx_size (pairs) + ntargets;
-    const char **argv = (const char **) malloc (max * sizeof (char *));
-    size_t *argvlen = (size_t *) malloc (max * sizeof (size_t));
-    char (*numbers) [24] = malloc ((6 + 3 * nspans) * 24);
-    assert (argv && argvlen && numbers);
-    size_t argc = 0, used = 0;
-#define S_ARG(text) (argv [argc] = (text), argvlen [argc] = strlen (argv [argc]), argc++)
-#define S_NUMBER(n) (snprintf (numbers [used], 24, "%" PRId64, (int64_t) (n)), S_ARG (numbers [used++]))
-    S_ARG ("EVALSHA");
-    S_ARG (hgp_redis_sha (self->redis, self->merge_script));
-    S_ARG ("3");
-    S_ARG (S_OFFSETS);
-    S_ARG ("hgp:a:log");
-    S_ARG (S_FENCES);
-    S_ARG (self->state);
-    S_NUMBER (now);
-    S_NUMBER (self->settings.bucket);
-    S_NUMBER (self->settings.span);
-    S_NUMBER (events);
-    S_NUMBER (nspans);
+    hgp_args_t *args = self->args;
+    hgp_args_evalsha (args, max);
+    hgp_args_set_int (args, 2, 3);
+    hgp_args_add_str (args, S_OFFSETS);
+    hgp_args_add_str (args, "hgp:a:log");
+    hgp_args_add_str (args, S_FENCES);
+    hgp_args_add_str (args, self->state);
+    hgp_args_add_int (args, (int64_t) (now));
+    hgp_args_add_int (args, (int64_t) (self->settings.bucket));
+    hgp_args_add_int (args, (int64_t) (self->settings.span));
+    hgp_args_add_int (args, (int64_t) (events));
+    hgp_args_add_int (args, (int64_t) (nspans));
     for (size_t k = 0; k < nspans; k++) {
-        S_NUMBER (spans [k].partition);
-        S_NUMBER (spans [k].first);
-        S_NUMBER (spans [k].last);
+        hgp_args_add_int (args, (int64_t) (spans [k].partition));
+        hgp_args_add_int (args, (int64_t) (spans [k].first));
+        hgp_args_add_int (args, (int64_t) (spans [k].last));
     }
-    S_NUMBER (zhashx_size (pairs));
+    hgp_args_add_int (args, (int64_t) (zhashx_size (pairs)));
     for (void *one = zhashx_first (pairs); one; one = zhashx_next (pairs))
-        S_ARG ((const char *) zhashx_cursor (pairs));
-#undef S_NUMBER
-#undef S_ARG
-    memcpy (argv + argc, targets, ntargets * sizeof (char *));
-    memcpy (argvlen + argc, targetlen, ntargets * sizeof (size_t));
-    argc += ntargets;
-    *reply = s_eval (self, (int) argc, argv, argvlen, reason, size);
-    free (argv);
-    free (argvlen);
-    free (numbers);
+        hgp_args_add_str (args, (const char *) zhashx_cursor (pairs));
+    for (size_t t = 0; t < ntargets; t++)
+        hgp_args_add (args, targets [t], targetlen [t]);
+    *reply = hgp_redis_eval (self->redis, self->merge_script, args, NULL,
+                             reason, size);
     zhashx_destroy (&pairs);
     return true;
 }
@@ -1510,14 +1456,8 @@ s_analytics_new (zsock_t *actor_pipe, hgp_config_t *config)
         fcntl (self->wakeup [i], F_SETFL, O_NONBLOCK);
     size_t batch = (size_t) self->settings.batch_max;
     self->records = (s_record_t *) calloc (batch, sizeof (s_record_t));
-    //  The fold EVALSHA: 14 fixed arguments (7 of them numbers) and 7
-    //  per record (4 of them numbers)
-    self->argv_max = 16 + 7 * batch;
-    self->numbers_max = 8 + 4 * batch;
-    self->argv = (const char **) calloc (self->argv_max, sizeof (char *));
-    self->argvlen = (size_t *) calloc (self->argv_max, sizeof (size_t));
-    self->numbers = calloc (self->numbers_max, 24);
-    assert (self->records && self->argv && self->argvlen && self->numbers);
+    self->args = hgp_args_new ();
+    assert (self->records);
     return self;
 }
 
@@ -1544,9 +1484,7 @@ s_analytics_destroy (s_analytics_t **self_p)
     close (self->wakeup [0]);
     close (self->wakeup [1]);
     free (self->records);
-    free (self->argv);
-    free (self->argvlen);
-    free (self->numbers);
+    hgp_args_destroy (&self->args);
     hgp_buf_clear (&self->buf);
     free (self);
     *self_p = NULL;

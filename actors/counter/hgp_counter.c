@@ -149,7 +149,6 @@ typedef struct {
     char record_key [HGP_KEYSPACE_RECORD_MAX];     /* incr                */
     char delta [24];            /* incr: delta in decimal, as recorded     */
     size_t slot;                /* sync incr: its counter key in prepare   */
-    char slot_text [24];        /* ... 1-based, in decimal                 */
     bool promised;              /* prepare wrote its promise (codes 0, 6)  */
     bool predicted;             /* ... with a value, promise               */
     int64_t promise;            /* the value the promise predicts          */
@@ -203,9 +202,8 @@ struct _hgp_counter_t {
     s_item_t *items;            /* batch_max entries                       */
     size_t *incrs;              /* items that are incrs, in order          */
     s_command_t *commands;      /* the pipeline, batch_max + 1 entries     */
-    const char **argv;          /* one Redis command's arguments           */
-    size_t *argvlen;            /* ... and their lengths                   */
-    size_t argv_max;            /* entries in argv and argvlen             */
+    hgp_args_t *args;           /* one Redis command's arguments           */
+    size_t args_max;            /* ... at most, for a full batch           */
     char *keybuf;               /* counter keys of one mget                */
     hgp_ledger_item_t *applies; /* step 3 of the logged path               */
     const char **held;          /* ... keys of promises it leaves unsettled */
@@ -877,14 +875,9 @@ s_mget_result (s_item_t *item, redisReply *reply)
 /*  Append a command to the pipeline; false (and the connection dropped,
     nothing of this pipeline sent) if hiredis could not buffer it */
 static bool
-s_append (hgp_counter_t *self, int argc)
+s_append (hgp_counter_t *self)
 {
-    redisContext *c = hgp_redis_context (self->redis);
-    if (redisAppendCommandArgv (c, argc, self->argv, self->argvlen) == REDIS_OK)
-        return true;
-    zsys_error ("redis: cannot buffer a command: %s", c->errstr);
-    hgp_redis_drop (self->redis, "out of memory");
-    return false;
+    return hgp_redis_append (self->redis, self->args) == 0;
 }
 
 /*  Arguments of the biggest command a batch of n requests sends: the
@@ -896,15 +889,6 @@ static size_t
 s_argv_max (size_t n)
 {
     return MAX (9 + 4 * n, 1 + HGP_MGET_MAX);
-}
-
-static void
-s_arg (hgp_counter_t *self, int *argc, const char *arg, size_t len)
-{
-    assert ((size_t) *argc < self->argv_max);
-    self->argv [*argc] = arg;
-    self->argvlen [*argc] = len;
-    (*argc)++;
 }
 
 /*  Send every pending incr (one EVALSHA of the plain or the prepare
@@ -922,20 +906,18 @@ s_round_trip (hgp_counter_t *self, size_t count, bool with_reads,
         if (!self->items [i].done && self->items [i].request.op == HGP_OP_INCR)
             self->incrs [nincrs++] = i;
 
-    char numkeys [24];
+    hgp_args_t *args = self->args;
     char lease [HGP_ID_MAX + 16];
     if (nincrs && prepare) {
-        int argc = 0;
-        s_arg (self, &argc, "EVALSHA", 7);
-        s_arg (self, &argc, hgp_redis_sha (self->redis, self->prepare_script),
-               40);
-        s_arg (self, &argc, numkeys, 0);        //  known below
+        hgp_args_evalsha (args, self->args_max);
+        hgp_args_set (args, 1, hgp_redis_sha (self->redis,
+                                              self->prepare_script), 40);
         snprintf (lease, sizeof lease, "hgp:lease:%s", self->log_id);
-        s_arg (self, &argc, "hgp:actors", 10);
-        s_arg (self, &argc, lease, strlen (lease));
+        hgp_args_add (args, "hgp:actors", 10);
+        hgp_args_add (args, lease, strlen (lease));
         for (size_t j = 0; j < nincrs; j++) {
             s_item_t *item = &self->items [self->incrs [j]];
-            s_arg (self, &argc, item->record_key, strlen (item->record_key));
+            hgp_args_add (args, item->record_key, strlen (item->record_key));
         }
         //  Each counter key once: the script reads it once
         zhashx_purge (self->slots);
@@ -947,48 +929,44 @@ s_round_trip (hgp_counter_t *self, size_t count, bool with_reads,
             if (slot == 0) {
                 slot = ++nslots;
                 zhashx_insert (self->slots, item->counter_key, (void *) slot);
-                s_arg (self, &argc, item->counter_key,
-                       strlen (item->counter_key));
+                hgp_args_add (args, item->counter_key,
+                              strlen (item->counter_key));
             }
             item->slot = slot - 1;
         }
-        snprintf (numkeys, sizeof numkeys, "%zu", 2 + nincrs + nslots);
-        self->argvlen [2] = strlen (numkeys);
+        hgp_args_set_int (args, 2, (int64_t) (2 + nincrs + nslots));
         const char *ttl = hgp_ledger_ttl (self->ledger);
         self->batch = 0;                //  the prepare numbers it
-        s_arg (self, &argc, self->log_id, strlen (self->log_id));
-        s_arg (self, &argc, self->lease_ms, strlen (self->lease_ms));
-        s_arg (self, &argc, ttl, strlen (ttl));
+        hgp_args_add (args, self->log_id, strlen (self->log_id));
+        hgp_args_add (args, self->lease_ms, strlen (self->lease_ms));
+        hgp_args_add (args, ttl, strlen (ttl));
         for (size_t j = 0; j < nincrs; j++) {
             s_item_t *item = &self->items [self->incrs [j]];
-            snprintf (item->slot_text, sizeof item->slot_text, "%zu",
-                      item->slot + 1);
-            s_arg (self, &argc, item->slot_text, strlen (item->slot_text));
-            s_arg (self, &argc, item->delta, strlen (item->delta));
+            hgp_args_add_int (args, (int64_t) item->slot + 1);
+            hgp_args_add (args, item->delta, strlen (item->delta));
         }
-        if (!s_append (self, argc))
+        if (!s_append (self))
             return false;               //  nothing sent: caller answers 503
         self->commands [ncommands++] = (s_command_t) { S_CMD_INCRS, 0 };
     }
     else
     if (nincrs) {
-        int argc = 0;
-        s_arg (self, &argc, "EVALSHA", 7);
-        s_arg (self, &argc, hgp_redis_sha (self->redis, self->incr_script), 40);
-        snprintf (numkeys, sizeof numkeys, "%zu", nincrs * 2);
-        s_arg (self, &argc, numkeys, strlen (numkeys));
+        hgp_args_evalsha (args, self->args_max);
+        hgp_args_set (args, 1, hgp_redis_sha (self->redis, self->incr_script),
+                      40);
+        hgp_args_set_int (args, 2, (int64_t) nincrs * 2);
         for (size_t j = 0; j < nincrs; j++) {
             s_item_t *item = &self->items [self->incrs [j]];
-            s_arg (self, &argc, item->counter_key, strlen (item->counter_key));
-            s_arg (self, &argc, item->record_key, strlen (item->record_key));
+            hgp_args_add (args, item->counter_key, strlen (item->counter_key));
+            hgp_args_add (args, item->record_key, strlen (item->record_key));
         }
         const char *ttl = hgp_ledger_ttl (self->ledger);
-        s_arg (self, &argc, ttl, strlen (ttl));
+        hgp_args_add (args, ttl, strlen (ttl));
         for (size_t j = 0; j < nincrs; j++) {
             s_item_t *item = &self->items [self->incrs [j]];
-            s_arg (self, &argc, item->delta, strlen (item->delta));
+            hgp_args_add (args, item->delta, strlen (item->delta));
         }
-        if (!s_append (self, argc))
+        if (!s_append (self))
             return false;               //  nothing sent: caller answers 503
         self->commands [ncommands++] = (s_command_t) { S_CMD_INCRS, 0 };
     }
@@ -996,24 +974,24 @@ s_round_trip (hgp_counter_t *self, size_t count, bool with_reads,
         s_item_t *item = &self->items [i];
         if (item->done)
             continue;
-        int argc = 0;
+        hgp_args_start (args, self->args_max);
         if (item->request.op == HGP_OP_GET) {
-            s_arg (self, &argc, "GET", 3);
-            s_arg (self, &argc, item->counter_key, strlen (item->counter_key));
-            if (!s_append (self, argc))
+            hgp_args_add (args, "GET", 3);
+            hgp_args_add (args, item->counter_key, strlen (item->counter_key));
+            if (!s_append (self))
                 return false;
             self->commands [ncommands++] = (s_command_t) { S_CMD_GET, i };
         }
         else
         if (item->request.op == HGP_OP_MGET) {
-            s_arg (self, &argc, "MGET", 4);
+            hgp_args_add (args, "MGET", 4);
             for (size_t k = 0; k < item->request.nkeys; k++) {
                 char *key = self->keybuf + k * HGP_KEYSPACE_COUNTER_MAX;
                 size_t len = hgp_keyspace_counter (&item->request.keys [k], key,
                                                    HGP_KEYSPACE_COUNTER_MAX);
-                s_arg (self, &argc, key, len);
+                hgp_args_add (args, key, len);
             }
-            if (!s_append (self, argc))
+            if (!s_append (self))
                 return false;
             self->commands [ncommands++] = (s_command_t) { S_CMD_MGET, i };
         }
@@ -1725,15 +1703,14 @@ s_counter_new (zsock_t *pipe, hgp_config_t *config)
     self->items = (s_item_t *) calloc (batch, sizeof (s_item_t));
     self->incrs = (size_t *) calloc (batch, sizeof (size_t));
     self->commands = (s_command_t *) calloc (batch + 1, sizeof (s_command_t));
-    self->argv_max = s_argv_max (batch);
-    self->argv = (const char **) calloc (self->argv_max, sizeof (char *));
-    self->argvlen = (size_t *) calloc (self->argv_max, sizeof (size_t));
+    self->args_max = s_argv_max (batch);
+    self->args = hgp_args_new ();
+    hgp_args_start (self->args, self->args_max);
     self->keybuf = (char *) malloc (HGP_MGET_MAX * HGP_KEYSPACE_COUNTER_MAX);
     self->applies = (hgp_ledger_item_t *) calloc (batch,
                                                   sizeof (hgp_ledger_item_t));
     self->held = (const char **) calloc (batch, sizeof (char *));
-    assert (self->items && self->incrs && self->commands && self->argv
-            && self->argvlen && self->keybuf && self->applies && self->held);
+    assert (self->items && self->incrs && self->commands && self->keybuf && self->applies && self->held);
     return self;
 }
 
@@ -1755,8 +1732,7 @@ s_counter_destroy (hgp_counter_t **self_p)
         free (self->items);
         free (self->incrs);
         free (self->commands);
-        free (self->argv);
-        free (self->argvlen);
+        hgp_args_destroy (&self->args);
         free (self->keybuf);
         free (self->applies);
         free (self->held);

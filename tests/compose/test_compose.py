@@ -221,20 +221,28 @@ def test_docker_kill_of_a_counter_and_of_a_broker_mid_load(project, tmp_path, me
     reqs = res["reqs"]
 
     def failover(t_kill):
+        """first 200 after the kill; the slowest 200 and the slowest answer
+        of any kind among the requests around it"""
         first_ok = min(t1 for _, t1, s in reqs if t1 > t_kill and s == 200)
-        worst = max([t1 - t0 for t0, t1, _ in reqs if t0 <= t_kill + 3 and t1 > t_kill]
-                    or [0])
-        return first_ok - t_kill, worst
-    fc, wc = failover(t_counter)
-    fb, wb = failover(t_broker)
-    measured("docker kill mid-load: counter -> first 200 after %.3f s, slowest request "
-             "around it %.2f s; broker (1 of 2) -> first 200 after %.3f s, slowest "
-             "%.2f s; %d requests, %d acked, %d indeterminate (settled), errors %r; "
-             "exact" % (fc, wc, fb, wb, res["requests"], res["acked"],
-                        res["indeterminate"], res["errors"]))
+        around = [(t1 - t0, s) for t0, t1, s in reqs
+                  if t0 <= t_kill + 3 and t1 > t_kill]
+        return (first_ok - t_kill, max([d for d, s in around if s == 200] or [0]),
+                max([d for d, _ in around] or [0]))
+    fc, wc, ac = failover(t_counter)
+    fb, wb, ab = failover(t_broker)
+    measured("docker kill mid-load: counter -> first 200 after %.3f s, slowest 200 "
+             "around it %.2f s (any answer %.2f s); broker (1 of 2) -> first 200 "
+             "after %.3f s, slowest 200 %.2f s (any answer %.2f s); %d requests, %d "
+             "acked, %d indeterminate (settled), errors %r; exact"
+             % (fc, wc, ac, fb, wb, ab, res["requests"], res["acked"],
+                res["indeterminate"], res["errors"]))
     assert set(k.split()[0] for k in res["errors"]) <= {"503", "504"}, res["errors"]
     assert sum(res["errors"].values()) < 0.02 * res["requests"], res["errors"]
+    # what succeeds is not held up by the failover; what does not (the few
+    # 504s above) is answered once its budget (gateway/timeout, 5 s) is
+    # gone, not later
     assert wc < 5.0 and wb < 5.0, (wc, wb)
+    assert ac < 6.0 and ab < 6.0, (ac, ab)
     project.up(counter=2, broker=2)      # docker-compose brings the killed back
     project.wait_ready()
 
