@@ -305,17 +305,17 @@ s_apply_once (hgp_ledger_t *self, const char *actor, uint64_t batch,
     hgp_args_add_str (args, self->ttl);
     hgp_args_add_str (args, actor ? actor : "");
     hgp_args_add_str (args, own ? "1" : "0");
-    hgp_args_add_int (args, (int64_t) (nslow));
+    hgp_args_add_int (args, (int64_t) nslow);
     if (own)
         hgp_args_add_int (args, (int64_t) batch);
     else
         hgp_args_add_str (args, "");
-    hgp_args_add_int (args, (int64_t) (nfast));
+    hgp_args_add_int (args, (int64_t) nfast);
     //  Keys whose promises of this batch the mark does not keep: the
     //  ordinary groups' (their records are written final or released
     //  here) and the held ones
     size_t nx = own ? nslow + nheld : 0;
-    hgp_args_add_int (args, (int64_t) (nx));
+    hgp_args_add_int (args, (int64_t) nx);
     for (size_t g = 0; g < ngroups; g++) {
         if (!self->group_fast [g])
             continue;
@@ -323,8 +323,8 @@ s_apply_once (hgp_ledger_t *self, const char *actor, uint64_t batch,
         for (size_t k = 0; k < self->group_size [g]; k++)
             sum += strtoll (items [self->order [self->group_at [g] + k]].delta,
                             NULL, 10);
-        hgp_args_add_int (args, (int64_t) (sum));
-        hgp_args_add_int (args, (int64_t) (items [self->group_first [g]].base));
+        hgp_args_add_int (args, (int64_t) sum);
+        hgp_args_add_int (args, (int64_t) items [self->group_first [g]].base);
     }
     for (size_t g = 0; own && g < ngroups; g++)
         if (!self->group_fast [g])
@@ -334,7 +334,7 @@ s_apply_once (hgp_ledger_t *self, const char *actor, uint64_t batch,
     for (size_t g = 0; own && g < ngroups; g++) {
         if (self->group_fast [g])
             continue;
-        hgp_args_add_int (args, (int64_t) (self->group_size [g]));
+        hgp_args_add_int (args, (int64_t) self->group_size [g]);
     }
     size_t nmarks = 0;
     for (size_t k = 0; k < count; k++) {
@@ -357,8 +357,8 @@ s_apply_once (hgp_ledger_t *self, const char *actor, uint64_t batch,
             hgp_args_add_str (args, self->tails [slot]);
         }
     for (size_t m = 0; m < nmarks; m++) {
-        hgp_args_add_int (args, (int64_t) (self->marked [m]));
-        hgp_args_add_int (args, (int64_t) (self->marks [m]));
+        hgp_args_add_int (args, (int64_t) self->marked [m]);
+        hgp_args_add_int (args, (int64_t) self->marks [m]);
     }
     bool definite;
     redisReply *reply = s_evalsha (self, self->apply, numkeys, &definite,
@@ -592,10 +592,9 @@ hgp_ledger_register (hgp_ledger_t *self, const char *actor,
                      char *reason, size_t size)
 {
     assert (partitions > 0 && partitions <= HGP_LEDGER_BATCH_MAX);
-    char wm [HGP_ID_MAX + 16], lease [HGP_ID_MAX + 16], now [24];
+    char wm [HGP_ID_MAX + 16], lease [HGP_ID_MAX + 16];
     snprintf (wm, sizeof wm, "hgp:wm:%s", actor);
     snprintf (lease, sizeof lease, "hgp:lease:%s", actor);
-    snprintf (now, sizeof now, "%" PRId64, zclock_time ());
     hgp_args_evalsha (self->args, S_ARGS_MAX);
     hgp_args_add_str (self->args, S_REGISTRY);
     hgp_args_add_str (self->args, wm);
@@ -604,7 +603,7 @@ hgp_ledger_register (hgp_ledger_t *self, const char *actor,
     hgp_args_add_str (self->args, S_HORIZON);
     hgp_args_add_str (self->args, actor);
     hgp_args_add_str (self->args, self->lease_ms);
-    hgp_args_add_str (self->args, now);
+    hgp_args_add_int (self->args, zclock_time ());
     for (int p = 0; p < partitions; p++) {
         hgp_args_add_int (self->args, p);
         hgp_args_add_int (self->args, ends [p] - 1);

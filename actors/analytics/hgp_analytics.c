@@ -743,15 +743,15 @@ s_fold_merged (s_analytics_t *self, redisReply **reply, char *reason,
     hgp_args_add_str (args, "hgp:a:log");
     hgp_args_add_str (args, S_FENCES);
     hgp_args_add_str (args, self->state);
-    hgp_args_add_int (args, (int64_t) (now));
-    hgp_args_add_int (args, (int64_t) (self->settings.bucket));
-    hgp_args_add_int (args, (int64_t) (self->settings.span));
-    hgp_args_add_int (args, (int64_t) (events));
-    hgp_args_add_int (args, (int64_t) (nspans));
+    hgp_args_add_int (args, (int64_t) now);
+    hgp_args_add_int (args, (int64_t) self->settings.bucket);
+    hgp_args_add_int (args, (int64_t) self->settings.span);
+    hgp_args_add_int (args, (int64_t) events);
+    hgp_args_add_int (args, (int64_t) nspans);
     for (size_t k = 0; k < nspans; k++) {
-        hgp_args_add_int (args, (int64_t) (spans [k].partition));
-        hgp_args_add_int (args, (int64_t) (spans [k].first));
-        hgp_args_add_int (args, (int64_t) (spans [k].last));
+        hgp_args_add_int (args, (int64_t) spans [k].partition);
+        hgp_args_add_int (args, (int64_t) spans [k].first);
+        hgp_args_add_int (args, (int64_t) spans [k].last);
     }
     hgp_args_add_int (args, (int64_t) (zhashx_size (pairs)));
     for (void *one = zhashx_first (pairs); one; one = zhashx_next (pairs))

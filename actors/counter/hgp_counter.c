@@ -872,14 +872,6 @@ s_mget_result (s_item_t *item, redisReply *reply)
     item->done = true;
 }
 
-/*  Append a command to the pipeline; false (and the connection dropped,
-    nothing of this pipeline sent) if hiredis could not buffer it */
-static bool
-s_append (hgp_counter_t *self)
-{
-    return hgp_redis_append (self->redis, self->args) == 0;
-}
-
 /*  Arguments of the biggest command a batch of n requests sends: the
     prepare EVALSHA (EVALSHA, sha, numkeys, 2 registry/lease keys, 2n
     counter and record keys, log id, lease, ttl, batch, n slots and n
@@ -945,7 +937,7 @@ s_round_trip (hgp_counter_t *self, size_t count, bool with_reads,
             hgp_args_add_int (args, (int64_t) item->slot + 1);
             hgp_args_add (args, item->delta, strlen (item->delta));
         }
-        if (!s_append (self))
+        if (hgp_redis_append (self->redis, args))
             return false;               //  nothing sent: caller answers 503
         self->commands [ncommands++] = (s_command_t) { S_CMD_INCRS, 0 };
     }
@@ -966,7 +958,7 @@ s_round_trip (hgp_counter_t *self, size_t count, bool with_reads,
             s_item_t *item = &self->items [self->incrs [j]];
             hgp_args_add (args, item->delta, strlen (item->delta));
         }
-        if (!s_append (self))
+        if (hgp_redis_append (self->redis, args))
             return false;               //  nothing sent: caller answers 503
         self->commands [ncommands++] = (s_command_t) { S_CMD_INCRS, 0 };
     }
@@ -978,7 +970,7 @@ s_round_trip (hgp_counter_t *self, size_t count, bool with_reads,
         if (item->request.op == HGP_OP_GET) {
             hgp_args_add (args, "GET", 3);
             hgp_args_add (args, item->counter_key, strlen (item->counter_key));
-            if (!s_append (self))
+            if (hgp_redis_append (self->redis, args))
                 return false;
             self->commands [ncommands++] = (s_command_t) { S_CMD_GET, i };
         }
@@ -991,7 +983,7 @@ s_round_trip (hgp_counter_t *self, size_t count, bool with_reads,
                                                    HGP_KEYSPACE_COUNTER_MAX);
                 hgp_args_add (args, key, len);
             }
-            if (!s_append (self))
+            if (hgp_redis_append (self->redis, args))
                 return false;
             self->commands [ncommands++] = (s_command_t) { S_CMD_MGET, i };
         }

@@ -260,12 +260,9 @@ def test_bench_counters_stay_out_of_the_rankings(make_stack):
 
 def _metric(proc, name):
     """One sample of a process's /metrics (its address is in its log)"""
-    import urllib.request
+    from test_metrics import http_get, value
     url = re.search(r"metrics at (http://\S+/metrics)", proc.output()).group(1)
-    text = urllib.request.urlopen(url, timeout=5).read().decode()
-    m = re.search(r"^%s (\d+)$" % name, text, re.M)
-    assert m, (name, text)
-    return int(m.group(1))
+    return int(value(http_get(url)[1], name))
 
 
 def test_events_the_log_dropped_before_they_were_folded_are_counted_lost(
