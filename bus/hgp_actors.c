@@ -25,8 +25,8 @@ hgp_actors_kind_of_service (const char *service)
 int
 hgp_actors_kind_of_op (int op)
 {
-    return op == HGP_OP_TOP || op == HGP_OP_STATS ? HGP_KIND_ANALYTICS
-                                                  : HGP_KIND_COUNTER;
+    return op == HGP_OP_TOP || op == HGP_OP_STATS || op == HGP_OP_UNIQUES
+           ? HGP_KIND_ANALYTICS : HGP_KIND_COUNTER;
 }
 
 const char *

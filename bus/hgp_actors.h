@@ -5,7 +5,7 @@
  *  - an incr goes to the rendezvous owner of its key among live "counter"
  *    actors: highest hgp_keyspace_weight, ties to the lower actor_id, so
  *    every broker that sees the same actors picks the same owner;
- *  - a get/mget (to "counter") and a top/stats (to "analytics") go to the
+ *  - a get/mget (to "counter") and a top/stats/uniques (to "analytics") go to the
  *    live actor of that service with the fewest requests on it, ties
  *    rotating so idle readers share the load.
  *

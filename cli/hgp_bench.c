@@ -71,6 +71,7 @@ hgp_bench_settings_init (hgp_bench_settings_t *settings)
     settings->window = 128;
     settings->nkeys = 1000;
     settings->timeout_ms = HGP_TIMEOUT_DEFAULT;
+    snprintf (settings->type, sizeof settings->type, "bench");
     char random [33];
     hgp_process_random_id (random, sizeof random);
     snprintf (settings->prefix, sizeof settings->prefix, "bench-%.8s-",
@@ -129,7 +130,8 @@ s_key (hgp_bench_t *self, uint32_t index, hgp_key_t *key)
 {
     snprintf (key->resource_id, sizeof key->resource_id, "%s%u",
               self->set.prefix, index);
-    snprintf (key->counter_type, sizeof key->counter_type, "bench");
+    snprintf (key->counter_type, sizeof key->counter_type, "%s",
+              self->set.type);
 }
 
 //  Read all counters of the run into values (nkeys entries), in requests
@@ -200,6 +202,14 @@ s_send (hgp_bench_t *self, hgp_request_t *req)
     snprintf (req->id, sizeof req->id, "%s-%u-%llu", self->run, slot,
               (unsigned long long) seq);
     s_key (self, (uint32_t) (s_random (self) % self->set.nkeys), &req->key);
+    if (self->set.users && req->op == HGP_OP_INCR) {
+        //  prefix (at most HGP_ID_MAX - 10) + "u" + at most 8 digits fits
+        char user [HGP_ID_MAX + 32];
+        int len = snprintf (user, sizeof user, "%su%u", self->set.prefix,
+                            (uint32_t) (seq % self->set.users));
+        assert (len > 0 && len <= HGP_ID_MAX);
+        memcpy (req->user_id, user, (size_t) len + 1);
+    }
     self->slots [slot].seq = seq;
     self->slots [slot].sent_us = zclock_usecs ();
     if (hgp_client_send (self->client, req)) {
@@ -523,9 +533,13 @@ hgp_bench_print (hgp_bench_t *self, FILE *out)
         errors += self->tally [i].count;
     const hgp_bench_settings_t *set = &self->set;
     fprintf (out, "bench: %s, %llu requests, window %u, %u keys "
-             "\"%s<0..%u>\"/bench, broker %s\n", hgp_op_name (set->op),
+             "\"%s<0..%u>\"/%s, broker %s\n", hgp_op_name (set->op),
              (unsigned long long) set->requests, set->window, set->nkeys,
-             set->prefix, set->nkeys - 1, hgp_client_endpoint (self->client));
+             set->prefix, set->nkeys - 1, set->type,
+             hgp_client_endpoint (self->client));
+    if (set->users)
+        fprintf (out, "users: %u \"%su<0..%u>\", in turn\n", set->users,
+                 set->prefix, set->users - 1);
     fprintf (out, "requests/s: %.0f (%llu in %.3f s)\n", s_rate (self),
              (unsigned long long) self->done, self->seconds);
     fprintf (out, "latency us: p50 %u  p99 %u  p99.9 %u  max %u\n",
@@ -588,7 +602,7 @@ hgp_bench_json (hgp_bench_t *self)
     double seconds = round (self->seconds * 1000) / 1000;
     json_t *obj = json_pack (
         "{s:i,s:s,s:o,s:I,s:I,s:o,s:o,s:o,s:o,s:o,s:I,"
-        "s:{s:I,s:I,s:I,s:I},s:o,s:o,s:o,s:o,s:o,s:o,s:o}",
+        "s:{s:I,s:I,s:I,s:I},s:o,s:o,s:o,s:o,s:o,s:I,s:o,s:o,s:o}",
         "status", HGP_STATUS_OK,
         "op", hgp_op_name (set->op),
         "requests", hgp_cli_json_uint (set->requests),
@@ -608,6 +622,8 @@ hgp_bench_json (hgp_bench_t *self)
         "errors", errors,
         "indeterminate", hgp_cli_json_uint (self->indeterminate),
         "stale", hgp_cli_json_uint (self->stale),
+        "type", hgp_cli_json_text (set->type),
+        "users", (json_int_t) set->users,
         "verify", s_json_verify (self),
         "unsent", hgp_cli_json_uint (self->unsent),
         "resent", hgp_cli_json_uint (hgp_client_resent (self->client)));

@@ -1,7 +1,9 @@
 /*  hgp_bench.h - the load generator behind `hgp bench`
  *
  *  Keeps W requests in flight on one client and sends the next as soon as
- *  a reply comes, each to a random one of K keys "<prefix><i>"/"bench".
+ *  a reply comes, each to a random one of K keys "<prefix><i>"/<type>
+ *  (type "bench" by default), each increment from the next of U users
+ *  "<prefix>u<j>" in turn when users is set.
  *  For incr it checks exactly-once end to end: the counters must have
  *  grown by at least the acknowledged increments and at most that plus
  *  the indeterminate ones (504s, and requests given up on after their
@@ -33,6 +35,9 @@ typedef struct {
     char prefix [HGP_BENCH_PREFIX_MAX + 1];  /* default "bench-XXXXXXXX-",  */
                                 /* random, so runs do not collide           */
     uint32_t timeout_ms;        /* deadline of each request                 */
+    char type [HGP_ID_MAX + 1]; /* counter type, default "bench" (analytics
+                                   ranks no type of analytics/skip)         */
+    uint32_t users;             /* incr: user ids in turn, 0 = none         */
 } hgp_bench_settings_t;
 
 /*  The exactly-once check, after a run */

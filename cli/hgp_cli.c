@@ -1,7 +1,7 @@
 /*  hgp_cli.c - bin/hgp, the command-line client of the hgp brokers
  *
  *  One process, one hgp_client_t, one command: incr, get, mget, ping,
- *  actors, top, stats, replay, bench or config. This file is the front
+ *  actors, top, stats, uniques, replay, bench or config. This file is the front
  *  end: global options, the command table with every command's help,
  *  usage and error reporting, connecting; the commands live by what they
  *  ask (hgp_cli.h lists the files), the load generator in hgp_bench, the
@@ -486,7 +486,8 @@ s_cmd_replay (hgp_cli_t *app, int argc, char *argv [])
 }
 
 //  --------------------------------------------------------------------------
-//  bench [-n N] [-w W] [-k K] [--op incr|get] [--prefix P]
+//  bench [-n N] [-w W] [-k K] [--op incr|get] [--prefix P] [--type T]
+//        [--users U]
 
 //  One bench option at argv [*i] into settings; 0 or an exit code
 static int
@@ -531,6 +532,20 @@ s_bench_option (hgp_cli_t *app, hgp_bench_settings_t *set, int argc,
                                         "A-Z a-z 0-9 _ - . :",
                                         HGP_BENCH_PREFIX_MAX);
         snprintf (set->prefix, sizeof set->prefix, "%s", value);
+    }
+    else
+    if (hgp_cli_option (argc, argv, i, "--type", &value)) {
+        if (!value || !hgp_id_valid (value, strlen (value)))
+            return hgp_cli_usage_error (app, "--type wants a counter type:"
+                                        " 1-%d bytes of A-Z a-z 0-9 _ - . :",
+                                        HGP_ID_MAX);
+        snprintf (set->type, sizeof set->type, "%s", value);
+    }
+    else
+    if (hgp_cli_option (argc, argv, i, "--users", &value)) {
+        if (!hgp_cli_parse_range (value, 1, 99999999, &n))
+            return hgp_cli_usage_error (app, "--users wants 1..99999999");
+        set->users = (uint32_t) n;
     }
     else
     if (hgp_cli_is_option (argv [*i]))
@@ -681,6 +696,14 @@ static const hgp_cli_command_t s_commands [] = {
       "what GET /api/v1/counter/RES/TYPE/stats answers (every minute of the\n"
       "window, zeros included), plus \"status\".\n",
       hgp_cli_stats },
+    { "uniques", "RES TYPE",
+      "print how many distinct users a counter has seen (estimated)",
+      "Prints the number of distinct user_ids among the increments of\n"
+      "RES/TYPE that carried one, as the analytics service's HyperLogLog\n"
+      "estimates it (standard error 0.81 %; types in analytics/no_uniques\n"
+      "are not counted). With --json: what GET\n"
+      "/api/v1/counter/RES/TYPE/uniques answers, plus \"status\".\n",
+      hgp_cli_uniques },
     { "replay", "[--reset]",
       "rebuild the counters in Redis from the event log (disaster recovery)",
       "Reads every partition of the event log from its first event up to\n"
@@ -702,11 +725,14 @@ static const hgp_cli_command_t s_commands [] = {
       "Redis (hgp:ids) are forgeries: they are counted and ignored, and\n"
       "each such identity is named once on stderr.\n",
       s_cmd_replay },
-    { "bench", "[-n N] [-w W] [-k K] [--op incr|get] [--prefix P]",
+    { "bench", "[-n N] [-w W] [-k K] [--op incr|get] [--prefix P] [--type T]"
+      " [--users U]",
       "load test with an exactly-once check",
       "Sends N requests (default 100000), W in flight at once (default 128),\n"
-      "over K keys \"P<i>\"/\"bench\" (default 1000; P defaults to a random\n"
-      "\"bench-XXXXXXXX-\" so runs do not collide), each to a random key.\n"
+      "over K keys \"P<i>\"/T (default 1000; P defaults to a random\n"
+      "\"bench-XXXXXXXX-\" so runs do not collide, T to \"bench\", a type\n"
+      "analytics does not rank), each to a random key. With --users, each\n"
+      "increment carries user_id \"P\"u<j>, the next of U in turn.\n"
       "Prints requests/s, p50/p99/p99.9/max latency in microseconds, and\n"
       "errors by code (\"no_reply\": given up on locally after the deadline).\n"
       "\n"
@@ -720,7 +746,9 @@ static const hgp_cli_command_t s_commands [] = {
       "  -w W             window: requests in flight, 1..100000\n"
       "  -k K             distinct keys, 1..10000000\n"
       "  --op incr|get    what to send (incr adds 1)\n"
-      "  --prefix P       resource id prefix, up to 118 bytes\n",
+      "  --prefix P       resource id prefix, up to 118 bytes\n"
+      "  --type T         counter type (default bench)\n"
+      "  --users U        user ids in turn, 1..99999999\n",
       s_cmd_bench },
 };
 

@@ -104,7 +104,7 @@ void hgp_cli_request (hgp_cli_t *app, hgp_request_t *req, hgp_op_t op);
 
 /*  The commands of hgp_cli_counter.c and hgp_cli_broker.c */
 hgp_cli_handler_fn hgp_cli_incr, hgp_cli_get, hgp_cli_mget, hgp_cli_top,
-                   hgp_cli_stats, hgp_cli_ping, hgp_cli_actors,
+                   hgp_cli_stats, hgp_cli_uniques, hgp_cli_ping, hgp_cli_actors,
                    hgp_cli_targets;
 
 #endif

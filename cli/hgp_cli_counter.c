@@ -395,3 +395,32 @@ hgp_cli_stats (hgp_cli_t *app, int argc, char *argv [])
     hgp_reply_clear (&rep);
     return rc;
 }
+
+//  --------------------------------------------------------------------------
+//  uniques RES TYPE
+
+int
+hgp_cli_uniques (hgp_cli_t *app, int argc, char *argv [])
+{
+    hgp_request_t req;
+    hgp_reply_t rep;
+    int rc = s_counter_call (app, argc, argv, HGP_OP_UNIQUES, "uniques", &req,
+                             &rep, NULL);
+    if (rc)
+        return rc;
+    if (rep.error.status != HGP_STATUS_OK)
+        rc = hgp_cli_reply_error (app, &rep, NULL);
+    else
+    if (app->json) {
+        //  The shape of GET /api/v1/counter/{r}/{t}/uniques (lib/hgp_views.h)
+        json_t *obj = json_pack ("{s:i}", "status", HGP_STATUS_OK);
+        json_t *view = hgp_view_uniques (&req.key, &rep);
+        json_object_update (obj, view);
+        json_decref (view);
+        hgp_cli_json_print (&obj, HGP_CLI_JSON_EXACT);
+    }
+    else
+        printf ("%llu\n", (unsigned long long) rep.uniques);
+    hgp_reply_clear (&rep);
+    return rc;
+}

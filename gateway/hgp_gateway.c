@@ -64,6 +64,7 @@
 #define PATH_HEALTH     "/api/v1/health"
 #define PREFIX_RANK     "/api/v1/rank/"
 #define SUFFIX_STATS    "stats"
+#define SUFFIX_UNIQUES  "uniques"
 #define PATH_METRICS    "/metrics"
 
 //  The key the health check reads through an actor to prove Redis works
@@ -236,7 +237,7 @@ s_counted_route (hgp_route_t route)
 {
     return route == HGP_ROUTE_INCREMENT || route == HGP_ROUTE_GET
         || route == HGP_ROUTE_BATCH || route == HGP_ROUTE_RANK
-        || route == HGP_ROUTE_STATS;
+        || route == HGP_ROUTE_STATS || route == HGP_ROUTE_UNIQUES;
 }
 
 //  Write the answer, count it, and give the call back
@@ -613,7 +614,7 @@ s_batch (s_call_t *call, const char *body, size_t size)
     s_send_decoded (call, rc, &err, s_batch_done);
 }
 
-//  Analytics reads: top and stats go to an analytics actor (503 no_actor
+//  Analytics reads: top, stats and uniques go to an analytics actor (503 no_actor
 //  when none is up, like any service without actors). The query string is
 //  decoded by hgp_json like a body would be.
 
@@ -665,6 +666,29 @@ s_stats (s_call_t *call, const char *resource, size_t resource_len,
                                     hgp_http_req_query (call->http), &call->req,
                                     &call->window, &err);
     s_send_decoded (call, rc, &err, s_stats_done);
+}
+
+static char *
+s_encode_uniques (s_call_t *call)
+{
+    return hgp_json_encode_uniques (&call->req.key, &call->rep);
+}
+
+static void
+s_uniques_done (void *arg)
+{
+    s_answer ((s_call_t *) arg, s_encode_uniques);
+}
+
+static void
+s_uniques (s_call_t *call, const char *resource, size_t resource_len,
+           const char *type, size_t type_len)
+{
+    hgp_error_t err;
+    int rc = hgp_json_decode_uniques (resource, resource_len, type, type_len,
+                                      hgp_http_req_query (call->http),
+                                      &call->req, &err);
+    s_send_decoded (call, rc, &err, s_uniques_done);
 }
 
 //  Health: each check really goes through the bus, one after the other.
@@ -876,6 +900,12 @@ s_route_stats (s_call_t *call, const s_args_t *args)
 }
 
 static void
+s_route_uniques (s_call_t *call, const s_args_t *args)
+{
+    s_uniques (call, args->at [0], args->len [0], args->at [1], args->len [1]);
+}
+
+static void
 s_route_rank (s_call_t *call, const s_args_t *args)
 {
     s_rank (call, args->at [0]);
@@ -907,6 +937,8 @@ static const s_route_t s_routes [] = {
     { PATH_INCREMENT, HGP_ROUTE_INCREMENT, true, s_route_increment },
     { PATH_BATCH, HGP_ROUTE_BATCH, true, s_route_batch },
     { PREFIX_COUNTER "*/*/" SUFFIX_STATS, HGP_ROUTE_STATS, false, s_route_stats },
+    { PREFIX_COUNTER "*/*/" SUFFIX_UNIQUES, HGP_ROUTE_UNIQUES, false,
+      s_route_uniques },
     { PREFIX_COUNTER "*/*", HGP_ROUTE_GET, false, s_route_get },
     { PREFIX_RANK "*", HGP_ROUTE_RANK, false, s_route_rank },
     { PATH_HEALTH, HGP_ROUTE_HEALTH, false, s_route_health },
@@ -1033,6 +1065,7 @@ s_route (s_call_t *call)
         "/api/v1/counter/{resource_id}/{counter_type}, POST "
         "/api/v1/counter/batch, GET /api/v1/rank/{counter_type}, GET "
         "/api/v1/counter/{resource_id}/{counter_type}/stats, GET "
+        "/api/v1/counter/{resource_id}/{counter_type}/uniques, GET "
         "/api/v1/health (also /readyz), GET /healthz, GET /metrics", NULL);
 }
 

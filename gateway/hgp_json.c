@@ -581,22 +581,55 @@ hgp_json_decode_rank (const char *counter_type, const char *query,
     return rc;
 }
 
-int
-hgp_json_decode_stats (const char *resource_id, size_t resource_len,
-                       const char *counter_type, size_t type_len,
-                       const char *query, hgp_request_t *req,
-                       hgp_window_t *window, hgp_error_t *err)
+//  The counter key of a path's {resource_id}/{counter_type}, for op
+static int
+s_path_key (const char *resource_id, size_t resource_len,
+            const char *counter_type, size_t type_len, hgp_op_t op,
+            hgp_request_t *req, hgp_error_t *err)
 {
     hgp_request_init (req);
     if (!hgp_id_valid (resource_id, resource_len))
         return BAD (err, "resource_id in the path must be %s", s_id_rule);
     if (!hgp_id_valid (counter_type, type_len))
         return BAD (err, "counter_type in the path must be %s", s_id_rule);
-    req->op = HGP_OP_STATS;
+    req->op = op;
     memcpy (req->key.resource_id, resource_id, resource_len);
     req->key.resource_id [resource_len] = 0;
     memcpy (req->key.counter_type, counter_type, type_len);
     req->key.counter_type [type_len] = 0;
+    return 0;
+}
+
+int
+hgp_json_decode_uniques (const char *resource_id, size_t resource_len,
+                         const char *counter_type, size_t type_len,
+                         const char *query, hgp_request_t *req,
+                         hgp_error_t *err)
+{
+    if (s_path_key (resource_id, resource_len, counter_type, type_len,
+                    HGP_OP_UNIQUES, req, err))
+        return -1;
+    if (query)
+        return BAD (err, "GET /api/v1/counter/{resource_id}/{counter_type}"
+                    "/uniques takes no query parameters");
+    return 0;
+}
+
+char *
+hgp_json_encode_uniques (const hgp_key_t *key, const hgp_reply_t *rep)
+{
+    return s_dump (hgp_view_uniques (key, rep));
+}
+
+int
+hgp_json_decode_stats (const char *resource_id, size_t resource_len,
+                       const char *counter_type, size_t type_len,
+                       const char *query, hgp_request_t *req,
+                       hgp_window_t *window, hgp_error_t *err)
+{
+    if (s_path_key (resource_id, resource_len, counter_type, type_len,
+                    HGP_OP_STATS, req, err))
+        return -1;
     *window = HGP_WINDOW_24H;
     bool seen_window = false;
     char name [S_PARAM_MAX + 1], value [S_PARAM_MAX + 1];

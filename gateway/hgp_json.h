@@ -104,6 +104,16 @@ int hgp_json_decode_stats (const char *resource_id, size_t resource_len,
                            const char *query, hgp_request_t *req,
                            hgp_window_t *window, hgp_error_t *err);
 
+/*  Decode GET /api/v1/counter/{resource_id}/{counter_type}/uniques into
+    req (op uniques, key); it takes no query parameters */
+int hgp_json_decode_uniques (const char *resource_id, size_t resource_len,
+                             const char *counter_type, size_t type_len,
+                             const char *query, hgp_request_t *req,
+                             hgp_error_t *err);
+
+/*  A 200 uniques reply as lib/hgp_views.h shapes it */
+char *hgp_json_encode_uniques (const hgp_key_t *key, const hgp_reply_t *rep);
+
 /*  A 200 top reply as lib/hgp_views.h shapes it: {"counter_type",
     "window", "ranking": [{"resource_id", "value" or "score"}, ...]} */
 char *hgp_json_encode_ranking (const char *counter_type, hgp_window_t window,

@@ -28,7 +28,7 @@
 
 static const char *s_route_names [HGP_ROUTE_COUNT] = {
     "increment", "get", "batch", "health", "metrics", "rank", "stats", "live",
-    "unmatched", "none"
+    "uniques", "unmatched", "none"
 };
 
 static const char *s_refused_names [HGP_REFUSED_COUNT] = {

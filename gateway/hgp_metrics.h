@@ -35,6 +35,7 @@ typedef enum {
     HGP_ROUTE_RANK,             /* GET  /api/v1/rank/{t}                  */
     HGP_ROUTE_STATS,            /* GET  /api/v1/counter/{r}/{t}/stats     */
     HGP_ROUTE_LIVE,             /* GET  /healthz                          */
+    HGP_ROUTE_UNIQUES,          /* GET  /api/v1/counter/{r}/{t}/uniques   */
     HGP_ROUTE_UNMATCHED,        /* anything else (404)                    */
     HGP_ROUTE_NONE,             /* refused before routing: bad request    */
                                 /* line or headers, header timeout, *     */

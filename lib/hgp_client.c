@@ -992,6 +992,10 @@ s_check_shape (const hgp_request_t *req, hgp_reply_t *rep)
             if (!rep->has_stats)
                 missing = "stats";
             break;
+        case HGP_OP_UNIQUES:
+            if (!rep->has_uniques)
+                missing = "uniques";
+            break;
         default:
             break;
     }

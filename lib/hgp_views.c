@@ -84,3 +84,13 @@ hgp_view_series (const hgp_key_t *key, hgp_window_t window, int64_t now_ms,
         "trending", hgp_view_score (rep->trending),
         "sum", (json_int_t) sum, "series", series), rep);
 }
+
+json_t *
+hgp_view_uniques (const hgp_key_t *key, const hgp_reply_t *rep)
+{
+    return s_as_of (json_pack ("{s:s, s:s, s:I, s:b}",
+                               "resource_id", key->resource_id,
+                               "counter_type", key->counter_type,
+                               "uniques", (json_int_t) rep->uniques,
+                               "approximate", rep->approximate), rep);
+}

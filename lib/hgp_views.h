@@ -1,7 +1,8 @@
 /*  hgp_views.h - the JSON shapes of rankings and series, for HTTP and CLI
  *
  *  One owner for what `GET /api/v1/rank/{type}` and `hgp --json top`
- *  print, and for `GET .../stats` and `hgp --json stats`, so the two
+ *  print, for `GET .../stats` and `hgp --json stats`, and for `GET .../uniques`
+ *  and `hgp --json uniques`, so the two
  *  never disagree (issue 15). jansson values; the caller dumps them
  *  (reals with 15 significant digits: a score rounded to 3 decimals
  *  prints as such). Only the gateway and bin/hgp link jansson, and only
@@ -29,6 +30,10 @@ json_t *hgp_view_ranking (const char *counter_type, hgp_window_t window,
     reply's bucket_ms is 0. */
 json_t *hgp_view_series (const hgp_key_t *key, hgp_window_t window,
                          int64_t now_ms, const hgp_reply_t *rep);
+
+/*  A 200 uniques reply as {"resource_id", "counter_type", "uniques",
+    "approximate": true}; "as_of_ms" as above. NULL when out of memory. */
+json_t *hgp_view_uniques (const hgp_key_t *key, const hgp_reply_t *rep);
 
 /*  A score as both print it: to 3 decimals, 0 if not finite */
 double hgp_view_score (double score);

@@ -73,19 +73,20 @@ hgp_error_set (hgp_error_t *err, uint16_t status, const char *code,
 }
 
 static const char *s_op_names [] = {
-    "", "incr", "get", "mget", "ping", "actors", "top", "stats", "announce"
+    "", "incr", "get", "mget", "ping", "actors", "top", "stats", "announce",
+    "uniques"
 };
 
 const char *
 hgp_op_name (hgp_op_t op)
 {
-    return (op > HGP_OP_NONE && op <= HGP_OP_ANNOUNCE) ? s_op_names [op] : "";
+    return (op > HGP_OP_NONE && op <= HGP_OP_UNIQUES) ? s_op_names [op] : "";
 }
 
 hgp_op_t
 hgp_op_from_name (const char *name)
 {
-    for (int op = HGP_OP_INCR; op <= HGP_OP_ANNOUNCE; op++)
+    for (int op = HGP_OP_INCR; op <= HGP_OP_UNIQUES; op++)
         if (strcmp (name, s_op_names [op]) == 0)
             return (hgp_op_t) op;
     return HGP_OP_NONE;
@@ -610,6 +611,7 @@ s_allowed (hgp_op_t op)
         case HGP_OP_TOP:
             return COMMON | BIT (RQ_TYPE) | BIT (RQ_WINDOW) | BIT (RQ_LIMIT);
         case HGP_OP_STATS:
+        case HGP_OP_UNIQUES:
             return COMMON | BIT (RQ_RESOURCE) | BIT (RQ_TYPE);
         case HGP_OP_ANNOUNCE:
             return COMMON | BIT (RQ_ROLE) | BIT (RQ_METRICS);
@@ -632,6 +634,7 @@ s_required (hgp_op_t op)
         case HGP_OP_TOP:
             return base | BIT (RQ_TYPE);
         case HGP_OP_STATS:
+        case HGP_OP_UNIQUES:
             return base | BIT (RQ_RESOURCE) | BIT (RQ_TYPE);
         case HGP_OP_ANNOUNCE:
             return base | BIT (RQ_ROLE) | BIT (RQ_METRICS);
@@ -701,7 +704,7 @@ s_request_field (s_cur_t *cur, hgp_request_t *req, int key)
                 return hgp_error_set (cur->err, HGP_STATUS_NOT_FOUND,
                     "unknown_op",
                     "op must be one of incr, get, mget, ping, actors, top,"
-                    " stats, announce");
+                    " stats, announce, uniques");
             return 0;
         case RQ_ID:
             return s_id (cur, req->id, "id");
@@ -824,7 +827,8 @@ hgp_request_encode (const hgp_request_t *req, hgp_buf_t *buf)
     if (req->op == HGP_OP_NONE || !hgp_id_valid (req->id, strlen (req->id)))
         return -1;
     bool incr = req->op == HGP_OP_INCR;
-    bool keyed = incr || req->op == HGP_OP_GET || req->op == HGP_OP_STATS;
+    bool keyed = incr || req->op == HGP_OP_GET || req->op == HGP_OP_STATS
+              || req->op == HGP_OP_UNIQUES;
     bool mget = req->op == HGP_OP_MGET;
     bool top = req->op == HGP_OP_TOP;
     bool announce = req->op == HGP_OP_ANNOUNCE;
@@ -970,7 +974,8 @@ hgp_reply_encode (const hgp_reply_t *rep, hgp_buf_t *buf)
                  + (values ? 1 : 0) + (actors ? 1 : 0) + (ranking ? 2 : 0)
                  + (processes ? 1 : 0) + (metrics ? 1 : 0)
                  + (rep->has_as_of ? 1 : 0)
-                 + (rep->has_stats ? 4 : 0);
+                 + (rep->has_stats ? 4 : 0)
+                 + (rep->has_uniques ? 2 : 0);
     msgpack_packer pk;
     msgpack_packer_init (&pk, buf, s_buf_write);
     msgpack_pack_map (&pk, count);
@@ -1027,6 +1032,15 @@ hgp_reply_encode (const hgp_reply_t *rep, hgp_buf_t *buf)
                 msgpack_pack_int64 (&pk, rep->ranking [i].count);
         }
     }
+    if (rep->has_uniques) {
+        s_pack_str (&pk, "uniques");
+        msgpack_pack_uint64 (&pk, rep->uniques);
+        s_pack_str (&pk, "approximate");
+        if (rep->approximate)
+            msgpack_pack_true (&pk);
+        else
+            msgpack_pack_false (&pk);
+    }
     if (rep->has_stats) {
         s_pack_str (&pk, "total");
         msgpack_pack_int64 (&pk, rep->total);
@@ -1073,12 +1087,12 @@ hgp_reply_encode_error (const char *id, const hgp_error_t *error,
 enum {
     RP_ID, RP_STATUS, RP_ERROR, RP_VALUE, RP_REPLAYED, RP_VALUES, RP_ACTORS,
     RP_WINDOW, RP_RANKING, RP_TOTAL, RP_TRENDING, RP_BUCKET_MS, RP_BUCKETS,
-    RP_PROCESSES, RP_METRICS, RP_AS_OF, RP_COUNT
+    RP_PROCESSES, RP_METRICS, RP_AS_OF, RP_UNIQUES, RP_APPROXIMATE, RP_COUNT
 };
 static const char *const s_reply_keys [RP_COUNT] = {
     "id", "status", "error", "value", "replayed", "values", "actors",
     "window", "ranking", "total", "trending", "bucket_ms", "buckets",
-    "processes", "metrics", "as_of_ms"
+    "processes", "metrics", "as_of_ms", "uniques", "approximate"
 };
 
 /*  A 2-element array; -1 unless it is one */
@@ -1306,6 +1320,11 @@ s_reply_field (s_cur_t *cur, hgp_reply_t *rep, int key)
         case RP_AS_OF:
             rep->has_as_of = true;
             return s_int (cur, &rep->as_of_ms, "as_of_ms");
+        case RP_UNIQUES:
+            rep->has_uniques = true;
+            return s_uint (cur, UINT64_MAX, &rep->uniques, "uniques");
+        case RP_APPROXIMATE:
+            return s_bool (cur, &rep->approximate, "approximate");
     }
     assert (false);
     return -1;
@@ -1342,11 +1361,14 @@ hgp_reply_decode (hgp_reply_t *rep, const uint8_t *data, size_t size,
     uint32_t stats = BIT (RP_TOTAL) | BIT (RP_TRENDING) | BIT (RP_BUCKET_MS)
                    | BIT (RP_BUCKETS);
     uint32_t top = BIT (RP_WINDOW) | BIT (RP_RANKING);
+    uint32_t uniques = BIT (RP_UNIQUES) | BIT (RP_APPROXIMATE);
     if ((seen & stats && (seen & stats) != stats)
-    ||  (seen & top && (seen & top) != top)) {
+    ||  (seen & top && (seen & top) != top)
+    ||  (seen & uniques && (seen & uniques) != uniques)) {
         hgp_error_set (err, HGP_STATUS_BAD_REQUEST, "invalid",
                        "a stats reply needs total, trending, bucket_ms and"
-                       " buckets; a top reply window and ranking");
+                       " buckets; a top reply window and ranking; a uniques"
+                       " reply uniques and approximate");
         goto fail;
     }
     return 0;

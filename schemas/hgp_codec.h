@@ -85,7 +85,9 @@ typedef enum {
     HGP_OP_ACTORS,              /* broker: what the broker sees       */
     HGP_OP_TOP,                 /* analytics: a ranking of resources  */
     HGP_OP_STATS,               /* analytics: one resource over time  */
-    HGP_OP_ANNOUNCE             /* broker: a process's metrics URL    */
+    HGP_OP_ANNOUNCE,            /* broker: a process's metrics URL    */
+    HGP_OP_UNIQUES              /* analytics: distinct users of one
+                                   counter, estimated                 */
 } hgp_op_t;
 
 /*  Which ranking a top request asks for */
@@ -180,7 +182,10 @@ typedef struct {
     uint32_t bucket_ms;                 /* stats: width of each bucket      */
     size_t nbuckets;                    /* stats                            */
     hgp_bucket_t *buckets;              /* stats, owned, oldest first       */
-    bool has_as_of;                     /* top, stats: as_of_ms is known    */
+    bool has_uniques;                   /* uniques: the two fields below    */
+    uint64_t uniques;                   /* uniques: distinct user ids       */
+    bool approximate;                   /* uniques: an estimate (HLL)       */
+    bool has_as_of;                     /* top, stats, uniques: as_of_ms    */
     int64_t as_of_ms;                   /* ... the log is folded in up to   */
 } hgp_reply_t;
 

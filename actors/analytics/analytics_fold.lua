@@ -7,7 +7,9 @@
 -- read from (else nothing is done: {-1, 0}), then per record partition,
 -- offset, counter type ('' for a record that is not an event: only the
 -- offset moves), resource, delta, ts, actor (of an event: who produced
--- it; of a non-event: the log id it fences, or ''). An event whose actor
+-- it; of a non-event: the log id it fences, or ''), user (of an event
+-- whose user counts among its counter's distinct users: added to the
+-- HyperLogLog hgp:a:u:<len(r)>:<r>:<t>; else ''). An event whose actor
 -- was fenced earlier in its partition is void (PROTOCOL.md section 10)
 -- and only moves the offset. Returns {applied, skipped, void}.
 --
@@ -36,6 +38,7 @@ local bucket, span = tonumber(ARGV[6]), tonumber(ARGV[7])
 local keep = span / bucket
 local done, moved, applied, skipped, void = {}, {}, 0, 0, 0
 local fenced, sets, expires, hashes, untils = {}, {}, {}, {}, {}
+local users = {}
 local function hmget (k, fields)
   local out = {}
   for j = 1, #fields, 1000 do
@@ -52,7 +55,7 @@ local function add (k, r, v, expire)
   if expire and (expires[k] or 0) < expire then expires[k] = expire end
 end
 local parts, asked = {}, {}
-for i = 9, #ARGV, 7 do
+for i = 9, #ARGV, 8 do
   if done[ARGV[i]] == nil then
     done[ARGV[i]] = -1
     parts[#parts + 1] = ARGV[i]
@@ -67,7 +70,7 @@ local offs = hmget(KEYS[1], parts)
 for j, part in ipairs(parts) do done[part] = tonumber(offs[j] or '-1') end
 local seen = hmget(KEYS[3], asked)
 for j, fence in ipairs(asked) do fenced[fence] = seen[j] ~= false end
-for i = 9, #ARGV, 7 do
+for i = 9, #ARGV, 8 do
   local part, off = ARGV[i], tonumber(ARGV[i + 1])
   if off <= done[part] then
     skipped = skipped + 1
@@ -112,6 +115,12 @@ for i = 9, #ARGV, 7 do
           end
           if (untils[k] or 0) < until_ then untils[k] = until_ end
         end
+        if ARGV[i + 7] ~= '' then
+          local k = 'hgp:a:u:' .. string.len(r) .. ':' .. r .. ':' .. t
+          local u = users[k]
+          if u == nil then u = {}; users[k] = u end
+          u[#u + 1] = ARGV[i + 7]
+        end
         applied = applied + 1
       end
     end
@@ -138,6 +147,11 @@ for k, h in pairs(hashes) do
     for _, field in ipairs(redis.call('HKEYS', k)) do
       if tonumber(field) <= lo then redis.call('HDEL', k, field) end
     end
+  end
+end
+for k, u in pairs(users) do
+  for j = 1, #u, 1000 do
+    redis.call('PFADD', k, unpack(u, j, math.min(j + 999, #u)))
   end
 end
 local moves = {}

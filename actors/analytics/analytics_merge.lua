@@ -15,6 +15,7 @@
 -- then the targets to the end, each
 --   'z', key, expire ('' = none), n, then n times (member, increment)
 --   'h', key, keep until, n, then n times (field, increment)
+--   'u', key, '', n, then n user ids (PFADD into the HyperLogLog)
 -- Returns {applied, 0, 0}; {-1, 0, 0} when the state is another (nothing
 -- done); {-9, 0, 0} when a partition's applied offset is at or past the
 -- batch's first, or a producer was fenced in that partition: nothing is
@@ -70,7 +71,12 @@ while i <= #ARGV do
   local kind, k, ex, n = ARGV[i], ARGV[i + 1], ARGV[i + 2],
                          tonumber(ARGV[i + 3])
   i = i + 4
-  if kind == 'z' then
+  if kind == 'u' then
+    for j = i, i + n - 1, 1000 do
+      redis.call('PFADD', k, unpack(ARGV, j, math.min(j + 999, i + n - 1)))
+    end
+    i = i + n
+  elseif kind == 'z' then
     for j = i, i + 2 * n - 1, 2 do
       if tonumber(redis.call('ZINCRBY', k, ARGV[j + 1], ARGV[j])) == 0
       and ex == '' then
@@ -78,6 +84,7 @@ while i <= #ARGV do
       end
     end
     if ex ~= '' then redis.call('PEXPIREAT', k, ex) end
+    i = i + 2 * n
   else
     local fresh = false
     for j = i, i + 2 * n - 1, 2 do
@@ -95,8 +102,8 @@ while i <= #ARGV do
         if tonumber(field) <= lo then redis.call('HDEL', k, field) end
       end
     end
+    i = i + 2 * n
   end
-  i = i + 2 * n
 end
 for j = 1, #moves, 1000 do
   redis.call('HSET', KEYS[1], unpack(moves, j, math.min(j + 999, #moves)))

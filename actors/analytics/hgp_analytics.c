@@ -114,6 +114,9 @@ typedef struct {
     int64_t span;               /* analytics/span, ms                      */
     char skip [S_SKIP_MAX][HGP_ID_MAX + 1];    /* analytics/skip: prefixes */
     int nskip;                  /* ... of counter types not ranked         */
+    char no_uniques [S_SKIP_MAX][HGP_ID_MAX + 1];
+                                /* analytics/no_uniques: prefixes of       */
+    int nno_uniques;            /* ... types whose users are not counted   */
 } s_settings_t;
 
 /*  Our Prometheus series (handles into prom; analytics/metrics) */
@@ -130,6 +133,7 @@ typedef struct {
     int32_t partition;
     int64_t offset;
     bool event;                 /* false: not an event, only moves offset  */
+    bool user;                  /* its user counts among the distinct ones */
     hgp_event_t ev;             /* when event                              */
 } s_record_t;
 
@@ -191,22 +195,27 @@ static void s_asof_read (s_analytics_t *self, hgp_reply_t *rep);
     Settings
 */
 
-/*  analytics/skip: counter-type prefixes, separated by commas or spaces */
+/*  A list of counter-type prefixes (analytics/skip, analytics/no_uniques),
+    separated by commas or spaces, into prefixes; NULL or what is wrong */
 static char *
-s_skip_load (s_settings_t *s, const char *list)
+s_prefixes_load (const char *name, const char *list,
+                 char prefixes [S_SKIP_MAX][HGP_ID_MAX + 1], int *count)
 {
-    s->nskip = 0;
+    *count = 0;
     const char *p = list;
     while (*p) {
         size_t len = strcspn (p, ", ");
         if (len) {
-            if (s->nskip == S_SKIP_MAX || !hgp_id_valid (p, len))
-                return zsys_sprintf ("config: analytics/skip (HGP_ANALYTICS_"
-                                     "SKIP) is '%s'; want at most %d counter"
-                                     " type prefixes (ids), separated by"
-                                     " commas", list, S_SKIP_MAX);
-            memcpy (s->skip [s->nskip], p, len);
-            s->skip [s->nskip++][len] = 0;
+            if (*count == S_SKIP_MAX || !hgp_id_valid (p, len)) {
+                char env [64];
+                hgp_config_env_name (name, env, sizeof env);
+                return zsys_sprintf ("config: %s (%s) is '%s'; want at most"
+                                     " %d counter type prefixes (ids),"
+                                     " separated by commas", name, env, list,
+                                     S_SKIP_MAX);
+            }
+            memcpy (prefixes [*count], p, len);
+            prefixes [(*count)++][len] = 0;
         }
         p += len;
         p += strspn (p, ", ");
@@ -214,14 +223,22 @@ s_skip_load (s_settings_t *s, const char *list)
     return NULL;
 }
 
-//  Is an event of this counter type left out of rankings and stats?
+//  Does counter_type start with one of the prefixes?
 static bool
-s_skipped_type (const s_settings_t *s, const char *counter_type)
+s_prefixed (char prefixes [S_SKIP_MAX][HGP_ID_MAX + 1], int count,
+            const char *counter_type)
 {
-    for (int i = 0; i < s->nskip; i++)
-        if (strncmp (counter_type, s->skip [i], strlen (s->skip [i])) == 0)
+    for (int i = 0; i < count; i++)
+        if (strncmp (counter_type, prefixes [i], strlen (prefixes [i])) == 0)
             return true;
     return false;
+}
+
+//  Is an event of this counter type left out of rankings and stats?
+static bool
+s_skipped_type (s_settings_t *s, const char *counter_type)
+{
+    return s_prefixed (s->skip, s->nskip, counter_type);
 }
 
 static char *
@@ -249,8 +266,15 @@ s_settings_load (hgp_config_t *config, s_settings_t *s)
                               INT64_MAX / 4);
     if (hgp_config_error (config))
         return strdup (hgp_config_error (config));
-    char *error = s_skip_load (s, hgp_config_str (config, "analytics/skip",
-                                                  "bench"));
+    char *error = s_prefixes_load ("analytics/skip",
+                                   hgp_config_str (config, "analytics/skip",
+                                                   "bench"),
+                                   s->skip, &s->nskip);
+    if (!error)
+        error = s_prefixes_load ("analytics/no_uniques",
+                                 hgp_config_str (config, "analytics/no_uniques",
+                                                 ""),
+                                 s->no_uniques, &s->nno_uniques);
     if (error)
         return error;
     if (s->window [0] % S_BUCKETS || s->window [1] % S_BUCKETS)
@@ -575,6 +599,7 @@ s_take (s_analytics_t *self, rd_kafka_message_t *m)
     rec->partition = m->partition;
     rec->offset = m->offset;
     rec->event = false;
+    rec->user = false;
     rec->ev.ts = 0;                 //  no time unless it decodes
     hgp_error_t error = { 0 };
     const void *value = NULL;
@@ -599,8 +624,13 @@ s_take (s_analytics_t *self, rd_kafka_message_t *m)
         //  analytics/skip: only moves the offset, like a non-event
         self->unranked++;
     }
-    else
+    else {
         rec->event = true;
+        rec->user = !rec->ev.fence [0] && rec->ev.user_id [0]
+                 && !s_prefixed (self->settings.no_uniques,
+                                 self->settings.nno_uniques,
+                                 rec->ev.key.counter_type);
+    }
 }
 
 /*  Events and fences of log identities that never registered are
@@ -631,7 +661,7 @@ s_fold_events (s_analytics_t *self, char *reason, size_t size)
 {
     s_settings_t *s = &self->settings;
     hgp_args_t *args = self->args;
-    hgp_args_evalsha (args, 11 + 7 * self->nrecords);
+    hgp_args_evalsha (args, 11 + 8 * self->nrecords);
     hgp_args_set_int (args, 2, 3);
     hgp_args_add_str (args, S_OFFSETS);
     hgp_args_add_str (args, "hgp:a:log");
@@ -654,6 +684,7 @@ s_fold_events (s_analytics_t *self, char *reason, size_t size)
         hgp_args_add_int (args, rec->event ? (int64_t) rec->ev.ts : 0);
         hgp_args_add_str (args, !rec->event ? ""
                           : rec->ev.fence [0] ? rec->ev.fence : rec->ev.actor);
+        hgp_args_add_str (args, rec->user ? rec->ev.user_id : "");
     }
     return hgp_redis_eval (self->redis, self->fold_script, args, NULL, reason,
                            size);
@@ -700,7 +731,8 @@ s_sum_batch (s_analytics_t *self, int64_t now, s_span_t *spans,
         if (rec->ev.fence [0]
         ||  hgp_sums_add (self->sums, rec->ev.key.counter_type,
                           rec->ev.key.resource_id, rec->ev.delta,
-                          (int64_t) rec->ev.ts))
+                          (int64_t) rec->ev.ts,
+                          rec->user ? rec->ev.user_id : NULL))
             return false;
         //  Runs of one producer in one partition are the usual
         if (!last || last->partition != rec->partition
@@ -1145,6 +1177,30 @@ done:
             freeReplyObject (replies [i]);
 }
 
+/*  The distinct users of one counter, as its HyperLogLog estimates them
+    (PFCOUNT: a standard error of 0.81 %) */
+static void
+s_uniques (s_analytics_t *self, const hgp_request_t *req, hgp_reply_t *rep)
+{
+    const char *r = req->key.resource_id, *t = req->key.counter_type;
+    char key [2 * HGP_ID_MAX + 32];
+    snprintf (key, sizeof key, "hgp:a:u:%zu:%s:%s", strlen (r), r, t);
+    const char *argv [] = { "PFCOUNT", key };
+    char reason [256] = "";
+    redisReply *reply = hgp_redis_command (self->redis, 2, argv, NULL,
+                                           reason, sizeof reason);
+    if (!reply || reply->type != REDIS_REPLY_INTEGER || reply->integer < 0)
+        s_fail (rep, HGP_STATUS_UNAVAILABLE, "unavailable",
+                reason [0] ? reason : "redis gave no count");
+    else {
+        rep->has_uniques = true;
+        rep->uniques = (uint64_t) reply->integer;
+        rep->approximate = true;
+    }
+    if (reply)
+        freeReplyObject (reply);
+}
+
 /*  Answer one REQUEST */
 static void
 s_serve (s_analytics_t *self, const hgp_work_t *work)
@@ -1170,7 +1226,8 @@ s_serve (s_analytics_t *self, const hgp_work_t *work)
             hgp_error_set (&rep.error, HGP_STATUS_TIMEOUT, "timeout",
                            "the budget ran out before analytics started it");
         else
-        if (req.op == HGP_OP_TOP || req.op == HGP_OP_STATS) {
+        if (req.op == HGP_OP_TOP || req.op == HGP_OP_STATS
+        ||  req.op == HGP_OP_UNIQUES) {
             if (!hgp_redis_ready (self->redis, true))
                 s_fail (&rep, HGP_STATUS_UNAVAILABLE, "unavailable",
                         "analytics cannot reach redis");
@@ -1178,7 +1235,10 @@ s_serve (s_analytics_t *self, const hgp_work_t *work)
             if (req.op == HGP_OP_TOP)
                 s_top (self, &req, &rep);
             else
+            if (req.op == HGP_OP_STATS)
                 s_stats (self, &req, &rep);
+            else
+                s_uniques (self, &req, &rep);
             if (rep.error.status == HGP_STATUS_OK)
                 s_asof_read (self, &rep);
         }

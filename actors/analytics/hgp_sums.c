@@ -1,8 +1,9 @@
 /*  hgp_sums.c - what a batch of events adds to the rankings and series,
  *  summed per Redis target (see hgp_sums.h)
  *
- *  Two tables: sorted sets (key -> member -> sum, and the key's expiry)
- *  and minute hashes (key -> field -> sum, and the key's keep-until).
+ *  One table of targets: sorted sets (key -> member -> sum, and the key's
+ *  expiry), minute hashes (key -> field -> sum, and the key's keep-until)
+ *  and HyperLogLogs of users (key -> user, no sum).
  *  hgp_sums_args writes them out in analytics_merge.lua's format into one
  *  text buffer, then points the argument vector into it.
  */
@@ -19,9 +20,11 @@ typedef struct {
     double fsum;
 } s_sum_t;
 
+typedef enum { S_SET, S_HASH, S_USERS } s_kind_t;
+
 //  One target key: its members or fields, and when it may expire
 typedef struct {
-    bool hash;                  /* a minute hash, else a sorted set        */
+    s_kind_t kind;              /* sorted set, minute hash or HyperLogLog  */
     bool trending;              /* sums are doubles                        */
     double expire;              /* sorted set: PEXPIREAT, 0 = none; hash:
                                    keep until at least                     */
@@ -122,13 +125,13 @@ s_lua_number (char *text, size_t size, double n)
 }
 
 static s_target_t *
-s_target (hgp_sums_t *self, const char *key, bool hash, bool trending)
+s_target (hgp_sums_t *self, const char *key, s_kind_t kind, bool trending)
 {
     s_target_t *target = (s_target_t *) zhashx_lookup (self->targets, key);
     if (!target) {
         target = (s_target_t *) zmalloc (sizeof (s_target_t));
         assert (target);
-        target->hash = hash;
+        target->kind = kind;
         target->trending = trending;
         target->sums = zhashx_new ();
         assert (target->sums);
@@ -151,7 +154,7 @@ s_set (hgp_sums_t *self, int slot, const char *type, double number,
     char key [512], text [32];
     s_lua_number (text, sizeof text, number);
     snprintf (key, sizeof key, format, type, text);
-    recent->target = s_target (self, key, false, trending);
+    recent->target = s_target (self, key, S_SET, trending);
     recent->number = number;
     snprintf (recent->type, sizeof recent->type, "%s", type);
     return recent->target;
@@ -176,7 +179,7 @@ s_add (hgp_sums_t *self, s_target_t *target, const char *member,
 
 int
 hgp_sums_add (hgp_sums_t *self, const char *type, const char *resource,
-              int64_t delta, int64_t ts)
+              int64_t delta, int64_t ts, const char *user)
 {
     if (delta <= -HGP_SUMS_DELTA_MAX || delta >= HGP_SUMS_DELTA_MAX)
         return -1;
@@ -216,8 +219,14 @@ hgp_sums_add (hgp_sums_t *self, const char *type, const char *resource,
         snprintf (key, sizeof key, "hgp:a:m:%zu:%s:%s", strlen (resource),
                   resource, type);
         s_lua_number (number, sizeof number, m);
-        s_add (self, s_target (self, key, true, false), number, delta, 0,
+        s_add (self, s_target (self, key, S_HASH, false), number, delta, 0,
                until);
+    }
+    if (user && *user) {
+        snprintf (key, sizeof key, "hgp:a:u:%zu:%s:%s", strlen (resource),
+                  resource, type);
+        //  A member without a sum: listed once, however often it came
+        s_add (self, s_target (self, key, S_USERS, false), user, 0, 0, 0);
     }
     return 0;
 }
@@ -255,14 +264,25 @@ s_text (hgp_sums_t *self, const char *text)
 static void
 s_target_write (hgp_sums_t *self, const char *key, s_target_t *target)
 {
+    char number [32];
+    if (target->kind == S_USERS) {
+        s_text (self, "u");
+        s_text (self, key);
+        s_text (self, "");
+        snprintf (number, sizeof number, "%zu", zhashx_size (target->sums));
+        s_text (self, number);
+        for (void *one = zhashx_first (target->sums); one;
+             one = zhashx_next (target->sums))
+            s_text (self, (const char *) zhashx_cursor (target->sums));
+        return;
+    }
     //  Members whose sum is zero add nothing (as in the fold script)
     size_t count = 0;
     for (s_sum_t *sum = (s_sum_t *) zhashx_first (target->sums); sum;
          sum = (s_sum_t *) zhashx_next (target->sums))
         if (target->trending ? sum->fsum != 0 : sum->isum != 0)
             count++;
-    char number [32];
-    s_text (self, target->hash ? "h" : "z");
+    s_text (self, target->kind == S_HASH ? "h" : "z");
     s_text (self, key);
     if (target->expire > 0)
         s_lua_number (number, sizeof number, target->expire);

@@ -3,7 +3,9 @@
  *
  *  The analytics actor folds events into sorted sets (all-time, the two
  *  windows' buckets, trending epochs) and per-resource minute hashes
- *  (PROTOCOL.md section 7). Judged one by one inside Redis, every event
+ *  (PROTOCOL.md section 7), and adds users to each counter's HyperLogLog
+ *  of distinct users (hgp:a:u:..., PFADD: adding one twice changes
+ *  nothing, so a user is listed once per batch). Judged one by one inside Redis, every event
  *  costs the fold script its arguments, its key names and its table work:
  *  about 25 us of Redis per event. This class does that arithmetic in the
  *  actor instead: each event's contributions are added up per (key,
@@ -51,11 +53,12 @@ void
 void
     hgp_sums_reset (hgp_sums_t *self, int64_t now);
 
-//  Add one event (counter type, resource, delta, timestamp in ms). -1
+//  Add one event (counter type, resource, delta, timestamp in ms, and
+//  the user to count among the counter's distinct users, or NULL). -1
 //  (nothing added) when |delta| >= HGP_SUMS_DELTA_MAX
 int
     hgp_sums_add (hgp_sums_t *self, const char *type, const char *resource,
-                  int64_t delta, int64_t ts);
+                  int64_t delta, int64_t ts, const char *user);
 
 //  The targets as analytics_merge.lua's trailing arguments; valid until
 //  the next reset or add. *argc gets their count.

@@ -762,6 +762,37 @@ def test_stats_is_a_per_minute_series_of_the_window_adding_up(make_gateway):
         assert len(body["series"]) == 60 and not any(e["count"] for e in body["series"])
 
 
+def test_uniques_counts_the_distinct_users_of_a_counter(make_gateway):
+    _, gateway = make_gateway(actors=1, analytics=1)
+    path = "/api/v1/counter/clip/view/uniques"
+    with gateway.http() as h:
+        for i in range(15):
+            status, _, body = h.increment("clip", "view", user_id="v%d" % (i % 5))
+            assert status == 200, body
+        assert h.increment("clip", "view")[0] == 200       # no user: not one
+        after = int(time.time() * 1000)
+        deadline = time.time() + 30
+        while True:
+            status, headers, body = h.request("GET", path)
+            assert status == 200, body
+            if body["as_of_ms"] >= after:
+                break
+            assert time.time() < deadline, body
+            time.sleep(0.1)
+        assert headers["content-type"].startswith("application/json")
+        assert body == {"resource_id": "clip", "counter_type": "view",
+                        "uniques": 5, "approximate": True,
+                        "as_of_ms": body["as_of_ms"]}, body
+        assert h.value("clip", "view") == 16
+        status, _, body = h.request("GET", "/api/v1/counter/none/view/uniques")
+        assert status == 200 and body["uniques"] == 0, body
+        for bad in (path + "?window=1h", "/api/v1/counter/bad%20id/view/uniques"):
+            status, _, body = h.request("GET", bad)
+            assert_error(status, body, 400, "invalid")
+        status, headers, body = h.request("POST", path, {})
+        assert status == 405 and "GET" in headers["allow"], (status, body)
+
+
 def test_rank_and_stats_bad_window_limit_or_id_are_400(gw):
     _, gateway = gw
     bad = [RANK, RANK + "like?window=week", RANK + "like?limit=0", RANK + "like?limit=1001",

@@ -758,6 +758,72 @@ test_top_and_stats_replies_round_trip (void **state)
 }
 
 static void
+test_uniques_request_and_reply_round_trip (void **state)
+{
+    hgp_request_t req, out;
+    hgp_request_init (&req);
+    req.op = HGP_OP_UNIQUES;
+    strcpy (req.id, "u1");
+    strcpy (req.key.resource_id, "post_1");
+    strcpy (req.key.counter_type, "view");
+    hgp_buf_t buf = { 0 };
+    hgp_error_t err = { 0 };
+    assert_int_equal (hgp_request_encode (&req, &buf), 0);
+    assert_int_equal (hgp_request_decode (&out, buf.data, buf.size, &err), 0);
+    assert_int_equal (out.op, HGP_OP_UNIQUES);
+    assert_string_equal (hgp_op_name (out.op), "uniques");
+    assert_string_equal (out.key.resource_id, "post_1");
+    assert_string_equal (out.key.counter_type, "view");
+    hgp_buf_clear (&buf);
+
+    //  Without its resource, or with a delta: invalid
+    body_t b;
+    s_body_init (&b, 3);
+    s_kv (&b, "op", "uniques");
+    s_kv (&b, "id", "u2");
+    s_kv (&b, "counter_type", "view");
+    s_expect_reject (b.sb.data, b.sb.size, 400, "invalid");
+    msgpack_sbuffer_destroy (&b.sb);
+    s_body_init (&b, 5);
+    s_kv (&b, "op", "uniques");
+    s_kv (&b, "id", "u3");
+    s_kv (&b, "resource_id", "r");
+    s_kv (&b, "counter_type", "view");
+    s_str (&b, "delta");
+    msgpack_pack_int (&b.pk, 1);
+    s_expect_reject (b.sb.data, b.sb.size, 400, "invalid");
+    msgpack_sbuffer_destroy (&b.sb);
+
+    hgp_reply_t rep, got;
+    hgp_reply_init (&rep);
+    strcpy (rep.id, "u1");
+    rep.has_uniques = true;
+    rep.uniques = 100123;
+    rep.approximate = true;
+    rep.has_as_of = true;
+    rep.as_of_ms = 1700000000000;
+    assert_int_equal (hgp_reply_encode (&rep, &buf), 0);
+    assert_int_equal (hgp_reply_decode (&got, buf.data, buf.size, &err), 0);
+    assert_true (got.has_uniques && got.approximate);
+    assert_int_equal (got.uniques, 100123);
+    assert_int_equal (got.as_of_ms, 1700000000000);
+    hgp_reply_clear (&got);
+    hgp_buf_clear (&buf);
+
+    //  uniques without approximate is half a reply
+    s_body_init (&b, 3);
+    s_kv (&b, "id", "u1");
+    s_str (&b, "status");
+    msgpack_pack_int (&b.pk, 200);
+    s_str (&b, "uniques");
+    msgpack_pack_int (&b.pk, 5);
+    assert_int_equal (hgp_reply_decode (&got, (uint8_t *) b.sb.data,
+                                        b.sb.size, &err), -1);
+    assert_string_equal (err.code, "invalid");
+    msgpack_sbuffer_destroy (&b.sb);
+}
+
+static void
 test_events_round_trip_and_anything_else_is_rejected (void **state)
 {
     hgp_event_t ev, out;
@@ -1031,6 +1097,7 @@ main (void)
         cmocka_unit_test (test_batch_entries_round_trip_and_a_cut_frame_stops_at_the_cut),
         cmocka_unit_test (test_top_and_stats_requests_round_trip_and_check_their_fields),
         cmocka_unit_test (test_top_and_stats_replies_round_trip),
+        cmocka_unit_test (test_uniques_request_and_reply_round_trip),
         cmocka_unit_test (test_events_round_trip_and_anything_else_is_rejected),
         cmocka_unit_test (test_announce_round_trips_and_wants_a_url),
         cmocka_unit_test (test_fences_round_trip_and_do_not_mix_with_increments),

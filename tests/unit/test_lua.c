@@ -440,6 +440,7 @@ typedef struct {
     int64_t offset;
     char type [8], resource [16];
     int64_t delta, ts;
+    char user [8];              /* "" for an event without a user          */
 } s_event_t;
 
 //  Deterministic events: two types, 12 resources, deltas of both signs,
@@ -460,6 +461,8 @@ s_events (s_event_t *events, int count)
         int64_t delta = (int64_t) ((x >> 20) % 15) - 5;
         e->delta = delta ? delta : 7;
         e->ts = S_NOW - (int64_t) ((x >> 4) % 400000);
+        if ((x >> 24) % 4)
+            snprintf (e->user, sizeof e->user, "u%u", (x >> 26) % 9);
     }
 }
 
@@ -516,6 +519,23 @@ s_snapshot (void)
         redisReply *pexp = redisCommand (s_redis.c, "PEXPIRETIME %s", names [i]);
         used += (size_t) snprintf (text + used, size - used, "%s %s %lld:",
                                    names [i], type->str, pexp->integer);
+        if (strcmp (type->str, "string") == 0) {
+            //  a HyperLogLog of users (what it counts), or a plain string
+            bool users = strncmp (names [i], "hgp:a:u:", 8) == 0;
+            redisReply *value = redisCommand (s_redis.c, users ? "PFCOUNT %s"
+                                              : "GET %s", names [i]);
+            if (users)
+                used += (size_t) snprintf (text + used, size - used,
+                                           " %lld\n", value->integer);
+            else
+                used += (size_t) snprintf (text + used, size - used,
+                                           " %s\n", value->str);
+            freeReplyObject (value);
+            freeReplyObject (type);
+            freeReplyObject (pexp);
+            free (names [i]);
+            continue;
+        }
         bool zset = strcmp (type->str, "zset") == 0;
         redisReply *all = zset
             ? redisCommand (s_redis.c, "ZRANGE %s 0 -1 WITHSCORES", names [i])
@@ -550,7 +570,7 @@ s_snapshot (void)
 static void
 s_fold_events (const s_event_t *events, int count)
 {
-    size_t max = 20 + 7 * (size_t) count, argc = 3;
+    size_t max = 20 + 8 * (size_t) count, argc = 3;
     const char **argv = calloc (max, sizeof (char *));
     size_t *argvlen = calloc (max, sizeof (size_t));
     char (*numbers) [24] = calloc (20 + 4 * (size_t) count, 24);
@@ -577,6 +597,7 @@ s_fold_events (const s_event_t *events, int count)
         S_NUM (events [i].delta);
         S_NUM (events [i].ts);
         s_push (argv, argvlen, &argc, "actor-a");
+        s_push (argv, argvlen, &argc, events [i].user);
     }
 #undef S_NUM
     redisReply *reply = s_eval_argv (hgp_lua_analytics_fold, argv, argvlen, argc);
@@ -598,7 +619,7 @@ s_merge_events (const s_event_t *events, int count)
     for (int i = 0; i < count; i++) {
         assert_int_equal (hgp_sums_add (sums, events [i].type,
                                         events [i].resource, events [i].delta,
-                                        events [i].ts), 0);
+                                        events [i].ts, events [i].user), 0);
         int32_t p = events [i].partition;
         if (first [p] < 0)
             first [p] = events [i].offset;
@@ -670,6 +691,8 @@ test_analytics_merge_ends_where_the_fold_ends (void **state)
     assert_non_null (strstr (merged, "hgp:a:w:24h:views:"));
     assert_non_null (strstr (merged, "hgp:a:tr:likes:"));
     assert_non_null (strstr (merged, "hgp:a:m:3:r:1:views hash"));
+    //  ... and the users of a counter (nine users in all, here all nine)
+    assert_non_null (strstr (merged, "hgp:a:u:3:r:2:likes string -1: 9\n"));
     assert_string_equal (merged, judged);
 
     //  The same batch again: its offsets are applied, nothing changes
@@ -695,7 +718,7 @@ test_analytics_merge_ends_where_the_fold_ends (void **state)
     hgp_sums_t *sums = hgp_sums_new (&s_sums_settings);
     hgp_sums_reset (sums, S_NOW);
     assert_int_equal (hgp_sums_add (sums, "likes", "r", HGP_SUMS_DELTA_MAX,
-                                    S_NOW), -1);
+                                    S_NOW, "u1"), -1);
     assert_int_equal (hgp_sums_targets (sums), 0);
     hgp_sums_destroy (&sums);
     free (after);
