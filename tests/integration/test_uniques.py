@@ -88,6 +88,17 @@ def test_only_increments_with_a_user_count_and_types_can_opt_out(make_stack):
     assert uniques(stack, "p", "api.x")["uniques"] == 0
     assert uniques(stack, "nobody", "view")["uniques"] == 0
     assert stack.redis.keys("hgp:a:u:*") == ["hgp:a:u:1:p:view"]
+    # Redis lost: the counters come back by replay, the users as analytics
+    # reads the log again from its start
+    assert stack.redis.command("FLUSHALL").startswith(b"+OK")
+    r = stack.cli("replay")
+    assert r.returncode == 0, r
+    deadline = time.time() + MAX_SETTLE
+    while uniques(stack, "p", "view")["uniques"] != 7:
+        assert time.time() < deadline, stack.logs()
+        time.sleep(0.2)
+    assert stack.redis.counter("p", "view") == 90
+    assert uniques(stack, "p", "quiet")["uniques"] == 0
 
 
 def test_uniques_wants_its_key_and_an_analytics_actor(stack):
