@@ -166,6 +166,17 @@ s_counter_call (hgp_cli_t *app, int argc, char *argv [], hgp_op_t op,
     return 0;
 }
 
+//  {"status":200} and then what view holds (lib/hgp_views.h: the shape the
+//  HTTP API answers), printed; view is taken
+static void
+s_print_view (json_t *view, int digits)
+{
+    json_t *obj = json_pack ("{s:i}", "status", HGP_STATUS_OK);
+    json_object_update (obj, view);
+    json_decref (view);
+    hgp_cli_json_print (&obj, digits);
+}
+
 //  {"status":200,"resource_id":...,"counter_type":...}: the start of what
 //  get and stats print
 static json_t *
@@ -333,11 +344,8 @@ hgp_cli_top (hgp_cli_t *app, int argc, char *argv [])
     else
     if (app->json) {
         //  The shape of GET /api/v1/rank/{type} (lib/hgp_views.h)
-        json_t *obj = json_pack ("{s:i}", "status", HGP_STATUS_OK);
-        json_t *view = hgp_view_ranking (req.key.counter_type, window, &rep);
-        json_object_update (obj, view);
-        json_decref (view);
-        hgp_cli_json_print (&obj, HGP_CLI_JSON_ROUNDED);
+        s_print_view (hgp_view_ranking (req.key.counter_type, window, &rep),
+                      HGP_CLI_JSON_ROUNDED);
     }
     else
         for (size_t i = 0; i < rep.nranking; i++) {
@@ -370,11 +378,8 @@ hgp_cli_stats (hgp_cli_t *app, int argc, char *argv [])
     else
     if (app->json) {
         //  The shape of GET /api/v1/counter/{r}/{t}/stats (lib/hgp_views.h)
-        json_t *obj = json_pack ("{s:i}", "status", HGP_STATUS_OK);
-        json_t *view = hgp_view_series (&req.key, window, zclock_time (), &rep);
-        json_object_update (obj, view);
-        json_decref (view);
-        hgp_cli_json_print (&obj, HGP_CLI_JSON_ROUNDED);
+        s_print_view (hgp_view_series (&req.key, window, zclock_time (), &rep),
+                      HGP_CLI_JSON_ROUNDED);
     }
     else {
         printf ("total %lld\ntrending %.3f\n", (long long) rep.total,
@@ -413,11 +418,7 @@ hgp_cli_uniques (hgp_cli_t *app, int argc, char *argv [])
     else
     if (app->json) {
         //  The shape of GET /api/v1/counter/{r}/{t}/uniques (lib/hgp_views.h)
-        json_t *obj = json_pack ("{s:i}", "status", HGP_STATUS_OK);
-        json_t *view = hgp_view_uniques (&req.key, &rep);
-        json_object_update (obj, view);
-        json_decref (view);
-        hgp_cli_json_print (&obj, HGP_CLI_JSON_EXACT);
+        s_print_view (hgp_view_uniques (&req.key, &rep), HGP_CLI_JSON_EXACT);
     }
     else
         printf ("%llu\n", (unsigned long long) rep.uniques);
