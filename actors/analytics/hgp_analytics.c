@@ -649,6 +649,7 @@ s_vouch (s_analytics_t *self)
             return -1;
         if (vouch == 0) {
             rec->event = false;
+            rec->user = false;
             self->forged++;
         }
     }
