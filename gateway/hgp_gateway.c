@@ -614,9 +614,9 @@ s_batch (s_call_t *call, const char *body, size_t size)
     s_send_decoded (call, rc, &err, s_batch_done);
 }
 
-//  Analytics reads: top, stats and uniques go to an analytics actor (503 no_actor
-//  when none is up, like any service without actors). The query string is
-//  decoded by hgp_json like a body would be.
+//  Analytics reads: top, stats and uniques go to an analytics actor (503
+//  no_actor when none is up, like any service without actors). The query
+//  string is decoded by hgp_json like a body would be.
 
 static char *
 s_encode_ranking (s_call_t *call)

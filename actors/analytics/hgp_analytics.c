@@ -1183,9 +1183,9 @@ done:
 static void
 s_uniques (s_analytics_t *self, const hgp_request_t *req, hgp_reply_t *rep)
 {
-    const char *r = req->key.resource_id, *t = req->key.counter_type;
     char key [2 * HGP_ID_MAX + 32];
-    snprintf (key, sizeof key, "hgp:a:u:%zu:%s:%s", strlen (r), r, t);
+    hgp_sums_users_key (key, sizeof key, req->key.resource_id,
+                        req->key.counter_type);
     const char *argv [] = { "PFCOUNT", key };
     char reason [256] = "";
     redisReply *reply = hgp_redis_command (self->redis, 2, argv, NULL,

@@ -177,6 +177,14 @@ s_add (hgp_sums_t *self, s_target_t *target, const char *member,
         target->expire = expire;
 }
 
+void
+hgp_sums_users_key (char *key, size_t size, const char *resource,
+                    const char *type)
+{
+    snprintf (key, size, "hgp:a:u:%zu:%s:%s", strlen (resource), resource,
+              type);
+}
+
 int
 hgp_sums_add (hgp_sums_t *self, const char *type, const char *resource,
               int64_t delta, int64_t ts, const char *user)
@@ -223,8 +231,7 @@ hgp_sums_add (hgp_sums_t *self, const char *type, const char *resource,
                until);
     }
     if (user && *user) {
-        snprintf (key, sizeof key, "hgp:a:u:%zu:%s:%s", strlen (resource),
-                  resource, type);
+        hgp_sums_users_key (key, sizeof key, resource, type);
         //  A member without a sum: listed once, however often it came
         s_add (self, s_target (self, key, S_USERS, false), user, 0, 0, 0);
     }

@@ -65,6 +65,12 @@ int
 const char **
     hgp_sums_args (hgp_sums_t *self, size_t **argvlen, size_t *argc);
 
+//  The key of the HyperLogLog of a counter's users, into key (size bytes:
+//  2 * HGP_ID_MAX + 32 holds any); the one the targets name
+void
+    hgp_sums_users_key (char *key, size_t size, const char *resource,
+                        const char *type);
+
 //  Distinct targets (members and fields) held now
 size_t
     hgp_sums_targets (hgp_sums_t *self);
